@@ -1,0 +1,56 @@
+# stargzfs — every target does its own set-up on a fresh Debian 12 machine (as root).
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+TS_SOURCES := $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
+TEST_TIMEOUT ?= 600000
+
+.PHONY: setup system-deps deps build test lint bench demo install uninstall clean
+
+## setup: install Debian packages and npm dependencies, build everything
+setup: system-deps deps build
+
+system-deps:
+	@scripts/install-system-deps.sh
+
+deps: node_modules/.stamp
+
+node_modules/.stamp: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+## build: compile TypeScript to dist/
+build: dist/.stamp
+
+dist/.stamp: node_modules/.stamp $(TS_SOURCES)
+	npx tsc -p tsconfig.json
+	chmod +x dist/src/cli/main.js
+	@touch $@
+
+## test: set up if needed, then run every test (unit, fixtures, end-to-end)
+test: setup
+	node --test --test-concurrency=2 --test-timeout=$(TEST_TIMEOUT) dist/test/
+
+## lint: eslint (incl. the folder import rules) and the type checker
+lint: deps
+	npx eslint .
+	npx tsc -p tsconfig.json --noEmit
+
+## bench: benchmarks with JSON results in bench/results/
+bench: setup
+	@mkdir -p bench/results
+	node --expose-gc dist/bench/toc-index.bench.js | tee bench/results/toc-index.json
+
+## demo: build a local image with our own writer and look inside it
+demo: setup
+	scripts/demo.sh
+
+## install: put stargzfs on the PATH
+install: setup
+	install -d $(DESTDIR)$(PREFIX)/bin
+	ln -sf $(CURDIR)/dist/src/cli/main.js $(DESTDIR)$(PREFIX)/bin/stargzfs
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/stargzfs
+
+clean:
+	rm -rf dist build bench/results

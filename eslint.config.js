@@ -1,0 +1,40 @@
+// Lint rules, including the architecture: which folder may import which (DESIGN.md).
+import tseslint from 'typescript-eslint';
+
+const forbid = (...names) =>
+  names.flatMap((n) => [`../${n}/*`, `../../${n}/*`, `../${n}/**`]).map((group) => group);
+
+const layerRule = (folder, banned, extraPaths = []) => ({
+  files: [`src/${folder}/**/*.ts`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [{ group: forbid(...banned), message: `src/${folder} must not import ${banned.join(', ')} (DESIGN.md module map)` }],
+        paths: extraPaths.map((name) => ({ name, message: `src/${folder} must not use ${name} directly` })),
+      },
+    ],
+  },
+});
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'build/**', 'native/**', 'bench/results/**'] },
+  ...tseslint.configs.recommended,
+  {
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  layerRule('toc', ['http', 'chunkcache', 'layer', 'fs', 'cli']),
+  layerRule('http', ['toc', 'chunkcache', 'layer', 'fs', 'cli']),
+  layerRule('chunkcache', ['toc', 'http', 'layer', 'fs', 'cli']),
+  layerRule('layer', ['fs', 'cli']),
+  layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/cli/**'],
+    rules: {
+      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'only src/cli reads process.env; pass config down' }],
+    },
+  },
+);

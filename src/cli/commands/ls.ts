@@ -1,0 +1,49 @@
+// `stargzfs ls <src> [path] [-l] [-R] [--json]`
+import { isDir, resolvePath, type ImageView, type ViewNode } from '../../toc/view.js';
+import { entryInfo, longLine, printable, type EntryInfo } from '../entry-info.js';
+import { write, writeJson } from '../output.js';
+
+export interface LsOptions {
+  long: boolean;
+  recursive: boolean;
+  json: boolean;
+}
+
+const join = (dir: string, name: string): string => (dir === '.' || dir === '' ? name : `${dir}/${name}`);
+
+export async function ls(view: ImageView, path: string, opts: LsOptions): Promise<void> {
+  const start = normalize(path);
+  const node = resolvePath(view, start);
+  if (!isDir(node)) {
+    const e = entryInfo(view, node, start);
+    if (opts.json) await writeJson([e]);
+    else await write(`${opts.long ? longLine(e, start) : printable(start)}\n`);
+    return;
+  }
+  const all: EntryInfo[] = [];
+  const listDir = async (dir: ViewNode, dirPath: string, header: boolean): Promise<void> => {
+    const entries = view.readdir(dir).map((name) => {
+      const child = view.lookup(dir, name);
+      return child === undefined ? undefined : ([name, child] as const);
+    });
+    if (!opts.json && header) await write(`\n${printable(dirPath)}:\n`);
+    const subdirs: Array<[string, ViewNode]> = [];
+    for (const e of entries) {
+      if (e === undefined) continue;
+      const [name, child] = e;
+      const p = join(dirPath, name);
+      if (opts.json) all.push(entryInfo(view, child, p));
+      else await write(`${opts.long ? longLine(entryInfo(view, child, p), name) : printable(name)}\n`);
+      if (opts.recursive && isDir(child)) subdirs.push([p, child]);
+    }
+    for (const [p, child] of subdirs) await listDir(child, p, true);
+  };
+  if (!opts.json && opts.recursive) await write(`${printable(start)}:\n`);
+  await listDir(node, start, false);
+  if (opts.json) await writeJson(all);
+}
+
+export function normalize(path: string): string {
+  const p = path.split('/').filter((s) => s !== '' && s !== '.').join('/');
+  return p === '' ? '.' : p;
+}

@@ -1,0 +1,53 @@
+// Wiring for one-shot commands: config → logger → meta.db → image source → OpenImage.
+// This file and main.ts are the only places that construct instances.
+import { join } from 'node:path';
+import type { Config } from '../config.js';
+import { createLogger, type Logger } from '../log.js';
+import { ImageReferenceError } from '../errors.js';
+import { isOciRef, OciLayoutSource } from '../http/oci-layout.js';
+import { InodeTable, openMetaDb } from '../toc/inode-db.js';
+import { LayerIndexer } from '../toc/layer-index.js';
+import { OpenImage, type ImageSource } from '../layer/image.js';
+import type { ImageView } from '../toc/view.js';
+import type { OverlayEncoding } from '../toc/layer-view.js';
+
+export interface CommandContext {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly image: OpenImage;
+  readonly table: InodeTable;
+}
+
+async function openSource(ref: string): Promise<ImageSource> {
+  if (isOciRef(ref)) return OciLayoutSource.open(ref);
+  throw new ImageReferenceError(
+    `${JSON.stringify(ref)}: registry references are not supported yet (the registry client is issue #3); use oci:DIR[:TAG|@DIGEST]`,
+  );
+}
+
+export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
+  const log = createLogger(config.log.level);
+  const db = openMetaDb(join(config.state.root, 'meta.db'));
+  let source: ImageSource | undefined;
+  try {
+    source = await openSource(ref);
+    const table = new InodeTable(db);
+    const indexer = new LayerIndexer(db, table, config.toc, log);
+    const image = await OpenImage.open(source, config.image.platform, indexer, table, log);
+    return await fn({ config, log, image, table });
+  } finally {
+    await source?.close();
+    db.close();
+  }
+}
+
+export interface ViewOptions {
+  layer?: string | undefined;
+  overlay?: string | undefined;
+}
+
+/** The merged view, or one layer's with `--layer`. */
+export function selectView(image: OpenImage, opts: ViewOptions): ImageView {
+  if (opts.layer === undefined) return image.merged();
+  return image.layer(opts.layer, (opts.overlay ?? 'none') as OverlayEncoding);
+}

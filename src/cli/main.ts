@@ -1,0 +1,134 @@
+#!/usr/bin/env node
+// The composition root: argv → Config → commands. The only module that reads
+// process.env and process.argv.
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { resolveConfig, type Config } from '../config.js';
+import { StargzfsError } from '../errors.js';
+import { selectView, withImage } from './context.js';
+import { EXIT, exitCodeFor } from './exit-codes.js';
+import { ls } from './commands/ls.js';
+import { stat } from './commands/stat.js';
+import { cat } from './commands/cat.js';
+import { inspect } from './commands/inspect.js';
+
+interface GlobalArgs {
+  root?: string | undefined;
+  platform?: string | undefined;
+  'allow-unverified'?: boolean | undefined;
+  'log-level'?: string | undefined;
+  'max-toc-bytes'?: number | undefined;
+}
+
+function config(argv: GlobalArgs): Config {
+  return resolveConfig(
+    {
+      root: argv.root,
+      platform: argv.platform,
+      allowUnverified: argv['allow-unverified'],
+      logLevel: argv['log-level'],
+      maxTocBytes: argv['max-toc-bytes'],
+    },
+    {
+      uid: process.getuid?.() ?? 0,
+      home: process.env['HOME'],
+      xdgCacheHome: process.env['XDG_CACHE_HOME'],
+      arch: process.arch,
+    },
+  );
+}
+
+const viewOptions = <T>(y: Argv<T>) =>
+  y
+    .option('layer', { type: 'string', describe: "one layer's own tree instead of the merged image: index (0 = base, -1 = top) or digest prefix" })
+    .option('overlay', {
+      type: 'string',
+      choices: ['none', 'trusted', 'user', 'both'],
+      default: 'none',
+      describe: 'with --layer: show whiteouts and opaque dirs as overlayfs sees them (opaque xattr namespace)',
+    });
+
+export async function main(args: string[]): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const run = (fn: () => Promise<void>): Promise<void> =>
+    fn().catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === 'EPIPE') return;
+      if (err instanceof StargzfsError) {
+        process.stderr.write(`stargzfs: ${err.message} (${err.code})\n`);
+        exitCode = exitCodeFor(err.code);
+        return;
+      }
+      throw err;
+    });
+
+  await yargs(args)
+    .scriptName('stargzfs')
+    .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an OCI layout: oci:DIR[:TAG|@DIGEST].')
+    .option('root', { type: 'string', describe: 'state root holding meta.db (default /var/lib/stargzfs for root, else $XDG_CACHE_HOME/stargzfs)' })
+    .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from a multi-platform image (default: this machine)' })
+    .option('allow-unverified', { type: 'boolean', describe: 'use layers whose TOC has no digest annotation (shown as unverified)' })
+    .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent (logs go to stderr)', default: 'warn' })
+    .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
+    .command(
+      'inspect <src>',
+      'show each layer: format, TOC, verification, prefetch region; NOT LAZY layers with the reason',
+      (y) => y.positional('src', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      (argv) => run(() => withImage(config(argv), argv.src, ({ image, table }) => inspect(image, table, argv.json))),
+    )
+    .command(
+      'ls <src> [path]',
+      'list a directory of the image (merged layers, whiteouts applied)',
+      (y) =>
+        viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('path', { type: 'string', default: '/' }))
+          .option('long', { alias: 'l', type: 'boolean', default: false, describe: 'long listing' })
+          .option('recursive', { alias: 'R', type: 'boolean', default: false, describe: 'list subdirectories recursively' })
+          .option('json', { type: 'boolean', default: false }),
+      (argv) =>
+        run(() =>
+          withImage(config(argv), argv.src, ({ image }) =>
+            ls(selectView(image, argv), argv.path, { long: argv.long, recursive: argv.recursive, json: argv.json }),
+          ),
+        ),
+    )
+    .command(
+      'stat <src> <path>',
+      'show one file’s attributes (without following symlinks)',
+      (y) =>
+        viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('path', { type: 'string', demandOption: true })).option(
+          'json',
+          { type: 'boolean', default: false },
+        ),
+      (argv) => run(() => withImage(config(argv), argv.src, ({ image }) => stat(image, selectView(image, argv), argv.path, argv.json))),
+    )
+    .command(
+      'cat <src> <paths..>',
+      'write files’ bytes to stdout, every chunk verified against its digest',
+      (y) =>
+        viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('paths', { type: 'string', array: true, demandOption: true })),
+      (argv) => run(() => withImage(config(argv), argv.src, ({ image }) => cat(selectView(image, argv), image.reader, argv.paths))),
+    )
+    .demandCommand(1, 'name a command')
+    .strict()
+    .recommendCommands()
+    .fail((msg, err, y) => {
+      if (err !== undefined && err !== null) throw err;
+      process.stderr.write(`${y.help() !== undefined ? '' : ''}stargzfs: ${msg}\nRun 'stargzfs --help' for usage.\n`);
+      exitCode = EXIT.usage;
+    })
+    .help()
+    .alias('help', 'h')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns ?? 100))
+    .parseAsync();
+  return exitCode;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`stargzfs: internal error: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = EXIT.error;
+  },
+);

@@ -1,0 +1,95 @@
+// The one typed configuration object. cli/ builds it from yargs with resolveConfig();
+// every module receives only its own section (plus a logger). Nothing below cli/ reads
+// process.env.
+import { ConfigError } from './errors.js';
+import type { LogLevel } from './log.js';
+
+export interface TocConfig {
+  /** Accept layers whose TOC has no digest annotation to verify against (marked unverified). Default false. */
+  readonly allowUnverified: boolean;
+  /** Largest uncompressed TOC accepted, in bytes. Default 150 MiB (containers/storage's limit). */
+  readonly maxTocBytes: number;
+  /** Bytes read from the end of a blob in the first request: footer plus, usually, the whole TOC. Default 256 KiB. */
+  readonly tailBytes: number;
+}
+
+export interface ImageConfig {
+  /** Platform to pick from an index, `os/arch[/variant]`. Default: this machine's. */
+  readonly platform: string;
+}
+
+export interface StateConfig {
+  /** State root holding meta.db (and, later, the chunk cache). */
+  readonly root: string;
+}
+
+export interface Config {
+  readonly state: StateConfig;
+  readonly toc: TocConfig;
+  readonly image: ImageConfig;
+  readonly log: { readonly level: LogLevel };
+}
+
+export interface ConfigInput {
+  root?: string | undefined;
+  allowUnverified?: boolean | undefined;
+  maxTocBytes?: number | undefined;
+  tailBytes?: number | undefined;
+  platform?: string | undefined;
+  logLevel?: string | undefined;
+}
+
+export interface Environment {
+  uid: number;
+  home: string | undefined;
+  xdgCacheHome: string | undefined;
+  arch: string;
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel']);
+
+export function defaultRoot(env: Environment): string {
+  if (env.uid === 0) return '/var/lib/stargzfs';
+  const base = env.xdgCacheHome ?? (env.home !== undefined ? `${env.home}/.cache` : '/tmp');
+  return `${base}/stargzfs`;
+}
+
+/** Node's process.arch → OCI architecture names. */
+export function ociArch(nodeArch: string): string {
+  switch (nodeArch) {
+    case 'x64': return 'amd64';
+    case 'ia32': return '386';
+    default: return nodeArch; // arm64, arm, ppc64, s390x, riscv64 are spelled the same
+  }
+}
+
+export function resolveConfig(input: ConfigInput, env: Environment): Config {
+  for (const key of Object.keys(input)) {
+    if (!KNOWN_KEYS.has(key)) throw new ConfigError(key, 'unknown option');
+  }
+  const level = (input.logLevel ?? 'warn') as LogLevel;
+  if (!LOG_LEVELS.includes(level)) {
+    throw new ConfigError('log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const maxTocBytes = positiveInt('max-toc-bytes', input.maxTocBytes, 150 << 20);
+  const tailBytes = positiveInt('tail-bytes', input.tailBytes, 256 << 10);
+  const platform = input.platform ?? `linux/${ociArch(env.arch)}`;
+  if (!/^[a-z0-9_.-]+\/[a-z0-9_.-]+(\/[a-z0-9_.-]+)?$/i.test(platform)) {
+    throw new ConfigError('platform', `expected os/arch[/variant], got ${JSON.stringify(platform)}`);
+  }
+  return Object.freeze({
+    state: Object.freeze({ root: input.root ?? defaultRoot(env) }),
+    toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes }),
+    image: Object.freeze({ platform }),
+    log: Object.freeze({ level }),
+  });
+}
+
+function positiveInt(option: string, value: number | undefined, dflt: number): number {
+  if (value === undefined) return dflt;
+  if (!Number.isSafeInteger(value) || value <= 0) {
+    throw new ConfigError(option, `must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,24 @@
+// What toc/ needs from wherever a layer blob lives (a file in an OCI layout, a registry).
+// http/ implements it; toc/ never imports http/.
+
+export interface BlobReader {
+  /** Blob size in bytes, as the descriptor (and the source) say. */
+  readonly size: number;
+  /** Exactly `length` bytes at `offset`; never fewer. Rejects a range outside the blob. */
+  readAt(offset: number, length: number): Promise<Buffer>;
+}
+
+/** The parts of an OCI layer descriptor the format layer looks at. */
+export interface LayerDescriptorLike {
+  readonly digest: string;
+  readonly size: number;
+  readonly mediaType: string;
+  readonly annotations?: Readonly<Record<string, string>> | undefined;
+}
+
+export const TOC_DIGEST_ANNOTATION = 'containerd.io/snapshot/stargz/toc.digest';
+export const UNCOMPRESSED_SIZE_ANNOTATION = 'io.containers.estargz.uncompressed-size';
+export const ZSTD_A_CHECKSUM_ANNOTATION = 'io.containers.zstd-chunked.manifest-checksum';
+export const ZSTD_A_POSITION_ANNOTATION = 'io.containers.zstd-chunked.manifest-position';
+export const ZSTD_B_CHECKSUM_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-checksum';
+export const ZSTD_B_POSITION_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-position';

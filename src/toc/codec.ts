@@ -1,0 +1,84 @@
+// Decompression of one gzip member or one zstd frame. The member at a chunk's offset
+// continues with tar padding and the next entries' headers, so chunk reads ask for a
+// prefix (`need` bytes) and stop there instead of inflating the whole member.
+import { createGunzip, gunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
+
+// zstd-napi's low-level binding lets us stop after `need` bytes; its high-level API
+// allocates whatever the frame header claims.
+const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as typeof import('zstd-napi/binding.js');
+
+const gunzipAsync = promisify(gunzip);
+
+export type Compression = 'gzip' | 'zstd';
+
+/** Inflates a whole gzip member (or members) with an output limit; RangeError-free: throws `LimitExceeded`. */
+export async function gunzipAll(comp: Buffer, maxOutput: number): Promise<Buffer> {
+  try {
+    return await gunzipAsync(comp, { maxOutputLength: maxOutput });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitExceeded(maxOutput);
+    throw err;
+  }
+}
+
+export class LimitExceeded extends Error {
+  constructor(readonly limit: number) {
+    super(`output exceeds ${limit} bytes`);
+  }
+}
+
+/**
+ * The first `need` bytes that `comp` decompresses to (fewer only if the stream ends
+ * first; callers check). Runs on libuv's thread pool.
+ */
+export function gunzipPrefix(comp: Buffer, need: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    if (need === 0) {
+      resolve(Buffer.alloc(0));
+      return;
+    }
+    const z = createGunzip({ chunkSize: 64 << 10 });
+    const parts: Buffer[] = [];
+    let have = 0;
+    let settled = false;
+    const finish = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      if (err) reject(err);
+      else resolve(Buffer.concat(parts, Math.min(have, need)));
+      z.destroy();
+    };
+    z.on('data', (b: Buffer) => {
+      parts.push(b);
+      have += b.length;
+      if (have >= need) finish();
+    });
+    z.on('end', () => finish());
+    z.on('error', (err) => finish(err));
+    z.end(comp);
+  });
+}
+
+/**
+ * The first `need` bytes that zstd frame(s) in `comp` decompress to (fewer only if the
+ * input ends first; callers check). Skippable frames are passed over by zstd itself.
+ */
+export function zstdPrefix(comp: Buffer, need: number): Buffer {
+  const dctx = new zstdBinding.DCtx();
+  const out = Buffer.allocUnsafe(need);
+  let produced = 0;
+  let input = comp;
+  while (produced < need && input.length > 0) {
+    const [, wrote, consumed] = dctx.decompressStream(out.subarray(produced), input);
+    produced += wrote;
+    input = input.subarray(consumed);
+    if (wrote === 0 && consumed === 0) break;
+  }
+  return out.subarray(0, produced);
+}
+
+export async function decompressPrefix(compression: Compression, comp: Buffer, need: number): Promise<Buffer> {
+  return compression === 'gzip' ? gunzipPrefix(comp, need) : zstdPrefix(comp, need);
+}

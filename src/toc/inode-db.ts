@@ -1,0 +1,282 @@
+// meta.db: the SQLite inode table every other part stands on. Schema version 1:
+//
+//   layers   one row per indexed layer blob. `digest` is the blob digest, `toc_digest`
+//            the sha256 of the uncompressed TOC JSON (what the annotation names),
+//            `verified` = 1 when that digest matched a trusted annotation. A row exists
+//            only for a complete import (the import is one transaction).
+//   nodes    one row per inode; `id` (rowid) is the inode number, assigned in TOC order,
+//            so numbers are stable across remounts. `mode` is st_mode (type | 07777),
+//            `mtime` NULL means "not defined" (implicit directories). Hard links share a
+//            node; `nlink` is computed at import (files: names; dirs: 2 + subdirs).
+//   dirents  (parent_id, name) → node_id, names in byte order (BINARY collation on
+//            UTF-8), so a directory listing is one index range scan.
+//   chunks   per regular file: uncompressed [chunk_offset, +chunk_size) comes from the
+//            member at blob_offset, extent [blob_offset, blob_end), after skipping
+//            inner_offset bytes; `digest` is the chunkDigest; `zeros` = a hole.
+//   xattrs   (node_id, name) → raw value.
+//   layer_warnings  entries that were unusable (named, with the reason), per layer.
+//
+// Whiteouts and landmarks are stored as the TOC has them and hidden at query time by
+// the views, so the raw layer stays inspectable.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+export const SCHEMA_VERSION = 1;
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFCHR = 0o020000;
+export const S_IFBLK = 0o060000;
+export const S_IFIFO = 0o010000;
+
+export const NODE_HAS_XATTRS = 1;
+export const NODE_IMPLICIT = 2;
+
+export interface NodeRow {
+  readonly id: number;
+  readonly layer_id: number;
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  readonly mtime: number | null;
+  readonly mtime_nsec: number;
+  readonly nlink: number;
+  readonly rdev_major: number;
+  readonly rdev_minor: number;
+  readonly link: string | null;
+  readonly digest: string | null;
+  readonly flags: number;
+}
+
+export interface ChunkRow {
+  readonly chunk_offset: number;
+  readonly chunk_size: number;
+  readonly blob_offset: number;
+  readonly blob_end: number;
+  readonly inner_offset: number;
+  readonly digest: string | null;
+  readonly zeros: number;
+}
+
+export interface LayerRow {
+  readonly id: number;
+  readonly digest: string;
+  readonly toc_digest: string;
+  readonly toc_compressed_digest: string | null;
+  readonly verified: number;
+  readonly format: string;
+  readonly compression: string;
+  readonly blob_size: number;
+  readonly footer_size: number;
+  readonly toc_offset: number;
+  readonly toc_compressed_size: number;
+  readonly toc_size: number;
+  readonly data_end: number;
+  readonly root_id: number;
+  readonly entry_count: number;
+  readonly chunk_count: number;
+  readonly node_count: number;
+  readonly landmark: string | null;
+  readonly prefetch_size: number;
+  readonly warning_count: number;
+  readonly indexed_at: number;
+}
+
+export interface WarningRow {
+  readonly code: string;
+  readonly path: string | null;
+  readonly message: string;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS layers (
+  id INTEGER PRIMARY KEY,
+  digest TEXT NOT NULL UNIQUE,
+  toc_digest TEXT NOT NULL,
+  toc_compressed_digest TEXT,
+  verified INTEGER NOT NULL,
+  format TEXT NOT NULL,
+  compression TEXT NOT NULL,
+  blob_size INTEGER NOT NULL,
+  footer_size INTEGER NOT NULL,
+  toc_offset INTEGER NOT NULL,
+  toc_compressed_size INTEGER NOT NULL,
+  toc_size INTEGER NOT NULL,
+  data_end INTEGER NOT NULL,
+  root_id INTEGER NOT NULL,
+  entry_count INTEGER NOT NULL,
+  chunk_count INTEGER NOT NULL,
+  node_count INTEGER NOT NULL,
+  landmark TEXT,
+  prefetch_size INTEGER NOT NULL,
+  warning_count INTEGER NOT NULL,
+  indexed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+  id INTEGER PRIMARY KEY,
+  layer_id INTEGER NOT NULL,
+  mode INTEGER NOT NULL,
+  uid INTEGER NOT NULL,
+  gid INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  mtime INTEGER,
+  mtime_nsec INTEGER NOT NULL,
+  nlink INTEGER NOT NULL,
+  rdev_major INTEGER NOT NULL,
+  rdev_minor INTEGER NOT NULL,
+  link TEXT,
+  digest TEXT,
+  flags INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS nodes_layer ON nodes(layer_id);
+CREATE TABLE IF NOT EXISTS dirents (
+  parent_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  node_id INTEGER NOT NULL,
+  PRIMARY KEY (parent_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunks (
+  node_id INTEGER NOT NULL,
+  chunk_offset INTEGER NOT NULL,
+  chunk_size INTEGER NOT NULL,
+  blob_offset INTEGER NOT NULL,
+  blob_end INTEGER NOT NULL,
+  inner_offset INTEGER NOT NULL,
+  digest TEXT,
+  zeros INTEGER NOT NULL,
+  PRIMARY KEY (node_id, chunk_offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS xattrs (
+  node_id INTEGER NOT NULL,
+  name TEXT NOT NULL,
+  value BLOB NOT NULL,
+  PRIMARY KEY (node_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS layer_warnings (
+  layer_id INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  code TEXT NOT NULL,
+  path TEXT,
+  message TEXT NOT NULL,
+  PRIMARY KEY (layer_id, seq)
+) WITHOUT ROWID;
+`;
+
+/** Opens (creating if needed) meta.db in WAL mode, safe to share between processes. */
+export function openMetaDb(file: string): Database.Database {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const db = new Database(file);
+  db.pragma('busy_timeout = 10000');
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec('BEGIN IMMEDIATE');
+  try {
+    const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();
+    const version = hasMeta
+      ? (db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined)?.value
+      : undefined;
+    if (version !== undefined && Number(version) !== SCHEMA_VERSION) {
+      throw new Error(`${file}: schema version ${version} is not ${SCHEMA_VERSION}; move it aside or use another --root`);
+    }
+    db.exec(SCHEMA);
+    db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(String(SCHEMA_VERSION));
+    db.exec('COMMIT');
+  } catch (err) {
+    db.exec('ROLLBACK');
+    throw err;
+  }
+  return db;
+}
+
+/**
+ * The read side of the inode table: single indexed queries, prepared once. This is
+ * what the views (and later the FUSE operations) call on every lookup and read.
+ */
+export class InodeTable {
+  private readonly sNode;
+  private readonly sChild;
+  private readonly sChildrenFirst;
+  private readonly sChildrenAfter;
+  private readonly sXattrs;
+  private readonly sChunksFrom;
+  private readonly sChunkAt;
+  private readonly sLayerById;
+  private readonly sLayerByDigest;
+  private readonly sWarnings;
+  private readonly sAllChunks;
+
+  constructor(readonly db: Database.Database) {
+    this.sNode = db.prepare('SELECT * FROM nodes WHERE id = ?');
+    this.sChild = db.prepare('SELECT node_id FROM dirents WHERE parent_id = ? AND name = ?').pluck();
+    this.sChildrenFirst = db.prepare('SELECT name, node_id FROM dirents WHERE parent_id = ? ORDER BY name LIMIT ?');
+    this.sChildrenAfter = db.prepare('SELECT name, node_id FROM dirents WHERE parent_id = ? AND name > ? ORDER BY name LIMIT ?');
+    this.sXattrs = db.prepare('SELECT name, value FROM xattrs WHERE node_id = ? ORDER BY name');
+    this.sChunkAt = db.prepare(
+      'SELECT chunk_offset FROM chunks WHERE node_id = ? AND chunk_offset <= ? ORDER BY chunk_offset DESC LIMIT 1',
+    ).pluck();
+    this.sChunksFrom = db.prepare(
+      'SELECT * FROM chunks WHERE node_id = ? AND chunk_offset >= ? AND chunk_offset < ? ORDER BY chunk_offset',
+    );
+    this.sAllChunks = db.prepare('SELECT * FROM chunks WHERE node_id = ? ORDER BY chunk_offset');
+    this.sLayerById = db.prepare('SELECT * FROM layers WHERE id = ?');
+    this.sLayerByDigest = db.prepare('SELECT * FROM layers WHERE digest = ?');
+    this.sWarnings = db.prepare('SELECT code, path, message FROM layer_warnings WHERE layer_id = ? ORDER BY seq LIMIT ?');
+  }
+
+  node(id: number): NodeRow | undefined {
+    return this.sNode.get(id) as NodeRow | undefined;
+  }
+
+  child(parentId: number, name: string): number | undefined {
+    return this.sChild.get(parentId, name) as number | undefined;
+  }
+
+  /** Up to `limit` children in name order, after `after` (exclusive) when given. */
+  children(parentId: number, after: string | undefined, limit: number): Array<{ name: string; node_id: number }> {
+    return (after === undefined ? this.sChildrenFirst.all(parentId, limit) : this.sChildrenAfter.all(parentId, after, limit)) as Array<{
+      name: string;
+      node_id: number;
+    }>;
+  }
+
+  *allChildren(parentId: number, page = 1024): Generator<{ name: string; node_id: number }> {
+    let after: string | undefined;
+    for (;;) {
+      const rows = this.children(parentId, after, page);
+      yield* rows;
+      if (rows.length < page) return;
+      after = rows[rows.length - 1]?.name;
+    }
+  }
+
+  xattrs(id: number): Array<{ name: string; value: Buffer }> {
+    return this.sXattrs.all(id) as Array<{ name: string; value: Buffer }>;
+  }
+
+  /** Chunks of a file overlapping the uncompressed range [off, end). */
+  chunks(id: number, off: number, end: number): ChunkRow[] {
+    const first = (this.sChunkAt.get(id, off) as number | undefined) ?? off;
+    return this.sChunksFrom.all(id, first, end) as ChunkRow[];
+  }
+
+  allChunks(id: number): ChunkRow[] {
+    return this.sAllChunks.all(id) as ChunkRow[];
+  }
+
+  layer(id: number): LayerRow | undefined {
+    return this.sLayerById.get(id) as LayerRow | undefined;
+  }
+
+  layerByDigest(digest: string): LayerRow | undefined {
+    return this.sLayerByDigest.get(digest) as LayerRow | undefined;
+  }
+
+  warnings(layerId: number, limit = 100): WarningRow[] {
+    return this.sWarnings.all(layerId, limit) as WarningRow[];
+  }
+}

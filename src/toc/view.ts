@@ -1,0 +1,82 @@
+// What a filesystem (FUSE, or the CLI's ls/stat/cat) sees of an image: nodes with
+// attributes, looked up by name under a directory. Two implementations: one layer
+// (raw, or overlayfs-encoded) and the merged image. Both are queries over meta.db.
+import { NotADirectoryError, NotFoundError } from '../errors.js';
+import { S_IFDIR, S_IFMT, type NodeRow } from './inode-db.js';
+
+export interface ViewNode {
+  /** Inode number: a node id from meta.db (stable across remounts; hard links share it). */
+  readonly ino: number;
+  /** The meta.db node holding this file's chunks and xattrs. */
+  readonly dataId: number;
+  readonly layerId: number;
+  /** st_mode: type bits | 07777. */
+  readonly mode: number;
+  readonly uid: number;
+  readonly gid: number;
+  readonly size: number;
+  /** Seconds since the epoch; null when no layer defines it (implicit dirs, the merged root). */
+  readonly mtime: number | null;
+  readonly mtimeNsec: number;
+  readonly nlink: number;
+  readonly rdevMajor: number;
+  readonly rdevMinor: number;
+  readonly link: string | null;
+  /** Merged directories: the layer directory nodes that make it up, top layer first. */
+  readonly dirs?: readonly number[];
+  /** A whiteout shown as overlayfs's char 0/0 in the layer view. */
+  readonly whiteout?: boolean;
+}
+
+export interface Xattr {
+  readonly name: string;
+  readonly value: Buffer;
+}
+
+export interface ImageView {
+  root(): ViewNode;
+  lookup(dir: ViewNode, name: string): ViewNode | undefined;
+  /** Names in the directory, in byte order (no `.`/`..`). */
+  readdir(dir: ViewNode): string[];
+  xattrs(node: ViewNode): Xattr[];
+}
+
+export const isDir = (n: { mode: number }): boolean => (n.mode & S_IFMT) === S_IFDIR;
+
+export function fromRow(r: NodeRow): ViewNode {
+  return {
+    ino: r.id,
+    dataId: r.id,
+    layerId: r.layer_id,
+    mode: r.mode,
+    uid: r.uid,
+    gid: r.gid,
+    size: r.size,
+    mtime: r.mtime,
+    mtimeNsec: r.mtime_nsec,
+    nlink: r.nlink,
+    rdevMajor: r.rdev_major,
+    rdevMinor: r.rdev_minor,
+    link: r.link,
+  };
+}
+
+/** UTF-8 byte order, as directory listings are sorted (JS compares UTF-16 units). */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/** Resolves a slash-separated path without following symlinks (lstat semantics). */
+export function resolvePath(view: ImageView, path: string): ViewNode {
+  let node = view.root();
+  const parts = path.split('/').filter((p) => p !== '' && p !== '.');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i] as string;
+    if (!isDir(node)) throw new NotADirectoryError({ path: parts.slice(0, i).join('/') });
+    if (part === '..') throw new NotFoundError({ path: parts.slice(0, i + 1).join('/') });
+    const next = view.lookup(node, part);
+    if (next === undefined) throw new NotFoundError({ path: parts.slice(0, i + 1).join('/') });
+    node = next;
+  }
+  return node;
+}

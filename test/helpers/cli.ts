@@ -1,0 +1,27 @@
+// Runs the built CLI as a person would, capturing stdout (bytes), stderr and the exit code.
+import { spawn } from 'node:child_process';
+import { cliPath } from './paths.js';
+
+export interface CliResult {
+  code: number;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, ...args], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? -1, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString('utf8') }));
+  });
+}
+
+export async function cliJson<T>(args: readonly string[]): Promise<T> {
+  const r = await runCli(args);
+  if (r.code !== 0) throw new Error(`stargzfs ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return JSON.parse(r.stdout.toString('utf8')) as T;
+}
