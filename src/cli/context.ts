@@ -27,12 +27,13 @@ async function openSource(ref: string): Promise<ImageSource> {
 
 export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
   const log = createLogger(config.log.level);
-  const db = openMetaDb(join(config.state.root, 'meta.db'));
+  const dbFile = join(config.state.root, 'meta.db');
+  const db = openMetaDb(dbFile);
   let source: ImageSource | undefined;
   try {
     source = await openSource(ref);
     const table = new InodeTable(db);
-    const indexer = new LayerIndexer(db, table, config.toc, log);
+    const indexer = new LayerIndexer(db, dbFile, table, config.toc, log);
     const image = await OpenImage.open(source, config.image.platform, indexer, table, log);
     return await fn({ config, log, image, table });
   } finally {

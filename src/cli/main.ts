@@ -76,17 +76,17 @@ export async function main(args: string[]): Promise<number> {
       (argv) => run(() => withImage(config(argv), argv.src, ({ image, table }) => inspect(image, table, argv.json))),
     )
     .command(
-      'ls <src> [path]',
-      'list a directory of the image (merged layers, whiteouts applied)',
+      'ls <src> [paths..]',
+      'list directories of the image (merged layers, whiteouts applied)',
       (y) =>
-        viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('path', { type: 'string', default: '/' }))
+        viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('paths', { type: 'string', array: true, default: ['/'] }))
           .option('long', { alias: 'l', type: 'boolean', default: false, describe: 'long listing' })
           .option('recursive', { alias: 'R', type: 'boolean', default: false, describe: 'list subdirectories recursively' })
           .option('json', { type: 'boolean', default: false }),
       (argv) =>
         run(() =>
           withImage(config(argv), argv.src, ({ image }) =>
-            ls(selectView(image, argv), argv.path, { long: argv.long, recursive: argv.recursive, json: argv.json }),
+            ls(selectView(image, argv), argv.paths, { long: argv.long, recursive: argv.recursive, json: argv.json }),
           ),
         ),
     )

@@ -67,8 +67,10 @@ export class FileReader {
     }
     const data = plain.subarray(c.inner_offset, need);
     if (c.digest !== null) {
-      const actual = `sha256:${createHash('sha256').update(data).digest('hex')}`;
-      if (actual !== c.digest) throw new DigestMismatchError(`chunk at file offset ${c.chunk_offset}`, c.digest, actual, ctx);
+      const actual = createHash('sha256').update(data).digest();
+      if (!actual.equals(c.digest)) {
+        throw new DigestMismatchError(`chunk at file offset ${c.chunk_offset}`, `sha256:${c.digest.toString('hex')}`, `sha256:${actual.toString('hex')}`, ctx);
+      }
     }
     return data;
   }

@@ -1,33 +1,14 @@
 // Decompression of one gzip member or one zstd frame. The member at a chunk's offset
 // continues with tar padding and the next entries' headers, so chunk reads ask for a
 // prefix (`need` bytes) and stop there instead of inflating the whole member.
-import { createGunzip, gunzip } from 'node:zlib';
-import { promisify } from 'node:util';
+import { createGunzip } from 'node:zlib';
 import { createRequire } from 'node:module';
 
 // zstd-napi's low-level binding lets us stop after `need` bytes; its high-level API
 // allocates whatever the frame header claims.
 const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as typeof import('zstd-napi/binding.js');
 
-const gunzipAsync = promisify(gunzip);
-
 export type Compression = 'gzip' | 'zstd';
-
-/** Inflates a whole gzip member (or members) with an output limit; RangeError-free: throws `LimitExceeded`. */
-export async function gunzipAll(comp: Buffer, maxOutput: number): Promise<Buffer> {
-  try {
-    return await gunzipAsync(comp, { maxOutputLength: maxOutput });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitExceeded(maxOutput);
-    throw err;
-  }
-}
-
-export class LimitExceeded extends Error {
-  constructor(readonly limit: number) {
-    super(`output exceeds ${limit} bytes`);
-  }
-}
 
 /**
  * The first `need` bytes that `comp` decompresses to (fewer only if the stream ends

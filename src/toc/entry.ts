@@ -34,7 +34,10 @@ export interface TocEntry {
   readonly zeros: boolean;
 }
 
-const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
+// Shape only: a digest that is not hex never matches a real hash, so reads fail safely.
+const isDigest = (v: string): boolean => v.length === 71 && v.startsWith('sha256:');
+
+const NO_XATTRS: Array<[string, Buffer]> = [];
 
 export function decodeEntry(raw: unknown, index: number, layer?: string): TocEntry {
   const bad = (field: string, why: string, path?: string): never => {
@@ -64,7 +67,7 @@ export function decodeEntry(raw: unknown, index: number, layer?: string): TocEnt
   };
   const digestField = (key: string): string => {
     const v = str(key);
-    if (v !== '' && !DIGEST_RE.test(v)) bad(key, `is not a sha256 digest: ${JSON.stringify(v)}`, name);
+    if (v !== '' && !isDigest(v)) bad(key, `is not a sha256 digest: ${JSON.stringify(v)}`, name);
     return v;
   };
 
@@ -78,9 +81,10 @@ export function decodeEntry(raw: unknown, index: number, layer?: string): TocEnt
     [mtime, mtimeNsec] = t as [number, number];
   }
 
-  const xattrs: Array<[string, Buffer]> = [];
+  let xattrs: Array<[string, Buffer]> = NO_XATTRS;
   const xa = o['xattrs'];
   if (xa !== undefined && xa !== null) {
+    xattrs = [];
     if (typeof xa !== 'object' || Array.isArray(xa)) bad('xattrs', 'must be an object', name);
     for (const [k, v] of Object.entries(xa as Record<string, unknown>)) {
       if (typeof v !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(v) || v.length % 4 !== 0) {
@@ -120,8 +124,21 @@ export function decodeEntry(raw: unknown, index: number, layer?: string): TocEnt
 
 const RFC3339 = /^(-?\d{4,})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?(?:[Zz]|([+-])(\d\d):(\d\d))$/;
 
+// Layers repeat a handful of mtimes thousands of times; parsing each once matters at 200k entries.
+const timeCache = new Map<string, [number, number] | undefined>();
+
 /** [seconds, nanoseconds]; Go's zero time (year 1) is treated as absent (0). */
 export function parseRfc3339(s: string): [number, number] | undefined {
+  let t = timeCache.get(s);
+  if (t === undefined && !timeCache.has(s)) {
+    if (timeCache.size > 4096) timeCache.clear();
+    t = parseRfc3339Uncached(s);
+    timeCache.set(s, t);
+  }
+  return t;
+}
+
+function parseRfc3339Uncached(s: string): [number, number] | undefined {
   const m = RFC3339.exec(s);
   if (m === null) return undefined;
   const [, y, mo, d, h, mi, se, frac, sign, th, tm] = m;

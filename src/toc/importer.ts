@@ -5,18 +5,19 @@
 // their compressed extents computed from the next member start. An unusable entry is
 // recorded as a warning on the layer and skipped; the rest of the layer stays usable.
 import type Database from 'better-sqlite3';
-import { StargzfsError, TocEntryError, TocFormatError } from '../errors.js';
+import { createHash } from 'node:crypto';
+import { DigestMismatchError, StargzfsError, TocEntryError, TocFormatError } from '../errors.js';
 import { decodeEntry, type TocEntry } from './entry.js';
-import { forEachTocEntry } from './json-entries.js';
+import { forEachTocEntry, TocJsonParser, type TocHeader } from './json-entries.js';
+import { BatchInsert } from './batch-insert.js';
 import { basename, cleanName, dirname, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './names.js';
 import {
-  NODE_HAS_XATTRS, NODE_IMPLICIT, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type LayerRow,
+  NODE_HAS_XATTRS, NODE_IMPLICIT, openMetaDb, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type LayerRow,
 } from './inode-db.js';
 import type { Compression } from './codec.js';
 
 export interface ImportInput {
   readonly digest: string;
-  readonly tocDigest: string;
   readonly tocCompressedDigest: string | undefined;
   readonly verified: boolean;
   readonly format: string;
@@ -27,10 +28,12 @@ export interface ImportInput {
   readonly tocCompressedSize: number;
   /** End of the data region: the last member's extent ends here. */
   readonly dataEnd: number;
-  readonly json: Buffer;
 }
 
 const MAX_STORED_WARNINGS = 1000;
+
+/** `sha256:<hex>` → 32 bytes (NULL when absent). */
+const rawDigest = (d: string): Buffer | null => (d === '' ? null : Buffer.from(d.slice(7), 'hex'));
 
 const TYPE_BITS: Record<string, number> = {
   dir: S_IFDIR, reg: S_IFREG, symlink: S_IFLNK, char: S_IFCHR, block: S_IFBLK, fifo: S_IFIFO,
@@ -42,17 +45,66 @@ interface PendingChunk {
   chunkSize: number;
   offset: number;
   inner: number;
-  digest: string | null;
+  digest: Buffer | null;
 }
 
-/** Imports a verified (or explicitly allowed) TOC; returns the layer row. Idempotent. */
-export function importToc(db: Database.Database, input: ImportInput): LayerRow {
+/** Imports a whole TOC held in memory; returns the layer row. Idempotent. */
+export function importToc(db: Database.Database, input: ImportInput, json: Buffer): LayerRow {
   const run = db.transaction(() => {
     const existing = db.prepare('SELECT * FROM layers WHERE digest = ?').get(input.digest) as LayerRow | undefined;
     if (existing !== undefined) return existing; // another process indexed it meanwhile
-    return new Importer(db, input).run();
+    const imp = new Importer(db, input);
+    const header = forEachTocEntry(json, (raw, i) => imp.entry(raw, i), { layer: input.digest });
+    return imp.finish(header, `sha256:${createHash('sha256').update(json).digest('hex')}`, json.length);
   });
   return run.immediate();
+}
+
+// One import at a time per process: each holds a write transaction open across awaits,
+// on a connection of its own (a connection shared with readers would let them see it).
+let importQueue: Promise<unknown> = Promise.resolve();
+
+/**
+ * Imports a TOC while it is being decompressed, in one transaction on its own
+ * connection to `dbFile`. The sha256 of the JSON is computed on the way and compared with
+ * `expectedDigest` (when given) before COMMIT; on a mismatch nothing is kept.
+ */
+export function importTocStream(
+  dbFile: string, input: ImportInput, json: AsyncIterable<Buffer>, expectedDigest: string | undefined,
+): Promise<LayerRow> {
+  const run = importQueue.then(async () => {
+    const db = openMetaDb(dbFile);
+    try {
+      db.exec('BEGIN IMMEDIATE');
+      const existing = db.prepare('SELECT * FROM layers WHERE digest = ?').get(input.digest) as LayerRow | undefined;
+      if (existing !== undefined) {
+        db.exec('COMMIT');
+        return existing;
+      }
+      const imp = new Importer(db, input);
+      const parser = new TocJsonParser((raw, i) => imp.entry(raw, i), { layer: input.digest });
+      const hash = createHash('sha256');
+      let size = 0;
+      for await (const chunk of json) {
+        hash.update(chunk);
+        size += chunk.length;
+        parser.push(chunk);
+      }
+      const header = parser.end();
+      const digest = `sha256:${hash.digest('hex')}`;
+      if (expectedDigest !== undefined && digest !== expectedDigest) {
+        throw new DigestMismatchError('TOC', expectedDigest, digest, { layer: input.digest });
+      }
+      const row = imp.finish(header, digest, size);
+      db.exec('COMMIT');
+      return row;
+    } finally {
+      if (db.inTransaction) db.exec('ROLLBACK');
+      db.close();
+    }
+  });
+  importQueue = run.catch(() => undefined);
+  return run;
 }
 
 class Importer {
@@ -85,20 +137,24 @@ class Importer {
   private pendingOffset = -1;
 
   constructor(private readonly db: Database.Database, private readonly input: ImportInput) {
-    this.sNode = db.prepare(
-      'INSERT INTO nodes (id, layer_id, mode, uid, gid, size, mtime, mtime_nsec, nlink, rdev_major, rdev_minor, link, digest, flags) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)',
+    this.sNode = new BatchInsert(
+      db, 'INSERT INTO nodes (id, layer_id, mode, uid, gid, size, mtime, mtime_nsec, nlink, rdev_major, rdev_minor, link, flags)', 13,
     );
     this.sNodeId = db.prepare('SELECT coalesce(max(id), 0) FROM nodes').pluck();
     this.sUpdDir = db.prepare('UPDATE nodes SET mode = ?, uid = ?, gid = ?, mtime = ?, mtime_nsec = ?, flags = ? WHERE id = ?');
-    this.sDirent = db.prepare('INSERT OR REPLACE INTO dirents (parent_id, name, node_id) VALUES (?,?,?)');
-    this.sChunk = db.prepare('INSERT OR REPLACE INTO chunks VALUES (?,?,?,?,?,?,?,?)');
+    this.sDirent = new BatchInsert(db, 'INSERT OR REPLACE INTO dirents (parent_id, name, node_id)', 3);
+    this.sChunk = new BatchInsert(db, 'INSERT OR REPLACE INTO chunks', 8);
     this.sXattr = db.prepare('INSERT OR REPLACE INTO xattrs VALUES (?,?,?)');
     this.sDelXattrs = db.prepare('DELETE FROM xattrs WHERE node_id = ?');
     this.sNlink = db.prepare('UPDATE nodes SET nlink = ? WHERE id = ?');
     this.sWarn = db.prepare('INSERT INTO layer_warnings VALUES (?,?,?,?,?)');
+    this.begin();
   }
 
-  run(): LayerRow {
+  private entryCount = 0;
+
+  /** Starts the layer row and its root; entries follow through entry(), then finish(). */
+  private begin(): void {
     const i = this.input;
     this.layerId = Number(
       this.db
@@ -106,51 +162,52 @@ class Importer {
           `INSERT INTO layers (digest, toc_digest, toc_compressed_digest, verified, format, compression, blob_size, footer_size,
              toc_offset, toc_compressed_size, toc_size, data_end, root_id, entry_count, chunk_count, node_count, landmark,
              prefetch_size, warning_count, indexed_at)
-           VALUES (?,?,?,?,?,?,?,?,?,?,?,?,0,0,0,0,NULL,0,0,?)`,
+           VALUES (?,'',?,?,?,?,?,?,?,?,0,?,0,0,0,0,NULL,0,0,?)`,
         )
-        .run(i.digest, i.tocDigest, i.tocCompressedDigest ?? null, i.verified ? 1 : 0, i.format, i.compression, i.blobSize,
-          i.footerSize, i.tocOffset, i.tocCompressedSize, i.json.length, i.dataEnd, Date.now()).lastInsertRowid,
+        .run(i.digest, i.tocCompressedDigest ?? null, i.verified ? 1 : 0, i.format, i.compression, i.blobSize,
+          i.footerSize, i.tocOffset, i.tocCompressedSize, i.dataEnd, Date.now()).lastInsertRowid,
     );
     this.baseId = this.nextId = (this.sNodeId.get() as number) + 1;
-    this.rootId = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, null, NODE_IMPLICIT);
+    this.rootId = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, NODE_IMPLICIT);
+  }
 
-    let entryCount = 0;
-    const header = forEachTocEntry(
-      i.json,
-      (raw, index) => {
-        entryCount++;
-        let e: TocEntry;
-        try {
-          e = decodeEntry(raw, index, i.digest);
-        } catch (err) {
-          if (this.lastReg !== undefined && (raw as { type?: unknown } | null)?.type !== 'chunk') this.lastReg = 'skip';
-          this.warn(err);
-          return;
-        }
-        try {
-          this.entry(e);
-        } catch (err) {
-          if (e.type !== 'chunk') this.lastReg = 'skip';
-          this.warn(err);
-        }
-      },
-      { layer: i.digest },
-    );
-    if (header.version !== undefined && header.version !== 1 && header.version !== 2) {
-      throw new TocFormatError(`unsupported TOC version ${header.version}`, { layer: i.digest });
+  entry(raw: unknown, index: number): void {
+    this.entryCount++;
+    let e: TocEntry;
+    try {
+      e = decodeEntry(raw, index, this.input.digest);
+    } catch (err) {
+      if (this.lastReg !== undefined && (raw as { type?: unknown } | null)?.type !== 'chunk') this.lastReg = 'skip';
+      this.warn(err);
+      return;
     }
-    this.flushPending(i.dataEnd);
+    try {
+      this.entry_(e);
+    } catch (err) {
+      if (e.type !== 'chunk') this.lastReg = 'skip';
+      this.warn(err);
+    }
+  }
 
+  finish(header: TocHeader, tocDigest: string, tocSize: number): LayerRow {
+    if (header.version !== undefined && header.version !== 1 && header.version !== 2) {
+      throw new TocFormatError(`unsupported TOC version ${header.version}`, { layer: this.input.digest });
+    }
+    this.flushPending(this.input.dataEnd);
+    this.sNode.flush();
+    this.sDirent.flush();
+    this.sChunk.flush();
     for (let k = 0; k < this.isDir.length; k++) {
-      const id = this.baseId + k;
       const nlink = this.isDir[k] ? 2 + (this.subdirs[k] ?? 0) : Math.max(1, this.names[k] ?? 0);
-      if (nlink !== (this.isDir[k] ? 2 : 1)) this.sNlink.run(nlink, id);
+      if (nlink !== (this.isDir[k] ? 2 : 1)) this.sNlink.run(nlink, this.baseId + k);
     }
     this.db
       .prepare(
-        'UPDATE layers SET root_id = ?, entry_count = ?, chunk_count = ?, node_count = ?, landmark = ?, prefetch_size = ?, warning_count = ? WHERE id = ?',
+        `UPDATE layers SET toc_digest = ?, toc_size = ?, root_id = ?, entry_count = ?, chunk_count = ?, node_count = ?, landmark = ?,
+           prefetch_size = ?, warning_count = ? WHERE id = ?`,
       )
-      .run(this.rootId, entryCount, this.chunkCount, this.isDir.length, this.landmark, this.prefetchSize, this.warningCount, this.layerId);
+      .run(tocDigest, tocSize, this.rootId, this.entryCount, this.chunkCount, this.isDir.length, this.landmark, this.prefetchSize,
+        this.warningCount, this.layerId);
     return this.db.prepare('SELECT * FROM layers WHERE id = ?').get(this.layerId) as LayerRow;
   }
 
@@ -167,11 +224,11 @@ class Importer {
 
   private newNode(
     mode: number, uid: number, gid: number, size: number, mtime: number | null, nsec: number,
-    major: number, minor: number, link: string | null, digest: string | null, flags: number,
+    major: number, minor: number, link: string | null, flags: number,
   ): number {
     const id = this.nextId++;
     const dir = (mode & 0o170000) === S_IFDIR;
-    this.sNode.run(id, this.layerId, mode, uid, gid, size, mtime, nsec, dir ? 2 : 1, major, minor, link, digest, flags);
+    this.sNode.add(id, this.layerId, mode, uid, gid, size, mtime, nsec, dir ? 2 : 1, major, minor, link, flags);
     this.isDir.push(dir ? 1 : 0);
     this.names.push(0);
     this.subdirs.push(0);
@@ -185,7 +242,7 @@ class Importer {
   private bind(path: string, parent: number, node: number): void {
     const old = this.paths.get(path);
     if (old === node) return;
-    this.sDirent.run(parent, basename(path), node);
+    this.sDirent.add(parent, basename(path), node);
     const p = parent - this.baseId;
     if (old !== undefined) {
       (this.names[old - this.baseId] as number)--;
@@ -213,12 +270,12 @@ class Importer {
     if (id !== undefined) {
       this.warn(this.entryError(forEntry, `parent ${JSON.stringify(path)} is not a directory; replaced by an implicit directory`));
     }
-    const dir = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, null, NODE_IMPLICIT);
+    const dir = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, NODE_IMPLICIT);
     this.bind(path, parent, dir);
     return dir;
   }
 
-  private entry(e: TocEntry): void {
+  private entry_(e: TocEntry): void {
     if (e.type === 'chunk') {
       this.chunkEntry(e);
       return;
@@ -248,6 +305,7 @@ class Importer {
       const existing = path === '' ? this.rootId : this.paths.get(path);
       if (existing !== undefined && this.dir(existing)) {
         // An explicit entry replaces the attributes of an implicit (or earlier) one and keeps the children.
+        this.sNode.flush();
         this.sUpdDir.run(S_IFDIR | e.perm, e.uid, e.gid, e.mtime, e.mtimeNsec, flags, existing);
         this.sDelXattrs.run(existing);
         this.xattrs(existing, e);
@@ -261,21 +319,21 @@ class Importer {
     let node: number;
     switch (e.type) {
       case 'dir':
-        node = this.newNode(S_IFDIR | e.perm, e.uid, e.gid, 0, e.mtime, e.mtimeNsec, 0, 0, null, null, flags);
+        node = this.newNode(S_IFDIR | e.perm, e.uid, e.gid, 0, e.mtime, e.mtimeNsec, 0, 0, null, flags);
         break;
       case 'symlink':
         // Linux shows every symlink as 0777 whatever the tar mode says.
         node = this.newNode(S_IFLNK | 0o777, e.uid, e.gid, Buffer.byteLength(e.linkName), e.mtime, e.mtimeNsec, 0, 0,
-          e.linkName, null, flags);
+          e.linkName, flags);
         break;
       case 'reg':
-        node = this.newNode(S_IFREG | e.perm, e.uid, e.gid, e.size, e.mtime, e.mtimeNsec, 0, 0, null, e.digest || null, flags);
+        node = this.newNode(S_IFREG | e.perm, e.uid, e.gid, e.size, e.mtime, e.mtimeNsec, 0, 0, null, flags);
         this.regChunks(e, node, path);
         break;
       default: {
         const dev = e.type === 'char' || e.type === 'block';
         node = this.newNode((TYPE_BITS[e.type] as number) | e.perm, e.uid, e.gid, 0, e.mtime, e.mtimeNsec,
-          dev ? e.devMajor : 0, dev ? e.devMinor : 0, null, null, flags);
+          dev ? e.devMajor : 0, dev ? e.devMinor : 0, null, flags);
       }
     }
     this.xattrs(node, e);
@@ -314,7 +372,7 @@ class Importer {
     last.next = chunkOffset + chunkSize;
     this.chunkCount++;
     if (e.zeros) {
-      this.sChunk.run(node, chunkOffset, chunkSize, 0, 0, 0, null, 1);
+      this.sChunk.add(node, chunkOffset, chunkSize, 0, 0, 0, null, 1);
       return;
     }
     const dataEnd = this.input.dataEnd;
@@ -325,7 +383,7 @@ class Importer {
       if (e.endOffset <= e.offset || e.endOffset > dataEnd) {
         throw this.entryError(e, `chunk end offset ${e.endOffset} is not within (${e.offset}, ${dataEnd}]`);
       }
-      this.sChunk.run(node, chunkOffset, chunkSize, e.offset, e.endOffset, e.innerOffset, digest || null, 0);
+      this.sChunk.add(node, chunkOffset, chunkSize, e.offset, e.endOffset, e.innerOffset, rawDigest(digest), 0);
       return;
     }
     if (this.pending.length > 0 && e.offset !== this.pendingOffset) {
@@ -334,12 +392,12 @@ class Importer {
       this.flushPending(e.offset > this.pendingOffset ? e.offset : dataEnd);
     }
     this.pendingOffset = e.offset;
-    this.pending.push({ node, chunkOffset, chunkSize, offset: e.offset, inner: e.innerOffset, digest: digest || null });
+    this.pending.push({ node, chunkOffset, chunkSize, offset: e.offset, inner: e.innerOffset, digest: rawDigest(digest) });
   }
 
   private flushPending(end: number): void {
     for (const c of this.pending) {
-      this.sChunk.run(c.node, c.chunkOffset, c.chunkSize, c.offset, end, c.inner, c.digest, 0);
+      this.sChunk.add(c.node, c.chunkOffset, c.chunkSize, c.offset, end, c.inner, c.digest, 0);
     }
     this.pending = [];
   }

@@ -12,7 +12,8 @@
 //            UTF-8), so a directory listing is one index range scan.
 //   chunks   per regular file: uncompressed [chunk_offset, +chunk_size) comes from the
 //            member at blob_offset, extent [blob_offset, blob_end), after skipping
-//            inner_offset bytes; `digest` is the chunkDigest; `zeros` = a hole.
+//            inner_offset bytes; `digest` is the chunkDigest as 32 raw bytes (NULL:
+//            none given); `zeros` = a hole with no bytes in the blob.
 //   xattrs   (node_id, name) → raw value.
 //   layer_warnings  entries that were unusable (named, with the reason), per layer.
 //
@@ -48,7 +49,6 @@ export interface NodeRow {
   readonly rdev_major: number;
   readonly rdev_minor: number;
   readonly link: string | null;
-  readonly digest: string | null;
   readonly flags: number;
 }
 
@@ -58,7 +58,8 @@ export interface ChunkRow {
   readonly blob_offset: number;
   readonly blob_end: number;
   readonly inner_offset: number;
-  readonly digest: string | null;
+  /** Raw 32-byte sha256 of the uncompressed chunk. */
+  readonly digest: Buffer | null;
   readonly zeros: number;
 }
 
@@ -130,10 +131,8 @@ CREATE TABLE IF NOT EXISTS nodes (
   rdev_major INTEGER NOT NULL,
   rdev_minor INTEGER NOT NULL,
   link TEXT,
-  digest TEXT,
   flags INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS nodes_layer ON nodes(layer_id);
 CREATE TABLE IF NOT EXISTS dirents (
   parent_id INTEGER NOT NULL,
   name TEXT NOT NULL,
@@ -147,7 +146,7 @@ CREATE TABLE IF NOT EXISTS chunks (
   blob_offset INTEGER NOT NULL,
   blob_end INTEGER NOT NULL,
   inner_offset INTEGER NOT NULL,
-  digest TEXT,
+  digest BLOB,
   zeros INTEGER NOT NULL,
   PRIMARY KEY (node_id, chunk_offset)
 ) WITHOUT ROWID;
@@ -174,6 +173,8 @@ export function openMetaDb(file: string): Database.Database {
   db.pragma('busy_timeout = 10000');
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
+  // A 200k-entry import touches tens of MB of pages; a small page cache spills mid-transaction.
+  db.pragma('cache_size = -65536');
   db.exec('BEGIN IMMEDIATE');
   try {
     const hasMeta = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").get();

@@ -1,6 +1,9 @@
-// Streaming reader of the TOC JSON: walks `{"version":…, "entries":[…]}` without
-// building the whole document, and hands each entry object to JSON.parse on its own
-// slice. Memory stays at one entry however large the TOC is (ESTARGZ.md §4.1, §11.16).
+// Streaming reader of the TOC JSON: walks `{"version":…, "entries":[…]}` as bytes arrive,
+// without building the whole document, and hands each entry object to JSON.parse on its
+// own slice. Memory stays at one entry (plus one input chunk) however large the TOC is
+// (ESTARGZ.md §4.1, §11.16). Each step either completes or waits for more bytes and is
+// re-run from its start; a step is re-run only after the buffer has doubled, so a huge
+// value split across many chunks costs linear time, not quadratic.
 import { TocFormatError, type ErrorContext } from '../errors.js';
 
 const WS = new Uint8Array(256);
@@ -11,136 +14,226 @@ export interface TocHeader {
   sawEntries: boolean;
 }
 
-/**
- * Calls `onEntry` with each raw entry object, in order. Returns the top-level
- * fields it saw. Unknown top-level keys are skipped; `entries: null` is an empty layer.
- */
-export function forEachTocEntry(json: Buffer, onEntry: (raw: unknown, index: number) => void, ctx: ErrorContext = {}): TocHeader {
-  const fail = (msg: string, at: number): never => {
-    throw new TocFormatError(`malformed TOC JSON at byte ${at}: ${msg}`, ctx);
-  };
-  const len = json.length;
-  let p = 0;
-  const ws = (): void => {
-    while (p < len && WS[json[p] as number]) p++;
-  };
-  const expect = (c: number, what: string): void => {
-    ws();
-    if (json[p] !== c) fail(`expected ${what}`, p);
-    p++;
-  };
-  // Returns the index just past the closing quote of the string starting at `start`.
-  const stringEnd = (start: number): number => {
+const NEED_MORE = Symbol('need more input');
+
+type State = 'open' | 'key-or-close' | 'key' | 'entries-first' | 'entries-next' | 'after-value' | 'done';
+
+export class TocJsonParser {
+  private buf: Buffer = Buffer.alloc(0);
+  private p = 0;
+  private base = 0; // bytes dropped from the front of buf, for error offsets
+  private state: State = 'open';
+  private ended = false;
+  private index = 0;
+  private retryAt = 0;
+  readonly header: TocHeader = { version: undefined, sawEntries: false };
+
+  constructor(
+    private readonly onEntry: (raw: unknown, index: number) => void,
+    private readonly ctx: ErrorContext = {},
+  ) {}
+
+  push(chunk: Buffer): void {
+    if (this.p > 0 && this.p >= this.buf.length / 2) {
+      this.base += this.p;
+      this.buf = this.buf.subarray(this.p);
+      this.p = 0;
+    }
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    if (this.buf.length - this.p >= this.retryAt) this.run();
+  }
+
+  /** Call after the last chunk; throws if the document is incomplete. */
+  end(): TocHeader {
+    this.ended = true;
+    this.run();
+    if (this.state !== 'done') this.fail('unexpected end of the TOC', this.p);
+    return this.header;
+  }
+
+  private run(): void {
+    for (;;) {
+      const start = this.p;
+      try {
+        if (!this.step()) return;
+      } catch (err) {
+        if (err !== NEED_MORE) throw err;
+        this.p = start;
+        // Retry once the unconsumed bytes have doubled: linear time for huge values.
+        this.retryAt = (this.buf.length - this.p) * 2;
+        return;
+      }
+      this.retryAt = 0;
+    }
+  }
+
+  private fail(msg: string, at: number): never {
+    throw new TocFormatError(`malformed TOC JSON at byte ${this.base + at}: ${msg}`, this.ctx);
+  }
+
+  private byte(q: number): number {
+    if (q >= this.buf.length) {
+      if (this.ended) this.fail('unexpected end of the TOC', q);
+      throw NEED_MORE;
+    }
+    return this.buf[q] as number;
+  }
+
+  private ws(): void {
+    while (WS[this.byte(this.p)]) this.p++;
+  }
+
+  private stringEnd(start: number): number {
     let q = start + 1;
     for (;;) {
-      q = json.indexOf(0x22, q);
-      if (q < 0) fail('unterminated string', start);
+      q = this.buf.indexOf(0x22, q);
+      if (q < 0) {
+        if (this.ended) this.fail('unterminated string', start);
+        throw NEED_MORE;
+      }
       let bs = 0;
-      while (json[q - 1 - bs] === 0x5c) bs++;
+      while (this.buf[q - 1 - bs] === 0x5c) bs++;
       if (bs % 2 === 0) return q + 1;
       q++;
     }
-  };
-  // Skips one JSON value starting at p (after whitespace); returns its end.
-  const skipValue = (): number => {
-    ws();
-    const c = json[p];
-    if (c === 0x22) return (p = stringEnd(p));
+  }
+
+  /** Skips one value at p (after whitespace); returns [start, end). */
+  private value(): [number, number] {
+    this.ws();
+    const s = this.p;
+    const c = this.byte(s);
+    if (c === 0x22) return [s, (this.p = this.stringEnd(s))];
     if (c === 0x7b || c === 0x5b) {
       let depth = 0;
-      while (p < len) {
-        const d = json[p] as number;
+      let q = s;
+      for (;;) {
+        const d = this.byte(q);
         if (d === 0x22) {
-          p = stringEnd(p);
+          q = this.stringEnd(q);
           continue;
         }
         if (d === 0x7b || d === 0x5b) depth++;
         else if (d === 0x7d || d === 0x5d) {
-          depth--;
-          if (depth === 0) return ++p;
+          if (--depth === 0) return [s, (this.p = q + 1)];
         }
-        p++;
+        q++;
       }
-      return fail('unterminated object or array', p);
     }
-    const start = p;
-    while (p < len && !WS[json[p] as number] && json[p] !== 0x2c && json[p] !== 0x7d && json[p] !== 0x5d) p++;
-    if (p === start) fail('expected a value', p);
-    return p;
-  };
-  const parseSlice = (start: number, end: number): unknown => {
-    try {
-      return JSON.parse(json.toString('utf8', start, end));
-    } catch (err) {
-      return fail((err as Error).message, start);
+    let q = s;
+    for (;;) {
+      if (q >= this.buf.length && this.ended) break;
+      const d = this.byte(q);
+      if (WS[d] || d === 0x2c || d === 0x7d || d === 0x5d) break;
+      q++;
     }
-  };
+    if (q === s) this.fail('expected a value', s);
+    return [s, (this.p = q)];
+  }
 
-  const header: TocHeader = { version: undefined, sawEntries: false };
-  let sawEntries = false;
-  expect(0x7b, '{');
-  ws();
-  if (json[p] === 0x7d) p++;
-  else for (;;) {
-    ws();
-    if (json[p] !== 0x22) fail('expected a key', p);
-    const keyEnd = stringEnd(p);
-    const key = parseSlice(p, keyEnd) as string;
-    p = keyEnd;
-    expect(0x3a, ':');
-    ws();
-    if (key === 'entries') {
-      sawEntries = true;
-      if (json[p] === 0x6e) {
-        const s = p;
-        if (parseSlice(s, skipValue()) !== null) fail('"entries" must be an array or null', s);
-      } else {
-        expect(0x5b, '[');
-        ws();
-        let index = 0;
-        if (json[p] === 0x5d) p++;
-        else {
-          for (;;) {
-            ws();
-            if (json[p] !== 0x7b) fail('each entry must be an object', p);
-            const s = p;
-            const e = skipValue();
-            onEntry(parseSlice(s, e), index++);
-            ws();
-            if (json[p] === 0x2c) {
-              p++;
-              continue;
-            }
-            if (json[p] === 0x5d) {
-              p++;
-              break;
-            }
-            fail('expected , or ] in "entries"', p);
+  private parse(s: number, e: number): unknown {
+    try {
+      return JSON.parse(this.buf.toString('utf8', s, e));
+    } catch (err) {
+      return this.fail((err as Error).message, s);
+    }
+  }
+
+  private expect(c: number, what: string): void {
+    this.ws();
+    if (this.byte(this.p) !== c) this.fail(`expected ${what}`, this.p);
+    this.p++;
+  }
+
+  /** One step of the document; false when done. */
+  private step(): boolean {
+    switch (this.state) {
+      case 'open':
+        this.expect(0x7b, '{');
+        this.state = 'key-or-close';
+        return true;
+      case 'key-or-close':
+        this.ws();
+        if (this.byte(this.p) === 0x7d) {
+          this.p++;
+          this.state = 'done';
+          return true;
+        }
+        this.state = 'key';
+        return true;
+      case 'key': {
+        this.ws();
+        if (this.byte(this.p) !== 0x22) this.fail('expected a key', this.p);
+        const ks = this.p;
+        const ke = this.stringEnd(ks);
+        this.p = ke;
+        this.expect(0x3a, ':');
+        const key = this.parse(ks, ke) as string;
+        if (key === 'entries') {
+          this.ws();
+          if (this.byte(this.p) === 0x5b) {
+            this.p++;
+            this.header.sawEntries = true;
+            this.state = 'entries-first';
+            return true;
+          }
+          const [s, e] = this.value();
+          if (this.parse(s, e) !== null) this.fail('"entries" must be an array or null', s);
+          this.header.sawEntries = true;
+        } else {
+          const [s, e] = this.value();
+          if (key === 'version') {
+            const v = this.parse(s, e);
+            if (typeof v !== 'number') this.fail('"version" must be a number', s);
+            this.header.version = v as number;
           }
         }
+        this.state = 'after-value';
+        return true;
       }
-    } else {
-      const s = p;
-      const v = parseSlice(s, skipValue());
-      if (key === 'version') {
-        if (typeof v !== 'number') fail('"version" must be a number', s);
-        header.version = v as number;
+      case 'entries-first':
+      case 'entries-next': {
+        this.ws();
+        let c = this.byte(this.p);
+        if (c === 0x5d) {
+          this.p++;
+          this.state = 'after-value';
+          return true;
+        }
+        if (this.state === 'entries-next') {
+          if (c !== 0x2c) this.fail('expected , or ] in "entries"', this.p);
+          this.p++;
+          this.ws();
+          c = this.byte(this.p);
+        }
+        if (c !== 0x7b) this.fail('each entry must be an object', this.p);
+        const [s, e] = this.value();
+        this.onEntry(this.parse(s, e), this.index++);
+        this.state = 'entries-next';
+        return true;
       }
+      case 'after-value': {
+        this.ws();
+        const c = this.byte(this.p);
+        this.p++;
+        if (c === 0x2c) this.state = 'key';
+        else if (c === 0x7d) this.state = 'done';
+        else this.fail('expected , or } after a top-level value', this.p - 1);
+        return true;
+      }
+      case 'done':
+        while (this.p < this.buf.length) {
+          if (!WS[this.buf[this.p] as number]) this.fail('trailing data after the TOC object', this.p);
+          this.p++;
+        }
+        return false;
     }
-    ws();
-    if (json[p] === 0x2c) {
-      p++;
-      continue;
-    }
-    if (json[p] === 0x7d) {
-      p++;
-      break;
-    }
-    fail('expected , or } after a top-level value', p);
   }
-  ws();
-  if (p !== len) fail('trailing data after the TOC object', p);
-  // Go decodes a missing "entries" as a nil slice: an empty layer, like `null`.
-  header.sawEntries = sawEntries;
-  return header;
+}
+
+/** The whole TOC in one buffer. Go decodes a missing "entries" as nil: an empty layer. */
+export function forEachTocEntry(json: Buffer, onEntry: (raw: unknown, index: number) => void, ctx: ErrorContext = {}): TocHeader {
+  const parser = new TocJsonParser(onEntry, ctx);
+  parser.push(json);
+  return parser.end();
 }

@@ -8,9 +8,9 @@ import { DigestMismatchError, UnverifiedTocError } from '../errors.js';
 import {
   TOC_DIGEST_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
-import { importToc } from './importer.js';
+import { importTocStream } from './importer.js';
 import type { InodeTable, LayerRow } from './inode-db.js';
-import { readToc } from './toc-reader.js';
+import { readTocRegion, tocJsonChunks } from './toc-reader.js';
 
 export interface OpenedLayer {
   readonly row: LayerRow;
@@ -23,6 +23,8 @@ export class LayerIndexer {
 
   constructor(
     private readonly db: Database.Database,
+    /** meta.db's path: imports write through a connection of their own. */
+    private readonly dbFile: string,
     private readonly table: InodeTable,
     private readonly cfg: TocConfig,
     log: Logger,
@@ -57,37 +59,36 @@ export class LayerIndexer {
       return { row: this.table.layer(known.id) as LayerRow, reused: true };
     }
 
-    const raw = await readToc(blob, this.cfg, ctx, desc.mediaType);
-    let verified = false;
-    if (tocAnn !== undefined) {
-      if (raw.tocDigest !== tocAnn) throw new DigestMismatchError('TOC', tocAnn, raw.tocDigest, ctx);
-      verified = true;
+    const compressedAnnFor = (kind: string): string | undefined =>
+      kind === 'zstd-chunked-b' ? zstdB : kind === 'zstd-chunked-a' ? zstdA : undefined;
+    const region = await readTocRegion(blob, this.cfg, ctx, desc.mediaType);
+    const compressedAnn = compressedAnnFor(region.footer.kind);
+    if (compressedAnn !== undefined && region.tocCompressedDigest !== compressedAnn) {
+      throw new DigestMismatchError('compressed TOC', compressedAnn, region.tocCompressedDigest, ctx);
     }
-    const compressedAnn = raw.footer.kind === 'zstd-chunked-b' ? zstdB : raw.footer.kind === 'zstd-chunked-a' ? zstdA : undefined;
-    if (compressedAnn !== undefined) {
-      if (raw.tocCompressedDigest !== compressedAnn) {
-        throw new DigestMismatchError('compressed TOC', compressedAnn, raw.tocCompressedDigest, ctx);
-      }
-      verified = true;
-    }
+    const verified = tocAnn !== undefined || compressedAnn !== undefined;
+    // Refused before any TOC byte is decompressed.
     if (!verified && !this.cfg.allowUnverified) throw new UnverifiedTocError(ctx);
     if (!verified) this.log.warn({ digest: desc.digest }, 'layer TOC is not verified: no digest annotation');
 
     const started = performance.now();
-    const row = importToc(this.db, {
-      digest: desc.digest,
-      tocDigest: raw.tocDigest,
-      tocCompressedDigest: raw.tocCompressedDigest,
-      verified,
-      format: raw.footer.kind,
-      compression: raw.compression,
-      blobSize: blob.size,
-      footerSize: raw.footer.size,
-      tocOffset: raw.footer.tocOffset,
-      tocCompressedSize: raw.tocCompressedSize,
-      dataEnd: raw.dataEnd,
-      json: raw.json,
-    });
+    const row = await importTocStream(
+      this.dbFile,
+      {
+        digest: desc.digest,
+        tocCompressedDigest: region.tocCompressedDigest,
+        verified,
+        format: region.footer.kind,
+        compression: region.compression,
+        blobSize: blob.size,
+        footerSize: region.footer.size,
+        tocOffset: region.footer.tocOffset,
+        tocCompressedSize: region.comp.length,
+        dataEnd: region.dataEnd,
+      },
+      tocJsonChunks(region, this.cfg.maxTocBytes, ctx),
+      tocAnn,
+    );
     this.log.debug(
       { digest: desc.digest, entries: row.entry_count, ms: Math.round(performance.now() - started) },
       'layer TOC indexed',

@@ -2,6 +2,10 @@
 // without the leading slash. `./`, `/` and `` become the root (""); `..` cannot escape.
 
 export function cleanName(name: string): string {
+  // Fast path for names that are already clean but for a trailing slash (almost all).
+  if (name !== '' && name[0] !== '/' && name[0] !== '.' && !name.includes('//') && !name.includes('/.')) {
+    return name.endsWith('/') ? name.slice(0, -1) : name;
+  }
   const out: string[] = [];
   for (const part of name.split('/')) {
     if (part === '' || part === '.') continue;

@@ -32,6 +32,11 @@ const BLOCK = 512;
 const TYPE_BY_FLAG: Record<string, TarType> = {
   '0': 'reg', '\0': 'reg', '7': 'reg', '1': 'hardlink', '2': 'symlink', '3': 'char', '4': 'block', '5': 'dir', '6': 'fifo',
 };
+function entryType(flag: string): TarType {
+  const type = TYPE_BY_FLAG[flag];
+  if (type === undefined) throw new TarError(`unsupported tar entry type ${JSON.stringify(flag)}`);
+  return type;
+}
 const FLAG_BY_TYPE: Record<TarType, string> = {
   reg: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6',
 };
@@ -105,6 +110,12 @@ export class TarReader {
   private longName: string | undefined;
   private longLink: string | undefined;
   private ended = false;
+  private readonly copyBodies: boolean;
+
+  /** copyBodies: false returns bodies as views into the pushed buffer (valid while it is). */
+  constructor(opts: { copyBodies?: boolean } = {}) {
+    this.copyBodies = opts.copyBodies ?? true;
+  }
 
   push(chunk: Buffer): TarEntry[] {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
@@ -120,18 +131,51 @@ export class TarReader {
       const size = num(block, 124, 12, 'size');
       const total = BLOCK + size + padding(size);
       if (this.buf.length < total) return out;
-      const body = Buffer.from(this.buf.subarray(BLOCK, BLOCK + size));
+      const view = this.buf.subarray(BLOCK, BLOCK + size);
+      const body = this.copyBodies ? Buffer.from(view) : view;
       this.buf = this.buf.subarray(total);
       const flag = String.fromCharCode(block[156] as number);
-      switch (flag) {
-        case 'x': for (const [k, v] of parsePax(body)) this.pax.set(k, v); continue;
-        case 'g': for (const [k, v] of parsePax(body)) this.globalPax.set(k, v); continue;
-        case 'L': this.longName = cstr(body, 0, body.length); continue;
-        case 'K': this.longLink = cstr(body, 0, body.length); continue;
+      if (this.meta(flag, body)) continue;
+      out.push({ header: this.header(block, entryType(flag), size), body });
+    }
+  }
+
+  /**
+   * For a stream whose entry is too big to hold (a TOC): returns the next regular
+   * header as soon as its block has arrived, and the bytes after it (the body's start);
+   * the caller reads the body from there on.
+   */
+  pushUntilHeader(chunk: Buffer): { header: TarHeader; rest: Buffer } | undefined {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    for (;;) {
+      if (this.buf.length < BLOCK) return undefined;
+      const block = this.buf.subarray(0, BLOCK);
+      if (block.every((b) => b === 0)) throw new TarError('tar stream has no entry');
+      if (!checksumOk(block)) throw new TarError('tar header checksum mismatch');
+      const size = num(block, 124, 12, 'size');
+      const flag = String.fromCharCode(block[156] as number);
+      if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+        const total = BLOCK + size + padding(size);
+        if (this.buf.length < total) return undefined;
+        this.meta(flag, this.buf.subarray(BLOCK, BLOCK + size));
+        this.buf = this.buf.subarray(total);
+        continue;
       }
-      const type = TYPE_BY_FLAG[flag];
-      if (type === undefined) throw new TarError(`unsupported tar entry type ${JSON.stringify(flag)}`);
-      out.push({ header: this.header(block, type, size), body });
+      const header = this.header(block, entryType(flag), size);
+      const rest = this.buf.subarray(BLOCK);
+      this.buf = Buffer.alloc(0);
+      return { header, rest };
+    }
+  }
+
+  /** Applies a PAX or GNU long-name entry to the next header; false for other types. */
+  private meta(flag: string, body: Buffer): boolean {
+    switch (flag) {
+      case 'x': for (const [k, v] of parsePax(body)) this.pax.set(k, v); return true;
+      case 'g': for (const [k, v] of parsePax(body)) this.globalPax.set(k, v); return true;
+      case 'L': this.longName = cstr(body, 0, body.length); return true;
+      case 'K': this.longLink = cstr(body, 0, body.length); return true;
+      default: return false;
     }
   }
 
@@ -185,6 +229,13 @@ export class TarReader {
     this.longLink = undefined;
     return h;
   }
+}
+
+function fixChecksum(block: Buffer): void {
+  block.fill(0x20, 148, 156);
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += block[i] as number;
+  block.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
 }
 
 export function parseTar(buf: Buffer): TarEntry[] {
@@ -242,10 +293,7 @@ function ustarBlock(h: TarHeader, name: string, prefix: string, flag: string, si
   octal(b, 329, 8, fitsOctal(h.devMajor, 8) ? h.devMajor : 0);
   octal(b, 337, 8, fitsOctal(h.devMinor, 8) ? h.devMinor : 0);
   b.write(prefix, 345, 155, 'utf8');
-  b.fill(0x20, 148, 156);
-  let sum = 0;
-  for (let i = 0; i < BLOCK; i++) sum += b[i] as number;
-  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  fixChecksum(b);
   return b;
 }
 

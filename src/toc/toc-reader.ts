@@ -3,28 +3,33 @@
 // gzip member → tar → stargz.index.json, or the zstd frame of zstd:chunked.
 import { createHash } from 'node:crypto';
 import type { BlobReader } from './blob.js';
-import { gunzipAll, LimitExceeded, zstdPrefix, type Compression } from './codec.js';
+import { createGunzip } from 'node:zlib';
+import { zstdPrefix, type Compression } from './codec.js';
 import { dataEnd, MAX_FOOTER_SIZE, parseFooter, type Footer } from './footer.js';
 import { TOC_TAR_NAME } from './names.js';
 import { TarReader } from './tar.js';
-import { DecodeError, ExternalTocError, NotEstargzError, TocFormatError, TocTooLargeError, type ErrorContext } from '../errors.js';
+import { DecodeError, ExternalTocError, StargzfsError, NotEstargzError, TocFormatError, TocTooLargeError, type ErrorContext } from '../errors.js';
 
 export interface TocReadOptions {
   readonly tailBytes: number;
   readonly maxTocBytes: number;
 }
 
-export interface RawToc {
+/** The compressed TOC of a layer, located and bounds-checked but not yet decompressed. */
+export interface TocRegion {
   readonly footer: Footer;
   readonly compression: Compression;
+  readonly comp: Buffer;
+  /** sha256 of the compressed TOC bytes (what zstd:chunked's manifest-checksum names). */
+  readonly tocCompressedDigest: string;
+  readonly dataEnd: number;
+}
+
+export interface RawToc extends TocRegion {
   /** Uncompressed TOC JSON, exactly as stored. */
   readonly json: Buffer;
   /** sha256 of `json` (what containerd.io/snapshot/stargz/toc.digest names). */
   readonly tocDigest: string;
-  /** sha256 of the compressed TOC bytes (what zstd:chunked's manifest-checksum names). */
-  readonly tocCompressedDigest: string;
-  readonly tocCompressedSize: number;
-  readonly dataEnd: number;
 }
 
 export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -37,67 +42,85 @@ export async function readFooter(blob: BlobReader, tailBytes: number, ctx: Error
   return { footer: parseFooter(tail, blob.size, ctx), tail, tailStart };
 }
 
-export async function readToc(blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = ''): Promise<RawToc> {
+export async function readTocRegion(blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = ''): Promise<TocRegion> {
   const { footer, tail, tailStart } = await readFooter(blob, opts.tailBytes, ctx);
   if (footer === undefined) throw new NotEstargzError(plainReason(mediaType), ctx);
   if (footer.kind === 'external-toc') throw new ExternalTocError(ctx);
-
   const zstd = footer.kind === 'zstd-chunked-a' || footer.kind === 'zstd-chunked-b';
   const start = footer.tocOffset;
   const end = zstd ? start + (footer.tocCompressedSize ?? 0) : blob.size - footer.size;
   const compLen = end - start;
   // A compressed TOC larger than the uncompressed limit cannot be within it either.
   if (compLen > opts.maxTocBytes) throw new TocTooLargeError(compLen, opts.maxTocBytes, ctx);
-  const comp = start >= tailStart ? tail.subarray(start - tailStart, end - tailStart) : await blob.readAt(start, compLen);
-
-  let json: Buffer;
-  if (zstd) {
-    const want = footer.tocUncompressedSize ?? 0;
-    if (want > opts.maxTocBytes) throw new TocTooLargeError(want, opts.maxTocBytes, ctx);
-    try {
-      json = zstdPrefix(comp, want);
-    } catch (err) {
-      throw new DecodeError('TOC zstd frame does not decompress', { ...ctx, offset: start }, { cause: err });
-    }
-    if (json.length !== want) {
-      throw new TocFormatError(`TOC decompressed to ${json.length} bytes, the trailer says ${want}`, { ...ctx, offset: start });
-    }
-  } else {
-    json = await tocFromGzip(comp, opts.maxTocBytes, { ...ctx, offset: start });
+  if (zstd && (footer.tocUncompressedSize ?? 0) > opts.maxTocBytes) {
+    throw new TocTooLargeError(footer.tocUncompressedSize ?? 0, opts.maxTocBytes, ctx);
   }
-  return {
-    footer,
-    compression: zstd ? 'zstd' : 'gzip',
-    json,
-    tocDigest: sha256(json),
-    tocCompressedDigest: sha256(comp),
-    tocCompressedSize: compLen,
-    dataEnd: dataEnd(footer),
-  };
+  const comp = start >= tailStart ? tail.subarray(start - tailStart, end - tailStart) : await blob.readAt(start, compLen);
+  return { footer, compression: zstd ? 'zstd' : 'gzip', comp, tocCompressedDigest: sha256(comp), dataEnd: dataEnd(footer) };
 }
 
-async function tocFromGzip(comp: Buffer, maxTocBytes: number, ctx: ErrorContext): Promise<Buffer> {
-  let tar: Buffer;
-  // Room for the tar header(s), padding and the end-of-archive blocks around the JSON.
-  const limit = maxTocBytes + 8192;
+/**
+ * The TOC JSON bytes as they are decompressed: gzip member → tar → stargz.index.json
+ * (the tar header stripped as soon as it arrives), or the zstd:chunked frame.
+ */
+export async function* tocJsonChunks(region: TocRegion, maxTocBytes: number, ctx: ErrorContext): AsyncGenerator<Buffer> {
+  const at = { ...ctx, offset: region.footer.tocOffset };
+  if (region.compression === 'zstd') {
+    const want = region.footer.tocUncompressedSize ?? 0;
+    let json: Buffer;
+    try {
+      json = zstdPrefix(region.comp, want);
+    } catch (err) {
+      throw new DecodeError('TOC zstd frame does not decompress', at, { cause: err });
+    }
+    if (json.length !== want) throw new TocFormatError(`TOC decompressed to ${json.length} bytes, the trailer says ${want}`, at);
+    yield json;
+    return;
+  }
+  const z = createGunzip({ chunkSize: 256 << 10 });
+  z.end(region.comp);
+  const tar = new TarReader();
+  let remaining = -1;
   try {
-    tar = await gunzipAll(comp, limit);
+    for await (const chunk of z as AsyncIterable<Buffer>) {
+      let data = chunk;
+      if (remaining < 0) {
+        let first;
+        try {
+          first = tar.pushUntilHeader(chunk);
+        } catch (err) {
+          throw new TocFormatError(`TOC tar is malformed: ${(err as Error).message}`, at, { cause: err });
+        }
+        if (first === undefined) continue;
+        if (first.header.name !== TOC_TAR_NAME) {
+          throw new TocFormatError(`first tar entry of the TOC member is ${JSON.stringify(first.header.name)}, not ${TOC_TAR_NAME}`, at);
+        }
+        if (first.header.size > maxTocBytes) throw new TocTooLargeError(first.header.size, maxTocBytes, at);
+        remaining = first.header.size;
+        data = first.rest;
+      }
+      if (remaining === 0) break;
+      const piece = data.length > remaining ? data.subarray(0, remaining) : data;
+      remaining -= piece.length;
+      if (piece.length > 0) yield piece;
+      if (remaining === 0) break;
+    }
   } catch (err) {
-    if (err instanceof LimitExceeded) throw new TocTooLargeError(limit, maxTocBytes, ctx);
-    throw new DecodeError('TOC gzip member does not decompress (truncated or corrupt)', ctx, { cause: err });
+    if (err instanceof StargzfsError) throw err;
+    throw new DecodeError(`TOC gzip member does not decompress (truncated or corrupt): ${(err as Error).message}`, at, { cause: err });
+  } finally {
+    z.destroy();
   }
-  let first;
-  try {
-    first = new TarReader().push(tar)[0];
-  } catch (err) {
-    throw new TocFormatError(`TOC tar is malformed: ${(err as Error).message}`, ctx, { cause: err });
-  }
-  if (first === undefined) throw new TocFormatError('TOC member holds no complete tar entry (truncated?)', ctx);
-  if (first.header.name !== TOC_TAR_NAME) {
-    throw new TocFormatError(`first tar entry of the TOC member is ${JSON.stringify(first.header.name)}, not ${TOC_TAR_NAME}`, ctx);
-  }
-  if (first.body.length > maxTocBytes) throw new TocTooLargeError(first.body.length, maxTocBytes, ctx);
-  return first.body;
+  if (remaining !== 0) throw new TocFormatError(remaining < 0 ? 'TOC member holds no complete tar header (truncated?)' : `TOC is truncated: ${remaining} bytes missing`, at);
+}
+
+/** The whole TOC in memory (tools and tests; indexing streams instead). */
+export async function readToc(blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = ''): Promise<RawToc> {
+  const region = await readTocRegion(blob, opts, ctx, mediaType);
+  const parts: Buffer[] = [];
+  for await (const piece of tocJsonChunks(region, opts.maxTocBytes, ctx)) parts.push(piece);
+  const json = Buffer.concat(parts);
+  return { ...region, json, tocDigest: sha256(json) };
 }
 
 /** Why a blob without a footer cannot be read lazily, in words a person can act on. */

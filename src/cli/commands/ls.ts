@@ -11,16 +11,24 @@ export interface LsOptions {
 
 const join = (dir: string, name: string): string => (dir === '.' || dir === '' ? name : `${dir}/${name}`);
 
-export async function ls(view: ImageView, path: string, opts: LsOptions): Promise<void> {
+export async function ls(view: ImageView, paths: readonly string[], opts: LsOptions): Promise<void> {
+  const all: EntryInfo[] = [];
+  for (const [i, path] of paths.entries()) {
+    if (!opts.json && paths.length > 1) await write(`${i > 0 ? '\n' : ''}${opts.recursive ? '' : `${printable(normalize(path))}:\n`}`);
+    await listOne(view, path, opts, all);
+  }
+  if (opts.json) await writeJson(all);
+}
+
+async function listOne(view: ImageView, path: string, opts: LsOptions, all: EntryInfo[]): Promise<void> {
   const start = normalize(path);
   const node = resolvePath(view, start);
   if (!isDir(node)) {
     const e = entryInfo(view, node, start);
-    if (opts.json) await writeJson([e]);
+    if (opts.json) all.push(e);
     else await write(`${opts.long ? longLine(e, start) : printable(start)}\n`);
     return;
   }
-  const all: EntryInfo[] = [];
   const listDir = async (dir: ViewNode, dirPath: string, header: boolean): Promise<void> => {
     const entries = view.readdir(dir).map((name) => {
       const child = view.lookup(dir, name);
@@ -40,7 +48,6 @@ export async function ls(view: ImageView, path: string, opts: LsOptions): Promis
   };
   if (!opts.json && opts.recursive) await write(`${printable(start)}:\n`);
   await listDir(node, start, false);
-  if (opts.json) await writeJson(all);
 }
 
 export function normalize(path: string): string {
