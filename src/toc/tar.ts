@@ -110,13 +110,6 @@ export class TarReader {
   private longName: string | undefined;
   private longLink: string | undefined;
   private ended = false;
-  private readonly copyBodies: boolean;
-
-  /** copyBodies: false returns bodies as views into the pushed buffer (valid while it is). */
-  constructor(opts: { copyBodies?: boolean } = {}) {
-    this.copyBodies = opts.copyBodies ?? true;
-  }
-
   push(chunk: Buffer): TarEntry[] {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const out: TarEntry[] = [];
@@ -131,8 +124,7 @@ export class TarReader {
       const size = num(block, 124, 12, 'size');
       const total = BLOCK + size + padding(size);
       if (this.buf.length < total) return out;
-      const view = this.buf.subarray(BLOCK, BLOCK + size);
-      const body = this.copyBodies ? Buffer.from(view) : view;
+      const body = Buffer.from(this.buf.subarray(BLOCK, BLOCK + size));
       this.buf = this.buf.subarray(total);
       const flag = String.fromCharCode(block[156] as number);
       if (this.meta(flag, body)) continue;
