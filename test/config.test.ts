@@ -1,0 +1,22 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { resolveConfig } from '../src/config.js';
+
+const env = { uid: 1000, home: '/home/u', xdgCacheHome: undefined, arch: 'x64' };
+
+describe('config', () => {
+  it('defaults: state root per user, this machine’s platform, frozen', () => {
+    const c = resolveConfig({}, env);
+    assert.equal(c.state.root, '/home/u/.cache/stargzfs');
+    assert.equal(resolveConfig({}, { ...env, uid: 0 }).state.root, '/var/lib/stargzfs');
+    assert.equal(c.image.platform, 'linux/amd64');
+    assert.equal(c.toc.maxTocBytes, 150 << 20);
+    assert.ok(Object.isFrozen(c) && Object.isFrozen(c.toc));
+  });
+  it('rejects misspelled keys and bad values by name', () => {
+    assert.throws(() => resolveConfig({ roots: '/x' } as never, env), /--roots: unknown option/);
+    assert.throws(() => resolveConfig({ platform: 'linux' }, env), /--platform/);
+    assert.throws(() => resolveConfig({ logLevel: 'loud' }, env), /--log-level/);
+    assert.throws(() => resolveConfig({ maxTocBytes: -1 }, env), /--max-toc-bytes/);
+  });
+});
