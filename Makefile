@@ -38,7 +38,8 @@ lint: deps
 ## bench: benchmarks with JSON results in bench/results/
 bench: setup
 	@mkdir -p bench/results
-	node --expose-gc dist/bench/toc-index.bench.js | tee bench/results/toc-index.json
+	node dist/bench/toc-index.bench.js | tee bench/results/toc-index.json
+	node dist/bench/micro/decode.bench.js | tee bench/results/decode.json
 
 ## demo: build a local image with our own writer and look inside it
 demo: setup

@@ -1,7 +1,7 @@
 // TOC indexing of a generated 200,000-entry eStargz layer: wall time, entries per
 // second and peak RSS of a process that does only the indexing, next to a plain
 // JSON.parse of the same TOC (the baseline) measured the same way in the same run.
-// Usage: node --expose-gc dist/bench/toc-index.bench.js [entries]   (JSON on stdout)
+// Usage: node dist/bench/toc-index.bench.js [entries]   (JSON on stdout)
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
