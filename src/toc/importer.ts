@@ -256,10 +256,15 @@ class Importer {
     this.paths.set(path, node);
   }
 
-  // A directory replaced by a non-directory takes its subtree with it (tar semantics).
+  // A directory replaced by a non-directory takes its subtree with it (tar semantics),
+  // and the names in it no longer count as links of what they named.
   private dropSubtree(path: string): void {
     const prefix = `${path}/`;
-    for (const k of this.paths.keys()) if (k.startsWith(prefix)) this.paths.delete(k);
+    for (const [k, node] of this.paths) {
+      if (!k.startsWith(prefix)) continue;
+      this.paths.delete(k);
+      (this.names[node - this.baseId] as number)--;
+    }
   }
 
   private ensureDir(path: string, forEntry: TocEntry): number {

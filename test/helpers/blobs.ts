@@ -24,9 +24,17 @@ export function tocMember(json: Buffer, name = 'stargz.index.json'): Buffer {
   return gzipSync(Buffer.concat([encodeHeader(h), json, Buffer.alloc(padding(json.length)), END_OF_ARCHIVE]));
 }
 
+export interface TocEntryJson {
+  name: string;
+  type: string;
+  offset?: number;
+  innerOffset?: number;
+  [field: string]: unknown;
+}
+
 export interface Toc {
   version?: unknown;
-  entries: Array<Record<string, unknown>>;
+  entries: TocEntryJson[];
 }
 
 /** The blob's data with a new TOC (given as an object, or raw JSON text) and footer. */

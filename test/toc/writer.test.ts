@@ -13,6 +13,7 @@ import { entryInfo } from '../../src/cli/entry-info.js';
 import { isDir, resolvePath, type ImageView, type ViewNode } from '../../src/toc/view.js';
 import { writeEstargz } from '../../src/toc/writer.js';
 import { parseFooter } from '../../src/toc/footer.js';
+import { tocOf } from '../helpers/blobs.js';
 import { StargzfsError } from '../../src/errors.js';
 import type { FileReader } from '../../src/layer/file-reader.js';
 import { entries, entry, type Spec } from '../helpers/entries.js';
@@ -277,18 +278,3 @@ describe('corrupt chunks', () => {
     }
   });
 });
-
-interface JsonEntry {
-  name: string;
-  type: string;
-  offset?: number;
-  innerOffset?: number;
-}
-
-function tocOf(blob: Buffer): { entries: JsonEntry[] } {
-  const f = parseFooter(blob.subarray(-51), blob.length);
-  assert.ok(f);
-  const tar = gunzipSync(blob.subarray(f.tocOffset, blob.length - 51));
-  const size = Number.parseInt(tar.toString('latin1', 124, 136).replace(/\0.*$/, ''), 8);
-  return JSON.parse(tar.toString('utf8', 512, 512 + size)) as { entries: JsonEntry[] };
-}
