@@ -4,6 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { EntryInfo } from '../../src/cli/entry-info.js';
 import { withImage } from '../../src/cli/context.js';
@@ -64,6 +65,22 @@ for (const variant of FIXTURE_VARIANTS) {
         assert.equal(diff, '', `differences (- expected, + stargzfs):\n${diff}`);
       });
     }
+
+    it('inspect agrees with the converter: TOC digest, entries, landmark offset', async () => {
+      const report = await cliJson<{ layers: Array<{ tocDigest: string; entries: number; landmark: string; prefetchSize: number; format: string }> }>([
+        'inspect', '--root', root, '--json', ref(variant),
+      ]);
+      for (const [i, l] of report.layers.entries()) {
+        const json = readFileSync(join(fixtures, variant, 'toc', `layer-${i}.json`));
+        assert.equal(l.tocDigest, `sha256:${createHash('sha256').update(json).digest('hex')}`);
+        const entries = (JSON.parse(json.toString()) as { entries: Array<{ name: string; offset?: number }> }).entries;
+        assert.equal(l.entries, entries.length);
+        const landmark = entries.find((e) => e.name === '.prefetch.landmark');
+        assert.equal(l.landmark, landmark !== undefined ? 'prefetch' : 'no-prefetch');
+        assert.equal(l.prefetchSize, landmark?.offset ?? 0);
+        assert.equal(l.format, variant === 'zstdchunked' ? 'zstd:chunked (flavor A)' : 'eStargz');
+      }
+    });
 
     it('the second open reuses meta.db without reading the TOC again', async () => {
       const report = await cliJson<{ layers: Array<{ indexedFromCache: boolean; verified: boolean }> }>([
