@@ -60,51 +60,45 @@ export function importToc(db: Database.Database, input: ImportInput, json: Buffe
   return run.immediate();
 }
 
-// One import at a time per process: each holds a write transaction open across awaits,
-// on a connection of its own (a connection shared with readers would let them see it).
-let importQueue: Promise<unknown> = Promise.resolve();
-
 /**
- * Imports a TOC while it is being decompressed, in one transaction on its own
- * connection to `dbFile`. The sha256 of the JSON is computed on the way and compared with
- * `expectedDigest` (when given) before COMMIT; on a mismatch nothing is kept.
+ * Imports a TOC while it is being decompressed, in one transaction on a connection of
+ * its own to `dbFile` (a connection shared with readers would show them the open
+ * transaction). The sha256 of the JSON is computed on the way and compared with
+ * `expectedDigest` (when given) before COMMIT; on a mismatch nothing is kept. The
+ * transaction stays open across awaits: callers run one import at a time per process.
  */
-export function importTocStream(
+export async function importTocStream(
   dbFile: string, input: ImportInput, json: AsyncIterable<Buffer>, expectedDigest: string | undefined,
 ): Promise<LayerRow> {
-  const run = importQueue.then(async () => {
-    const db = openMetaDb(dbFile);
-    try {
-      db.exec('BEGIN IMMEDIATE');
-      const existing = db.prepare('SELECT * FROM layers WHERE digest = ?').get(input.digest) as LayerRow | undefined;
-      if (existing !== undefined) {
-        db.exec('COMMIT');
-        return existing;
-      }
-      const imp = new Importer(db, input);
-      const parser = new TocJsonParser((raw, i) => imp.entry(raw, i), { layer: input.digest });
-      const hash = createHash('sha256');
-      let size = 0;
-      for await (const chunk of json) {
-        hash.update(chunk);
-        size += chunk.length;
-        parser.push(chunk);
-      }
-      const header = parser.end();
-      const digest = `sha256:${hash.digest('hex')}`;
-      if (expectedDigest !== undefined && digest !== expectedDigest) {
-        throw new DigestMismatchError('TOC', expectedDigest, digest, { layer: input.digest });
-      }
-      const row = imp.finish(header, digest, size);
+  const db = openMetaDb(dbFile);
+  try {
+    db.exec('BEGIN IMMEDIATE');
+    const existing = db.prepare('SELECT * FROM layers WHERE digest = ?').get(input.digest) as LayerRow | undefined;
+    if (existing !== undefined) {
       db.exec('COMMIT');
-      return row;
-    } finally {
-      if (db.inTransaction) db.exec('ROLLBACK');
-      db.close();
+      return existing;
     }
-  });
-  importQueue = run.catch(() => undefined);
-  return run;
+    const imp = new Importer(db, input);
+    const parser = new TocJsonParser((raw, i) => imp.entry(raw, i), { layer: input.digest });
+    const hash = createHash('sha256');
+    let size = 0;
+    for await (const chunk of json) {
+      hash.update(chunk);
+      size += chunk.length;
+      parser.push(chunk);
+    }
+    const header = parser.end();
+    const digest = `sha256:${hash.digest('hex')}`;
+    if (expectedDigest !== undefined && digest !== expectedDigest) {
+      throw new DigestMismatchError('TOC', expectedDigest, digest, { layer: input.digest });
+    }
+    const row = imp.finish(header, digest, size);
+    db.exec('COMMIT');
+    return row;
+  } finally {
+    if (db.inTransaction) db.exec('ROLLBACK');
+    db.close();
+  }
 }
 
 class Importer {

@@ -20,6 +20,7 @@ export interface OpenedLayer {
 
 export class LayerIndexer {
   private readonly log: Logger;
+  private importQueue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly db: Database.Database,
@@ -32,6 +33,26 @@ export class LayerIndexer {
     this.log = log.child({ mod: 'toc' });
   }
 
+  /** Verifies a layer row against this descriptor's annotations; records a new verification. */
+  private accept(row: LayerRow, tocAnn: string | undefined, zstdB: string | undefined, ctx: { layer: string }): LayerRow {
+    let verified = row.verified === 1;
+    if (tocAnn !== undefined) {
+      if (row.toc_digest !== tocAnn) throw new DigestMismatchError('TOC', tocAnn, row.toc_digest, ctx);
+      verified = true;
+    } else if (zstdB !== undefined) {
+      if (row.toc_compressed_digest !== zstdB) {
+        throw new DigestMismatchError('compressed TOC', zstdB, row.toc_compressed_digest ?? 'none', ctx);
+      }
+      verified = true;
+    }
+    if (!verified && !this.cfg.allowUnverified) throw new UnverifiedTocError(ctx);
+    if (verified && row.verified !== 1) {
+      this.db.prepare('UPDATE layers SET verified = 1 WHERE id = ?').run(row.id);
+      return this.table.layer(row.id) as LayerRow;
+    }
+    return row;
+  }
+
   async open(desc: LayerDescriptorLike, blob: BlobReader): Promise<OpenedLayer> {
     const ctx = { layer: desc.digest };
     const ann = desc.annotations ?? {};
@@ -41,22 +62,8 @@ export class LayerIndexer {
 
     const known = this.table.layerByDigest(desc.digest);
     if (known !== undefined) {
-      let verified = known.verified === 1;
-      if (tocAnn !== undefined) {
-        if (known.toc_digest !== tocAnn) throw new DigestMismatchError('TOC', tocAnn, known.toc_digest, ctx);
-        verified = true;
-      } else if (zstdB !== undefined) {
-        if (known.toc_compressed_digest !== zstdB) {
-          throw new DigestMismatchError('compressed TOC', zstdB, known.toc_compressed_digest ?? 'none', ctx);
-        }
-        verified = true;
-      }
-      if (!verified && !this.cfg.allowUnverified) throw new UnverifiedTocError(ctx);
-      if (verified && known.verified !== 1) {
-        this.db.prepare('UPDATE layers SET verified = 1 WHERE id = ?').run(known.id);
-      }
       this.log.debug({ digest: desc.digest }, 'layer index reused from meta.db');
-      return { row: this.table.layer(known.id) as LayerRow, reused: true };
+      return { row: this.accept(known, tocAnn, zstdB, ctx), reused: true };
     }
 
     const compressedAnnFor = (kind: string): string | undefined =>
@@ -72,7 +79,8 @@ export class LayerIndexer {
     if (!verified) this.log.warn({ digest: desc.digest }, 'layer TOC is not verified: no digest annotation');
 
     const started = performance.now();
-    const row = await importTocStream(
+    // Imports run one at a time: each holds a write transaction across awaits.
+    const run = this.importQueue.then(() => importTocStream(
       this.dbFile,
       {
         digest: desc.digest,
@@ -88,7 +96,11 @@ export class LayerIndexer {
       },
       tocJsonChunks(region, this.cfg.maxTocBytes, ctx),
       tocAnn,
-    );
+    ));
+    this.importQueue = run.catch(() => undefined);
+    // Another process may have indexed the layer first, under other annotations: check
+    // the row we got as if it had been known from the start.
+    const row = this.accept(await run, tocAnn, zstdB, ctx);
     this.log.debug(
       { digest: desc.digest, entries: row.entry_count, ms: Math.round(performance.now() - started) },
       'layer TOC indexed',
