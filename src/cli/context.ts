@@ -35,6 +35,11 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     const table = new InodeTable(db);
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log);
     const image = await OpenImage.open(source, config.image.platform, indexer, table, log);
+    for (const l of image.layers) {
+      if (l.row !== undefined && l.row.verified !== 1) {
+        process.stderr.write(`stargzfs: warning: layer ${l.index} (${l.desc.digest}) is UNVERIFIED: its TOC has no digest annotation\n`);
+      }
+    }
     return await fn({ config, log, image, table });
   } finally {
     await source?.close();

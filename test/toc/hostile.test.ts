@@ -57,6 +57,9 @@ describe('hostile layers', () => {
       assert.equal(allowed?.verified, false);
       const human = await runCli(['inspect', '--root', join(dir, 'root'), '--allow-unverified', ref]);
       assert.match(human.stdout.toString(), /verified: +NO/);
+      const stat = await runCli(['stat', '--root', join(dir, 'root'), '--allow-unverified', ref, '/etc/hosts']);
+      assert.match(stat.stdout.toString(), /Layer: 0 sha256:[0-9a-f]{64} \(UNVERIFIED\)/);
+      assert.match(stat.stderr, /warning: layer 0 .* is UNVERIFIED/);
       // Still refused without the flag, even though meta.db now knows the layer.
       const [again] = await layerReport(ref, testConfig(join(dir, 'root')));
       assert.equal(again?.error?.code, 'SGZ_TOC_UNVERIFIED');

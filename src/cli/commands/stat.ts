@@ -12,7 +12,9 @@ export async function stat(image: OpenImage, view: ImageView, path: string, json
   const layer = image.layers.find((l) => l.row?.id === node.layerId);
   const blocks = Math.ceil((e.size ?? 0) / 4096) * 8;
   if (json) {
-    await writeJson({ ...e, blocks, layer: layer?.desc.digest ?? null, layerIndex: layer?.index ?? null });
+    await writeJson({
+      ...e, blocks, layer: layer?.desc.digest ?? null, layerIndex: layer?.index ?? null, verified: layer?.row?.verified === 1,
+    });
     return;
   }
   const lines = [
@@ -22,7 +24,7 @@ export async function stat(image: OpenImage, view: ImageView, path: string, json
     `Access: (${e.mode}/${modeString(e.type, Number.parseInt(e.mode, 8))})\tUid: ${e.uid}\tGid: ${e.gid}`,
     `Modify: ${e.mtime === null ? '- (not defined by the image)' : `${formatTime(e.mtime)} (${e.mtime})`}`,
     ...Object.entries(e.xattrs).map(([k, v]) => ` Xattr: ${printable(k)}=${v}`),
-    ` Layer: ${layer !== undefined ? `${layer.index} ${layer.desc.digest}` : '(merged root)'}`,
+    ` Layer: ${layer !== undefined ? `${layer.index} ${layer.desc.digest}${layer.row?.verified === 1 ? '' : ' (UNVERIFIED)'}` : '(merged root)'}`,
   ];
   await write(`${lines.join('\n')}\n`);
 }
