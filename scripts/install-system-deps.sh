@@ -5,6 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ make python3 pkg-config   # node-gyp builds better-sqlite3 and zstd-napi from source (offline)
+  docker-registry               # the CNCF distribution server the tests start on loopback
 )
 
 missing=()
@@ -19,6 +20,14 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Packages may not start their services (docker-registry would listen on :5000): the
+# tests start their own registries on free loopback ports and stop them.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+fi
+trap 'if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
 if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
   apt-get update
   apt-get install -y --no-install-recommends "${missing[@]}"

@@ -23,8 +23,24 @@ export interface StateConfig {
   readonly root: string;
 }
 
+export interface HttpConfig {
+  /** Speak plain HTTP to registries that are not on loopback (loopback always may). Default false. */
+  readonly plainHttp: boolean;
+  /** Accept self-signed TLS certificates. Default false. */
+  readonly insecure: boolean;
+  /** Per-request timeout, milliseconds. Default 30000. */
+  readonly timeoutMs: number;
+  /** Retries after the first attempt for connection errors, 429 and 5xx. Default 4. */
+  readonly retries: number;
+  /** Connections per registry host. Default 8. */
+  readonly connectionsPerHost: number;
+  /** Where the docker CLI's config.json is ($DOCKER_CONFIG or ~/.docker); undefined: no credentials. */
+  readonly dockerConfigDir: string | undefined;
+}
+
 export interface Config {
   readonly state: StateConfig;
+  readonly http: HttpConfig;
   readonly toc: TocConfig;
   readonly image: ImageConfig;
   readonly log: { readonly level: LogLevel };
@@ -37,6 +53,10 @@ export interface ConfigInput {
   tailBytes?: number | undefined;
   platform?: string | undefined;
   logLevel?: string | undefined;
+  plainHttp?: boolean | undefined;
+  insecure?: boolean | undefined;
+  timeoutMs?: number | undefined;
+  retries?: number | undefined;
 }
 
 export interface Environment {
@@ -44,10 +64,12 @@ export interface Environment {
   home: string | undefined;
   xdgCacheHome: string | undefined;
   arch: string;
+  /** $DOCKER_CONFIG */
+  dockerConfig?: string | undefined;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries']);
 
 export function defaultRoot(env: Environment): string {
   if (env.uid === 0) return '/var/lib/stargzfs';
@@ -80,6 +102,14 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
   }
   return Object.freeze({
     state: Object.freeze({ root: input.root ?? defaultRoot(env) }),
+    http: Object.freeze({
+      plainHttp: input.plainHttp ?? false,
+      insecure: input.insecure ?? false,
+      timeoutMs: positiveInt('timeout', input.timeoutMs, 30_000),
+      retries: input.retries === 0 ? 0 : positiveInt('retries', input.retries, 4),
+      connectionsPerHost: 8,
+      dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
+    }),
     toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes }),
     image: Object.freeze({ platform }),
     log: Object.freeze({ level }),

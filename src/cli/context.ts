@@ -3,8 +3,10 @@
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
-import { ImageReferenceError } from '../errors.js';
 import { isOciRef, OciLayoutSource } from '../http/oci-layout.js';
+import { RegistryClient } from '../http/registry-client.js';
+import { RegistrySource } from '../http/registry-source.js';
+import { DockerConfigCredentials } from '../http/credentials.js';
 import { InodeTable, openMetaDb } from '../toc/inode-db.js';
 import { LayerIndexer } from '../toc/layer-index.js';
 import { OpenImage, type ImageSource } from '../layer/image.js';
@@ -18,11 +20,10 @@ export interface CommandContext {
   readonly table: InodeTable;
 }
 
-async function openSource(ref: string): Promise<ImageSource> {
+async function openSource(ref: string, config: Config, log: Logger): Promise<ImageSource> {
   if (isOciRef(ref)) return OciLayoutSource.open(ref);
-  throw new ImageReferenceError(
-    `${JSON.stringify(ref)}: registry references are not supported yet (the registry client is issue #3); use oci:DIR[:TAG|@DIGEST]`,
-  );
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log), log);
+  return new RegistrySource(ref, client);
 }
 
 export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
@@ -31,7 +32,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   const db = openMetaDb(dbFile);
   let source: ImageSource | undefined;
   try {
-    source = await openSource(ref);
+    source = await openSource(ref, config, log);
     const table = new InodeTable(db);
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log);
     const image = await OpenImage.open(source, config.image.platform, indexer, table, log);

@@ -18,6 +18,10 @@ interface GlobalArgs {
   'allow-unverified'?: boolean | undefined;
   'log-level'?: string | undefined;
   'max-toc-bytes'?: number | undefined;
+  'plain-http'?: boolean | undefined;
+  insecure?: boolean | undefined;
+  timeout?: number | undefined;
+  retries?: number | undefined;
 }
 
 function config(argv: GlobalArgs): Config {
@@ -28,12 +32,17 @@ function config(argv: GlobalArgs): Config {
       allowUnverified: argv['allow-unverified'],
       logLevel: argv['log-level'],
       maxTocBytes: argv['max-toc-bytes'],
+      plainHttp: argv['plain-http'],
+      insecure: argv.insecure,
+      timeoutMs: argv.timeout !== undefined ? argv.timeout * 1000 : undefined,
+      retries: argv.retries,
     },
     {
       uid: process.getuid?.() ?? 0,
       home: process.env['HOME'],
       xdgCacheHome: process.env['XDG_CACHE_HOME'],
       arch: process.arch,
+      dockerConfig: process.env['DOCKER_CONFIG'],
     },
   );
 }
@@ -63,11 +72,15 @@ export async function main(args: string[]): Promise<number> {
 
   await yargs(args)
     .scriptName('stargzfs')
-    .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an OCI layout: oci:DIR[:TAG|@DIGEST].')
+    .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an image reference (registry/repo[:tag][@digest], docker.io by default) or an OCI layout (oci:DIR[:TAG|@DIGEST]).')
     .option('root', { type: 'string', describe: 'state root holding meta.db (default /var/lib/stargzfs for root, else $XDG_CACHE_HOME/stargzfs)' })
     .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from a multi-platform image (default: this machine)' })
     .option('allow-unverified', { type: 'boolean', describe: 'use layers whose TOC has no digest annotation (shown as unverified)' })
     .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent (logs go to stderr)', default: 'warn' })
+    .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (always allowed for loopback registries)' })
+    .option('insecure', { type: 'boolean', describe: 'accept self-signed TLS certificates from the registry' })
+    .option('timeout', { type: 'number', describe: 'per-request timeout in seconds (default 30)' })
+    .option('retries', { type: 'number', describe: 'retries for connection errors, 429 and 5xx (default 4)' })
     .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
     .command(
       'inspect <src>',

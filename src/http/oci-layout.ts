@@ -6,7 +6,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageError, ImageReferenceError } from '../errors.js';
 import { FileBlob } from './file-blob.js';
-import { formatPlatform, isDigest, parsePlatform, platformMatches, type Descriptor, type Platform, type ResolvedImage } from './image.js';
+import { isDigest, parsePlatform, type Descriptor, type Platform, type ResolvedImage } from './image.js';
+import { configPlatform, descriptors, manifestParts, pickPlatform } from './manifest.js';
 import { isIndex, isManifest } from './media-types.js';
 
 export interface OciLayoutRef {
@@ -78,11 +79,11 @@ export class OciLayoutSource {
     } else if (this.layout.tag !== undefined) {
       const named = manifests.filter((d) => d.annotations?.[REF_NAME] === this.layout.tag);
       if (named.length === 0) throw new ImageError(`no image named ${JSON.stringify(this.layout.tag)} in ${this.layout.dir} (it has: ${names(manifests)})`);
-      chosen = named.length === 1 ? (named[0] as Descriptor) : this.pickPlatform(named, want, 'index.json');
+      chosen = named.length === 1 ? (named[0] as Descriptor) : pickPlatform(named, want, 'index.json');
     } else if (manifests.length === 1) {
       chosen = manifests[0] as Descriptor;
     } else if (manifests.length > 1 && manifests.every((d) => d.platform !== undefined)) {
-      chosen = this.pickPlatform(manifests, want, 'index.json');
+      chosen = pickPlatform(manifests, want, 'index.json');
     } else {
       throw new ImageError(
         `${this.layout.dir} holds ${manifests.length} images; name one with oci:DIR:TAG or oci:DIR@DIGEST (it has: ${names(manifests)})`,
@@ -117,31 +118,20 @@ export class OciLayoutSource {
     return { digest, size: bytes.length, mediaType };
   }
 
-  private pickPlatform(list: readonly Descriptor[], want: Platform, where: string): Descriptor {
-    const match = list.find((d) => platformMatches(want, d.platform));
-    if (match === undefined) {
-      const have = list.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ');
-      throw new ImageError(`${where}: no image for platform ${formatPlatform(want)} (available: ${have}); choose one with --platform`);
-    }
-    return match;
-  }
-
   private async resolveDescriptor(desc: Descriptor, want: Platform, depth: number): Promise<ResolvedImage> {
     if (depth > 4) throw new ImageError('nested indexes deeper than 4 levels');
     const doc = (await this.readJson(this.blobPath(desc.digest), desc)) as Record<string, unknown>;
     const mediaType = (doc['mediaType'] as string | undefined) ?? desc.mediaType;
     if (isIndex(mediaType) || (mediaType === '' && Array.isArray(doc['manifests']))) {
-      const chosen = this.pickPlatform(descriptors(doc, desc.digest), want, `index ${desc.digest}`);
+      const chosen = pickPlatform(descriptors(doc, desc.digest), want, `index ${desc.digest}`);
       return this.resolveDescriptor(chosen, want, depth + 1);
     }
     if (!isManifest(mediaType) && !(mediaType === '' && Array.isArray(doc['layers']))) {
       throw new ImageError(`${desc.digest} has media type ${JSON.stringify(mediaType)}, not an image manifest or index`);
     }
-    const config = descriptor(doc['config'], `${desc.digest} config`);
-    const layers = Array.isArray(doc['layers']) ? doc['layers'].map((l, i) => descriptor(l, `${desc.digest} layer ${i}`)) : [];
-    const cfg = (await this.readJson(this.blobPath(config.digest), config)) as { os?: string; architecture?: string; variant?: string };
-    const platform =
-      desc.platform ?? (cfg.os !== undefined && cfg.architecture !== undefined ? { os: cfg.os, architecture: cfg.architecture, variant: cfg.variant } : undefined);
+    const { config, layers } = manifestParts(doc, desc.digest);
+    const cfg = (await this.readJson(this.blobPath(config.digest), config)) as Record<string, unknown>;
+    const platform = desc.platform ?? configPlatform(cfg);
     return { ref: this.ref, manifestDigest: desc.digest, platform, config, layers };
   }
 
@@ -175,29 +165,4 @@ export class OciLayoutSource {
 function names(list: readonly Descriptor[]): string {
   const n = list.map((d) => d.annotations?.[REF_NAME] ?? d.digest.slice(0, 19));
   return n.length > 0 ? n.join(', ') : 'nothing';
-}
-
-function descriptors(doc: unknown, where: string): Descriptor[] {
-  const m = (doc as { manifests?: unknown }).manifests;
-  if (!Array.isArray(m)) throw new ImageError(`${where} has no "manifests" array`);
-  return m.map((d, i) => descriptor(d, `${where} manifest ${i}`));
-}
-
-function descriptor(raw: unknown, where: string): Descriptor {
-  const d = raw as Record<string, unknown> | null;
-  if (d === null || typeof d !== 'object') throw new ImageError(`${where}: descriptor is not an object`);
-  const { mediaType, digest, size, annotations, platform } = d;
-  if (typeof digest !== 'string' || !isDigest(digest)) throw new ImageError(`${where}: missing or malformed digest`);
-  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) throw new ImageError(`${where}: missing or malformed size`);
-  const p = platform as { os?: unknown; architecture?: unknown; variant?: unknown } | undefined;
-  return {
-    mediaType: typeof mediaType === 'string' ? mediaType : '',
-    digest,
-    size,
-    annotations: annotations !== null && typeof annotations === 'object' ? (annotations as Record<string, string>) : undefined,
-    platform:
-      p !== undefined && typeof p.os === 'string' && typeof p.architecture === 'string'
-        ? { os: p.os, architecture: p.architecture, variant: typeof p.variant === 'string' ? p.variant : undefined }
-        : undefined,
-  };
 }

@@ -43,9 +43,12 @@ describe('stargzfs commands', () => {
     assert.equal(usage.code, 2);
     const image = await sgz('ls', `oci:${root}/none`);
     assert.equal(image.code, 4);
-    const registry = await sgz('ls', 'docker.io/library/alpine:3');
-    assert.equal(registry.code, 4);
-    assert.match(registry.stderr, /registry references are not supported yet/);
+    const registry = await sgz('ls', '--retries', '0', '127.0.0.1:1/nothing/here:tag');
+    assert.equal(registry.code, 7);
+    assert.match(registry.stderr, /127\.0\.0\.1:1: GET \/v2\/nothing\/here\/manifests\/tag failed/);
+    const malformed = await sgz('ls', 'UPPER/case');
+    assert.equal(malformed.code, 4);
+    assert.match(malformed.stderr, /invalid image reference "UPPER\/case"/);
   });
 
   it('ls -l and stat print what a person expects', async () => {

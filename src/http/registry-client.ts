@@ -1,0 +1,255 @@
+// The registry HTTP client: one undici Agent (a keep-alive pool per origin), auth from
+// the WWW-Authenticate challenge (bearer tokens cached per repository scope until they
+// expire, or Basic), redirects followed by hand so Authorization never leaves the
+// registry's origin, retries with jittered backoff on connection errors, 429 and 5xx
+// (honouring Retry-After), and exact-length checks on every ranged body.
+import { Agent, request, type Dispatcher } from 'undici';
+import type { Logger } from '../log.js';
+import { BlobRangeError, RegistryError } from '../errors.js';
+import { parseChallenge } from './challenge.js';
+import type { CredentialSource, Credentials } from './credentials.js';
+import { isLoopback } from './reference.js';
+
+export interface RegistryClientOptions {
+  /** Speak plain HTTP to every registry (loopback registries always may). Default false. */
+  readonly plainHttp: boolean;
+  /** Accept self-signed TLS certificates. Default false. */
+  readonly insecure: boolean;
+  /** Per-request timeout for headers and body, milliseconds. Default 30000. */
+  readonly timeoutMs: number;
+  /** Attempts after the first for retryable failures. Default 4. */
+  readonly retries: number;
+  /** Connections per origin. Default 8. */
+  readonly connectionsPerHost: number;
+}
+
+export interface RepoTarget {
+  /** host[:port] to connect to. */
+  readonly endpoint: string;
+  /** Registry name for credentials (docker.io for Docker Hub). */
+  readonly registry: string;
+  readonly repository: string;
+}
+
+export interface HttpResult {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: Buffer;
+}
+
+interface RequestSpec {
+  readonly method: 'GET' | 'HEAD' | 'PUT' | 'POST' | 'PATCH';
+  readonly path: string;
+  readonly headers?: Record<string, string>;
+  readonly body?: Buffer;
+  /** Scope actions for a bearer token: pull, or pull,push. */
+  readonly actions?: string;
+  /** Statuses the caller handles itself (no error, no retry). */
+  readonly accept?: readonly number[];
+}
+
+const RETRYABLE = new Set([429, 500, 502, 503, 504]);
+
+const header = (h: Readonly<Record<string, string | string[] | undefined>>, name: string): string | undefined => {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+};
+
+export class RegistryClient {
+  private readonly agent: Agent;
+  private readonly log: Logger;
+  private readonly tokens = new Map<string, { authorization: string; expires: number }>();
+
+  constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
+    this.log = log.child({ mod: 'registry' });
+    this.agent = new Agent({
+      connections: opts.connectionsPerHost,
+      keepAliveTimeout: 30_000,
+      connect: { rejectUnauthorized: !opts.insecure },
+      headersTimeout: opts.timeoutMs,
+      bodyTimeout: opts.timeoutMs,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  origin(t: RepoTarget): string {
+    return `${this.opts.plainHttp || isLoopback(t.endpoint) ? 'http' : 'https'}://${t.endpoint}`;
+  }
+
+  /** One registry API call with auth, redirects and retries; throws RegistryError on failure. */
+  async call(t: RepoTarget, spec: RequestSpec): Promise<HttpResult> {
+    const scope = `repository:${t.repository}:${spec.actions ?? 'pull'}`;
+    let refreshed = false;
+    for (let attempt = 0; ; attempt++) {
+      let res: HttpResult;
+      try {
+        res = await this.follow(t, spec, scope);
+      } catch (err) {
+        if (attempt < this.opts.retries && !(err instanceof RegistryError)) {
+          await this.backoff(attempt, undefined, `${spec.method} ${spec.path}: ${(err as Error).message}`);
+          continue;
+        }
+        if (err instanceof RegistryError) throw err;
+        throw new RegistryError(`${t.endpoint}: ${spec.method} ${redact(spec.path)} failed: ${(err as Error).message}`, undefined, {}, { cause: err });
+      }
+      if (res.status === 401 && !refreshed) {
+        // Refresh once: a new token, and credentials re-read in case they were rotated.
+        refreshed = true;
+        if (await this.authenticate(t, scope, header(res.headers, 'www-authenticate'), true)) continue;
+      }
+      if (spec.accept?.includes(res.status)) return res;
+      if (RETRYABLE.has(res.status) && attempt < this.opts.retries) {
+        await this.backoff(attempt, header(res.headers, 'retry-after'), `${spec.method} ${spec.path}: HTTP ${res.status}`);
+        continue;
+      }
+      if (res.status >= 200 && res.status < 300) return res;
+      throw new RegistryError(`${t.endpoint}: ${spec.method} ${redact(spec.path)}: HTTP ${res.status}${registryMessage(res.body)}`, res.status);
+    }
+  }
+
+  private async follow(t: RepoTarget, spec: RequestSpec, scope: string): Promise<HttpResult> {
+    let url = new URL(spec.path, this.origin(t));
+    const home = url.origin;
+    for (let hops = 0; hops <= 5; hops++) {
+      const headers: Record<string, string> = { 'user-agent': 'stargzfs/0.1', ...spec.headers };
+      const auth = url.origin === home ? this.cachedAuth(t, scope) : undefined;
+      if (auth !== undefined) headers['authorization'] = auth;
+      const r = await request(url, {
+        dispatcher: this.agent as Dispatcher,
+        method: spec.method,
+        headers,
+        body: url.origin === home ? spec.body : undefined,
+      });
+      const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : Buffer.from(await r.body.arrayBuffer());
+      const res = { status: r.statusCode, headers: r.headers, body };
+      if (res.status === 401 && url.origin === home && auth === undefined) {
+        if (await this.authenticate(t, scope, header(res.headers, 'www-authenticate'), false)) continue;
+      }
+      const location = header(res.headers, 'location');
+      if ([301, 302, 303, 307, 308].includes(res.status) && location !== undefined && !spec.accept?.includes(res.status)) {
+        // A blob store's signed URL: followed without the registry's Authorization.
+        url = new URL(location, url);
+        continue;
+      }
+      return res;
+    }
+    throw new RegistryError(`${t.endpoint}: too many redirects for ${redact(spec.path)}`);
+  }
+
+  private cachedAuth(t: RepoTarget, scope: string): string | undefined {
+    const key = `${t.endpoint}|${scope}`;
+    const tok = this.tokens.get(key);
+    if (tok === undefined) return undefined;
+    if (tok.expires < Date.now()) {
+      this.tokens.delete(key);
+      return undefined;
+    }
+    return tok.authorization;
+  }
+
+  /** Answers a challenge; false when there is nothing more to try. */
+  private async authenticate(t: RepoTarget, scope: string, www: string | undefined, reload: boolean): Promise<boolean> {
+    const key = `${t.endpoint}|${scope}`;
+    this.tokens.delete(key);
+    const ch = www !== undefined ? parseChallenge(www) : undefined;
+    if (ch === undefined) return false;
+    const creds = await this.creds.get(t.registry, reload);
+    if (ch.scheme === 'basic') {
+      if (creds === undefined) return false;
+      const basic = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+      this.tokens.set(key, { authorization: `Basic ${basic}`, expires: Number.MAX_SAFE_INTEGER });
+      return true;
+    }
+    if (ch.scheme !== 'bearer' || ch.params['realm'] === undefined) return false;
+    const token = await this.fetchToken(ch.params['realm'], ch.params['service'], ch.params['scope'] ?? scope, creds);
+    this.tokens.set(key, { authorization: `Bearer ${token.token}`, expires: Date.now() + Math.max(10, token.expiresIn - 10) * 1000 });
+    return true;
+  }
+
+  private async fetchToken(realm: string, service: string | undefined, scope: string, creds: Credentials | undefined): Promise<{ token: string; expiresIn: number }> {
+    const url = new URL(realm);
+    if (service !== undefined) url.searchParams.set('service', service);
+    url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = { 'user-agent': 'stargzfs/0.1' };
+    if (creds !== undefined && creds.username !== '') {
+      headers['authorization'] = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
+    }
+    const r = await request(url, { dispatcher: this.agent as Dispatcher, method: 'GET', headers });
+    const body = Buffer.from(await r.body.arrayBuffer());
+    if (r.statusCode !== 200) {
+      throw new RegistryError(`token server ${url.host} refused ${scope}: HTTP ${r.statusCode}${registryMessage(body)}`, r.statusCode);
+    }
+    const j = JSON.parse(body.toString('utf8')) as { token?: string; access_token?: string; expires_in?: number };
+    const token = j.token ?? j.access_token;
+    if (token === undefined) throw new RegistryError(`token server ${url.host} returned no token`);
+    return { token, expiresIn: j.expires_in ?? 60 };
+  }
+
+  private async backoff(attempt: number, retryAfter: string | undefined, why: string): Promise<void> {
+    let ms = Math.min(100 * 2 ** attempt, 5000) * (0.5 + Math.random());
+    if (retryAfter !== undefined) {
+      const secs = Number(retryAfter);
+      const at = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
+      if (Number.isFinite(at) && at > 0) ms = Math.min(at, 30_000);
+    }
+    this.log.debug({ attempt, ms: Math.round(ms) }, `retrying: ${why}`);
+    await new Promise((r) => setTimeout(r, ms));
+  }
+
+  // ------------------------------------------------------------------ blobs
+
+  /** The blob's size from HEAD, or from Content-Range of `GET bytes=0-0` when HEAD is refused. */
+  async blobSize(t: RepoTarget, digest: string): Promise<number> {
+    const head = await this.call(t, { method: 'HEAD', path: `/v2/${t.repository}/blobs/${digest}`, accept: [403, 405] });
+    const len = Number(header(head.headers, 'content-length'));
+    if (head.status === 200 && Number.isSafeInteger(len)) return len;
+    const r = await this.call(t, { method: 'GET', path: `/v2/${t.repository}/blobs/${digest}`, headers: { range: 'bytes=0-0' } });
+    const total = /\/(\d+)$/.exec(header(r.headers, 'content-range') ?? '')?.[1];
+    if (total === undefined) throw new RegistryError(`${t.endpoint}: cannot learn the size of blob ${digest}`);
+    return Number(total);
+  }
+
+  /** Exactly `length` bytes of a blob at `offset`; a short, long or misplaced body is an error. */
+  async readRange(t: RepoTarget, digest: string, offset: number, length: number): Promise<Buffer> {
+    if (length === 0) return Buffer.alloc(0);
+    const ctx = { layer: digest, offset };
+    const r = await this.call(t, {
+      method: 'GET',
+      path: `/v2/${t.repository}/blobs/${digest}`,
+      headers: { range: `bytes=${offset}-${offset + length - 1}` },
+    });
+    if (r.status === 206) {
+      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(r.headers, 'content-range') ?? '');
+      if (m === null || Number(m[1]) !== offset) {
+        throw new BlobRangeError(`registry answered range ${JSON.stringify(header(r.headers, 'content-range'))} for bytes ${offset}+${length}`, ctx);
+      }
+      if (r.body.length !== length) throw new BlobRangeError(`registry sent ${r.body.length} bytes for a range of ${length}`, ctx);
+      return r.body;
+    }
+    // 200: the registry ignored Range and sent the whole blob.
+    if (r.body.length < offset + length) {
+      throw new BlobRangeError(`registry ignored Range and sent ${r.body.length} bytes, fewer than ${offset + length}`, ctx);
+    }
+    this.log.warn({ digest }, 'registry ignored Range: the whole blob was transferred');
+    return r.body.subarray(offset, offset + length);
+  }
+}
+
+/** Paths may carry upload state or signed queries; keep only the path. */
+function redact(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : `${path.slice(0, q)}?…`;
+}
+
+function registryMessage(body: Buffer): string {
+  try {
+    const j = JSON.parse(body.toString('utf8')) as { errors?: Array<{ code?: string; message?: string }> };
+    const e = j.errors?.[0];
+    return e ? ` (${e.code ?? ''}${e.message ? `: ${e.message}` : ''})` : '';
+  } catch {
+    return '';
+  }
+}

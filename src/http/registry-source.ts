@@ -1,0 +1,80 @@
+// A registry image as an image source: manifests negotiated by Accept and verified by
+// digest, the platform chosen from an index, layers read by exact byte ranges.
+import { createHash } from 'node:crypto';
+import { ImageError } from '../errors.js';
+import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } from './image.js';
+import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
+import { DOCKER_LIST, DOCKER_MANIFEST, isIndex, isManifest, OCI_INDEX, OCI_MANIFEST } from './media-types.js';
+import { formatImageRef, parseImageRef, type ImageRef } from './reference.js';
+import type { RegistryClient, RepoTarget } from './registry-client.js';
+
+const ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
+const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+export class RegistryBlob {
+  constructor(
+    private readonly client: RegistryClient,
+    private readonly target: RepoTarget,
+    private readonly digest: string,
+    readonly size: number,
+  ) {}
+
+  readAt(offset: number, length: number): Promise<Buffer> {
+    return this.client.readRange(this.target, this.digest, offset, length);
+  }
+}
+
+export class RegistrySource {
+  readonly ref: ImageRef;
+  private readonly target: RepoTarget;
+
+  constructor(private readonly input: string, private readonly client: RegistryClient) {
+    this.ref = parseImageRef(input);
+    this.target = { endpoint: this.ref.endpoint, registry: this.ref.registry, repository: this.ref.repository };
+  }
+
+  async resolve(platform: string): Promise<ResolvedImage> {
+    const want = parsePlatform(platform);
+    const reference = this.ref.digest ?? (this.ref.tag as string);
+    return this.resolveManifest(reference, undefined, want, 0);
+  }
+
+  blob(desc: Descriptor): RegistryBlob {
+    return new RegistryBlob(this.client, this.target, desc.digest, desc.size);
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  /** A manifest or index by tag or digest; digests are always checked. */
+  private async fetchManifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
+    const r = await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/manifests/${reference}`, headers: { accept: ACCEPT } });
+    const digest = sha256(r.body);
+    if (reference.startsWith('sha256:') && digest !== reference) {
+      throw new ImageError(`${formatImageRef(this.ref)}: manifest ${reference} has digest ${digest}`);
+    }
+    const claimed = r.headers['docker-content-digest'];
+    if (typeof claimed === 'string' && claimed.startsWith('sha256:') && claimed !== digest) {
+      throw new ImageError(`${formatImageRef(this.ref)}: manifest digest ${digest} differs from Docker-Content-Digest ${claimed}`);
+    }
+    const ct = r.headers['content-type'];
+    return { bytes: r.body, digest, mediaType: (typeof ct === 'string' ? ct.split(';')[0]?.trim() : undefined) ?? '' };
+  }
+
+  private async resolveManifest(reference: string, platformHint: Platform | undefined, want: Platform, depth: number): Promise<ResolvedImage> {
+    if (depth > 4) throw new ImageError('nested indexes deeper than 4 levels');
+    const m = await this.fetchManifest(reference);
+    const doc = parseJson(m.bytes, `manifest ${m.digest}`);
+    const mediaType = (doc['mediaType'] as string | undefined) ?? m.mediaType;
+    if (isIndex(mediaType) || (!isManifest(mediaType) && Array.isArray(doc['manifests']))) {
+      const chosen = pickPlatform(descriptors(doc, `index ${m.digest}`), want, `${formatImageRef(this.ref)}`);
+      return this.resolveManifest(chosen.digest, chosen.platform, want, depth + 1);
+    }
+    const { config, layers } = manifestParts(doc, m.digest);
+    const cfgBytes = (await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/blobs/${config.digest}` })).body;
+    if (sha256(cfgBytes) !== config.digest) throw new ImageError(`config blob ${config.digest} has digest ${sha256(cfgBytes)}`);
+    const platform = platformHint ?? configPlatform(parseJson(cfgBytes, `config ${config.digest}`));
+    return { ref: this.input, manifestDigest: m.digest, platform, config, layers };
+  }
+}

@@ -1,0 +1,88 @@
+// Debian's docker-registry (the CNCF distribution server) on a free loopback port with
+// temporary storage, started and stopped by the test that needs it. Killed by PID only.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { tempDir } from './tmp.js';
+
+export interface TestRegistry {
+  /** host:port, e.g. 127.0.0.1:38123 */
+  readonly host: string;
+  readonly url: string;
+  stop(): Promise<void>;
+}
+
+export interface RegistryOptions {
+  /** htpasswd file contents (bcrypt entries) for Basic auth. */
+  htpasswd?: string;
+  /** Extra YAML appended to the config (auth: token …, proxy: …). */
+  extraConfig?: string;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      s.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
+    });
+  });
+}
+
+export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
+  const { dir, cleanup } = tempDir('stargzfs-registry-');
+  const port = await freePort();
+  const host = `127.0.0.1:${port}`;
+  let auth = '';
+  if (opts.htpasswd !== undefined) {
+    writeFileSync(join(dir, 'htpasswd'), opts.htpasswd);
+    auth = `auth:\n  htpasswd:\n    realm: test-realm\n    path: ${join(dir, 'htpasswd')}\n`;
+  }
+  const config = [
+    'version: 0.1',
+    'log:',
+    '  level: error',
+    '  accesslog:',
+    '    disabled: true',
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${join(dir, 'data')}`,
+    '  delete:',
+    '    enabled: true',
+    'http:',
+    `  addr: ${host}`,
+    auth,
+    opts.extraConfig ?? '',
+  ].join('\n');
+  writeFileSync(join(dir, 'config.yml'), config);
+  const child: ChildProcess = spawn('docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited;
+    cleanup();
+  };
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) {
+      cleanup();
+      throw new Error(`docker-registry exited at start: ${stderr}`);
+    }
+    try {
+      const r = await fetch(`http://${host}/v2/`);
+      if (r.status === 200 || r.status === 401) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`docker-registry did not come up on ${host}: ${stderr}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { host, url: `http://${host}`, stop };
+}

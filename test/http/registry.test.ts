@@ -1,0 +1,126 @@
+// Against Debian's docker-registry on loopback: the fixtures pushed there read exactly as
+// from their OCI layouts; Basic auth with docker config credentials; errors keep secrets out.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import bcrypt from 'bcryptjs';
+import { RegistryClient } from '../../src/http/registry-client.js';
+import { DockerConfigCredentials } from '../../src/http/credentials.js';
+import { pushLayoutImage } from '../../src/http/push.js';
+import { createLogger } from '../../src/log.js';
+import { runCli } from '../helpers/cli.js';
+import { fixturesDir } from '../helpers/paths.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const variants = ['esgz', 'zstdchunked', 'gzip'];
+const log = createLogger('silent');
+const clientOpts = { plainHttp: false, insecure: false, timeoutMs: 10_000, retries: 1, connectionsPerHost: 4 };
+
+function manifestDigest(variant: string): string {
+  const index = JSON.parse(readFileSync(join(fixturesDir(), variant, 'oci', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  return index.manifests[0]?.digest as string;
+}
+
+async function pushFixtures(reg: TestRegistry, dockerConfig?: string): Promise<void> {
+  const client = new RegistryClient(clientOpts, new DockerConfigCredentials(dockerConfig, log), log);
+  try {
+    for (const v of variants) {
+      await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: `fixture/${v}` }, join(fixturesDir(), v, 'oci'), manifestDigest(v), 'latest');
+    }
+  } finally {
+    await client.close();
+  }
+}
+
+describe('registry source (open registry)', () => {
+  let reg: TestRegistry;
+  let root: string;
+  let cleanup: () => void;
+  before(async () => {
+    ({ dir: root, cleanup } = tempDir());
+    reg = await startRegistry();
+    await pushFixtures(reg);
+  });
+  after(async () => {
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  for (const v of ['esgz', 'zstdchunked']) {
+    it(`${v}: ls -R -l, stat and cat equal the OCI layout's`, async () => {
+      const remote = `${reg.host}/fixture/${v}:latest`;
+      const local = `oci:${join(fixturesDir(), v, 'oci')}`;
+      const both = async (...args: string[]): Promise<[string, string]> => {
+        const a = await runCli(['--root', join(root, 'r'), ...args.map((x) => (x === 'SRC' ? remote : x))]);
+        const b = await runCli(['--root', join(root, 'l'), ...args.map((x) => (x === 'SRC' ? local : x))]);
+        assert.equal(a.code, 0, a.stderr);
+        assert.equal(b.code, 0, b.stderr);
+        return [a.stdout.toString('latin1'), b.stdout.toString('latin1')];
+      };
+      const [lsR, lsL] = await both('ls', '-R', '-l', '--json', 'SRC', '/');
+      const strip = (s: string): string => s.replace(/"ino": \d+/g, '');
+      assert.equal(strip(lsR), strip(lsL));
+      const [catR, catL] = await both('cat', 'SRC', '/files/size-9MiB+12345', '/xattrs/user', '/l1/f');
+      assert.equal(catR.length, catL.length);
+      assert.ok(catR === catL);
+      const [inR, inL] = await both('inspect', '--json', 'SRC');
+      const layers = (s: string) => (JSON.parse(s) as { layers: Array<Record<string, unknown>> }).layers.map((l) => ({ ...l, indexedFromCache: null }));
+      assert.deepEqual(layers(inR), layers(inL));
+    });
+  }
+
+  it('gzip: NOT LAZY from the registry too', async () => {
+    const r = await runCli(['--root', join(root, 'g'), 'inspect', `${reg.host}/fixture/gzip:latest`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.toString(), /NOT LAZY: plain gzip layer/);
+  });
+
+  it('by digest, and a digest that does not exist', async () => {
+    const d = manifestDigest('esgz');
+    const ok = await runCli(['--root', join(root, 'd'), 'stat', '--json', `${reg.host}/fixture/esgz@${d}`, '/hl/target']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal((JSON.parse(ok.stdout.toString()) as { nlink: number }).nlink, 5);
+    const missing = await runCli(['--root', join(root, 'd'), 'ls', `${reg.host}/fixture/esgz@sha256:${'0'.repeat(64)}`]);
+    assert.equal(missing.code, 7);
+    assert.match(missing.stderr, /HTTP 404.*MANIFEST_UNKNOWN/);
+  });
+});
+
+describe('registry with Basic auth (htpasswd)', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let cleanup: () => void;
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    reg = await startRegistry({ htpasswd: `alice:${bcrypt.hashSync('s3cret-pw', 4)}\n` });
+    const conf = join(dir, 'docker');
+    mkdirSync(conf);
+    writeFileSync(join(conf, 'config.json'), JSON.stringify({ auths: { [reg.host]: { auth: Buffer.from('alice:s3cret-pw').toString('base64') } } }));
+    await pushFixtures(reg, conf);
+  });
+  after(async () => {
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  it('reads with credentials from $DOCKER_CONFIG; refuses without them, leaking nothing', async () => {
+    const ref = `${reg.host}/fixture/esgz:latest`;
+    const env = { ...process.env, DOCKER_CONFIG: join(dir, 'docker') };
+    const ok = await runCli(['--root', join(dir, 'root'), 'cat', ref, '/files/size-1'], { env });
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.length, 1);
+    const denied = await runCli(['--root', join(dir, 'root2'), '--retries', '0', 'ls', ref], { env: { ...process.env, DOCKER_CONFIG: join(dir, 'none') } });
+    assert.equal(denied.code, 7);
+    assert.match(denied.stderr, /HTTP 401/);
+    const wrongDir = join(dir, 'wrong');
+    mkdirSync(wrongDir);
+    writeFileSync(join(wrongDir, 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'alice', password: 'not-it' } } }));
+    const wrong = await runCli(['--root', join(dir, 'root3'), '--retries', '0', '--log-level', 'trace', 'ls', ref], { env: { ...process.env, DOCKER_CONFIG: wrongDir } });
+    assert.equal(wrong.code, 7);
+    for (const secret of ['s3cret-pw', 'not-it', Buffer.from('alice:not-it').toString('base64')]) {
+      assert.ok(!wrong.stderr.includes(secret) && !denied.stderr.includes(secret), `secret ${secret} leaked`);
+    }
+  });
+});
