@@ -1,0 +1,110 @@
+// A small HTTP proxy in front of the real registry, for what the registry cannot do by
+// itself: count requests and bytes, and inject faults (Range ignored, 5xx/429 with
+// Retry-After, connection resets and truncated bodies) for the next N matching requests.
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Fault =
+  | { kind: 'status'; status: number; retryAfter?: string }
+  | { kind: 'ignore-range' }
+  | { kind: 'reset-mid-body' }
+  | { kind: 'truncate' };
+
+export interface ProxyStats {
+  requests: number;
+  /** Faults actually injected. */
+  faults: number;
+  /** Response body bytes sent to clients for blob GETs. */
+  blobBytes: number;
+  ranges: string[];
+}
+
+export interface FaultProxy {
+  readonly host: string;
+  readonly stats: ProxyStats;
+  /**
+   * `times` requests whose path matches get `fault`, after `skip` matching ones pass;
+   * `rangedOnly` counts only requests with a Range header (blob reads, not config GETs).
+   */
+  inject(fault: Fault, times: number, match?: RegExp, opts?: { skip?: number; rangedOnly?: boolean }): void;
+  reset(): void;
+  stop(): Promise<void>;
+}
+
+export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
+  const stats: ProxyStats = { requests: 0, faults: 0, blobBytes: 0, ranges: [] };
+  const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; match: RegExp }> = [];
+  const take = (path: string, ranged: boolean): Fault | undefined => {
+    const f = faults.find((x) => x.left > 0 && x.match.test(path) && (ranged || !x.rangedOnly));
+    if (f === undefined) return undefined;
+    if (f.skip > 0) {
+      f.skip--;
+      return undefined;
+    }
+    f.left--;
+    stats.faults++;
+    return f.fault;
+  };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    stats.requests++;
+    const path = req.url ?? '/';
+    const isBlob = /\/blobs\/sha256:/.test(path) && req.method === 'GET';
+    const fault = take(path, typeof req.headers.range === 'string');
+    if (fault?.kind === 'status') {
+      res.writeHead(fault.status, fault.retryAfter !== undefined ? { 'retry-after': fault.retryAfter } : {});
+      res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
+      return;
+    }
+    const headers = { ...req.headers, host: upstream };
+    if (fault?.kind === 'ignore-range') delete headers.range;
+    if (isBlob && typeof req.headers.range === 'string') stats.ranges.push(req.headers.range);
+    const up = httpRequest({ host: upstream.split(':')[0], port: Number(upstream.split(':')[1]), method: req.method, path, headers }, (ur) => {
+      const h = { ...ur.headers };
+      if (typeof h.location === 'string') h.location = h.location.replace(`http://${upstream}`, '');
+      res.writeHead(ur.statusCode ?? 502, h);
+      let sent = 0;
+      const total = Number(ur.headers['content-length'] ?? 0);
+      ur.on('data', (chunk: Buffer) => {
+        if (fault?.kind === 'reset-mid-body' && sent + chunk.length > total / 2) {
+          res.socket?.destroy();
+          ur.destroy();
+          return;
+        }
+        if (fault?.kind === 'truncate' && sent + chunk.length >= total) {
+          const cut = chunk.subarray(0, Math.max(0, total - sent - 1));
+          res.write(cut);
+          sent += cut.length;
+          if (isBlob) stats.blobBytes += cut.length;
+          res.socket?.end();
+          ur.destroy();
+          return;
+        }
+        sent += chunk.length;
+        if (isBlob) stats.blobBytes += chunk.length;
+        res.write(chunk);
+      });
+      ur.on('end', () => res.end());
+    });
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    host: `127.0.0.1:${port}`,
+    stats,
+    inject: (fault, times, match = /./, opts = {}) =>
+      faults.push({ fault, left: times, match, skip: opts.skip ?? 0, rangedOnly: opts.rangedOnly ?? false }),
+    reset: () => {
+      stats.requests = 0;
+      stats.faults = 0;
+      stats.blobBytes = 0;
+      stats.ranges = [];
+      faults.length = 0;
+    },
+    stop: () => new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+  };
+}
