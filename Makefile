@@ -40,6 +40,7 @@ bench: setup
 	@mkdir -p bench/results
 	node dist/bench/toc-index.bench.js | tee bench/results/toc-index.json
 	node dist/bench/micro/decode.bench.js | tee bench/results/decode.json
+	node dist/bench/ranged-get.bench.js | tee bench/results/ranged-get.json
 
 ## demo: build a local image with our own writer and look inside it
 demo: setup
