@@ -7,6 +7,7 @@ packages=(
   g++ make python3 pkg-config   # node-gyp builds better-sqlite3 and zstd-napi from source (offline)
   docker-registry               # the CNCF distribution server the tests start on loopback
   curl                          # the baseline of the ranged-GET benchmark
+  openssl                       # the token-auth tests make a signing certificate
 )
 
 missing=()

@@ -12,6 +12,7 @@ import { createLogger } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 import { fixturesDir } from '../helpers/paths.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const variants = ['esgz', 'zstdchunked', 'gzip'];
@@ -121,6 +122,66 @@ describe('registry with Basic auth (htpasswd)', () => {
     assert.equal(wrong.code, 7);
     for (const secret of ['s3cret-pw', 'not-it', Buffer.from('alice:not-it').toString('base64')]) {
       assert.ok(!wrong.stderr.includes(secret) && !denied.stderr.includes(secret), `secret ${secret} leaked`);
+    }
+  });
+});
+
+describe('registry with token auth (our token server, real signed JWTs)', () => {
+  let reg: TestRegistry;
+  let tokens: TokenServer;
+  let dir: string;
+  let cleanup: () => void;
+  let conf: string;
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    tokens = await startTokenServer(dir, { bob: 'b0b-pass' }, 3);
+    reg = await startRegistry({ extraConfig: tokens.registryConfig('stargzfs-test-registry') });
+    conf = join(dir, 'docker');
+    mkdirSync(conf);
+    writeFileSync(join(conf, 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'bob', password: 'b0b-pass' } } }));
+    const client = new RegistryClient(clientOpts, new DockerConfigCredentials(conf, log), log);
+    try {
+      for (const repo of ['public/esgz', 'private/esgz']) {
+        await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: repo }, join(fixturesDir(), 'esgz', 'oci'), manifestDigest('esgz'), 'latest');
+      }
+    } finally {
+      await client.close();
+    }
+  });
+  after(async () => {
+    await reg?.stop();
+    await tokens?.stop();
+    cleanup?.();
+  });
+
+  it('anonymous pull where granted, one token per scope; private needs credentials', async () => {
+    tokens.issued.length = 0;
+    const noCreds = { env: { ...process.env, DOCKER_CONFIG: join(dir, 'none') } };
+    const pub = await runCli(['--root', join(dir, 'r1'), 'cat', `${reg.host}/public/esgz:latest`, '/files/size-4097'], noCreds);
+    assert.equal(pub.code, 0, pub.stderr);
+    assert.equal(pub.stdout.length, 4097);
+    assert.deepEqual(tokens.issued, [{ user: 'anonymous', scope: 'repository:public/esgz:pull' }], 'one token serves every request of the command');
+    const priv = await runCli(['--root', join(dir, 'r2'), '--retries', '0', 'ls', `${reg.host}/private/esgz:latest`], noCreds);
+    assert.equal(priv.code, 7);
+    assert.match(priv.stderr, /HTTP 401/);
+    const withCreds = await runCli(['--root', join(dir, 'r3'), 'ls', `${reg.host}/private/esgz:latest`], { env: { ...process.env, DOCKER_CONFIG: conf } });
+    assert.equal(withCreds.code, 0, withCreds.stderr);
+    assert.ok(!withCreds.stderr.includes('b0b-pass'));
+  });
+
+  it('a token that expires mid-run is renewed', async () => {
+    const client = new RegistryClient(clientOpts, new DockerConfigCredentials(conf, log), log);
+    try {
+      const t = { endpoint: reg.host, registry: reg.host, repository: 'private/esgz' };
+      tokens.issued.length = 0;
+      const first = await client.call(t, { method: 'GET', path: `/v2/private/esgz/manifests/latest`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      await new Promise((r) => setTimeout(r, 3000));
+      const second = await client.call(t, { method: 'GET', path: `/v2/private/esgz/manifests/latest`, headers: { accept: 'application/vnd.oci.image.manifest.v1+json' } });
+      assert.ok(first.body.equals(second.body));
+      assert.equal(tokens.issued.length, 2, 'a fresh token after expiry');
+      assert.ok(tokens.issued.every((i) => i.user === 'bob'));
+    } finally {
+      await client.close();
     }
   });
 });
