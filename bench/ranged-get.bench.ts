@@ -8,6 +8,7 @@ import { cpus } from 'node:os';
 import { RegistryClient } from '../src/http/registry-client.js';
 import { DockerConfigCredentials } from '../src/http/credentials.js';
 import { pushBlob } from '../src/http/push.js';
+import { httpOptions } from '../test/helpers/config.js';
 import { createLogger } from '../src/log.js';
 import { startRegistry } from '../test/helpers/registry.js';
 
@@ -15,7 +16,7 @@ const BLOB = 64 << 20;
 const log = createLogger('silent');
 const reg = await startRegistry();
 try {
-  const client = new RegistryClient({ plainHttp: false, insecure: false, timeoutMs: 30_000, retries: 2, connectionsPerHost: 8 }, new DockerConfigCredentials(undefined, log), log);
+  const client = new RegistryClient(httpOptions({ timeoutMs: 30_000, retries: 2 }), new DockerConfigCredentials(undefined, log), log);
   const target = { endpoint: reg.host, registry: reg.host, repository: 'bench/blob' };
   const blob = randomBytes(BLOB);
   const digest = await pushBlob(client, target, blob);

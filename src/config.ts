@@ -36,6 +36,10 @@ export interface HttpConfig {
   readonly connectionsPerHost: number;
   /** Where the docker CLI's config.json is ($DOCKER_CONFIG or ~/.docker); undefined: no credentials. */
   readonly dockerConfigDir: string | undefined;
+  /** Mirrors per registry name, tried in order before the registry. Default none. */
+  readonly mirrors: Readonly<Record<string, readonly string[]>>;
+  /** How long a failed mirror is skipped, milliseconds. Default 30000. */
+  readonly mirrorBackoffMs: number;
 }
 
 export interface Config {
@@ -57,6 +61,8 @@ export interface ConfigInput {
   insecure?: boolean | undefined;
   timeoutMs?: number | undefined;
   retries?: number | undefined;
+  /** `registry=mirror-host` items. */
+  mirror?: readonly string[] | undefined;
 }
 
 export interface Environment {
@@ -69,7 +75,7 @@ export interface Environment {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror']);
 
 export function defaultRoot(env: Environment): string {
   if (env.uid === 0) return '/var/lib/stargzfs';
@@ -109,11 +115,24 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       retries: input.retries === 0 ? 0 : positiveInt('retries', input.retries, 4),
       connectionsPerHost: 8,
       dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
+      mirrors: parseMirrors(input.mirror ?? []),
+      mirrorBackoffMs: 30_000,
     }),
     toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes }),
     image: Object.freeze({ platform }),
     log: Object.freeze({ level }),
   });
+}
+
+/** `docker.io=mirror.local:5000` items → { 'docker.io': ['mirror.local:5000'] }, order kept. */
+function parseMirrors(items: readonly string[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const item of items) {
+    const m = /^([^=\s]+)=([^=\s/]+)$/.exec(item);
+    if (m === null) throw new ConfigError('mirror', `expected REGISTRY=MIRROR_HOST[:PORT], got ${JSON.stringify(item)}`);
+    (out[m[1] as string] ??= []).push(m[2] as string);
+  }
+  return out;
 }
 
 function positiveInt(option: string, value: number | undefined, dflt: number): number {

@@ -22,6 +22,7 @@ interface GlobalArgs {
   insecure?: boolean | undefined;
   timeout?: number | undefined;
   retries?: number | undefined;
+  mirror?: string | string[] | undefined;
 }
 
 function config(argv: GlobalArgs): Config {
@@ -36,6 +37,7 @@ function config(argv: GlobalArgs): Config {
       insecure: argv.insecure,
       timeoutMs: argv.timeout !== undefined ? argv.timeout * 1000 : undefined,
       retries: argv.retries,
+      mirror: argv.mirror === undefined ? undefined : [argv.mirror].flat(),
     },
     {
       uid: process.getuid?.() ?? 0,
@@ -60,7 +62,10 @@ const viewOptions = <T>(y: Argv<T>) =>
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
   const run = (fn: () => Promise<void>): Promise<void> =>
-    fn().catch((err: unknown) => {
+    // Through a promise, so that a synchronous throw (a bad option value) is handled too.
+    Promise.resolve()
+      .then(fn)
+      .catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code === 'EPIPE') return;
       if (err instanceof StargzfsError) {
         process.stderr.write(`stargzfs: ${err.message} (${err.code})\n`);
@@ -81,6 +86,7 @@ export async function main(args: string[]): Promise<number> {
     .option('insecure', { type: 'boolean', describe: 'accept self-signed TLS certificates from the registry' })
     .option('timeout', { type: 'number', describe: 'per-request timeout in seconds (default 30)' })
     .option('retries', { type: 'number', describe: 'retries for connection errors, 429 and 5xx (default 4)' })
+    .option('mirror', { type: 'string', describe: 'REGISTRY=HOST[:PORT]: read REGISTRY’s images through this mirror first (repeatable, tried in order)' })
     .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
     .command(
       'inspect <src>',

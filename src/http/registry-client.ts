@@ -21,6 +21,10 @@ export interface RegistryClientOptions {
   readonly retries: number;
   /** Connections per origin. Default 8. */
   readonly connectionsPerHost: number;
+  /** Per registry name (docker.io, ghcr.io, host:port): mirror hosts tried first, in order. */
+  readonly mirrors: Readonly<Record<string, readonly string[]>>;
+  /** How long a failed mirror is skipped, milliseconds. Default 30000. */
+  readonly mirrorBackoffMs: number;
 }
 
 export interface RepoTarget {
@@ -59,6 +63,7 @@ export class RegistryClient {
   private readonly agent: Agent;
   private readonly log: Logger;
   private readonly tokens = new Map<string, { authorization: string; expires: number }>();
+  private readonly mirrorDownUntil = new Map<string, number>();
 
   constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
     this.log = log.child({ mod: 'registry' });
@@ -81,6 +86,28 @@ export class RegistryClient {
 
   /** One registry API call with auth, redirects and retries; throws RegistryError on failure. */
   async call(t: RepoTarget, spec: RequestSpec): Promise<HttpResult> {
+    // Reads go to the registry's mirrors first, in order (containerd's `?ns=<registry>`),
+    // then to the registry itself; a mirror that fails is skipped for a while.
+    const mirrors = spec.method === 'GET' || spec.method === 'HEAD' ? (this.opts.mirrors[t.registry] ?? []) : [];
+    for (const mirror of mirrors) {
+      const until = this.mirrorDownUntil.get(mirror) ?? 0;
+      if (until > Date.now()) continue;
+      const sep = spec.path.includes('?') ? '&' : '?';
+      try {
+        const res = await this.callHost({ ...t, endpoint: mirror, registry: mirror }, { ...spec, path: `${spec.path}${sep}ns=${encodeURIComponent(t.registry)}` }, 1);
+        this.mirrorDownUntil.delete(mirror);
+        return res;
+      } catch (err) {
+        const status = err instanceof RegistryError ? err.status : undefined;
+        if (status !== undefined && status < 500 && status !== 404 && status !== 401 && status !== 403) throw err;
+        if (status === undefined || status >= 500) this.mirrorDownUntil.set(mirror, Date.now() + this.opts.mirrorBackoffMs);
+        this.log.warn({ mirror, registry: t.registry }, `mirror failed, trying the next host: ${(err as Error).message}`);
+      }
+    }
+    return this.callHost(t, spec, this.opts.retries);
+  }
+
+  private async callHost(t: RepoTarget, spec: RequestSpec, retries: number): Promise<HttpResult> {
     const scope = `repository:${t.repository}:${spec.actions ?? 'pull'}`;
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
@@ -88,7 +115,7 @@ export class RegistryClient {
       try {
         res = await this.follow(t, spec, scope);
       } catch (err) {
-        if (attempt < this.opts.retries && !(err instanceof RegistryError)) {
+        if (attempt < retries && !(err instanceof RegistryError)) {
           await this.backoff(attempt, undefined, `${spec.method} ${spec.path}: ${(err as Error).message}`);
           continue;
         }
@@ -101,7 +128,7 @@ export class RegistryClient {
         if (await this.authenticate(t, scope, header(res.headers, 'www-authenticate'), true)) continue;
       }
       if (spec.accept?.includes(res.status)) return res;
-      if (RETRYABLE.has(res.status) && attempt < this.opts.retries) {
+      if (RETRYABLE.has(res.status) && attempt < retries) {
         await this.backoff(attempt, header(res.headers, 'retry-after'), `${spec.method} ${spec.path}: HTTP ${res.status}`);
         continue;
       }

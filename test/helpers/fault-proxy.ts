@@ -28,6 +28,8 @@ export interface FaultProxy {
    */
   inject(fault: Fault, times: number, match?: RegExp, opts?: { skip?: number; rangedOnly?: boolean }): void;
   reset(): void;
+  /** While down, every connection is dropped at once (a stopped host). */
+  setDown(down: boolean): void;
   stop(): Promise<void>;
 }
 
@@ -88,6 +90,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     up.on('error', () => res.destroy());
     req.pipe(up);
   });
+  let down = false;
+  server.on('connection', (socket) => {
+    if (down) socket.destroy();
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as AddressInfo).port;
   return {
@@ -95,6 +101,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     stats,
     inject: (fault, times, match = /./, opts = {}) =>
       faults.push({ fault, left: times, match, skip: opts.skip ?? 0, rangedOnly: opts.rangedOnly ?? false }),
+    setDown: (d) => {
+      down = d;
+      if (d) server.closeAllConnections();
+    },
     reset: () => {
       stats.requests = 0;
       stats.faults = 0;

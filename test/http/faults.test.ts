@@ -9,6 +9,7 @@ import { buildEstargzImage } from '../../src/layer/build-image.js';
 import { RegistryClient } from '../../src/http/registry-client.js';
 import { DockerConfigCredentials } from '../../src/http/credentials.js';
 import { pushLayoutImage } from '../../src/http/push.js';
+import { httpOptions } from '../helpers/config.js';
 import { createLogger } from '../../src/log.js';
 import { entries } from '../helpers/entries.js';
 import { runCli } from '../helpers/cli.js';
@@ -37,7 +38,7 @@ describe('registry reads through a fault-injecting proxy', () => {
     ])], { compressionLevel: 1 });
     layerSize = built.layers[0]?.blobSize ?? 0;
     const log = createLogger('silent');
-    const client = new RegistryClient({ plainHttp: false, insecure: false, timeoutMs: 10_000, retries: 1, connectionsPerHost: 4 }, new DockerConfigCredentials(undefined, log), log);
+    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
     try {
       await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'big/image' }, join(dir, 'img'), built.manifest.digest, 'v1');
     } finally {

@@ -8,16 +8,18 @@ import bcrypt from 'bcryptjs';
 import { RegistryClient } from '../../src/http/registry-client.js';
 import { DockerConfigCredentials } from '../../src/http/credentials.js';
 import { pushLayoutImage } from '../../src/http/push.js';
+import { httpOptions } from '../helpers/config.js';
 import { createLogger } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 import { fixturesDir } from '../helpers/paths.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const variants = ['esgz', 'zstdchunked', 'gzip'];
 const log = createLogger('silent');
-const clientOpts = { plainHttp: false, insecure: false, timeoutMs: 10_000, retries: 1, connectionsPerHost: 4 };
+const clientOpts = httpOptions();
 
 function manifestDigest(variant: string): string {
   const index = JSON.parse(readFileSync(join(fixturesDir(), variant, 'oci', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
@@ -183,5 +185,60 @@ describe('registry with token auth (our token server, real signed JWTs)', () => 
     } finally {
       await client.close();
     }
+  });
+});
+
+describe('mirrors: a pull-through cache in front of the registry', () => {
+  let upstream: TestRegistry;
+  let mirror: TestRegistry;
+  let front: FaultProxy;
+  let dir: string;
+  let cleanup: () => void;
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    upstream = await startRegistry();
+    await pushFixtures(upstream);
+    mirror = await startRegistry({ extraConfig: `proxy:\n  remoteurl: ${upstream.url}\n` });
+    front = await startFaultProxy(mirror.host);
+  });
+  after(async () => {
+    await front?.stop();
+    await mirror?.stop();
+    await upstream?.stop();
+    cleanup?.();
+  });
+
+  it('reads go to the mirror; with it stopped, to the registry; with it back, to the mirror', async () => {
+    const ref = `${upstream.host}/fixture/esgz:latest`;
+    const run = (n: number) => runCli(['--root', join(dir, `r${n}`), '--mirror', `${upstream.host}=${front.host}`, 'cat', ref, '/files/size-65537']);
+    const want = (await runCli(['--root', join(dir, 'direct'), 'cat', ref, '/files/size-65537'])).stdout;
+    assert.equal(want.length, 65537);
+
+    front.reset();
+    const viaMirror = await run(1);
+    assert.equal(viaMirror.code, 0, viaMirror.stderr);
+    assert.ok(viaMirror.stdout.equals(want));
+    assert.ok(front.stats.blobBytes > 0, 'the mirror served the blob reads');
+    assert.ok(front.stats.ranges.length > 0);
+
+    front.reset();
+    front.setDown(true);
+    const fallback = await run(2);
+    assert.equal(fallback.code, 0, fallback.stderr);
+    assert.ok(fallback.stdout.equals(want));
+    assert.equal(front.stats.requests, 0, 'nothing was served by the stopped mirror');
+
+    front.setDown(false);
+    front.reset();
+    const back = await run(3);
+    assert.equal(back.code, 0, back.stderr);
+    assert.ok(back.stdout.equals(want));
+    assert.ok(front.stats.blobBytes > 0, 'the mirror serves again');
+  });
+
+  it('--mirror is validated by name', async () => {
+    const r = await runCli(['--mirror', 'nonsense', 'ls', 'x/y']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--mirror: expected REGISTRY=MIRROR_HOST/);
   });
 });
