@@ -9,6 +9,7 @@ import { BlobRangeError, RegistryError } from '../errors.js';
 import { parseChallenge } from './challenge.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
+import { coalesce, extract, parseByteranges, type Extent, type Part } from './ranges.js';
 
 export interface RegistryClientOptions {
   /** Speak plain HTTP to every registry (loopback registries always may). Default false. */
@@ -64,6 +65,7 @@ export class RegistryClient {
   private readonly log: Logger;
   private readonly tokens = new Map<string, { authorization: string; expires: number }>();
   private readonly mirrorDownUntil = new Map<string, number>();
+  private readonly singleRangeOnly = new Set<string>();
 
   constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
     this.log = log.child({ mod: 'registry' });
@@ -239,6 +241,42 @@ export class RegistryClient {
     const total = /\/(\d+)$/.exec(header(r.headers, 'content-range') ?? '')?.[1];
     if (total === undefined) throw new RegistryError(`${t.endpoint}: cannot learn the size of blob ${digest}`);
     return Number(total);
+  }
+
+  /**
+   * Several extents of a blob in as few requests as possible: neighbours within `gap`
+   * bytes are coalesced, and the groups are asked for in one multi-range request when
+   * the registry serves those (multipart/byteranges). A registry that refuses them (400,
+   * 416, or a single range back) is remembered and asked one range at a time.
+   */
+  async readRanges(t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0): Promise<Buffer[]> {
+    const groups = coalesce(extents, gap);
+    let parts: Part[] | undefined;
+    if (groups.length > 1 && !this.singleRangeOnly.has(t.endpoint)) {
+      const r = await this.call(t, {
+        method: 'GET',
+        path: `/v2/${t.repository}/blobs/${digest}`,
+        headers: { range: `bytes=${groups.map((g) => `${g.offset}-${g.offset + g.length - 1}`).join(',')}` },
+        accept: [400, 416],
+      });
+      const ct = header(r.headers, 'content-type') ?? '';
+      if (r.status === 206 && /^multipart\/byteranges/i.test(ct)) {
+        try {
+          parts = parseByteranges(r.body, ct);
+        } catch (err) {
+          throw new BlobRangeError(`registry sent a malformed multi-range answer: ${(err as Error).message}`, { layer: digest });
+        }
+      } else if (r.status === 200) {
+        parts = [{ offset: 0, data: r.body }];
+      } else {
+        this.singleRangeOnly.add(t.endpoint);
+        this.log.info({ endpoint: t.endpoint, status: r.status }, 'registry refuses multi-range requests; using single ranges');
+      }
+    }
+    parts ??= await Promise.all(groups.map(async (g) => ({ offset: g.offset, data: await this.readRange(t, digest, g.offset, g.length) })));
+    const out = extract(extents, parts);
+    if (out === undefined) throw new BlobRangeError('registry answer does not cover every requested range', { layer: digest });
+    return out;
   }
 
   /** Exactly `length` bytes of a blob at `offset`; a short, long or misplaced body is an error. */

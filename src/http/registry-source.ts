@@ -7,6 +7,7 @@ import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } f
 import { DOCKER_LIST, DOCKER_MANIFEST, isIndex, isManifest, OCI_INDEX, OCI_MANIFEST } from './media-types.js';
 import { formatImageRef, parseImageRef, type ImageRef } from './reference.js';
 import type { RegistryClient, RepoTarget } from './registry-client.js';
+import type { Extent } from './ranges.js';
 
 const ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
 const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
@@ -21,6 +22,11 @@ export class RegistryBlob {
 
   readAt(offset: number, length: number): Promise<Buffer> {
     return this.client.readRange(this.target, this.digest, offset, length);
+  }
+
+  /** Several extents in as few requests as the registry allows (see RegistryClient.readRanges). */
+  readRanges(extents: readonly Extent[], gap = 0): Promise<Buffer[]> {
+    return this.client.readRanges(this.target, this.digest, extents, gap);
   }
 }
 

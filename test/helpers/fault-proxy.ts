@@ -26,7 +26,7 @@ export interface FaultProxy {
    * `times` requests whose path matches get `fault`, after `skip` matching ones pass;
    * `rangedOnly` counts only requests with a Range header (blob reads, not config GETs).
    */
-  inject(fault: Fault, times: number, match?: RegExp, opts?: { skip?: number; rangedOnly?: boolean }): void;
+  inject(fault: Fault, times: number, match?: RegExp, opts?: { skip?: number; rangedOnly?: boolean; range?: RegExp }): void;
   reset(): void;
   /** While down, every connection is dropped at once (a stopped host). */
   setDown(down: boolean): void;
@@ -35,9 +35,11 @@ export interface FaultProxy {
 
 export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   const stats: ProxyStats = { requests: 0, faults: 0, blobBytes: 0, ranges: [] };
-  const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; match: RegExp }> = [];
-  const take = (path: string, ranged: boolean): Fault | undefined => {
-    const f = faults.find((x) => x.left > 0 && x.match.test(path) && (ranged || !x.rangedOnly));
+  const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; range: RegExp | undefined; match: RegExp }> = [];
+  const take = (path: string, range: string | undefined): Fault | undefined => {
+    const f = faults.find(
+      (x) => x.left > 0 && x.match.test(path) && (range !== undefined || !x.rangedOnly) && (x.range === undefined || x.range.test(range ?? '')),
+    );
     if (f === undefined) return undefined;
     if (f.skip > 0) {
       f.skip--;
@@ -51,7 +53,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     stats.requests++;
     const path = req.url ?? '/';
     const isBlob = /\/blobs\/sha256:/.test(path) && req.method === 'GET';
-    const fault = take(path, typeof req.headers.range === 'string');
+    const fault = take(path, typeof req.headers.range === 'string' ? req.headers.range : undefined);
     if (fault?.kind === 'status') {
       res.writeHead(fault.status, fault.retryAfter !== undefined ? { 'retry-after': fault.retryAfter } : {});
       res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
@@ -100,7 +102,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     host: `127.0.0.1:${port}`,
     stats,
     inject: (fault, times, match = /./, opts = {}) =>
-      faults.push({ fault, left: times, match, skip: opts.skip ?? 0, rangedOnly: opts.rangedOnly ?? false }),
+      faults.push({ fault, left: times, match, skip: opts.skip ?? 0, rangedOnly: opts.rangedOnly ?? false, range: opts.range }),
     setDown: (d) => {
       down = d;
       if (d) server.closeAllConnections();

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { buildEstargzImage } from '../../src/layer/build-image.js';
 import { RegistryClient } from '../../src/http/registry-client.js';
 import { DockerConfigCredentials } from '../../src/http/credentials.js';
-import { pushLayoutImage } from '../../src/http/push.js';
+import { pushBlob, pushLayoutImage } from '../../src/http/push.js';
 import { httpOptions } from '../helpers/config.js';
 import { createLogger } from '../../src/log.js';
 import { entries } from '../helpers/entries.js';
@@ -97,5 +97,64 @@ describe('registry reads through a fault-injecting proxy', () => {
     assert.equal(r.code, 7);
     assert.equal(r.stdout.length, 0);
     assert.match(r.stderr, /HTTP 503/);
+  });
+});
+
+describe('several extents in few requests', () => {
+  let reg: TestRegistry;
+  let proxy: FaultProxy;
+  let cleanup: () => void;
+  let digest = '';
+  const blob = randomBytes(1 << 20);
+  const extents = [{ offset: 1000, length: 100 }, { offset: 1150, length: 50 }, { offset: 500_000, length: 4096 }, { offset: 900_000, length: 10 }];
+  const want = extents.map((e) => blob.subarray(e.offset, e.offset + e.length));
+  const target = () => ({ endpoint: proxy.host, registry: proxy.host, repository: 'ranges/blob' });
+
+  before(async () => {
+    ({ cleanup } = tempDir());
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.host);
+    const log = createLogger('silent');
+    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
+    try {
+      digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'ranges/blob' }, blob);
+    } finally {
+      await client.close();
+    }
+  });
+  after(async () => {
+    await proxy?.stop();
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  it('neighbours coalesced, the rest in one multi-range request the registry answers', async () => {
+    const log = createLogger('silent');
+    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
+    try {
+      proxy.reset();
+      const got = await client.readRanges(target(), digest, extents, 64);
+      assert.deepEqual(got, want);
+      assert.deepEqual(proxy.stats.ranges, ['bytes=1000-1199,500000-504095,900000-900009']);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('multi-range refused with 400: falls back to single ranges, and remembers', async () => {
+    const log = createLogger('silent');
+    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
+    try {
+      proxy.reset();
+      proxy.inject({ kind: 'status', status: 400 }, 100, /\/blobs\//, { range: /,/ });
+      assert.deepEqual(await client.readRanges(target(), digest, extents, 64), want);
+      assert.equal(proxy.stats.faults, 1);
+      assert.equal(proxy.stats.ranges.filter((r) => !r.includes(',')).length, 3);
+      proxy.reset();
+      assert.deepEqual(await client.readRanges(target(), digest, extents, 64), want);
+      assert.ok(proxy.stats.ranges.every((r) => !r.includes(',')), 'no second multi-range attempt');
+    } finally {
+      await client.close();
+    }
   });
 });
