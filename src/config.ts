@@ -40,6 +40,8 @@ export interface HttpConfig {
   readonly mirrors: Readonly<Record<string, readonly string[]>>;
   /** How long a failed mirror is skipped, milliseconds. Default 30000. */
   readonly mirrorBackoffMs: number;
+  /** How long a blob's signed redirect target is reused, milliseconds (re-resolved on 403). Default 300000. */
+  readonly redirectTtlMs: number;
 }
 
 export interface Config {
@@ -117,6 +119,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
       mirrors: parseMirrors(input.mirror ?? []),
       mirrorBackoffMs: 30_000,
+      redirectTtlMs: 300_000,
     }),
     toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes }),
     image: Object.freeze({ platform }),

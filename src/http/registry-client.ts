@@ -26,6 +26,8 @@ export interface RegistryClientOptions {
   readonly mirrors: Readonly<Record<string, readonly string[]>>;
   /** How long a failed mirror is skipped, milliseconds. Default 30000. */
   readonly mirrorBackoffMs: number;
+  /** How long a blob's signed redirect target is reused before asking again, milliseconds. Default 300000. */
+  readonly redirectTtlMs: number;
 }
 
 export interface RepoTarget {
@@ -66,6 +68,7 @@ export class RegistryClient {
   private readonly tokens = new Map<string, { authorization: string; expires: number }>();
   private readonly mirrorDownUntil = new Map<string, number>();
   private readonly singleRangeOnly = new Set<string>();
+  private readonly redirects = new Map<string, { url: URL; until: number }>();
 
   constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
     this.log = log.child({ mod: 'registry' });
@@ -140,8 +143,12 @@ export class RegistryClient {
   }
 
   private async follow(t: RepoTarget, spec: RequestSpec, scope: string): Promise<HttpResult> {
-    let url = new URL(spec.path, this.origin(t));
-    const home = url.origin;
+    const home = new URL(this.origin(t)).origin;
+    const redirectKey = `${t.endpoint}${spec.path}`;
+    // A blob's signed URL from an earlier redirect is reused while it is valid; when the
+    // blob store refuses it (expired: 403) the registry is asked for a fresh one.
+    const cached = spec.method === 'GET' ? this.redirects.get(redirectKey) : undefined;
+    let url = cached !== undefined && cached.until > Date.now() ? cached.url : new URL(spec.path, home);
     for (let hops = 0; hops <= 5; hops++) {
       const headers: Record<string, string> = { 'user-agent': 'stargzfs/0.1', ...spec.headers };
       const auth = url.origin === home ? this.cachedAuth(t, scope) : undefined;
@@ -154,6 +161,13 @@ export class RegistryClient {
       });
       const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'));
       const res = { status: r.statusCode, headers: r.headers, body };
+      if (url.origin !== home && (res.status === 401 || res.status === 403 || res.status === 404)) {
+        if (this.redirects.delete(redirectKey) || hops === 0) {
+          this.log.debug({ status: res.status }, 'signed blob URL refused; asking the registry again');
+          url = new URL(spec.path, home);
+          continue;
+        }
+      }
       if (res.status === 401 && url.origin === home && auth === undefined) {
         if (await this.authenticate(t, scope, header(res.headers, 'www-authenticate'), false)) continue;
       }
@@ -161,6 +175,9 @@ export class RegistryClient {
       if ([301, 302, 303, 307, 308].includes(res.status) && location !== undefined && !spec.accept?.includes(res.status)) {
         // A blob store's signed URL: followed without the registry's Authorization.
         url = new URL(location, url);
+        if (spec.method === 'GET' && url.origin !== home) {
+          this.redirects.set(redirectKey, { url, until: Date.now() + this.opts.redirectTtlMs });
+        }
         continue;
       }
       return res;

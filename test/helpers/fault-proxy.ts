@@ -8,7 +8,8 @@ export type Fault =
   | { kind: 'status'; status: number; retryAfter?: string }
   | { kind: 'ignore-range' }
   | { kind: 'reset-mid-body' }
-  | { kind: 'truncate' };
+  | { kind: 'truncate' }
+  | { kind: 'redirect'; location: (path: string) => string };
 
 export interface ProxyStats {
   requests: number;
@@ -57,6 +58,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     if (fault?.kind === 'status') {
       res.writeHead(fault.status, fault.retryAfter !== undefined ? { 'retry-after': fault.retryAfter } : {});
       res.end('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}');
+      return;
+    }
+    if (fault?.kind === 'redirect') {
+      res.writeHead(307, { location: fault.location(path) });
+      res.end();
       return;
     }
     const headers = { ...req.headers, host: upstream };

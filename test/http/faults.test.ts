@@ -4,11 +4,14 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer, get as httpGet, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { buildEstargzImage } from '../../src/layer/build-image.js';
 import { RegistryClient } from '../../src/http/registry-client.js';
 import { DockerConfigCredentials } from '../../src/http/credentials.js';
 import { pushBlob, pushLayoutImage } from '../../src/http/push.js';
+import { RegistrySource } from '../../src/http/registry-source.js';
 import { httpOptions } from '../helpers/config.js';
 import { createLogger } from '../../src/log.js';
 import { entries } from '../helpers/entries.js';
@@ -153,6 +156,84 @@ describe('several extents in few requests', () => {
       proxy.reset();
       assert.deepEqual(await client.readRanges(target(), digest, extents, 64), want);
       assert.ok(proxy.stats.ranges.every((r) => !r.includes(',')), 'no second multi-range attempt');
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('blob redirects to a second origin with expiring signed URLs', () => {
+  let reg: TestRegistry;
+  let proxy: FaultProxy;
+  let store: Server;
+  let storeHost = '';
+  let cleanup: () => void;
+  let dir: string;
+  const seen = { requests: 0, expired: 0, leakedAuth: 0 };
+  let validMs = 60_000;
+
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.host);
+    // The "blob store": honours a signed URL until it expires; must never see Authorization.
+    store = createServer((req, res) => {
+      seen.requests++;
+      if (req.headers.authorization !== undefined) seen.leakedAuth++;
+      const u = new URL(req.url ?? '/', 'http://x');
+      if (Number(u.searchParams.get('expires')) < Date.now()) {
+        seen.expired++;
+        res.writeHead(403).end('<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>');
+        return;
+      }
+      const up = httpGet({ host: '127.0.0.1', port: Number(reg.host.split(':')[1]), path: u.pathname, headers: { range: req.headers.range ?? '' } }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+    });
+    await new Promise<void>((r) => store.listen(0, '127.0.0.1', () => r()));
+    storeHost = `127.0.0.1:${(store.address() as AddressInfo).port}`;
+    const built = await buildEstargzImage(join(dir, 'img'), [entries([{ name: 'a/b.txt', body: 'redirected bytes\n' }, { name: 'big', body: randomBytes(9 << 20) }])]);
+    const log = createLogger('silent');
+    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
+    try {
+      await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'redir/image' }, join(dir, 'img'), built.manifest.digest, 'v1');
+    } finally {
+      await client.close();
+    }
+  });
+  after(async () => {
+    await proxy?.stop();
+    await new Promise<void>((r) => store?.close(() => r()));
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  it('follows the redirect without Authorization, reuses the signed URL, re-resolves it once expired', async () => {
+    const log = createLogger('silent');
+    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
+    const sign = (path: string) => `http://${storeHost}${path}?expires=${Date.now() + validMs}&signature=abc`;
+    try {
+      proxy.reset();
+      proxy.inject({ kind: 'redirect', location: sign }, 1000, /\/blobs\//);
+      const t = { endpoint: proxy.host, registry: proxy.host, repository: 'redir/image' };
+      const image = new RegistrySource(`${proxy.host}/redir/image:v1`, client);
+      const resolved = await image.resolve('linux/amd64');
+      const layer = resolved.layers[0];
+      assert.ok(layer);
+      validMs = 500;
+      const before = proxy.stats.faults;
+      const a = await client.readRange(t, layer.digest, 0, 10);
+      const b = await client.readRange(t, layer.digest, 10, 10);
+      assert.equal(proxy.stats.faults - before, 1, 'the second read reused the signed URL');
+      await new Promise((r) => setTimeout(r, 700));
+      const c = await client.readRange(t, layer.digest, 20, 10);
+      assert.equal(seen.expired, 1, 'the blob store refused the expired URL once');
+      assert.equal(proxy.stats.faults - before, 2, 'the registry was asked for a fresh URL');
+      const whole = await client.readRange({ endpoint: reg.host, registry: reg.host, repository: 'redir/image' }, layer.digest, 0, 30);
+      assert.ok(Buffer.concat([a, b, c]).equals(whole));
+      assert.equal(seen.leakedAuth, 0, 'Authorization never reached the blob store');
     } finally {
       await client.close();
     }
