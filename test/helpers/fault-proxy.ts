@@ -9,7 +9,8 @@ export type Fault =
   | { kind: 'ignore-range' }
   | { kind: 'reset-mid-body' }
   | { kind: 'truncate' }
-  | { kind: 'redirect'; location: (path: string) => string };
+  | { kind: 'redirect'; location: (path: string) => string }
+  | { kind: 'overlong'; extra: number };
 
 export interface ProxyStats {
   requests: number;
@@ -70,6 +71,9 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     if (isBlob && typeof req.headers.range === 'string') stats.ranges.push(req.headers.range);
     const up = httpRequest({ host: upstream.split(':')[0], port: Number(upstream.split(':')[1]), method: req.method, path, headers }, (ur) => {
       const h = { ...ur.headers };
+      if (fault?.kind === 'overlong' && h['content-length'] !== undefined) {
+        h['content-length'] = String(Number(h['content-length']) + fault.extra);
+      }
       if (typeof h.location === 'string') h.location = h.location.replace(`http://${upstream}`, '');
       res.writeHead(ur.statusCode ?? 502, h);
       let sent = 0;
@@ -93,7 +97,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         if (isBlob) stats.blobBytes += chunk.length;
         res.write(chunk);
       });
-      ur.on('end', () => res.end());
+      ur.on('end', () => res.end(fault?.kind === 'overlong' ? Buffer.alloc(fault.extra, 0x41) : undefined));
     });
     up.on('error', () => res.destroy());
     req.pipe(up);

@@ -239,3 +239,39 @@ describe('blob redirects to a second origin with expiring signed URLs', () => {
     }
   });
 });
+
+describe('registries that answer oddly', () => {
+  let reg: TestRegistry;
+  let proxy: FaultProxy;
+  let client: RegistryClient;
+  let digest = '';
+  const blob = randomBytes(100_000);
+  const t = () => ({ endpoint: proxy.host, registry: proxy.host, repository: 'odd/blob' });
+  before(async () => {
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.host);
+    const log = createLogger('silent');
+    client = new RegistryClient(httpOptions({ retries: 0 }), new DockerConfigCredentials(undefined, log), log);
+    digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'odd/blob' }, blob);
+  });
+  after(async () => {
+    await client?.close();
+    await proxy?.stop();
+    await reg?.stop();
+  });
+
+  it('HEAD refused: the size comes from Content-Range of bytes=0-0', async () => {
+    proxy.reset();
+    proxy.inject({ kind: 'status', status: 405 }, 1, /\/blobs\//);
+    assert.equal(await client.blobSize(t(), digest), blob.length);
+    assert.equal(proxy.stats.faults, 1);
+    assert.deepEqual(proxy.stats.ranges, ['bytes=0-0']);
+  });
+
+  it('a body longer than the range asked for is an error, never data', async () => {
+    proxy.reset();
+    proxy.inject({ kind: 'overlong', extra: 7 }, 1, /\/blobs\//, { rangedOnly: true });
+    await assert.rejects(client.readRange(t(), digest, 100, 50), (err: Error & { code?: string }) => err.code === 'SGZ_RANGE' || err.code === 'SGZ_REGISTRY');
+    assert.ok((await client.readRange(t(), digest, 100, 50)).equals(blob.subarray(100, 150)), 'fine once the fault clears');
+  });
+});
