@@ -69,6 +69,7 @@ export class RegistryClient {
   private readonly mirrorDownUntil = new Map<string, number>();
   private readonly singleRangeOnly = new Set<string>();
   private readonly redirects = new Map<string, { url: URL; until: number }>();
+  private readonly schemes = new Map<string, string>();
 
   constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
     this.log = log.child({ mod: 'registry' });
@@ -85,8 +86,25 @@ export class RegistryClient {
     await this.agent.close();
   }
 
+  /**
+   * https, except with --plain-http, or for a loopback registry that turned out not to
+   * speak TLS (tried first, as docker does, so a local TLS registry works too).
+   */
   origin(t: RepoTarget): string {
-    return `${this.opts.plainHttp || isLoopback(t.endpoint) ? 'http' : 'https'}://${t.endpoint}`;
+    const scheme = this.opts.plainHttp ? 'http' : (this.schemes.get(t.endpoint) ?? 'https');
+    return `${scheme}://${t.endpoint}`;
+  }
+
+  /** A loopback registry that failed the TLS handshake is spoken to over plain HTTP from then on. */
+  private fallBackToHttp(t: RepoTarget, err: unknown): boolean {
+    if (this.opts.plainHttp || this.schemes.has(t.endpoint) || !isLoopback(t.endpoint)) return false;
+    const code = (err as { code?: string; cause?: { code?: string } }).code ?? (err as { cause?: { code?: string } }).cause?.code;
+    const msg = String((err as Error).message);
+    if (code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER' || code === 'ECONNRESET' || /wrong version number|ssl/i.test(msg)) {
+      this.schemes.set(t.endpoint, 'http');
+      return true;
+    }
+    return false;
   }
 
   /** One registry API call with auth, redirects and retries; throws RegistryError on failure. */
@@ -119,7 +137,12 @@ export class RegistryClient {
       let res: HttpResult;
       try {
         res = await this.follow(t, spec, scope);
+        if (!this.schemes.has(t.endpoint)) this.schemes.set(t.endpoint, new URL(this.origin(t)).protocol.slice(0, -1));
       } catch (err) {
+        if (this.fallBackToHttp(t, err)) {
+          attempt--;
+          continue;
+        }
         if (attempt < retries && !(err instanceof RegistryError)) {
           await this.backoff(attempt, undefined, `${spec.method} ${spec.path}: ${(err as Error).message}`);
           continue;

@@ -3,6 +3,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { join } from 'node:path';
 import { tempDir } from './tmp.js';
 
@@ -18,6 +20,8 @@ export interface RegistryOptions {
   htpasswd?: string;
   /** Extra YAML appended to the config (auth: token …, proxy: …). */
   extraConfig?: string;
+  /** Serve TLS with this certificate and key (PEM files). */
+  tls?: { cert: string; key: string };
 }
 
 export async function freePort(): Promise<number> {
@@ -53,6 +57,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     '    enabled: true',
     'http:',
     `  addr: ${host}`,
+    ...(opts.tls ? ['  tls:', `    certificate: ${opts.tls.cert}`, `    key: ${opts.tls.key}`] : []),
     auth,
     opts.extraConfig ?? '',
   ].join('\n');
@@ -72,17 +77,24 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
       cleanup();
       throw new Error(`docker-registry exited at start: ${stderr}`);
     }
-    try {
-      const r = await fetch(`http://${host}/v2/`);
-      if (r.status === 200 || r.status === 401) break;
-    } catch {
-      // not listening yet
-    }
+    if (await answers(host, opts.tls !== undefined)) break;
     if (Date.now() > deadline) {
       await stop();
       throw new Error(`docker-registry did not come up on ${host}: ${stderr}`);
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  return { host, url: `http://${host}`, stop };
+  return { host, url: `${opts.tls ? 'https' : 'http'}://${host}`, stop };
+}
+
+/** Whether /v2/ answers (200 or 401) yet; a self-signed certificate is fine here. */
+function answers(host: string, tls: boolean): Promise<boolean> {
+  return new Promise((resolve) => {
+    const [hostname, port] = host.split(':');
+    const req = (tls ? httpsGet : httpGet)({ hostname, port: Number(port), path: '/v2/', rejectUnauthorized: false }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200 || res.statusCode === 401);
+    });
+    req.on('error', () => resolve(false));
+  });
 }

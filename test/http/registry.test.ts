@@ -2,6 +2,7 @@
 // from their OCI layouts; Basic auth with docker config credentials; errors keep secrets out.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
@@ -240,5 +241,38 @@ describe('mirrors: a pull-through cache in front of the registry', () => {
     const r = await runCli(['--mirror', 'nonsense', 'ls', 'x/y']);
     assert.equal(r.code, 2);
     assert.match(r.stderr, /--mirror: expected REGISTRY=MIRROR_HOST/);
+  });
+});
+
+describe('a loopback registry serving TLS with a self-signed certificate', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let cleanup: () => void;
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    const cert = join(dir, 'tls.pem');
+    const key = join(dir, 'tls.key');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+    reg = await startRegistry({ tls: { cert, key } });
+    const client = new RegistryClient(httpOptions({ insecure: true }), new DockerConfigCredentials(undefined, log), log);
+    try {
+      await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'tls/esgz' }, join(fixturesDir(), 'esgz', 'oci'), manifestDigest('esgz'), 'latest');
+    } finally {
+      await client.close();
+    }
+  });
+  after(async () => {
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  it('is refused without --insecure, with a message about the certificate, and read with it', async () => {
+    const ref = `${reg.host}/tls/esgz:latest`;
+    const refused = await runCli(['--root', join(dir, 'r1'), '--retries', '0', 'ls', ref]);
+    assert.equal(refused.code, 7);
+    assert.match(refused.stderr, /certificate/i);
+    const ok = await runCli(['--root', join(dir, 'r2'), '--insecure', 'cat', ref, '/files/size-511']);
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.equal(ok.stdout.length, 511);
   });
 });
