@@ -176,11 +176,14 @@ export class RegistryClient {
       const headers: Record<string, string> = { 'user-agent': 'stargzfs/0.1', ...spec.headers };
       const auth = url.origin === home ? this.cachedAuth(t, scope) : undefined;
       if (auth !== undefined) headers['authorization'] = auth;
+      // The timeout covers the whole exchange, so a body that trickles in cannot hold a read forever.
+      const signal = AbortSignal.timeout(this.opts.timeoutMs);
       const r = await request(url, {
         dispatcher: this.agent as Dispatcher,
         method: spec.method,
         headers,
         body: url.origin === home ? spec.body : undefined,
+        signal,
       });
       const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'));
       const res = { status: r.statusCode, headers: r.headers, body };

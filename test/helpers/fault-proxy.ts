@@ -10,7 +10,8 @@ export type Fault =
   | { kind: 'reset-mid-body' }
   | { kind: 'truncate' }
   | { kind: 'redirect'; location: (path: string) => string }
-  | { kind: 'overlong'; extra: number };
+  | { kind: 'overlong'; extra: number }
+  | { kind: 'trickle'; bytesPerTick: number; tickMs: number };
 
 export interface ProxyStats {
   requests: number;
@@ -91,6 +92,27 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           if (isBlob) stats.blobBytes += cut.length;
           res.socket?.end();
           ur.destroy();
+          return;
+        }
+        if (fault?.kind === 'trickle') {
+          // Hold the upstream and dribble the chunk out.
+          ur.pause();
+          let at = 0;
+          const tick = setInterval(() => {
+            if (res.destroyed) {
+              clearInterval(tick);
+              ur.destroy();
+              return;
+            }
+            const piece = chunk.subarray(at, at + fault.bytesPerTick);
+            at += piece.length;
+            res.write(piece);
+            if (at >= chunk.length) {
+              clearInterval(tick);
+              ur.resume();
+            }
+          }, fault.tickMs);
+          sent += chunk.length;
           return;
         }
         sent += chunk.length;

@@ -275,3 +275,33 @@ describe('registries that answer oddly', () => {
     assert.ok((await client.readRange(t(), digest, 100, 50)).equals(blob.subarray(100, 150)), 'fine once the fault clears');
   });
 });
+
+describe('a body that trickles in', () => {
+  let reg: TestRegistry;
+  let proxy: FaultProxy;
+  let client: RegistryClient;
+  let digest = '';
+  const blob = randomBytes(200_000);
+  before(async () => {
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.host);
+    const log = createLogger('silent');
+    client = new RegistryClient(httpOptions({ timeoutMs: 1000, retries: 2 }), new DockerConfigCredentials(undefined, log), log);
+    digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'slow/blob' }, blob, 64 << 10);
+  });
+  after(async () => {
+    await client?.close();
+    await proxy?.stop();
+    await reg?.stop();
+  });
+
+  it('is cut off by the per-request timeout and retried; the chunked upload read back exactly', async () => {
+    proxy.reset();
+    proxy.inject({ kind: 'trickle', bytesPerTick: 100, tickMs: 50 }, 1, /\/blobs\//, { rangedOnly: true });
+    const t0 = Date.now();
+    const got = await client.readRange({ endpoint: proxy.host, registry: proxy.host, repository: 'slow/blob' }, digest, 0, 100_000);
+    assert.ok(got.equals(blob.subarray(0, 100_000)));
+    assert.equal(proxy.stats.faults, 1);
+    assert.ok(Date.now() - t0 >= 900, 'the first attempt waited for its timeout');
+  });
+});

@@ -129,6 +129,47 @@ describe('registry with Basic auth (htpasswd)', () => {
   });
 });
 
+describe('credentials from docker credential helpers', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let cleanup: () => void;
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    reg = await startRegistry({ htpasswd: `carol:${bcrypt.hashSync('helper-secret', 4)}\n` });
+    // The helper protocol: `docker-credential-<name> get`, server URL on stdin, JSON out.
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(
+      join(dir, 'bin', 'docker-credential-sgztest'),
+      `#!/bin/sh\nread server\n[ "$server" = "${reg.host}" ] || exit 1\necho '{"ServerURL":"${reg.host}","Username":"carol","Secret":"helper-secret"}'\n`,
+      { mode: 0o755 },
+    );
+    const conf = join(dir, 'push');
+    mkdirSync(conf);
+    writeFileSync(join(conf, 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'carol', password: 'helper-secret' } } }));
+    await pushFixtures(reg, conf);
+  });
+  after(async () => {
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  for (const [name, config] of [
+    ['credHelpers', (host: string) => ({ credHelpers: { [host]: 'sgztest' } })],
+    ['credsStore', () => ({ credsStore: 'sgztest' })],
+  ] as const) {
+    it(`${name}: the helper's credentials are used, and its secret never printed`, async () => {
+      const conf = join(dir, name);
+      mkdirSync(conf);
+      writeFileSync(join(conf, 'config.json'), JSON.stringify(config(reg.host)));
+      const env = { ...process.env, DOCKER_CONFIG: conf, PATH: `${join(dir, 'bin')}:${process.env['PATH'] ?? ''}` };
+      const r = await runCli(['--root', join(dir, `root-${name}`), '--log-level', 'trace', 'cat', `${reg.host}/fixture/esgz:latest`, '/files/size-1'], { env });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.length, 1);
+      assert.ok(!r.stderr.includes('helper-secret'));
+    });
+  }
+});
+
 describe('registry with token auth (our token server, real signed JWTs)', () => {
   let reg: TestRegistry;
   let tokens: TokenServer;
