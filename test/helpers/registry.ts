@@ -22,13 +22,15 @@ export interface RegistryOptions {
   extraConfig?: string;
   /** Serve TLS with this certificate and key (PEM files). */
   tls?: { cert: string; key: string };
+  /** Listen on [::1] instead of 127.0.0.1. */
+  ipv6?: boolean;
 }
 
-export async function freePort(): Promise<number> {
+export async function freePort(address = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, address, () => {
       const addr = s.address();
       s.close(() => resolve(typeof addr === 'object' && addr !== null ? addr.port : 0));
     });
@@ -37,8 +39,8 @@ export async function freePort(): Promise<number> {
 
 export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
   const { dir, cleanup } = tempDir('stargzfs-registry-');
-  const port = await freePort();
-  const host = `127.0.0.1:${port}`;
+  const port = await freePort(opts.ipv6 ? '::1' : '127.0.0.1');
+  const host = opts.ipv6 ? `[::1]:${port}` : `127.0.0.1:${port}`;
   let auth = '';
   if (opts.htpasswd !== undefined) {
     writeFileSync(join(dir, 'htpasswd'), opts.htpasswd);
@@ -56,7 +58,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
     '  delete:',
     '    enabled: true',
     'http:',
-    `  addr: ${host}`,
+    `  addr: "${host}"`,
     ...(opts.tls ? ['  tls:', `    certificate: ${opts.tls.cert}`, `    key: ${opts.tls.key}`] : []),
     auth,
     opts.extraConfig ?? '',
@@ -90,8 +92,9 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
 /** Whether /v2/ answers (200 or 401) yet; a self-signed certificate is fine here. */
 function answers(host: string, tls: boolean): Promise<boolean> {
   return new Promise((resolve) => {
-    const [hostname, port] = host.split(':');
-    const req = (tls ? httpsGet : httpGet)({ hostname, port: Number(port), path: '/v2/', rejectUnauthorized: false }, (res) => {
+    const i = host.lastIndexOf(':');
+    const hostname = host.slice(0, i).replace(/^\[|\]$/g, '');
+    const req = (tls ? httpsGet : httpGet)({ hostname, port: Number(host.slice(i + 1)), path: '/v2/', rejectUnauthorized: false }, (res) => {
       res.resume();
       resolve(res.statusCode === 200 || res.statusCode === 401);
     });

@@ -92,6 +92,23 @@ describe('registry source (open registry)', () => {
   });
 });
 
+describe('a registry on IPv6 loopback', () => {
+  it('[::1]:port references resolve, push and read', async () => {
+    const { dir, cleanup } = tempDir();
+    const reg = await startRegistry({ ipv6: true });
+    try {
+      assert.match(reg.host, /^\[::1\]:\d+$/);
+      await pushFixtures(reg);
+      const r = await runCli(['--root', join(dir, 'root'), 'stat', '--json', `${reg.host}/fixture/esgz:latest`, '/special/char-1-3']);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal((JSON.parse(r.stdout.toString()) as { rdev: string }).rdev, '1:3');
+    } finally {
+      await reg.stop();
+      cleanup();
+    }
+  });
+});
+
 describe('registry with Basic auth (htpasswd)', () => {
   let reg: TestRegistry;
   let dir: string;
