@@ -17,6 +17,8 @@ export interface ProxyStats {
   requests: number;
   /** Faults actually injected. */
   faults: number;
+  /** TCP connections accepted (also while down). */
+  connections: number;
   /** Response body bytes sent to clients for blob GETs. */
   blobBytes: number;
   ranges: string[];
@@ -37,7 +39,7 @@ export interface FaultProxy {
 }
 
 export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
-  const stats: ProxyStats = { requests: 0, faults: 0, blobBytes: 0, ranges: [] };
+  const stats: ProxyStats = { requests: 0, faults: 0, connections: 0, blobBytes: 0, ranges: [] };
   const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; range: RegExp | undefined; match: RegExp }> = [];
   const take = (path: string, range: string | undefined): Fault | undefined => {
     const f = faults.find(
@@ -126,6 +128,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
   });
   let down = false;
   server.on('connection', (socket) => {
+    stats.connections++;
     if (down) socket.destroy();
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -142,6 +145,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     reset: () => {
       stats.requests = 0;
       stats.faults = 0;
+      stats.connections = 0;
       stats.blobBytes = 0;
       stats.ranges = [];
       faults.length = 0;

@@ -9,16 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { buildEstargzImage } from '../../src/layer/build-image.js';
 import { RegistryClient } from '../../src/http/registry-client.js';
-import { DockerConfigCredentials } from '../../src/http/credentials.js';
 import { pushBlob, pushLayoutImage } from '../../src/http/push.js';
 import { RegistrySource } from '../../src/http/registry-source.js';
-import { httpOptions } from '../helpers/config.js';
-import { createLogger } from '../../src/log.js';
 import { entries } from '../helpers/entries.js';
 import { runCli } from '../helpers/cli.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { tempDir } from '../helpers/tmp.js';
+import { testClient, withClient } from '../helpers/client.js';
 
 const big = randomBytes(24 << 20);
 const small = 'just a small file\n';
@@ -40,13 +38,9 @@ describe('registry reads through a fault-injecting proxy', () => {
       { name: 'etc/small.txt', body: small },
     ])], { compressionLevel: 1 });
     layerSize = built.layers[0]?.blobSize ?? 0;
-    const log = createLogger('silent');
-    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
-    try {
+    await withClient(async (client) => {
       await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'big/image' }, join(dir, 'img'), built.manifest.digest, 'v1');
-    } finally {
-      await client.close();
-    }
+    });
   });
   after(async () => {
     await proxy?.stop();
@@ -117,13 +111,9 @@ describe('several extents in few requests', () => {
     ({ cleanup } = tempDir());
     reg = await startRegistry();
     proxy = await startFaultProxy(reg.host);
-    const log = createLogger('silent');
-    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
-    try {
+    await withClient(async (client) => {
       digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'ranges/blob' }, blob);
-    } finally {
-      await client.close();
-    }
+    });
   });
   after(async () => {
     await proxy?.stop();
@@ -132,22 +122,16 @@ describe('several extents in few requests', () => {
   });
 
   it('neighbours coalesced, the rest in one multi-range request the registry answers', async () => {
-    const log = createLogger('silent');
-    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
-    try {
+    await withClient(async (client) => {
       proxy.reset();
       const got = await client.readRanges(target(), digest, extents, 64);
       assert.deepEqual(got, want);
       assert.deepEqual(proxy.stats.ranges, ['bytes=1000-1199,500000-504095,900000-900009']);
-    } finally {
-      await client.close();
-    }
+    });
   });
 
   it('multi-range refused with 400: falls back to single ranges, and remembers', async () => {
-    const log = createLogger('silent');
-    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
-    try {
+    await withClient(async (client) => {
       proxy.reset();
       proxy.inject({ kind: 'status', status: 400 }, 100, /\/blobs\//, { range: /,/ });
       assert.deepEqual(await client.readRanges(target(), digest, extents, 64), want);
@@ -156,9 +140,7 @@ describe('several extents in few requests', () => {
       proxy.reset();
       assert.deepEqual(await client.readRanges(target(), digest, extents, 64), want);
       assert.ok(proxy.stats.ranges.every((r) => !r.includes(',')), 'no second multi-range attempt');
-    } finally {
-      await client.close();
-    }
+    });
   });
 });
 
@@ -195,13 +177,9 @@ describe('blob redirects to a second origin with expiring signed URLs', () => {
     await new Promise<void>((r) => store.listen(0, '127.0.0.1', () => r()));
     storeHost = `127.0.0.1:${(store.address() as AddressInfo).port}`;
     const built = await buildEstargzImage(join(dir, 'img'), [entries([{ name: 'a/b.txt', body: 'redirected bytes\n' }, { name: 'big', body: randomBytes(9 << 20) }])]);
-    const log = createLogger('silent');
-    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
-    try {
+    await withClient(async (client) => {
       await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'redir/image' }, join(dir, 'img'), built.manifest.digest, 'v1');
-    } finally {
-      await client.close();
-    }
+    });
   });
   after(async () => {
     await proxy?.stop();
@@ -211,8 +189,7 @@ describe('blob redirects to a second origin with expiring signed URLs', () => {
   });
 
   it('follows the redirect without Authorization, reuses the signed URL, re-resolves it once expired', async () => {
-    const log = createLogger('silent');
-    const client = new RegistryClient(httpOptions(), new DockerConfigCredentials(undefined, log), log);
+    const client = testClient();
     const sign = (path: string) => `http://${storeHost}${path}?expires=${Date.now() + validMs}&signature=abc`;
     try {
       proxy.reset();
@@ -250,8 +227,7 @@ describe('registries that answer oddly', () => {
   before(async () => {
     reg = await startRegistry();
     proxy = await startFaultProxy(reg.host);
-    const log = createLogger('silent');
-    client = new RegistryClient(httpOptions({ retries: 0 }), new DockerConfigCredentials(undefined, log), log);
+    client = testClient({ retries: 0 });
     digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'odd/blob' }, blob);
   });
   after(async () => {
@@ -285,8 +261,7 @@ describe('a body that trickles in', () => {
   before(async () => {
     reg = await startRegistry();
     proxy = await startFaultProxy(reg.host);
-    const log = createLogger('silent');
-    client = new RegistryClient(httpOptions({ timeoutMs: 1000, retries: 2 }), new DockerConfigCredentials(undefined, log), log);
+    client = testClient({ timeoutMs: 1000, retries: 2 });
     digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'slow/blob' }, blob, 64 << 10);
   });
   after(async () => {

@@ -6,21 +6,16 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
-import { RegistryClient } from '../../src/http/registry-client.js';
-import { DockerConfigCredentials } from '../../src/http/credentials.js';
 import { pushLayoutImage } from '../../src/http/push.js';
-import { httpOptions } from '../helpers/config.js';
-import { createLogger } from '../../src/log.js';
 import { runCli } from '../helpers/cli.js';
 import { fixturesDir } from '../helpers/paths.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { tempDir } from '../helpers/tmp.js';
+import { testClient } from '../helpers/client.js';
 
 const variants = ['esgz', 'zstdchunked', 'gzip'];
-const log = createLogger('silent');
-const clientOpts = httpOptions();
 
 function manifestDigest(variant: string): string {
   const index = JSON.parse(readFileSync(join(fixturesDir(), variant, 'oci', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
@@ -28,7 +23,7 @@ function manifestDigest(variant: string): string {
 }
 
 async function pushFixtures(reg: TestRegistry, dockerConfig?: string): Promise<void> {
-  const client = new RegistryClient(clientOpts, new DockerConfigCredentials(dockerConfig, log), log);
+  const client = testClient({}, dockerConfig);
   try {
     for (const v of variants) {
       await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: `fixture/${v}` }, join(fixturesDir(), v, 'oci'), manifestDigest(v), 'latest');
@@ -200,7 +195,7 @@ describe('registry with token auth (our token server, real signed JWTs)', () => 
     conf = join(dir, 'docker');
     mkdirSync(conf);
     writeFileSync(join(conf, 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'bob', password: 'b0b-pass' } } }));
-    const client = new RegistryClient(clientOpts, new DockerConfigCredentials(conf, log), log);
+    const client = testClient({}, conf);
     try {
       for (const repo of ['public/esgz', 'private/esgz']) {
         await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: repo }, join(fixturesDir(), 'esgz', 'oci'), manifestDigest('esgz'), 'latest');
@@ -231,7 +226,7 @@ describe('registry with token auth (our token server, real signed JWTs)', () => 
   });
 
   it('a token that expires mid-run is renewed', async () => {
-    const client = new RegistryClient(clientOpts, new DockerConfigCredentials(conf, log), log);
+    const client = testClient({}, conf);
     try {
       const t = { endpoint: reg.host, registry: reg.host, repository: 'private/esgz' };
       tokens.issued.length = 0;
@@ -312,7 +307,7 @@ describe('a loopback registry serving TLS with a self-signed certificate', () =>
     const key = join(dir, 'tls.key');
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
     reg = await startRegistry({ tls: { cert, key } });
-    const client = new RegistryClient(httpOptions({ insecure: true }), new DockerConfigCredentials(undefined, log), log);
+    const client = testClient({ insecure: true });
     try {
       await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'tls/esgz' }, join(fixturesDir(), 'esgz', 'oci'), manifestDigest('esgz'), 'latest');
     } finally {
