@@ -44,8 +44,16 @@ export interface HttpConfig {
   readonly redirectTtlMs: number;
 }
 
+export interface CacheConfig {
+  /** Disk quota for the chunk cache, bytes. Default: a fifth of the free space where the state root is, at least 512 MiB. */
+  readonly quotaBytes: number;
+  /** Memory LRU for hot chunks, bytes. Default 64 MiB. */
+  readonly memoryBytes: number;
+}
+
 export interface Config {
   readonly state: StateConfig;
+  readonly cache: CacheConfig;
   readonly http: HttpConfig;
   readonly toc: TocConfig;
   readonly image: ImageConfig;
@@ -65,6 +73,8 @@ export interface ConfigInput {
   retries?: number | undefined;
   /** `registry=mirror-host` items. */
   mirror?: readonly string[] | undefined;
+  /** Bytes, or a size with a K/M/G/T suffix (powers of 1024). */
+  cacheSize?: string | number | undefined;
 }
 
 export interface Environment {
@@ -74,10 +84,12 @@ export interface Environment {
   arch: string;
   /** $DOCKER_CONFIG */
   dockerConfig?: string | undefined;
+  /** Free bytes on the filesystem of the state root (for the default cache quota). */
+  freeBytes?: number | undefined;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize']);
 
 export function defaultRoot(env: Environment): string {
   if (env.uid === 0) return '/var/lib/stargzfs';
@@ -110,6 +122,10 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
   }
   return Object.freeze({
     state: Object.freeze({ root: input.root ?? defaultRoot(env) }),
+    cache: Object.freeze({
+      quotaBytes: input.cacheSize !== undefined ? parseSize('cache-size', input.cacheSize) : Math.max(512 << 20, Math.floor((env.freeBytes ?? 0) / 5)),
+      memoryBytes: 64 << 20,
+    }),
     http: Object.freeze({
       plainHttp: input.plainHttp ?? false,
       insecure: input.insecure ?? false,
@@ -125,6 +141,15 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
     image: Object.freeze({ platform }),
     log: Object.freeze({ level }),
   });
+}
+
+/** `4096`, `512M`, `10G` (powers of 1024) → bytes. */
+export function parseSize(option: string, v: string | number): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(String(v).trim());
+  if (m === null) throw new ConfigError(option, `expected a size like 512M or 10G, got ${JSON.stringify(v)}`);
+  const n = Math.floor(Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? '').toUpperCase() || ' '));
+  if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(option, `must be a positive size, got ${JSON.stringify(v)}`);
+  return n;
 }
 
 /** `docker.io=mirror.local:5000` items → { 'docker.io': ['mirror.local:5000'] }, order kept. */

@@ -9,6 +9,7 @@ import { RegistrySource } from '../http/registry-source.js';
 import { DockerConfigCredentials } from '../http/credentials.js';
 import { InodeTable, openMetaDb } from '../toc/inode-db.js';
 import { LayerIndexer } from '../toc/layer-index.js';
+import { ChunkStore } from '../chunkcache/chunk-store.js';
 import { OpenImage, type ImageSource } from '../layer/image.js';
 import type { ImageView } from '../toc/view.js';
 import type { OverlayEncoding } from '../toc/layer-view.js';
@@ -31,11 +32,13 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   const dbFile = join(config.state.root, 'meta.db');
   const db = openMetaDb(dbFile);
   let source: ImageSource | undefined;
+  let cache: ChunkStore | undefined;
   try {
     source = await openSource(ref, config, log);
     const table = new InodeTable(db);
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log);
-    const image = await OpenImage.open(source, config.image.platform, indexer, table, log);
+    cache = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
+    const image = await OpenImage.open(source, config.image.platform, indexer, table, log, cache);
     for (const l of image.layers) {
       if (l.row !== undefined && l.row.verified !== 1) {
         process.stderr.write(`stargzfs: warning: layer ${l.index} (${l.desc.digest}) is UNVERIFIED: its TOC has no digest annotation\n`);
@@ -43,7 +46,21 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     }
     return await fn({ config, log, image, table });
   } finally {
+    cache?.close();
     await source?.close();
+    db.close();
+  }
+}
+
+/** The chunk cache alone, for `stargzfs cache …`. */
+export async function withCache<T>(config: Config, fn: (cache: ChunkStore) => Promise<T>): Promise<T> {
+  const log = createLogger(config.log.level);
+  const db = openMetaDb(join(config.state.root, 'meta.db'));
+  const cache = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
+  try {
+    return await fn(cache);
+  } finally {
+    cache.close();
     db.close();
   }
 }

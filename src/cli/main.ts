@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // The composition root: argv → Config → commands. The only module that reads
 // process.env and process.argv.
+import { statfsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { resolveConfig, type Config } from '../config.js';
 import { StargzfsError } from '../errors.js';
-import { selectView, withImage } from './context.js';
+import { selectView, withCache, withImage } from './context.js';
+import { cacheCommand } from './commands/cache.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { ls } from './commands/ls.js';
 import { stat } from './commands/stat.js';
@@ -23,6 +26,7 @@ interface GlobalArgs {
   timeout?: number | undefined;
   retries?: number | undefined;
   mirror?: string | string[] | undefined;
+  'cache-size'?: string | undefined;
 }
 
 function config(argv: GlobalArgs): Config {
@@ -38,6 +42,7 @@ function config(argv: GlobalArgs): Config {
       timeoutMs: argv.timeout !== undefined ? argv.timeout * 1000 : undefined,
       retries: argv.retries,
       mirror: argv.mirror === undefined ? undefined : [argv.mirror].flat(),
+      cacheSize: argv['cache-size'],
     },
     {
       uid: process.getuid?.() ?? 0,
@@ -45,8 +50,21 @@ function config(argv: GlobalArgs): Config {
       xdgCacheHome: process.env['XDG_CACHE_HOME'],
       arch: process.arch,
       dockerConfig: process.env['DOCKER_CONFIG'],
+      freeBytes: freeBytes(argv.root ?? (process.getuid?.() === 0 ? '/var/lib/stargzfs' : (process.env['XDG_CACHE_HOME'] ?? `${process.env['HOME'] ?? '/tmp'}/.cache`))),
     },
   );
+}
+
+/** Free bytes on the filesystem that holds `path` (or its nearest existing parent). */
+function freeBytes(path: string): number | undefined {
+  for (let p = resolve(path); ; p = dirname(p)) {
+    try {
+      const s = statfsSync(p);
+      return s.bavail * s.bsize;
+    } catch {
+      if (p === dirname(p)) return undefined;
+    }
+  }
 }
 
 const viewOptions = <T>(y: Argv<T>) =>
@@ -87,6 +105,7 @@ export async function main(args: string[]): Promise<number> {
     .option('timeout', { type: 'number', describe: 'per-request timeout in seconds (default 30)' })
     .option('retries', { type: 'number', describe: 'retries for connection errors, 429 and 5xx (default 4)' })
     .option('mirror', { type: 'string', describe: 'REGISTRY=HOST[:PORT]: read REGISTRY’s images through this mirror first (repeatable, tried in order)' })
+    .option('cache-size', { type: 'string', describe: 'chunk cache quota, e.g. 2G (default: a fifth of the free disk, at least 512M)' })
     .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
     .command(
       'inspect <src>',
@@ -125,6 +144,12 @@ export async function main(args: string[]): Promise<number> {
       (y) =>
         viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('paths', { type: 'string', array: true, demandOption: true })),
       (argv) => run(() => withImage(config(argv), argv.src, ({ image }) => cat(selectView(image, argv), image.reader, argv.paths))),
+    )
+    .command(
+      'cache <action>',
+      'the chunk cache shared by every image on this state root: du (usage), gc (quota, strays), clear (everything)',
+      (y) => y.positional('action', { type: 'string', choices: ['du', 'gc', 'clear'], demandOption: true }).option('json', { type: 'boolean', default: false }),
+      (argv) => run(() => withCache(config(argv), (cache) => cacheCommand(cache, argv.action as 'du' | 'gc' | 'clear', argv.json))),
     )
     .demandCommand(1, 'name a command')
     .strict()

@@ -11,11 +11,41 @@ import { DecodeError, DigestMismatchError, StargzfsError, TocFormatError } from 
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
+/** Where verified chunks are kept between reads (chunkcache/ChunkStore). */
+export interface ChunkCache {
+  get(digest: Buffer, size: number): Promise<Buffer | undefined>;
+  put(digest: Buffer, data: Buffer): Promise<void>;
+}
+
+/** Per-layer counters, for status, metrics and tests. */
+export interface LayerCounters {
+  /** Blob range requests made for chunks. */
+  requests: number;
+  bytesFetched: number;
+  bytesServed: number;
+  cacheHits: number;
+  cacheMisses: number;
+}
+
 export class FileReader {
+  private readonly counters = new Map<number, LayerCounters>();
+
   constructor(
     private readonly table: InodeTable,
     private readonly blobFor: BlobFor,
+    private readonly cache?: ChunkCache,
+    private readonly onCacheError?: (err: unknown) => void,
   ) {}
+
+  /** Counters of one layer (by meta.db layer id), zero until it is read. */
+  stats(layerId: number): LayerCounters {
+    let c = this.counters.get(layerId);
+    if (c === undefined) {
+      c = { requests: 0, bytesFetched: 0, bytesServed: 0, cacheHits: 0, cacheMisses: 0 };
+      this.counters.set(layerId, c);
+    }
+    return c;
+  }
 
   /** Bytes [off, off+len) of a regular file, clipped to its size. */
   async read(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
@@ -38,6 +68,7 @@ export class FileReader {
       const from = pos - c.chunk_offset;
       const to = Math.min(c.chunk_size, end - c.chunk_offset);
       if (to > from) {
+        this.stats(layer.id).bytesServed += to - from;
         yield data.subarray(from, to);
         pos = c.chunk_offset + to;
       }
@@ -52,7 +83,18 @@ export class FileReader {
     if (c.digest === null && layer.verified === 1) {
       throw new TocFormatError(`chunk at ${c.chunk_offset} has no chunkDigest to verify it against`, ctx);
     }
+    const counters = this.stats(layer.id);
+    if (c.digest !== null && this.cache !== undefined) {
+      const hit = await this.cache.get(c.digest, c.chunk_size);
+      if (hit !== undefined) {
+        counters.cacheHits++;
+        return hit;
+      }
+      counters.cacheMisses++;
+    }
     const blob = this.blobFor(layer);
+    counters.requests++;
+    counters.bytesFetched += c.blob_end - c.blob_offset;
     const comp = await blob.readAt(c.blob_offset, c.blob_end - c.blob_offset);
     const need = c.inner_offset + c.chunk_size;
     let plain: Buffer;
@@ -71,6 +113,8 @@ export class FileReader {
       if (!actual.equals(c.digest)) {
         throw new DigestMismatchError(`chunk at file offset ${c.chunk_offset}`, `sha256:${c.digest.toString('hex')}`, `sha256:${actual.toString('hex')}`, ctx);
       }
+      // Only verified bytes are cached; a cache that cannot store them does not fail the read.
+      await this.cache?.put(c.digest, Buffer.from(data)).catch((err: unknown) => this.onCacheError?.(err));
     }
     return data;
   }

@@ -9,7 +9,7 @@ import type { LayerIndexer } from '../toc/layer-index.js';
 import { LayerView, type OverlayEncoding } from '../toc/layer-view.js';
 import { MergedView } from '../toc/merged-view.js';
 import { ImageError, StargzfsError } from '../errors.js';
-import { FileReader } from './file-reader.js';
+import { FileReader, type ChunkCache } from './file-reader.js';
 
 export interface ImageSource {
   resolve(platform: string): Promise<ResolvedImage>;
@@ -35,17 +35,27 @@ export class OpenImage {
     readonly layers: readonly LayerState[],
     private readonly table: InodeTable,
     source: ImageSource,
+    cache: ChunkCache | undefined,
+    log: Logger,
   ) {
     const byLayerId = new Map<number, Descriptor>(layers.flatMap((l) => (l.row ? [[l.row.id, l.desc] as const] : [])));
-    this.reader = new FileReader(table, (row) => {
-      const desc = byLayerId.get(row.id);
-      if (desc === undefined) throw new Error(`layer ${row.digest} is not part of this image`);
-      return source.blob(desc);
-    });
+    const cacheLog = log.child({ mod: 'image' });
+    this.reader = new FileReader(
+      table,
+      (row) => {
+        const desc = byLayerId.get(row.id);
+        if (desc === undefined) throw new Error(`layer ${row.digest} is not part of this image`);
+        return source.blob(desc);
+      },
+      cache,
+      (err) => cacheLog.warn({ err }, 'chunk cache write failed; the read goes on'),
+    );
   }
 
   /** Indexes every layer in parallel; a layer that fails is recorded, not fatal. */
-  static async open(source: ImageSource, platform: string, indexer: LayerIndexer, table: InodeTable, log: Logger): Promise<OpenImage> {
+  static async open(
+    source: ImageSource, platform: string, indexer: LayerIndexer, table: InodeTable, log: Logger, cache?: ChunkCache,
+  ): Promise<OpenImage> {
     const resolved = await source.resolve(platform);
     const layers = await Promise.all(
       resolved.layers.map(async (desc, index): Promise<LayerState> => {
@@ -60,7 +70,7 @@ export class OpenImage {
         }
       }),
     );
-    return new OpenImage(resolved, layers, table, source);
+    return new OpenImage(resolved, layers, table, source, cache, log);
   }
 
   /** All layers applied. Every layer must be indexed. */

@@ -11,7 +11,8 @@ export type Fault =
   | { kind: 'truncate' }
   | { kind: 'redirect'; location: (path: string) => string }
   | { kind: 'overlong'; extra: number }
-  | { kind: 'trickle'; bytesPerTick: number; tickMs: number };
+  | { kind: 'trickle'; bytesPerTick: number; tickMs: number }
+  | { kind: 'corrupt' };
 
 export interface ProxyStats {
   requests: number;
@@ -81,7 +82,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       res.writeHead(ur.statusCode ?? 502, h);
       let sent = 0;
       const total = Number(ur.headers['content-length'] ?? 0);
-      ur.on('data', (chunk: Buffer) => {
+      ur.on('data', (input: Buffer) => {
+        let chunk = input;
         if (fault?.kind === 'reset-mid-body' && sent + chunk.length > total / 2) {
           res.socket?.destroy();
           ur.destroy();
@@ -116,6 +118,12 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           }, fault.tickMs);
           sent += chunk.length;
           return;
+        }
+        if (fault?.kind === 'corrupt' && sent <= total / 2 && sent + chunk.length > total / 2) {
+          const bad = Buffer.from(chunk);
+          const at = Math.floor(total / 2) - sent;
+          bad[at] = (bad[at] as number) ^ 0xff;
+          chunk = bad;
         }
         sent += chunk.length;
         if (isBlob) stats.blobBytes += chunk.length;

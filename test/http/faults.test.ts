@@ -61,6 +61,30 @@ describe('registry reads through a fault-injecting proxy', () => {
     assert.ok(proxy.stats.ranges.length <= 3, `ranges: ${proxy.stats.ranges.join(' ')}`);
   });
 
+  it('a second cat of the same file makes no blob range request: the chunk cache answers', async () => {
+    const root = join(dir, 'shared-root');
+    const first = await runCli(['--root', root, 'cat', `${proxy.host}/big/image:v1`, '/etc/small.txt']);
+    assert.equal(first.code, 0, first.stderr);
+    proxy.reset();
+    const second = await runCli(['--root', root, 'cat', `${proxy.host}/big/image:v1`, '/etc/small.txt']);
+    assert.equal(second.stdout.toString(), small);
+    assert.deepEqual(proxy.stats.ranges, [], 'neither the TOC (meta.db) nor the chunk (cache) was fetched again');
+  });
+
+  it('a chunk corrupted in transit is never served nor cached', async () => {
+    const root = join(dir, 'corrupt-root');
+    proxy.reset();
+    proxy.inject({ kind: 'corrupt' }, 1, /\/blobs\//, { skip: 1, rangedOnly: true });
+    const bad = await runCli(['--root', root, '--retries', '0', 'cat', `${proxy.host}/big/image:v1`, '/data/big.bin']);
+    assert.equal(bad.code, 5, bad.stderr);
+    assert.match(bad.stderr, /file "data\/big\.bin".*(digest mismatch|does not decompress)/);
+    assert.ok(big.subarray(0, bad.stdout.length).equals(bad.stdout), 'whatever was written is a correct prefix: no wrong bytes');
+    const du = JSON.parse((await runCli(['--root', root, 'cache', 'du', '--json'])).stdout.toString()) as { chunks: number };
+    assert.equal(du.chunks, 0, 'nothing was cached');
+    const good = await runCli(['--root', root, 'cat', `${proxy.host}/big/image:v1`, '/data/big.bin']);
+    assert.ok(good.stdout.equals(big));
+  });
+
   it('Range ignored (200 with the whole blob): still the right bytes', async () => {
     proxy.reset();
     proxy.inject({ kind: 'ignore-range' }, 100, /\/blobs\//, { rangedOnly: true });

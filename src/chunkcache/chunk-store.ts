@@ -1,0 +1,218 @@
+// The content-addressed chunk cache: uncompressed chunks stored once per machine by their
+// chunkDigest, under <root>/chunks/<2 hex>/<64 hex>, shared by every layer, image and
+// mount process on the state root. Files are written to <root>/tmp and renamed into
+// place, so a reader sees a whole chunk or none; a file that is torn or corrupt anyway
+// (disk trouble, someone's hand) fails its size check or its sha256 on first use in this
+// process, is deleted, and counts as a miss. Hot chunks stay in a memory LRU bounded in
+// bytes. The index in meta.db (cache_chunks) holds size and last use, the latter written
+// in batches rather than once per read; a size quota evicts least recently used chunks.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { LRUCache } from 'lru-cache';
+import type { Logger } from '../log.js';
+
+export interface ChunkCacheConfig {
+  /** State root; chunks live in <root>/chunks. */
+  readonly root: string;
+  /** Disk quota for chunk files, bytes. */
+  readonly quotaBytes: number;
+  /** Memory LRU for hot chunks, bytes. Default 64 MiB. */
+  readonly memoryBytes: number;
+}
+
+export interface CacheUsage {
+  readonly chunks: number;
+  readonly bytes: number;
+  readonly quotaBytes: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS cache_chunks (
+  digest BLOB PRIMARY KEY,
+  size INTEGER NOT NULL,
+  last_use INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cache_chunks_lru ON cache_chunks(last_use);
+`;
+
+const LAST_USE_FLUSH_MS = 5000;
+
+export class ChunkStore {
+  private readonly memory: LRUCache<string, Buffer>;
+  private readonly verified = new Set<string>();
+  private readonly touched = new Map<string, number>();
+  private readonly log: Logger;
+  private readonly sPut;
+  private readonly sTouch;
+  private readonly sDel;
+  private readonly sUsage;
+  private readonly sOldest;
+  private used: number;
+  private flushTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
+    this.log = log.child({ mod: 'chunkcache' });
+    db.exec(SCHEMA);
+    this.memory = new LRUCache<string, Buffer>({ maxSize: Math.max(1, cfg.memoryBytes), sizeCalculation: (b) => Math.max(1, b.length) });
+    this.sPut = db.prepare('INSERT OR REPLACE INTO cache_chunks (digest, size, last_use) VALUES (?, ?, ?)');
+    this.sTouch = db.prepare('UPDATE cache_chunks SET last_use = max(last_use, ?) WHERE digest = ?');
+    this.sDel = db.prepare('DELETE FROM cache_chunks WHERE digest = ?');
+    this.sUsage = db.prepare('SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes FROM cache_chunks');
+    this.sOldest = db.prepare('SELECT digest, size FROM cache_chunks ORDER BY last_use LIMIT ?');
+    this.used = (this.sUsage.get() as CacheUsage).bytes;
+  }
+
+  private path(hex: string): string {
+    return join(this.cfg.root, 'chunks', hex.slice(0, 2), hex);
+  }
+
+  /** The chunk with this sha256, or undefined (a miss, or a cached file that failed its check). */
+  async get(digest: Buffer, size: number): Promise<Buffer | undefined> {
+    const hex = digest.toString('hex');
+    const hot = this.memory.get(hex);
+    if (hot !== undefined) {
+      this.touch(hex);
+      return hot;
+    }
+    let data: Buffer;
+    try {
+      data = await readFile(this.path(hex));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    if (data.length !== size || (!this.verified.has(hex) && !createHash('sha256').update(data).digest().equals(digest))) {
+      this.log.warn({ digest: hex, size: data.length, expected: size }, 'cached chunk is torn or corrupt; dropped');
+      await this.drop(hex, digest);
+      return undefined;
+    }
+    this.verified.add(hex);
+    this.memory.set(hex, data);
+    this.touch(hex);
+    return data;
+  }
+
+  /** Stores a verified chunk (callers hash before calling). Safe to race with other processes. */
+  async put(digest: Buffer, data: Buffer): Promise<void> {
+    const hex = digest.toString('hex');
+    this.memory.set(hex, data);
+    this.verified.add(hex);
+    const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
+    const tmpDir = join(this.cfg.root, 'tmp');
+    const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    await mkdir(dir, { recursive: true });
+    await mkdir(tmpDir, { recursive: true });
+    await writeFile(tmp, data);
+    await rename(tmp, this.path(hex));
+    this.sPut.run(digest, data.length, Date.now());
+    this.used += data.length;
+    if (this.used > this.cfg.quotaBytes) await this.evict(this.cfg.quotaBytes);
+  }
+
+  private touch(hex: string): void {
+    this.touched.set(hex, Date.now());
+    this.flushTimer ??= setTimeout(() => this.flush(), LAST_USE_FLUSH_MS).unref();
+  }
+
+  /** Writes the batched last-use times. */
+  flush(): void {
+    if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    if (this.touched.size === 0) return;
+    const batch = [...this.touched];
+    this.touched.clear();
+    this.db.transaction(() => {
+      for (const [hex, at] of batch) this.sTouch.run(at, Buffer.from(hex, 'hex'));
+    })();
+  }
+
+  /** Evicts least recently used chunks until the cache holds at most `target` bytes. */
+  async evict(target: number): Promise<{ evicted: number; freed: number }> {
+    this.flush();
+    // Other processes add chunks too: start from the index, not from our running total.
+    this.used = (this.sUsage.get() as CacheUsage).bytes;
+    let evicted = 0;
+    let freed = 0;
+    while (this.used > target) {
+      const rows = this.sOldest.all(256) as Array<{ digest: Buffer; size: number }>;
+      if (rows.length === 0) break;
+      for (const r of rows) {
+        if (this.used <= target) break;
+        await this.drop(r.digest.toString('hex'), r.digest);
+        this.used -= r.size;
+        freed += r.size;
+        evicted++;
+      }
+    }
+    if (evicted > 0) this.log.debug({ evicted, freed }, 'chunk cache evicted');
+    return { evicted, freed };
+  }
+
+  private async drop(hex: string, digest: Buffer): Promise<void> {
+    this.memory.delete(hex);
+    this.verified.delete(hex);
+    this.touched.delete(hex);
+    this.sDel.run(digest);
+    try {
+      await unlink(this.path(hex));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  usage(): CacheUsage {
+    this.flush();
+    const u = this.sUsage.get() as { chunks: number; bytes: number };
+    return { chunks: u.chunks, bytes: u.bytes, quotaBytes: this.cfg.quotaBytes };
+  }
+
+  /** Removes every chunk (and leftover temporary files). */
+  async clear(): Promise<CacheUsage> {
+    const before = this.usage();
+    this.db.prepare('DELETE FROM cache_chunks').run();
+    this.memory.clear();
+    this.verified.clear();
+    this.used = 0;
+    await rm(join(this.cfg.root, 'chunks'), { recursive: true, force: true });
+    await rm(join(this.cfg.root, 'tmp'), { recursive: true, force: true });
+    return before;
+  }
+
+  /**
+   * Brings the cache back to its quota, indexes chunk files a killed process renamed
+   * into place but never recorded, and removes temporary files older than an hour.
+   */
+  async gc(): Promise<{ evicted: number; freed: number; adopted: number; tmpRemoved: number }> {
+    let adopted = 0;
+    let tmpRemoved = 0;
+    const chunks = join(this.cfg.root, 'chunks');
+    const has = this.db.prepare('SELECT 1 FROM cache_chunks WHERE digest = ?').pluck();
+    for (const sub of await readdir(chunks).catch(() => [] as string[])) {
+      for (const name of await readdir(join(chunks, sub)).catch(() => [] as string[])) {
+        if (!/^[0-9a-f]{64}$/.test(name)) continue;
+        const digest = Buffer.from(name, 'hex');
+        if (has.get(digest) !== undefined) continue;
+        const st = await stat(join(chunks, sub, name)).catch(() => undefined);
+        if (st === undefined) continue;
+        this.db.prepare('INSERT OR IGNORE INTO cache_chunks (digest, size, last_use) VALUES (?, ?, ?)').run(digest, st.size, st.mtimeMs);
+        adopted++;
+      }
+    }
+    const tmp = join(this.cfg.root, 'tmp');
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      const st = await stat(join(tmp, name)).catch(() => undefined);
+      if (st !== undefined && Date.now() - st.mtimeMs > 3600_000) {
+        await rm(join(tmp, name), { force: true });
+        tmpRemoved++;
+      }
+    }
+    const { evicted, freed } = await this.evict(this.cfg.quotaBytes);
+    return { evicted, freed, adopted, tmpRemoved };
+  }
+
+  close(): void {
+    this.flush();
+  }
+}
