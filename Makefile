@@ -41,6 +41,7 @@ bench: setup
 	node dist/bench/toc-index.bench.js | tee bench/results/toc-index.json
 	node dist/bench/micro/decode.bench.js | tee bench/results/decode.json
 	node dist/bench/ranged-get.bench.js | tee bench/results/ranged-get.json
+	node dist/bench/micro/cache-verify.bench.js | tee bench/results/cache-verify.json
 
 ## demo: build a local image with our own writer and look inside it
 demo: setup

@@ -29,6 +29,7 @@ export interface LayerCounters {
 
 export class FileReader {
   private readonly counters = new Map<number, LayerCounters>();
+  private readonly inflight = new Map<string, Promise<Buffer>>();
 
   constructor(
     private readonly table: InodeTable,
@@ -77,7 +78,21 @@ export class FileReader {
     if (pos < end) throw new TocFormatError(`no chunk in the TOC covers file offset ${pos} (file size ${node.size})`, { ...ctx, offset: pos });
   }
 
-  private async chunk(layer: LayerRow, c: ChunkRow, path: string, inode: number): Promise<Buffer> {
+  /**
+   * One chunk, verified. Concurrent reads of the same chunk (same digest, or the same
+   * member of the same layer) share one fetch and decode: single-flight.
+   */
+  private chunk(layer: LayerRow, c: ChunkRow, path: string, inode: number): Promise<Buffer> {
+    const key = c.digest !== null ? c.digest.toString('hex') : `${layer.id}:${c.blob_offset}:${c.inner_offset}:${c.chunk_size}`;
+    let p = this.inflight.get(key);
+    if (p === undefined) {
+      p = this.loadChunk(layer, c, path, inode).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, p);
+    }
+    return p;
+  }
+
+  private async loadChunk(layer: LayerRow, c: ChunkRow, path: string, inode: number): Promise<Buffer> {
     const ctx = { layer: layer.digest, path, inode, offset: c.chunk_offset };
     if (c.zeros) return Buffer.alloc(c.chunk_size);
     if (c.digest === null && layer.verified === 1) {
