@@ -24,6 +24,7 @@ echo "$got (expected $want)"
 [ "$got" = "$want" ] || { echo "demo: big.txt read back wrong" >&2; exit 1; }
 sgz ls -l --layer 1 --overlay trusted "$img" /usr/share/doc/demo /var/cache/app
 sgz stat --layer 1 --overlay trusted "$img" /var/cache/app
+sgz cache du
 echo
-echo "The demo image is in $work/image; its index is in $work/root/meta.db."
-echo "Lazy FUSE mounts from a registry come with the mount and registry issues."
+echo "The demo image is in $work/image; its index is in $work/root/meta.db, its verified chunks in $work/root/chunks."
+echo "The same commands take registry references (registry/repo:tag); lazy FUSE mounts come with the mount issue."
