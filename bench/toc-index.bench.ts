@@ -23,7 +23,7 @@ async function child(mode: string, dir: string): Promise<void> {
   const desc = image.layers[0];
   if (desc === undefined) throw new Error('no layer');
   const blob = source.blob(desc);
-  const cfg = { allowUnverified: false, maxTocBytes: 150 << 20, tailBytes: 256 << 10 };
+  const cfg = { allowUnverified: false, maxTocBytes: 150 << 20, tailBytes: 256 << 10, maxPlainBytes: 2 ** 31 };
   const t0 = performance.now();
   let entries = 0;
   if (mode === 'index') {

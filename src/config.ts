@@ -11,6 +11,8 @@ export interface TocConfig {
   readonly maxTocBytes: number;
   /** Bytes read from the end of a blob in the first request: footer plus, usually, the whole TOC. Default 256 KiB. */
   readonly tailBytes: number;
+  /** Largest uncompressed tar of a plain (not eStargz) layer read whole, bytes. Default 2 GiB. */
+  readonly maxPlainBytes: number;
 }
 
 export interface ImageConfig {
@@ -137,7 +139,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       mirrorBackoffMs: 30_000,
       redirectTtlMs: 300_000,
     }),
-    toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes }),
+    toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes, maxPlainBytes: 2 ** 31 }),
     image: Object.freeze({ platform }),
     log: Object.freeze({ level }),
   });

@@ -36,8 +36,9 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   try {
     source = await openSource(ref, config, log);
     const table = new InodeTable(db);
-    const indexer = new LayerIndexer(db, dbFile, table, config.toc, log);
-    cache = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
+    const store = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
+    cache = store;
+    const indexer = new LayerIndexer(db, dbFile, table, config.toc, log, (digest, data) => store.put(digest, data));
     const image = await OpenImage.open(source, config.image.platform, indexer, table, log, cache);
     for (const l of image.layers) {
       if (l.row !== undefined && l.row.verified !== 1) {

@@ -7,7 +7,8 @@ import type { BlobReader } from '../toc/blob.js';
 import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import { decompressPrefix, type Compression } from '../toc/codec.js';
 import type { ViewNode } from '../toc/view.js';
-import { DecodeError, DigestMismatchError, StargzfsError, TocFormatError } from '../errors.js';
+import { DecodeError, DigestMismatchError, StargzfsError, TocFormatError, type ErrorContext } from '../errors.js';
+import { plainTarEntries, plainToc } from '../toc/plain-layer.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
@@ -30,6 +31,7 @@ export interface LayerCounters {
 export class FileReader {
   private readonly counters = new Map<number, LayerCounters>();
   private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly plainRefetch = new Map<string, Promise<Map<string, Buffer>>>();
 
   constructor(
     private readonly table: InodeTable,
@@ -39,6 +41,36 @@ export class FileReader {
   ) {}
 
   /** Counters of one layer (by meta.db layer id), zero until it is read. */
+  /**
+   * A chunk of a plain (not eStargz) layer that is no longer cached: the whole blob is
+   * fetched again (once for all waiting readers), checked, and every chunk re-stored.
+   */
+  private async fromPlainLayer(layer: LayerRow, digest: Buffer, ctx: ErrorContext): Promise<Buffer> {
+    const key = `plain:${layer.id}`;
+    let p = this.plainRefetch.get(key);
+    if (p === undefined) {
+      p = (async () => {
+        const blob = this.blobFor(layer);
+        const counters = this.stats(layer.id);
+        counters.requests++;
+        counters.bytesFetched += blob.size;
+        const bytes = await blob.readAt(0, blob.size);
+        const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+        if (actual !== layer.digest) throw new DigestMismatchError('layer blob', layer.digest, actual, ctx);
+        const found = new Map<string, Buffer>();
+        for (const c of plainToc(plainTarEntries(bytes, Number.MAX_SAFE_INTEGER, ctx)).chunks) {
+          found.set(c.digest.toString('hex'), c.data);
+          await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.onCacheError?.(err));
+        }
+        return found;
+      })().finally(() => this.plainRefetch.delete(key));
+      this.plainRefetch.set(key, p);
+    }
+    const data = (await p).get(digest.toString('hex'));
+    if (data === undefined) throw new DecodeError('the layer blob no longer holds this chunk', ctx);
+    return data;
+  }
+
   stats(layerId: number): LayerCounters {
     let c = this.counters.get(layerId);
     if (c === undefined) {
@@ -107,6 +139,7 @@ export class FileReader {
       }
       counters.cacheMisses++;
     }
+    if (c.blob_end === 0 && c.digest !== null) return this.fromPlainLayer(layer, c.digest, ctx);
     const blob = this.blobFor(layer);
     counters.requests++;
     counters.bytesFetched += c.blob_end - c.blob_offset;

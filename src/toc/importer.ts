@@ -374,6 +374,11 @@ class Importer {
       this.sChunk.add(node, chunkOffset, chunkSize, 0, 0, 0, null, 1);
       return;
     }
+    if (this.input.format.startsWith('plain')) {
+      // A plain layer's chunks have no extent of their own: they come from the whole blob.
+      this.sChunk.add(node, chunkOffset, chunkSize, 0, 0, 0, rawDigest(digest), 0);
+      return;
+    }
     const dataEnd = this.input.dataEnd;
     if (e.offset <= 0 || e.offset >= dataEnd) {
       throw this.entryError(e, `chunk offset ${e.offset} lies outside the data region [0, ${dataEnd}) of the blob`);

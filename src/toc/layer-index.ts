@@ -4,13 +4,17 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from '../log.js';
 import type { TocConfig } from '../config.js';
-import { DigestMismatchError, UnverifiedTocError } from '../errors.js';
+import { createHash } from 'node:crypto';
+import { DigestMismatchError, NotEstargzError, UnverifiedTocError } from '../errors.js';
+import { plainCompression, plainTarEntries, plainToc } from './plain-layer.js';
 import {
   TOC_DIGEST_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
 import { importTocStream } from './importer.js';
 import type { InodeTable, LayerRow } from './inode-db.js';
 import { readTocRegion, tocJsonChunks } from './toc-reader.js';
+
+export type ChunkSink = (digest: Buffer, data: Buffer) => Promise<void>;
 
 export interface OpenedLayer {
   readonly row: LayerRow;
@@ -29,6 +33,8 @@ export class LayerIndexer {
     private readonly table: InodeTable,
     private readonly cfg: TocConfig,
     log: Logger,
+    /** Where a plain layer's contents go (the chunk cache); without it plain layers are refused as NOT LAZY. */
+    private readonly storeChunks?: ChunkSink,
   ) {
     this.log = log.child({ mod: 'toc' });
   }
@@ -53,6 +59,32 @@ export class LayerIndexer {
     return row;
   }
 
+  /**
+   * A layer without a footer: fetched whole, checked against its digest, its tar indexed
+   * like a TOC and its contents stored as chunks. It reads like any other layer and stays
+   * marked NOT LAZY (format plain-*).
+   */
+  private async openPlain(desc: LayerDescriptorLike, blob: BlobReader, why: NotEstargzError, store: ChunkSink): Promise<OpenedLayer> {
+    const ctx = { layer: desc.digest };
+    this.log.info({ digest: desc.digest }, `${why.message}: fetching the whole blob`);
+    const bytes = await blob.readAt(0, blob.size);
+    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    if (actual !== desc.digest) throw new DigestMismatchError('layer blob', desc.digest, actual, ctx);
+    const { json, chunks } = plainToc(plainTarEntries(bytes, this.cfg.maxPlainBytes, ctx));
+    for (const c of chunks) await store(c.digest, c.data);
+    const run = this.importQueue.then(() => importTocStream(
+      this.dbFile,
+      {
+        digest: desc.digest, tocCompressedDigest: undefined, verified: true, format: `plain-${plainCompression(bytes)}`,
+        compression: 'gzip', blobSize: blob.size, footerSize: 0, tocOffset: 0, tocCompressedSize: 0, dataEnd: blob.size,
+      },
+      (async function* () { yield json; })(),
+      undefined,
+    ));
+    this.importQueue = run.catch(() => undefined);
+    return { row: await run, reused: false };
+  }
+
   async open(desc: LayerDescriptorLike, blob: BlobReader): Promise<OpenedLayer> {
     const ctx = { layer: desc.digest };
     const ann = desc.annotations ?? {};
@@ -68,7 +100,13 @@ export class LayerIndexer {
 
     const compressedAnnFor = (kind: string): string | undefined =>
       kind === 'zstd-chunked-b' ? zstdB : kind === 'zstd-chunked-a' ? zstdA : undefined;
-    const region = await readTocRegion(blob, this.cfg, ctx, desc.mediaType);
+    let region;
+    try {
+      region = await readTocRegion(blob, this.cfg, ctx, desc.mediaType);
+    } catch (err) {
+      if (err instanceof NotEstargzError && this.storeChunks !== undefined) return this.openPlain(desc, blob, err, this.storeChunks);
+      throw err;
+    }
     const compressedAnn = compressedAnnFor(region.footer.kind);
     if (compressedAnn !== undefined && region.tocCompressedDigest !== compressedAnn) {
       throw new DigestMismatchError('compressed TOC', compressedAnn, region.tocCompressedDigest, ctx);

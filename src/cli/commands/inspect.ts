@@ -45,14 +45,17 @@ export function inspectReport(image: OpenImage, table: InodeTable): { ref: strin
     const r = l.row;
     const ann = l.desc.annotations ?? {};
     const unc = ann[UNCOMPRESSED_SIZE_ANNOTATION];
-    const notLazy = l.error instanceof NotEstargzError ? l.error.reason : null;
+    const plain = r !== undefined && r.format.startsWith('plain-');
+    const notLazy = l.error instanceof NotEstargzError
+      ? l.error.reason
+      : plain ? `plain ${r.format.slice(6)} layer without an eStargz/stargz/zstd:chunked footer; fetched whole and indexed` : null;
     return {
       index: l.index,
       digest: l.desc.digest,
       mediaType: l.desc.mediaType,
       size: l.desc.size,
-      format: r !== undefined ? (FORMAT_NAMES[r.format] ?? r.format) : notLazy !== null ? 'plain' : 'unknown',
-      lazy: r !== undefined,
+      format: plain ? 'plain' : r !== undefined ? (FORMAT_NAMES[r.format] ?? r.format) : notLazy !== null ? 'plain' : 'unknown',
+      lazy: r !== undefined && !plain,
       notLazyReason: notLazy,
       footer: r !== undefined ? { kind: r.format, size: r.footer_size } : null,
       tocOffset: r?.toc_offset ?? null,
