@@ -10,6 +10,7 @@ import { LayerView, type OverlayEncoding } from '../toc/layer-view.js';
 import { MergedView } from '../toc/merged-view.js';
 import { ImageError, StargzfsError } from '../errors.js';
 import { FileReader, type ChunkCache } from './file-reader.js';
+import { prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
 
 export interface ImageSource {
   resolve(platform: string): Promise<ResolvedImage>;
@@ -34,8 +35,8 @@ export class OpenImage {
     readonly resolved: ResolvedImage,
     readonly layers: readonly LayerState[],
     private readonly table: InodeTable,
-    source: ImageSource,
-    cache: ChunkCache | undefined,
+    private readonly source: ImageSource,
+    private readonly cache: ChunkCache | undefined,
     log: Logger,
   ) {
     const byLayerId = new Map<number, Descriptor>(layers.flatMap((l) => (l.row ? [[l.row.id, l.desc] as const] : [])));
@@ -71,6 +72,20 @@ export class OpenImage {
       }),
     );
     return new OpenImage(resolved, layers, table, source, cache, log);
+  }
+
+  /**
+   * Fetches every layer's landmark region (prioritized files) into the chunk cache, all
+   * layers in parallel. Layers with .no.prefetch.landmark, or none, are skipped.
+   */
+  async prefetch(): Promise<PrefetchResult[]> {
+    const cache = this.cache;
+    if (cache === undefined) return [];
+    return Promise.all(
+      this.layers.flatMap((l) =>
+        l.row !== undefined ? [prefetchLandmarkRegion(this.table, l.row, this.source.blob(l.desc), cache, this.reader.stats(l.row.id))] : [],
+      ),
+    );
   }
 
   /** All layers applied. Every layer must be indexed. */

@@ -210,6 +210,7 @@ export class InodeTable {
   private readonly sLayerByDigest;
   private readonly sWarnings;
   private readonly sAllChunks;
+  private readonly sLayerChunks;
 
   constructor(readonly db: Database.Database) {
     this.sNode = db.prepare('SELECT * FROM nodes WHERE id = ?');
@@ -224,6 +225,9 @@ export class InodeTable {
       'SELECT * FROM chunks WHERE node_id = ? AND chunk_offset >= ? AND chunk_offset < ? ORDER BY chunk_offset',
     );
     this.sAllChunks = db.prepare('SELECT * FROM chunks WHERE node_id = ? ORDER BY chunk_offset');
+    this.sLayerChunks = db.prepare(
+      'SELECT * FROM chunks WHERE node_id BETWEEN ? AND ? AND zeros = 0 AND blob_end > 0 AND blob_offset < ? ORDER BY blob_offset, inner_offset',
+    );
     this.sLayerById = db.prepare('SELECT * FROM layers WHERE id = ?');
     this.sLayerByDigest = db.prepare('SELECT * FROM layers WHERE digest = ?');
     this.sWarnings = db.prepare('SELECT code, path, message FROM layer_warnings WHERE layer_id = ? ORDER BY seq LIMIT ?');
@@ -267,6 +271,14 @@ export class InodeTable {
 
   allChunks(id: number): ChunkRow[] {
     return this.sAllChunks.all(id) as ChunkRow[];
+  }
+
+  /**
+   * Every chunk of a layer whose member starts before `end` in the blob, in blob order.
+   * A layer's nodes are one contiguous id range from its root, so this is a range scan.
+   */
+  layerChunksBefore(layer: LayerRow, end: number): ChunkRow[] {
+    return this.sLayerChunks.all(layer.root_id, layer.root_id + layer.node_count - 1, end) as ChunkRow[];
   }
 
   layer(id: number): LayerRow | undefined {

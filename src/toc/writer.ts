@@ -113,7 +113,8 @@ export function writeEstargz(input: readonly TarEntry[], sink: Sink, opts: Write
     toc.push(e);
     for (let off = 0; off < body.length; off += chunkSize) {
       const piece = body.subarray(off, Math.min(off + chunkSize, body.length));
-      if (minChunk === 0 || isLandmark || w.openUncompressed >= minChunk) w.startMember();
+      // Offset 0 means "no payload" to readers: the first member never carries one.
+      if (minChunk === 0 || isLandmark || w.openUncompressed >= minChunk || w.memberOffset === 0) w.startMember();
       const c: TocJsonEntry = off === 0 ? e : { name: h.name, type: 'chunk' };
       c.offset = w.memberOffset;
       if (off !== 0) c.chunkOffset = off;
