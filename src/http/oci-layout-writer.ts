@@ -1,6 +1,6 @@
 // Writes a single-image OCI layout: blobs, config, manifest, index.json. Used by tests
 // and the demo to make images with our own writer (and later by `convert`).
-import { createHash } from 'node:crypto';
+import { sha256 as digestOf } from './digest.js';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Descriptor } from './image.js';
@@ -20,7 +20,6 @@ export interface LayoutImage {
   readonly architecture?: string;
 }
 
-const digestOf = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 async function putBlob(dir: string, bytes: Buffer): Promise<string> {
   const digest = digestOf(bytes);

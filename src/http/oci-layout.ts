@@ -1,7 +1,7 @@
 // An OCI image layout directory (index.json, blobs/sha256/…) as an image source:
 // `oci:<dir>[:<tag>|@<digest>]`. Every manifest, index and config is verified against
 // its digest when read; layer blobs are read by range and verified by the TOC.
-import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ImageError, ImageReferenceError } from '../errors.js';
@@ -142,7 +142,7 @@ export class OciLayoutSource {
     } catch (err) {
       throw new ImageError(`blob ${desc.digest} is missing from ${this.layout.dir}`, {}, { cause: err });
     }
-    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+    const actual = sha256(bytes);
     if (actual !== desc.digest) throw new ImageError(`blob ${desc.digest} in ${this.layout.dir} has digest ${actual}`);
     if (desc.size >= 0 && bytes.length !== desc.size) {
       throw new ImageError(`blob ${desc.digest} is ${bytes.length} bytes, its descriptor says ${desc.size}`);

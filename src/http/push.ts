@@ -1,12 +1,11 @@
 // The push path: blobs (monolithic, or chunked with PATCH) and manifests. Tests use it
 // to put images into a local registry; `convert` will use it to publish.
-import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RegistryError } from '../errors.js';
 import type { RegistryClient, RepoTarget } from './registry-client.js';
 
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export async function blobExists(client: RegistryClient, t: RepoTarget, digest: string): Promise<boolean> {
   const r = await client.call(t, { method: 'HEAD', path: `/v2/${t.repository}/blobs/${digest}`, actions: 'pull,push', accept: [404] });

@@ -1,6 +1,6 @@
 // A registry image as an image source: manifests negotiated by Accept and verified by
 // digest, the platform chosen from an index, layers read by exact byte ranges.
-import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import { ImageError } from '../errors.js';
 import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } from './image.js';
 import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
@@ -10,7 +10,6 @@ import type { RegistryClient, RepoTarget } from './registry-client.js';
 import type { Extent } from './ranges.js';
 
 const ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 export class RegistryBlob {
   constructor(

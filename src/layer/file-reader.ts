@@ -8,7 +8,7 @@ import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import { decompressPrefix, type Compression } from '../toc/codec.js';
 import type { ViewNode } from '../toc/view.js';
 import { DecodeError, DigestMismatchError, StargzfsError, TocFormatError, type ErrorContext } from '../errors.js';
-import { plainTarEntries, plainToc } from '../toc/plain-layer.js';
+import { readPlainLayer } from '../toc/plain-layer.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
@@ -54,11 +54,8 @@ export class FileReader {
         const counters = this.stats(layer.id);
         counters.requests++;
         counters.bytesFetched += blob.size;
-        const bytes = await blob.readAt(0, blob.size);
-        const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-        if (actual !== layer.digest) throw new DigestMismatchError('layer blob', layer.digest, actual, ctx);
         const found = new Map<string, Buffer>();
-        for (const c of plainToc(plainTarEntries(bytes, Number.MAX_SAFE_INTEGER, ctx)).chunks) {
+        for (const c of (await readPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx)).chunks) {
           found.set(c.digest.toString('hex'), c.data);
           await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.onCacheError?.(err));
         }

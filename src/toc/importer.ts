@@ -6,6 +6,7 @@
 // recorded as a warning on the layer and skipped; the rest of the layer stays usable.
 import type Database from 'better-sqlite3';
 import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import { DigestMismatchError, StargzfsError, TocEntryError, TocFormatError } from '../errors.js';
 import { decodeEntry, type TocEntry } from './entry.js';
 import { forEachTocEntry, TocJsonParser, type TocHeader } from './json-entries.js';
@@ -55,7 +56,7 @@ export function importToc(db: Database.Database, input: ImportInput, json: Buffe
     if (existing !== undefined) return existing; // another process indexed it meanwhile
     const imp = new Importer(db, input);
     const header = forEachTocEntry(json, (raw, i) => imp.entry(raw, i), { layer: input.digest });
-    return imp.finish(header, `sha256:${createHash('sha256').update(json).digest('hex')}`, json.length);
+    return imp.finish(header, sha256(json), json.length);
   });
   return run.immediate();
 }

@@ -4,9 +4,8 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from '../log.js';
 import type { TocConfig } from '../config.js';
-import { createHash } from 'node:crypto';
 import { DigestMismatchError, NotEstargzError, UnverifiedTocError } from '../errors.js';
-import { plainCompression, plainTarEntries, plainToc } from './plain-layer.js';
+import { readPlainLayer } from './plain-layer.js';
 import {
   TOC_DIGEST_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
@@ -39,6 +38,13 @@ export class LayerIndexer {
     this.log = log.child({ mod: 'toc' });
   }
 
+  /** Imports run one at a time: each holds a write transaction open across awaits. */
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.importQueue.then(fn);
+    this.importQueue = run.catch(() => undefined);
+    return run;
+  }
+
   /** Verifies a layer row against this descriptor's annotations; records a new verification. */
   private accept(row: LayerRow, tocAnn: string | undefined, zstdB: string | undefined, ctx: { layer: string }): LayerRow {
     let verified = row.verified === 1;
@@ -67,22 +73,18 @@ export class LayerIndexer {
   private async openPlain(desc: LayerDescriptorLike, blob: BlobReader, why: NotEstargzError, store: ChunkSink): Promise<OpenedLayer> {
     const ctx = { layer: desc.digest };
     this.log.info({ digest: desc.digest }, `${why.message}: fetching the whole blob`);
-    const bytes = await blob.readAt(0, blob.size);
-    const actual = `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-    if (actual !== desc.digest) throw new DigestMismatchError('layer blob', desc.digest, actual, ctx);
-    const { json, chunks } = plainToc(plainTarEntries(bytes, this.cfg.maxPlainBytes, ctx));
+    const { json, chunks, compression } = await readPlainLayer(blob, desc.digest, this.cfg.maxPlainBytes, ctx);
     for (const c of chunks) await store(c.digest, c.data);
-    const run = this.importQueue.then(() => importTocStream(
+    const row = await this.serialized(() => importTocStream(
       this.dbFile,
       {
-        digest: desc.digest, tocCompressedDigest: undefined, verified: true, format: `plain-${plainCompression(bytes)}`,
+        digest: desc.digest, tocCompressedDigest: undefined, verified: true, format: `plain-${compression}`,
         compression: 'gzip', blobSize: blob.size, footerSize: 0, tocOffset: 0, tocCompressedSize: 0, dataEnd: blob.size,
       },
       (async function* () { yield json; })(),
       undefined,
     ));
-    this.importQueue = run.catch(() => undefined);
-    return { row: await run, reused: false };
+    return { row, reused: false };
   }
 
   async open(desc: LayerDescriptorLike, blob: BlobReader): Promise<OpenedLayer> {
@@ -117,8 +119,7 @@ export class LayerIndexer {
     if (!verified) this.log.warn({ digest: desc.digest }, 'layer TOC is not verified: no digest annotation');
 
     const started = performance.now();
-    // Imports run one at a time: each holds a write transaction across awaits.
-    const run = this.importQueue.then(() => importTocStream(
+    const imported = await this.serialized(() => importTocStream(
       this.dbFile,
       {
         digest: desc.digest,
@@ -135,10 +136,9 @@ export class LayerIndexer {
       tocJsonChunks(region, this.cfg.maxTocBytes, ctx),
       tocAnn,
     ));
-    this.importQueue = run.catch(() => undefined);
     // Another process may have indexed the layer first, under other annotations: check
     // the row we got as if it had been known from the start.
-    const row = this.accept(await run, tocAnn, zstdB, ctx);
+    const row = this.accept(imported, tocAnn, zstdB, ctx);
     this.log.debug(
       { digest: desc.digest, entries: row.entry_count, ms: Math.round(performance.now() - started) },
       'layer TOC indexed',

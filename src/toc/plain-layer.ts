@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { zstdPrefix } from './codec.js';
 import { TarReader, type TarEntry } from './tar.js';
-import { DecodeError, TarError, type ErrorContext } from '../errors.js';
+import { DecodeError, DigestMismatchError, TarError, type ErrorContext } from '../errors.js';
+import { sha256 } from './digest.js';
 
 export interface PlainChunk {
   readonly digest: Buffer;
@@ -43,6 +44,20 @@ export function plainTarEntries(blob: Buffer, maxBytes: number, ctx: ErrorContex
   } catch (err) {
     throw new TarError(`plain layer's tar is malformed: ${(err as Error).message}`, ctx);
   }
+}
+
+/**
+ * Fetches a plain layer whole, checks it against its digest, and returns its TOC and
+ * content chunks. Used when the layer is indexed and again when its chunks were evicted.
+ */
+export async function readPlainLayer(
+  blob: { readonly size: number; readAt(offset: number, length: number): Promise<Buffer> },
+  digest: string, maxBytes: number, ctx: ErrorContext,
+): Promise<{ json: Buffer; chunks: PlainChunk[]; compression: PlainCompression }> {
+  const bytes = await blob.readAt(0, blob.size);
+  const actual = sha256(bytes);
+  if (actual !== digest) throw new DigestMismatchError('layer blob', digest, actual, ctx);
+  return { ...plainToc(plainTarEntries(bytes, maxBytes, ctx)), compression: plainCompression(bytes) };
 }
 
 /** TOC JSON (eStargz entry shapes) and the content chunks for a plain layer's entries. */

@@ -1,7 +1,7 @@
 // Locating and decoding a layer's TOC (ESTARGZ.md §3.5, §4.1, §8): one tail read that
 // usually holds footer and TOC together, a second read only for large TOCs; then one
 // gzip member → tar → stargz.index.json, or the zstd frame of zstd:chunked.
-import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import type { BlobReader } from './blob.js';
 import { createGunzip } from 'node:zlib';
 import { zstdPrefix, type Compression } from './codec.js';
@@ -31,8 +31,6 @@ export interface RawToc extends TocRegion {
   /** sha256 of `json` (what containerd.io/snapshot/stargz/toc.digest names). */
   readonly tocDigest: string;
 }
-
-export const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 /** Reads the footer only: which format a blob is, without fetching its TOC. */
 export async function readFooter(blob: BlobReader, tailBytes: number, ctx: ErrorContext): Promise<{ footer: Footer | undefined; tail: Buffer; tailStart: number }> {

@@ -5,6 +5,7 @@
 // into whichever member is open; prioritized files come first, followed by
 // `.prefetch.landmark`, or `.no.prefetch.landmark` leads when nothing is prioritized.
 import { createHash } from 'node:crypto';
+import { sha256 } from './digest.js';
 import { gzipSync } from 'node:zlib';
 import { cleanName, dirname, HIDDEN_ROOT_NAMES, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './names.js';
 import { emptyHeader, encodeHeader, END_OF_ARCHIVE, padding, type TarEntry, type TarHeader } from './tar.js';
@@ -161,8 +162,6 @@ function ordered_(e: TocJsonEntry): TocJsonEntry {
   for (const k of FIELD_ORDER) if (e[k] !== undefined) out[k] = e[k];
   return out as unknown as TocJsonEntry;
 }
-
-const sha256 = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 
 function rfc3339(sec: number): string {
   const d = new Date(sec * 1000);
