@@ -53,9 +53,29 @@ export interface CacheConfig {
   readonly memoryBytes: number;
 }
 
+export interface FetchConfig {
+  /** Landmark prefetch of each layer's prioritized region. Default true (`--no-prefetch`). */
+  readonly prefetch: boolean;
+  /** Prefetch the files earlier mounts of this image read first. Default true (`--no-learned-prefetch`). */
+  readonly learnedPrefetch: boolean;
+  /** Fetch the rest of every layer in the background. Default true (`--no-background-fetch`). */
+  readonly backgroundFetch: boolean;
+  /** Background fetch bandwidth, bytes per second; 0 = unlimited. Default 0. */
+  readonly backgroundBytesPerSec: number;
+  /** Blob reads running at once per image. Default: the connections per registry host. */
+  readonly concurrency: number;
+  /** Largest read-ahead window for a file read sequentially, bytes. Default 8 MiB. */
+  readonly readAheadBytes: number;
+  /** Compressed bytes after a missed member fetched with it (the next small files). Default 256 KiB. */
+  readonly neighbourBytes: number;
+  /** Members closer than this are read in one request. Default 64 KiB. */
+  readonly coalesceGapBytes: number;
+}
+
 export interface Config {
   readonly state: StateConfig;
   readonly cache: CacheConfig;
+  readonly fetch: FetchConfig;
   readonly http: HttpConfig;
   readonly toc: TocConfig;
   readonly image: ImageConfig;
@@ -77,6 +97,14 @@ export interface ConfigInput {
   mirror?: readonly string[] | undefined;
   /** Bytes, or a size with a K/M/G/T suffix (powers of 1024). */
   cacheSize?: string | number | undefined;
+  prefetch?: boolean | undefined;
+  learnedPrefetch?: boolean | undefined;
+  backgroundFetch?: boolean | undefined;
+  /** Bytes per second, or a size with a suffix; 0 or absent: unlimited. */
+  backgroundBandwidth?: string | number | undefined;
+  readAhead?: string | number | undefined;
+  neighbourBytes?: string | number | undefined;
+  coalesceGap?: string | number | undefined;
 }
 
 export interface Environment {
@@ -91,7 +119,7 @@ export interface Environment {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
 
 export function defaultRoot(env: Environment): string {
   if (env.uid === 0) return '/var/lib/stargzfs';
@@ -122,8 +150,19 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
   if (!/^[a-z0-9_.-]+\/[a-z0-9_.-]+(\/[a-z0-9_.-]+)?$/i.test(platform)) {
     throw new ConfigError('platform', `expected os/arch[/variant], got ${JSON.stringify(platform)}`);
   }
+  const connectionsPerHost = 8;
   return Object.freeze({
     state: Object.freeze({ root: input.root ?? defaultRoot(env) }),
+    fetch: Object.freeze({
+      prefetch: input.prefetch ?? true,
+      learnedPrefetch: input.learnedPrefetch ?? true,
+      backgroundFetch: input.backgroundFetch ?? true,
+      backgroundBytesPerSec: sizeOrZero('background-bandwidth', input.backgroundBandwidth, 0),
+      concurrency: connectionsPerHost,
+      readAheadBytes: sizeOrZero('read-ahead', input.readAhead, 8 << 20),
+      neighbourBytes: sizeOrZero('neighbour-bytes', input.neighbourBytes, 256 << 10),
+      coalesceGapBytes: sizeOrZero('coalesce-gap', input.coalesceGap, 64 << 10),
+    }),
     cache: Object.freeze({
       quotaBytes: input.cacheSize !== undefined ? parseSize('cache-size', input.cacheSize) : Math.max(512 << 20, Math.floor((env.freeBytes ?? 0) / 5)),
       memoryBytes: 64 << 20,
@@ -133,7 +172,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       insecure: input.insecure ?? false,
       timeoutMs: positiveInt('timeout', input.timeoutMs, 30_000),
       retries: input.retries === 0 ? 0 : positiveInt('retries', input.retries, 4),
-      connectionsPerHost: 8,
+      connectionsPerHost,
       dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
       mirrors: parseMirrors(input.mirror ?? []),
       mirrorBackoffMs: 30_000,
@@ -152,6 +191,13 @@ export function parseSize(option: string, v: string | number): number {
   const n = Math.floor(Number(m[1]) * 1024 ** ' KMGT'.indexOf((m[2] ?? '').toUpperCase() || ' '));
   if (!Number.isSafeInteger(n) || n <= 0) throw new ConfigError(option, `must be a positive size, got ${JSON.stringify(v)}`);
   return n;
+}
+
+/** A size where 0 means "off". */
+function sizeOrZero(option: string, v: string | number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (v === 0 || v === '0') return 0;
+  return parseSize(option, v);
 }
 
 /** `docker.io=mirror.local:5000` items → { 'docker.io': ['mirror.local:5000'] }, order kept. */

@@ -49,8 +49,10 @@ export class ChunkStore {
   private readonly sDel;
   private readonly sUsage;
   private readonly sOldest;
+  private readonly sHas;
   private used: number;
   private flushTimer: NodeJS.Timeout | undefined;
+  private evicting: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
@@ -61,7 +63,17 @@ export class ChunkStore {
     this.sDel = db.prepare('DELETE FROM cache_chunks WHERE digest = ?');
     this.sUsage = db.prepare('SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes FROM cache_chunks');
     this.sOldest = db.prepare('SELECT digest, size FROM cache_chunks ORDER BY last_use LIMIT ?');
+    this.sHas = db.prepare('SELECT 1 FROM cache_chunks WHERE digest = ?').pluck();
     this.used = (this.sUsage.get() as CacheUsage).bytes;
+  }
+
+  /**
+   * Whether the chunk is stored, by this or another process, without reading it. The
+   * index row is written after the file is renamed into place, so a row means a file
+   * (unless a torn file is found on read, which then counts as a miss).
+   */
+  has(digest: Buffer): boolean {
+    return this.memory.has(digest.toString('hex')) || this.sHas.get(digest) !== undefined;
   }
 
   private path(hex: string): string {
@@ -129,7 +141,14 @@ export class ChunkStore {
   }
 
   /** Evicts least recently used chunks until the cache holds at most `target` bytes. */
-  async evict(target: number): Promise<{ evicted: number; freed: number }> {
+  evict(target: number): Promise<{ evicted: number; freed: number }> {
+    // One eviction at a time: two walking the same oldest rows would count them twice.
+    const run = this.evicting.then(() => this.evictNow(target));
+    this.evicting = run.catch(() => undefined);
+    return run;
+  }
+
+  private async evictNow(target: number): Promise<{ evicted: number; freed: number }> {
     this.flush();
     // Other processes add chunks too: start from the index, not from our running total.
     this.used = (this.sUsage.get() as CacheUsage).bytes;
@@ -140,26 +159,31 @@ export class ChunkStore {
       if (rows.length === 0) break;
       for (const r of rows) {
         if (this.used <= target) break;
-        await this.drop(r.digest.toString('hex'), r.digest);
-        this.used -= r.size;
-        freed += r.size;
-        evicted++;
+        // Another process may have dropped it first; only what this call removed counts.
+        if (await this.drop(r.digest.toString('hex'), r.digest)) {
+          this.used -= r.size;
+          freed += r.size;
+          evicted++;
+        }
       }
+      if (evicted === 0 && freed === 0) this.used = (this.sUsage.get() as CacheUsage).bytes;
     }
     if (evicted > 0) this.log.debug({ evicted, freed }, 'chunk cache evicted');
     return { evicted, freed };
   }
 
-  private async drop(hex: string, digest: Buffer): Promise<void> {
+  /** Removes a chunk's file and index row; true if the row was still there. */
+  private async drop(hex: string, digest: Buffer): Promise<boolean> {
     this.memory.delete(hex);
     this.verified.delete(hex);
     this.touched.delete(hex);
-    this.sDel.run(digest);
+    const removed = this.sDel.run(digest).changes === 1;
     try {
       await unlink(this.path(hex));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
+    return removed;
   }
 
   usage(): CacheUsage {
@@ -188,12 +212,11 @@ export class ChunkStore {
     let adopted = 0;
     let tmpRemoved = 0;
     const chunks = join(this.cfg.root, 'chunks');
-    const has = this.db.prepare('SELECT 1 FROM cache_chunks WHERE digest = ?').pluck();
     for (const sub of await readdir(chunks).catch(() => [] as string[])) {
       for (const name of await readdir(join(chunks, sub)).catch(() => [] as string[])) {
         if (!/^[0-9a-f]{64}$/.test(name)) continue;
         const digest = Buffer.from(name, 'hex');
-        if (has.get(digest) !== undefined) continue;
+        if (this.sHas.get(digest) !== undefined) continue;
         const st = await stat(join(chunks, sub, name)).catch(() => undefined);
         if (st === undefined) continue;
         this.db.prepare('INSERT OR IGNORE INTO cache_chunks (digest, size, last_use) VALUES (?, ?, ?)').run(digest, st.size, st.mtimeMs);

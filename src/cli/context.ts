@@ -11,6 +11,7 @@ import { InodeTable, openMetaDb } from '../toc/inode-db.js';
 import { LayerIndexer } from '../toc/layer-index.js';
 import { ChunkStore } from '../chunkcache/chunk-store.js';
 import { OpenImage, type ImageSource } from '../layer/image.js';
+import { ProfileStore } from '../layer/profile.js';
 import type { ImageView } from '../toc/view.js';
 import type { OverlayEncoding } from '../toc/layer-view.js';
 
@@ -19,6 +20,7 @@ export interface CommandContext {
   readonly log: Logger;
   readonly image: OpenImage;
   readonly table: InodeTable;
+  readonly profiles: ProfileStore;
 }
 
 async function openSource(ref: string, config: Config, log: Logger): Promise<ImageSource> {
@@ -33,20 +35,24 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   const db = openMetaDb(dbFile);
   let source: ImageSource | undefined;
   let cache: ChunkStore | undefined;
+  let opened: OpenImage | undefined;
   try {
     source = await openSource(ref, config, log);
     const table = new InodeTable(db);
     const store = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
     cache = store;
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log, (digest, data) => store.put(digest, data));
-    const image = await OpenImage.open(source, config.image.platform, indexer, table, log, cache);
+    const profiles = new ProfileStore(db);
+    const image = await OpenImage.open(source, config.image.platform, indexer, table, log, { fetch: config.fetch, cache: store, profiles });
+    opened = image;
     for (const l of image.layers) {
       if (l.row !== undefined && l.row.verified !== 1) {
         process.stderr.write(`stargzfs: warning: layer ${l.index} (${l.desc.digest}) is UNVERIFIED: its TOC has no digest annotation\n`);
       }
     }
-    return await fn({ config, log, image, table });
+    return await fn({ config, log, image, table, profiles });
   } finally {
+    opened?.close();
     cache?.close();
     await source?.close();
     db.close();

@@ -14,6 +14,8 @@ import { ls } from './commands/ls.js';
 import { stat } from './commands/stat.js';
 import { cat } from './commands/cat.js';
 import { inspect } from './commands/inspect.js';
+import { fetchCommand } from './commands/fetch.js';
+import { profileClear, profileExport } from './commands/profile.js';
 
 interface GlobalArgs {
   root?: string | undefined;
@@ -27,6 +29,10 @@ interface GlobalArgs {
   retries?: number | undefined;
   mirror?: string | string[] | undefined;
   'cache-size'?: string | undefined;
+  prefetch?: boolean | undefined;
+  'learned-prefetch'?: boolean | undefined;
+  'background-fetch'?: boolean | undefined;
+  'background-bandwidth'?: string | undefined;
 }
 
 function config(argv: GlobalArgs): Config {
@@ -43,6 +49,10 @@ function config(argv: GlobalArgs): Config {
       retries: argv.retries,
       mirror: argv.mirror === undefined ? undefined : [argv.mirror].flat(),
       cacheSize: argv['cache-size'],
+      prefetch: argv.prefetch,
+      learnedPrefetch: argv['learned-prefetch'],
+      backgroundFetch: argv['background-fetch'],
+      backgroundBandwidth: argv['background-bandwidth'],
     },
     {
       uid: process.getuid?.() ?? 0,
@@ -106,6 +116,10 @@ export async function main(args: string[]): Promise<number> {
     .option('retries', { type: 'number', describe: 'retries for connection errors, 429 and 5xx (default 4)' })
     .option('mirror', { type: 'string', describe: 'REGISTRY=HOST[:PORT]: read REGISTRY’s images through this mirror first (repeatable, tried in order)' })
     .option('cache-size', { type: 'string', describe: 'chunk cache quota, e.g. 2G (default: a fifth of the free disk, at least 512M)' })
+    .option('prefetch', { type: 'boolean', describe: 'prefetch each layer’s landmark region (prioritized files); --no-prefetch: off' })
+    .option('learned-prefetch', { type: 'boolean', describe: 'prefetch the files earlier runs of this image read first; --no-learned-prefetch: off' })
+    .option('background-fetch', { type: 'boolean', describe: 'fetch the rest of every layer in the background; --no-background-fetch: off' })
+    .option('background-bandwidth', { type: 'string', describe: 'limit background fetch to this many bytes per second, e.g. 10M (default: unlimited)' })
     .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
     .command(
       'inspect <src>',
@@ -144,6 +158,31 @@ export async function main(args: string[]): Promise<number> {
       (y) =>
         viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('paths', { type: 'string', array: true, demandOption: true })),
       (argv) => run(() => withImage(config(argv), argv.src, ({ image }) => cat(selectView(image, argv), image.reader, argv.paths))),
+    )
+    .command(
+      'fetch <src>',
+      'fetch the image into the chunk cache now: landmark and learned prefetch, then the rest (as a mount does in the background)',
+      (y) => y.positional('src', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      (argv) =>
+        run(async () => {
+          await withImage(config(argv), argv.src, ({ image }) => fetchCommand(image, argv.json, process.stderr.isTTY === true));
+        }),
+    )
+    .command(
+      'profile <action> <src>',
+      'the learned access profile of an image: export (paths in first-read order, for convert --prioritize) or clear',
+      (y) =>
+        y
+          .positional('action', { type: 'string', choices: ['export', 'clear'], demandOption: true })
+          .positional('src', { type: 'string', demandOption: true })
+          .option('out', { type: 'string', describe: 'write to this file instead of stdout' })
+          .option('json', { type: 'boolean', default: false, describe: 'entries with their layers, as JSON' }),
+      (argv) =>
+        run(() =>
+          withImage(config(argv), argv.src, ({ image, profiles }) =>
+            argv.action === 'export' ? profileExport(image, profiles, argv.out, argv.json) : profileClear(image, profiles),
+          ),
+        ),
     )
     .command(
       'cache <action>',

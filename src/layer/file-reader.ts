@@ -1,14 +1,17 @@
-// Reads a file's bytes through its chunks: fetch the member's compressed extent,
-// decompress, skip innerOffset, take chunkSize, and check sha256 against chunkDigest
-// before a byte is returned (ESTARGZ.md §4.7, §5). The chunk cache and the fetch
-// scheduler of the read-path issue slot in here.
-import { createHash } from 'node:crypto';
+// Reads a file's bytes through its chunks (ESTARGZ.md §4.7, §5). A read maps to chunks;
+// cached ones come from the chunk cache; the rest are grouped by member and handed to
+// the image's fetch scheduler as one on-demand job, together with the small members that
+// follow (a burst of small files in one directory is usually one region of the blob).
+// Sequential reads start read-ahead of the file's next chunks at prefetch priority. Every
+// chunk is verified against its chunkDigest before it is cached or returned, and a member
+// being fetched is never fetched again at the same time (single-flight by member).
 import type { BlobReader } from '../toc/blob.js';
 import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
-import { decompressPrefix, type Compression } from '../toc/codec.js';
 import type { ViewNode } from '../toc/view.js';
-import { DecodeError, DigestMismatchError, StargzfsError, TocFormatError, type ErrorContext } from '../errors.js';
+import { DecodeError, DigestMismatchError, TocFormatError, type ErrorContext } from '../errors.js';
 import { readPlainLayer } from '../toc/plain-layer.js';
+import { chunkKey, fetchMembers, groupMembers, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Member } from './members.js';
+import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
@@ -16,6 +19,8 @@ export type BlobFor = (layer: LayerRow) => BlobReader;
 export interface ChunkCache {
   get(digest: Buffer, size: number): Promise<Buffer | undefined>;
   put(digest: Buffer, data: Buffer): Promise<void>;
+  /** Whether the chunk is stored (by this or another process), without reading it. */
+  has(digest: Buffer): boolean;
 }
 
 /** Per-layer counters, for status, metrics and tests. */
@@ -28,46 +33,67 @@ export interface LayerCounters {
   cacheMisses: number;
 }
 
+export interface ReadTuning {
+  /** Largest read-ahead window of a sequentially read file, bytes (0: none). */
+  readonly readAheadBytes: number;
+  /** Compressed bytes of the members after a miss fetched with it, for the next small files (0: none). */
+  readonly neighbourBytes: number;
+  /** Members closer than this are read in one request, gap included. */
+  readonly coalesceGapBytes: number;
+}
+
+export interface ReaderHooks {
+  /** A cache write failed; the read goes on. */
+  onCacheError?(err: unknown): void;
+  /** The first read of a file's contents in this process (the learned prefetch profile). */
+  onFirstRead?(node: ViewNode, path: string): void;
+  /**
+   * A fetch for this layer failed or returned bad bytes. `background`: no reader is
+   * waiting for it (read-ahead, prefetch, background fetch), so nobody else reports it.
+   */
+  onError?(layer: LayerRow, err: Error, background: boolean): void;
+  /** Bytes fetched for this layer (progress). */
+  onFetched?(layer: LayerRow, bytes: number): void;
+}
+
+function failureError(c: ChunkRow, f: ChunkFailure, ctx: ErrorContext): Error {
+  const at = { ...ctx, offset: c.chunk_offset };
+  return f.kind === 'digest'
+    ? new DigestMismatchError(`chunk at file offset ${c.chunk_offset}`, f.expected, f.actual, at)
+    : new DecodeError(`chunk at ${c.chunk_offset} (blob bytes ${c.blob_offset}–${c.blob_end}): ${f.message}`, at);
+}
+
+/** Nodes either side of a file searched for its member's other chunks and its neighbours. */
+const NODE_WINDOW = 512;
+/** Sequential-read state kept for this many files. */
+const MAX_STREAMS = 1024;
+/** First read-ahead window; it doubles on every sequential read up to ReadTuning.readAheadBytes. */
+const INITIAL_READ_AHEAD = 1 << 20;
+
+interface Sequential {
+  next: number;
+  window: number;
+  /** File offset up to which read-ahead has been started. */
+  ahead: number;
+}
+
 export class FileReader {
   private readonly counters = new Map<number, LayerCounters>();
-  private readonly inflight = new Map<string, Promise<Buffer>>();
+  private readonly inflight = new Map<string, Scheduled<DecodedMember>>();
   private readonly plainRefetch = new Map<string, Promise<Map<string, Buffer>>>();
+  private readonly sequential = new Map<number, Sequential>();
+  private readonly seen = new Set<number>();
 
   constructor(
     private readonly table: InodeTable,
     private readonly blobFor: BlobFor,
+    private readonly scheduler: FetchScheduler,
+    private readonly tuning: ReadTuning,
     private readonly cache?: ChunkCache,
-    private readonly onCacheError?: (err: unknown) => void,
+    private readonly hooks: ReaderHooks = {},
   ) {}
 
   /** Counters of one layer (by meta.db layer id), zero until it is read. */
-  /**
-   * A chunk of a plain (not eStargz) layer that is no longer cached: the whole blob is
-   * fetched again (once for all waiting readers), checked, and every chunk re-stored.
-   */
-  private async fromPlainLayer(layer: LayerRow, digest: Buffer, ctx: ErrorContext): Promise<Buffer> {
-    const key = `plain:${layer.id}`;
-    let p = this.plainRefetch.get(key);
-    if (p === undefined) {
-      p = (async () => {
-        const blob = this.blobFor(layer);
-        const counters = this.stats(layer.id);
-        counters.requests++;
-        counters.bytesFetched += blob.size;
-        const found = new Map<string, Buffer>();
-        for (const c of (await readPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx)).chunks) {
-          found.set(c.digest.toString('hex'), c.data);
-          await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.onCacheError?.(err));
-        }
-        return found;
-      })().finally(() => this.plainRefetch.delete(key));
-      this.plainRefetch.set(key, p);
-    }
-    const data = (await p).get(digest.toString('hex'));
-    if (data === undefined) throw new DecodeError('the layer blob no longer holds this chunk', ctx);
-    return data;
-  }
-
   stats(layerId: number): LayerCounters {
     let c = this.counters.get(layerId);
     if (c === undefined) {
@@ -81,86 +107,253 @@ export class FileReader {
   async read(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
     const end = Math.min(node.size, off + len);
     if (off >= end) return Buffer.alloc(0);
-    const parts: Buffer[] = [];
-    for await (const piece of this.stream(node, path, off, end)) parts.push(piece);
-    return Buffer.concat(parts);
-  }
-
-  /** The file's bytes in [off, end), one verified chunk at a time. */
-  async *stream(node: ViewNode, path: string, off = 0, end = node.size): AsyncGenerator<Buffer> {
-    const layer = this.table.layer(node.layerId);
-    if (layer === undefined) throw new Error(`meta.db: layer ${node.layerId} is missing`);
+    const layer = this.layerOf(node);
     const ctx = { layer: layer.digest, path, inode: node.ino };
+    if (!this.seen.has(node.dataId)) {
+      this.seen.add(node.dataId);
+      this.hooks.onFirstRead?.(node, path);
+    }
+    const rows = this.table.chunks(node.dataId, off, end);
+    this.readAhead(layer, node, off, end);
+    const datas = await this.load(layer, node.dataId, rows, ON_DEMAND, ctx);
+    const parts: Buffer[] = [];
     let pos = off;
-    for (const c of this.table.chunks(node.dataId, off, end)) {
-      if (c.chunk_offset > pos) break;
-      const data = await this.chunk(layer, c, path, node.ino);
+    rows.forEach((c, i) => {
+      if (c.chunk_offset > pos || pos >= end) return;
+      const data = datas[i] as Buffer;
       const from = pos - c.chunk_offset;
       const to = Math.min(c.chunk_size, end - c.chunk_offset);
       if (to > from) {
-        this.stats(layer.id).bytesServed += to - from;
-        yield data.subarray(from, to);
+        parts.push(data.subarray(from, to));
         pos = c.chunk_offset + to;
       }
-      if (pos >= end) return;
-    }
+    });
     if (pos < end) throw new TocFormatError(`no chunk in the TOC covers file offset ${pos} (file size ${node.size})`, { ...ctx, offset: pos });
+    this.stats(layer.id).bytesServed += end - off;
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, end - off);
+  }
+
+  /** The file's bytes in [off, end), in reads of up to 1 MiB (sequential, so read-ahead runs). */
+  async *stream(node: ViewNode, path: string, off = 0, end = node.size): AsyncGenerator<Buffer> {
+    for (let pos = off; pos < end; ) {
+      const piece = await this.read(node, path, pos, Math.min(1 << 20, end - pos));
+      if (piece.length === 0) return;
+      yield piece;
+      pos += piece.length;
+    }
   }
 
   /**
-   * One chunk, verified. Concurrent reads of the same chunk (same digest, or the same
-   * member of the same layer) share one fetch and decode: single-flight.
+   * Fetches the chunks into the cache at the given priority (read-ahead, prefetch and
+   * background use this), in jobs of at most `batchBytes` of blob each; resolves when all
+   * are cached or failed. Chunks already cached or in flight are skipped.
    */
-  private chunk(layer: LayerRow, c: ChunkRow, path: string, inode: number): Promise<Buffer> {
-    const key = c.digest !== null ? c.digest.toString('hex') : `${layer.id}:${c.blob_offset}:${c.inner_offset}:${c.chunk_size}`;
-    let p = this.inflight.get(key);
-    if (p === undefined) {
-      p = this.loadChunk(layer, c, path, inode).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, p);
+  async warm(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, batchBytes = 4 << 20): Promise<{ fetched: number; failed: number }> {
+    const missing = rows.filter(
+      (c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) !== true,
+    );
+    const members = groupMembers(missing);
+    const jobs: Array<Promise<DecodedMember[]>> = [];
+    for (let i = 0; i < members.length; ) {
+      let j = i + 1;
+      const start = (members[i] as Member).start;
+      while (j < members.length && (members[j] as Member).end - start <= batchBytes) j++;
+      jobs.push(this.fetch(layer, members.slice(i, j), priority));
+      i = j;
     }
-    return p;
+    let failed = 0;
+    for (const r of await Promise.all(jobs)) {
+      for (const m of r) {
+        failed += m.failed.size;
+        for (const [key, f] of m.failed) {
+          const c = missing.find((x) => chunkKey(layer.id, x) === key);
+          if (c !== undefined) this.hooks.onError?.(layer, failureError(c, f, { layer: layer.digest }), true);
+        }
+      }
+    }
+    return { fetched: missing.length - failed, failed };
   }
 
-  private async loadChunk(layer: LayerRow, c: ChunkRow, path: string, inode: number): Promise<Buffer> {
-    const ctx = { layer: layer.digest, path, inode, offset: c.chunk_offset };
-    if (c.zeros) return Buffer.alloc(c.chunk_size);
-    if (c.digest === null && layer.verified === 1) {
-      throw new TocFormatError(`chunk at ${c.chunk_offset} has no chunkDigest to verify it against`, ctx);
-    }
+  private layerOf(node: ViewNode): LayerRow {
+    const layer = this.table.layer(node.layerId);
+    if (layer === undefined) throw new Error(`meta.db: layer ${node.layerId} is missing`);
+    return layer;
+  }
+
+  /** The chunks' bytes, in order: cached, joined to a fetch in flight, or fetched now. */
+  private async load(layer: LayerRow, dataId: number, rows: readonly ChunkRow[], priority: Priority, ctx: ErrorContext): Promise<Buffer[]> {
     const counters = this.stats(layer.id);
-    if (c.digest !== null && this.cache !== undefined) {
-      const hit = await this.cache.get(c.digest, c.chunk_size);
+    const out: Array<Buffer | Promise<Buffer>> = [];
+    const missing: ChunkRow[] = [];
+    for (const c of rows) {
+      if (c.zeros) {
+        out.push(Buffer.alloc(c.chunk_size));
+        continue;
+      }
+      if (c.digest === null && layer.verified === 1) {
+        throw new TocFormatError(`chunk at ${c.chunk_offset} has no chunkDigest to verify it against`, { ...ctx, offset: c.chunk_offset });
+      }
+      const hit = c.digest !== null && this.cache !== undefined ? await this.cache.get(c.digest, c.chunk_size) : undefined;
       if (hit !== undefined) {
         counters.cacheHits++;
-        return hit;
+        out.push(hit);
+        continue;
       }
-      counters.cacheMisses++;
-    }
-    if (c.blob_end === 0 && c.digest !== null) return this.fromPlainLayer(layer, c.digest, ctx);
-    const blob = this.blobFor(layer);
-    counters.requests++;
-    counters.bytesFetched += c.blob_end - c.blob_offset;
-    const comp = await blob.readAt(c.blob_offset, c.blob_end - c.blob_offset);
-    const need = c.inner_offset + c.chunk_size;
-    let plain: Buffer;
-    try {
-      plain = await decompressPrefix(layer.compression as Compression, comp, need);
-    } catch (err) {
-      if (err instanceof StargzfsError) throw err;
-      throw new DecodeError(`chunk at ${c.chunk_offset} (blob bytes ${c.blob_offset}–${c.blob_end}) does not decompress: ${(err as Error).message}`, ctx, { cause: err });
-    }
-    if (plain.length < need) {
-      throw new DecodeError(`chunk at ${c.chunk_offset} decompressed to ${plain.length} bytes, needs ${need}`, ctx);
-    }
-    const data = plain.subarray(c.inner_offset, need);
-    if (c.digest !== null) {
-      const actual = createHash('sha256').update(data).digest();
-      if (!actual.equals(c.digest)) {
-        throw new DigestMismatchError(`chunk at file offset ${c.chunk_offset}`, `sha256:${c.digest.toString('hex')}`, `sha256:${actual.toString('hex')}`, ctx);
+      if (this.cache !== undefined && c.digest !== null) counters.cacheMisses++;
+      if (c.blob_end === 0 && c.digest !== null) {
+        out.push(this.fromPlainLayer(layer, c.digest, { ...ctx, offset: c.chunk_offset }));
+        continue;
       }
-      // Only verified bytes are cached; a cache that cannot store them does not fail the read.
-      await this.cache?.put(c.digest, Buffer.from(data)).catch((err: unknown) => this.onCacheError?.(err));
+      const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
+      if (pending !== undefined) {
+        if (priority === ON_DEMAND) pending.promote();
+        // That fetch may have been for other chunks of the member only; then fetch this one.
+        out.push(pending.done.then((m) => this.pick(layer, m, c, ctx) ?? this.load(layer, dataId, [c], priority, ctx).then((b) => b[0] as Buffer)));
+        continue;
+      }
+      out.push(Buffer.alloc(0)); // placeholder, filled below
+      missing.push(c);
     }
+    if (missing.length > 0) {
+      const members = this.withNeighbours(layer, dataId, groupMembers(missing), priority);
+      const results = this.fetch(layer, members, priority);
+      for (let i = 0, j = 0; i < rows.length; i++) {
+        const c = missing[j];
+        if (c === undefined || rows[i] !== c) continue;
+        const mi = members.findIndex((m) => m.start === c.blob_offset);
+        out[i] = results.then((rs) => this.pick(layer, rs[mi] as DecodedMember, c, ctx) ?? this.missingFromMember(layer, c, ctx));
+        j++;
+      }
+    }
+    return Promise.all(out);
+  }
+
+  /**
+   * The members to fetch for these misses: each whole (all chunks in it, so files sharing
+   * it through innerOffset are cached too) and, for on-demand reads, the members that
+   * follow within neighbourBytes, skipping what is cached or already being fetched.
+   */
+  private withNeighbours(layer: LayerRow, dataId: number, members: Member[], priority: Priority): Member[] {
+    const first = members[0] as Member;
+    const last = members[members.length - 1] as Member;
+    const extra = priority === ON_DEMAND ? this.tuning.neighbourBytes : 0;
+    const near = this.table.chunksNear(layer, dataId - NODE_WINDOW, dataId + NODE_WINDOW, first.start, last.end + extra);
+    const wanted = new Set(members.map((m) => m.start));
+    const limit = last.end + extra;
+    const keep = near.filter((c) => {
+      if (wanted.has(c.blob_offset)) return true;
+      if (c.blob_end > limit || c.blob_offset < last.end) return false;
+      if (this.inflight.has(memberKey(layer.id, c.blob_offset))) return false;
+      return c.digest !== null && this.cache?.has(c.digest) === false;
+    });
+    const all = groupMembers(keep);
+    // A member whose chunks are not all new still comes whole: its bytes are fetched anyway.
+    const out = all.filter((m) => wanted.has(m.start) || m.chunks.every((c) => c.digest !== null));
+    for (const m of members) if (!out.some((o) => o.start === m.start)) out.push(m);
+    return out.sort((a, b) => a.start - b.start);
+  }
+
+  /** One scheduled job for these members; each is registered as in flight until it is decoded. */
+  private fetch(layer: LayerRow, members: readonly Member[], priority: Priority): Promise<DecodedMember[]> {
+    const counters = this.stats(layer.id);
+    const gap = this.tuning.coalesceGapBytes;
+    const job = this.scheduler.schedule(priority, spanBytes(members, gap), () =>
+      fetchMembers(layer, this.blobFor(layer), members, gap, {
+        put: async (digest, data) => {
+          if (this.cache === undefined || this.cache.has(digest)) return;
+          await this.cache.put(digest, data).catch((err: unknown) => this.hooks.onCacheError?.(err));
+        },
+        fetched: (requests, bytes) => {
+          counters.requests += requests;
+          counters.bytesFetched += bytes;
+          this.hooks.onFetched?.(layer, bytes);
+        },
+      }),
+    );
+    job.done.catch((err: unknown) => this.hooks.onError?.(layer, err as Error, priority !== ON_DEMAND));
+    members.forEach((m, i) => {
+      const key = memberKey(layer.id, m.start);
+      const done = job.done.then((rs) => rs[i] as DecodedMember);
+      this.inflight.set(key, { done, promote: job.promote });
+      const clear = (): void => {
+        if (this.inflight.get(key)?.done === done) this.inflight.delete(key);
+      };
+      done.then(clear, clear);
+    });
+    return job.done;
+  }
+
+  /** The chunk from a decoded member; undefined when that fetch did not include it. Bad bytes throw. */
+  private pick(layer: LayerRow, m: DecodedMember, c: ChunkRow, ctx: ErrorContext): Buffer | undefined {
+    const key = chunkKey(layer.id, c);
+    const data = m.ok.get(key);
+    if (data !== undefined) return data;
+    const f = m.failed.get(key);
+    if (f === undefined) return undefined;
+    const err = failureError(c, f, ctx);
+    this.hooks.onError?.(layer, err, false);
+    throw err;
+  }
+
+  private missingFromMember(layer: LayerRow, c: ChunkRow, ctx: ErrorContext): never {
+    throw new DecodeError(`chunk at ${c.chunk_offset} (blob bytes ${c.blob_offset}–${c.blob_end}) was not decoded from its member`, { ...ctx, offset: c.chunk_offset, layer: layer.digest });
+  }
+
+  /**
+   * Read-ahead: a read that continues where the last one of this file ended doubles the
+   * window (up to readAheadBytes) and starts fetching the chunks after it at prefetch
+   * priority, without waiting for them.
+   */
+  private readAhead(layer: LayerRow, node: ViewNode, off: number, end: number): void {
+    const max = this.tuning.readAheadBytes;
+    if (max <= 0) return;
+    const prev = this.sequential.get(node.dataId);
+    const continues = prev !== undefined && prev.next === off;
+    if (off !== 0 && !continues) {
+      this.remember(node.dataId, { next: end, window: 0, ahead: end });
+      return;
+    }
+    const window = Math.min(max, continues && prev.window > 0 ? prev.window * 2 : INITIAL_READ_AHEAD);
+    const from = Math.max(end, continues ? prev.ahead : end);
+    const to = Math.min(node.size, end + window);
+    this.remember(node.dataId, { next: end, window, ahead: Math.max(from, to) });
+    if (to <= from) return;
+    const rows = this.table.chunks(node.dataId, from, to).filter((c) => c.chunk_offset + c.chunk_size > from);
+    // A failed request is reported by fetch(); a reader that joins it gets the error.
+    void this.warm(layer, rows, PREFETCH).catch(() => undefined);
+  }
+
+  private remember(dataId: number, s: Sequential): void {
+    this.sequential.delete(dataId);
+    this.sequential.set(dataId, s);
+    if (this.sequential.size > MAX_STREAMS) this.sequential.delete(this.sequential.keys().next().value as number);
+  }
+
+  /**
+   * A chunk of a plain (not eStargz) layer that is no longer cached: the whole blob is
+   * fetched again (once for all waiting readers), checked, and every chunk re-stored.
+   */
+  private async fromPlainLayer(layer: LayerRow, digest: Buffer, ctx: ErrorContext): Promise<Buffer> {
+    const key = `plain:${layer.id}`;
+    let p = this.plainRefetch.get(key);
+    if (p === undefined) {
+      const blob = this.blobFor(layer);
+      p = this.scheduler.submit(ON_DEMAND, blob.size, async () => {
+        const counters = this.stats(layer.id);
+        counters.requests++;
+        counters.bytesFetched += blob.size;
+        this.hooks.onFetched?.(layer, blob.size);
+        const found = new Map<string, Buffer>();
+        for (const c of (await readPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx)).chunks) {
+          found.set(c.digest.toString('hex'), c.data);
+          await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.hooks.onCacheError?.(err));
+        }
+        return found;
+      }).finally(() => this.plainRefetch.delete(key));
+      this.plainRefetch.set(key, p);
+    }
+    const data = (await p).get(digest.toString('hex'));
+    if (data === undefined) throw new DecodeError('the layer blob no longer holds this chunk', ctx);
     return data;
   }
 }

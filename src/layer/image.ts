@@ -9,8 +9,14 @@ import type { LayerIndexer } from '../toc/layer-index.js';
 import { LayerView, type OverlayEncoding } from '../toc/layer-view.js';
 import { MergedView } from '../toc/merged-view.js';
 import { ImageError, StargzfsError } from '../errors.js';
+import type { FetchConfig } from '../config.js';
 import { FileReader, type ChunkCache } from './file-reader.js';
 import { prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
+import { prefetchLearned, type LearnedResult } from './learned.js';
+import { backgroundFetch } from './background.js';
+import { FetchScheduler } from './scheduler.js';
+import { FetchProgress } from './progress.js';
+import { ProfileRecorder, type ProfileStore } from './profile.js';
 
 export interface ImageSource {
   resolve(platform: string): Promise<ResolvedImage>;
@@ -28,19 +34,45 @@ export interface LayerState {
   readonly error: StargzfsError | undefined;
 }
 
+export interface OpenOptions {
+  readonly fetch: FetchConfig;
+  readonly cache?: ChunkCache | undefined;
+  /** Where first reads are recorded and learned prefetch reads from; none: neither. */
+  readonly profiles?: ProfileStore | undefined;
+}
+
+export interface WarmResult {
+  readonly landmark: readonly PrefetchResult[];
+  readonly learned: LearnedResult | undefined;
+  readonly background: { readonly fetched: number; readonly failed: number } | undefined;
+}
+
 export class OpenImage {
   readonly reader: FileReader;
+  readonly progress = new FetchProgress();
+  readonly scheduler: FetchScheduler;
+  private readonly recorder: ProfileRecorder | undefined;
+  private readonly log: Logger;
+  private closed = false;
 
   private constructor(
     readonly resolved: ResolvedImage,
     readonly layers: readonly LayerState[],
     private readonly table: InodeTable,
     private readonly source: ImageSource,
-    private readonly cache: ChunkCache | undefined,
+    private readonly opts: OpenOptions,
     log: Logger,
   ) {
+    this.log = log.child({ mod: 'image' });
     const byLayerId = new Map<number, Descriptor>(layers.flatMap((l) => (l.row ? [[l.row.id, l.desc] as const] : [])));
-    const cacheLog = log.child({ mod: 'image' });
+    for (const l of layers) {
+      this.progress.addLayer(l.desc.digest, l.row !== undefined && l.row.data_end > 0 ? l.row.data_end : l.desc.size);
+    }
+    this.scheduler = new FetchScheduler({ concurrency: opts.fetch.concurrency, backgroundBytesPerSec: opts.fetch.backgroundBytesPerSec });
+    const recorder = opts.profiles !== undefined
+      ? new ProfileRecorder(opts.profiles, resolved.manifestDigest, (err) => this.log.warn({ err }, 'access profile not saved'))
+      : undefined;
+    this.recorder = recorder;
     this.reader = new FileReader(
       table,
       (row) => {
@@ -48,14 +80,32 @@ export class OpenImage {
         if (desc === undefined) throw new Error(`layer ${row.digest} is not part of this image`);
         return source.blob(desc);
       },
-      cache,
-      (err) => cacheLog.warn({ err }, 'chunk cache write failed; the read goes on'),
+      this.scheduler,
+      opts.fetch,
+      opts.cache,
+      {
+        onCacheError: (err) => this.log.warn({ err }, 'chunk cache write failed; the read goes on'),
+        onFirstRead: recorder !== undefined
+          ? (node, path) => {
+            const layer = table.layer(node.layerId);
+            if (layer !== undefined) recorder.record(layer.digest, path.replace(/^(\.?\/)+/, ''));
+          }
+          : undefined,
+        onFetched: (layer, bytes) => this.progress.fetched(layer.digest, bytes),
+        onError: (layer, err, background) => {
+          const code = err instanceof StargzfsError ? err.code : 'SGZ_FETCH';
+          const path = err instanceof StargzfsError ? err.path : undefined;
+          // A reader's own error is reported by whoever serves the read (CLI, fs/errno); logged here only when nobody waits.
+          if (background) this.log.warn({ layer: layer.digest, path, code }, err.message);
+          this.progress.error(layer.digest, code, err.message, path);
+        },
+      },
     );
   }
 
   /** Indexes every layer in parallel; a layer that fails is recorded, not fatal. */
   static async open(
-    source: ImageSource, platform: string, indexer: LayerIndexer, table: InodeTable, log: Logger, cache?: ChunkCache,
+    source: ImageSource, platform: string, indexer: LayerIndexer, table: InodeTable, log: Logger, opts: OpenOptions,
   ): Promise<OpenImage> {
     const resolved = await source.resolve(platform);
     const layers = await Promise.all(
@@ -71,21 +121,91 @@ export class OpenImage {
         }
       }),
     );
-    return new OpenImage(resolved, layers, table, source, cache, log);
+    return new OpenImage(resolved, layers, table, source, opts, log);
+  }
+
+  private indexed(): LayerRow[] {
+    return this.layers.flatMap((l) => (l.row !== undefined ? [l.row] : []));
   }
 
   /**
    * Fetches every layer's landmark region (prioritized files) into the chunk cache, all
-   * layers in parallel. Layers with .no.prefetch.landmark, or none, are skipped.
+   * layers in parallel. Layers with .no.prefetch.landmark, or none, fetch nothing.
    */
   async prefetch(): Promise<PrefetchResult[]> {
-    const cache = this.cache;
-    if (cache === undefined) return [];
-    return Promise.all(
-      this.layers.flatMap((l) =>
-        l.row !== undefined ? [prefetchLandmarkRegion(this.table, l.row, this.source.blob(l.desc), cache, this.reader.stats(l.row.id))] : [],
-      ),
-    );
+    if (this.opts.cache === undefined) return [];
+    return Promise.all(this.indexed().map((row) => this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader))));
+  }
+
+  /** Fetches the files earlier runs of this image read first, in that order. */
+  async prefetchLearned(): Promise<LearnedResult | undefined> {
+    if (this.opts.cache === undefined || this.opts.profiles === undefined) return undefined;
+    const entries = this.opts.profiles.list(this.resolved.manifestDigest);
+    const rows = this.indexed();
+    for (const row of rows) this.progress.phase(row.digest, 'learned', 'running');
+    const result = await prefetchLearned(entries, new Map(rows.map((r) => [r.digest, r])), this.table, this.reader);
+    for (const row of rows) this.progress.phase(row.digest, 'learned', 'done');
+    return result;
+  }
+
+  /**
+   * What a mount runs in the background: landmark and learned prefetch, then the rest of
+   * every layer, each as the fetch configuration allows. Errors are reported as progress
+   * events and logged; they never reject.
+   */
+  async warm(): Promise<WarmResult> {
+    const f = this.opts.fetch;
+    const rows = this.indexed();
+    const off = (phase: 'landmark' | 'learned' | 'background'): void => {
+      for (const row of rows) this.progress.phase(row.digest, phase, 'off');
+    };
+    if (!f.prefetch) off('landmark');
+    if (!f.learnedPrefetch) off('learned');
+    if (!f.backgroundFetch) off('background');
+    const [landmark, learned] = await Promise.all([
+      f.prefetch && this.opts.cache !== undefined
+        ? Promise.all(rows.map((row) => this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader)).catch(() => undefined)))
+          .then((rs) => rs.filter((r): r is PrefetchResult => r !== undefined))
+        : Promise.resolve([]),
+      f.learnedPrefetch ? this.prefetchLearned().catch((err: unknown) => this.failed(rows, 'learned', err)) : Promise.resolve(undefined),
+    ]);
+    let background;
+    if (f.backgroundFetch && this.opts.cache !== undefined && !this.closed) {
+      const each = await Promise.all(
+        rows.map((row) =>
+          this.phase(row, 'background', () => backgroundFetch(this.table, row, this.reader, () => this.closed)).catch(() => ({ fetched: 0, failed: 1 })),
+        ),
+      );
+      background = each.reduce((a, b) => ({ fetched: a.fetched + b.fetched, failed: a.failed + b.failed }), { fetched: 0, failed: 0 });
+    }
+    return { landmark, learned: learned ?? undefined, background };
+  }
+
+  /** Stops background work (what is running finishes) and saves the access profile. */
+  close(): void {
+    this.closed = true;
+    this.scheduler.close();
+    this.recorder?.flush();
+  }
+
+  private async phase<T>(row: LayerRow, phase: 'landmark' | 'background', fn: () => Promise<T>): Promise<T> {
+    this.progress.phase(row.digest, phase, 'running');
+    try {
+      const r = await fn();
+      this.progress.phase(row.digest, phase, this.closed && phase === 'background' ? 'pending' : 'done');
+      return r;
+    } catch (err) {
+      this.progress.phase(row.digest, phase, 'failed');
+      const e = err as Error;
+      this.progress.error(row.digest, err instanceof StargzfsError ? err.code : 'SGZ_FETCH', `${phase} fetch failed: ${e.message}`);
+      throw err;
+    }
+  }
+
+  private failed(rows: readonly LayerRow[], phase: 'learned', err: unknown): undefined {
+    this.log.warn({ err }, 'learned prefetch failed');
+    for (const row of rows) this.progress.phase(row.digest, phase, 'failed');
+    return undefined;
   }
 
   /** All layers applied. Every layer must be indexed. */

@@ -6,6 +6,11 @@ export interface BlobReader {
   readonly size: number;
   /** Exactly `length` bytes at `offset`; never fewer. Rejects a range outside the blob. */
   readAt(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Several extents, in as few requests as the source allows; extents closer than `gap`
+   * bytes may be read as one. Optional: readers fall back to readAt.
+   */
+  readRanges?(extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number): Promise<Buffer[]>;
 }
 
 /** The parts of an OCI layer descriptor the format layer looks at. */

@@ -211,6 +211,7 @@ export class InodeTable {
   private readonly sWarnings;
   private readonly sAllChunks;
   private readonly sLayerChunks;
+  private readonly sChunksNear;
 
   constructor(readonly db: Database.Database) {
     this.sNode = db.prepare('SELECT * FROM nodes WHERE id = ?');
@@ -227,6 +228,9 @@ export class InodeTable {
     this.sAllChunks = db.prepare('SELECT * FROM chunks WHERE node_id = ? ORDER BY chunk_offset');
     this.sLayerChunks = db.prepare(
       'SELECT * FROM chunks WHERE node_id BETWEEN ? AND ? AND zeros = 0 AND blob_end > 0 AND blob_offset < ? ORDER BY blob_offset, inner_offset',
+    );
+    this.sChunksNear = db.prepare(
+      'SELECT * FROM chunks WHERE node_id BETWEEN ? AND ? AND zeros = 0 AND blob_end > 0 AND blob_offset >= ? AND blob_offset < ? ORDER BY blob_offset, inner_offset',
     );
     this.sLayerById = db.prepare('SELECT * FROM layers WHERE id = ?');
     this.sLayerByDigest = db.prepare('SELECT * FROM layers WHERE digest = ?');
@@ -279,6 +283,17 @@ export class InodeTable {
    */
   layerChunksBefore(layer: LayerRow, end: number): ChunkRow[] {
     return this.sLayerChunks.all(layer.root_id, layer.root_id + layer.node_count - 1, end) as ChunkRow[];
+  }
+
+  /**
+   * Chunks of the layer's nodes [fromNode, toNode] whose member starts in [blobStart,
+   * blobEnd), in blob order. Node ids follow TOC order, which is blob order, so a window
+   * of nodes around a file finds the members next to it (and its member's other chunks).
+   */
+  chunksNear(layer: LayerRow, fromNode: number, toNode: number, blobStart: number, blobEnd: number): ChunkRow[] {
+    const lo = Math.max(layer.root_id, fromNode);
+    const hi = Math.min(layer.root_id + layer.node_count - 1, toNode);
+    return this.sChunksNear.all(lo, hi, blobStart, blobEnd) as ChunkRow[];
   }
 
   layer(id: number): LayerRow | undefined {

@@ -1,0 +1,151 @@
+// Members are the unit of fetching: one gzip member or zstd frame at [start, end) of the
+// blob, holding one chunk, or several small files' chunks at different innerOffsets
+// (ESTARGZ.md §4.7). A fetch reads a set of members in as few requests as the source
+// allows, decompresses each once, verifies every chunk in it against its chunkDigest
+// and caches the good ones, so neighbours decoded on the way are never fetched again.
+import { createHash } from 'node:crypto';
+import type { BlobReader } from '../toc/blob.js';
+import type { ChunkRow, LayerRow } from '../toc/inode-db.js';
+import { decompressPrefix, type Compression } from '../toc/codec.js';
+
+export interface Member {
+  readonly start: number;
+  readonly end: number;
+  /** The chunks decoded from this member, by inner offset. */
+  readonly chunks: readonly ChunkRow[];
+}
+
+/** Why a chunk of a fetched member was not usable; the reader turns it into an error naming the file. */
+export type ChunkFailure =
+  | { readonly kind: 'digest'; readonly expected: string; readonly actual: string }
+  | { readonly kind: 'decode'; readonly message: string };
+
+export interface DecodedMember {
+  /** Verified chunk bytes by chunkKey. */
+  readonly ok: Map<string, Buffer>;
+  readonly failed: Map<string, ChunkFailure>;
+}
+
+export interface FetchSink {
+  /** Stores a verified chunk; a failure is reported, never fatal to the read. */
+  put(digest: Buffer, data: Buffer): Promise<void>;
+  /** Counts one blob request of `bytes`. */
+  fetched(requests: number, bytes: number): void;
+}
+
+/** Identity of a chunk within a layer: its digest, or its place when the TOC gives none. */
+export function chunkKey(layerId: number, c: ChunkRow): string {
+  return c.digest !== null ? c.digest.toString('hex') : `${layerId}:${c.blob_offset}:${c.inner_offset}:${c.chunk_size}`;
+}
+
+export const memberKey = (layerId: number, blobOffset: number): string => `${layerId}@${blobOffset}`;
+
+/** Chunks grouped by member, members in blob order. */
+export function groupMembers(chunks: Iterable<ChunkRow>): Member[] {
+  const by = new Map<number, { start: number; end: number; chunks: ChunkRow[] }>();
+  for (const c of chunks) {
+    let m = by.get(c.blob_offset);
+    if (m === undefined) {
+      m = { start: c.blob_offset, end: c.blob_end, chunks: [] };
+      by.set(c.blob_offset, m);
+    }
+    if (!m.chunks.some((x) => x.inner_offset === c.inner_offset && x.chunk_size === c.chunk_size)) m.chunks.push(c);
+  }
+  for (const m of by.values()) m.chunks.sort((a, b) => a.inner_offset - b.inner_offset);
+  return [...by.values()].sort((a, b) => a.start - b.start);
+}
+
+/** Compressed bytes of a set of members (the size of their reads, gaps included up to `gap`). */
+export function spanBytes(members: readonly Member[], gap: number): number {
+  let total = 0;
+  let start = -1;
+  let end = -1;
+  for (const m of members) {
+    if (start >= 0 && m.start - end <= gap) {
+      end = Math.max(end, m.end);
+      continue;
+    }
+    if (start >= 0) total += end - start;
+    start = m.start;
+    end = m.end;
+  }
+  return start >= 0 ? total + end - start : 0;
+}
+
+/** Reads the members' bytes: one request when they are close, else a multi-range request or parallel ones. */
+async function readMembers(blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink): Promise<Buffer[]> {
+  const spans: Array<{ start: number; end: number; first: number; last: number }> = [];
+  members.forEach((m, i) => {
+    const s = spans[spans.length - 1];
+    if (s !== undefined && m.start - s.end <= gap) {
+      s.end = Math.max(s.end, m.end);
+      s.last = i;
+    } else {
+      spans.push({ start: m.start, end: m.end, first: i, last: i });
+    }
+  });
+  const bytes = spans.reduce((n, s) => n + s.end - s.start, 0);
+  let spanData: Buffer[];
+  if (spans.length > 1 && blob.readRanges !== undefined) {
+    spanData = await blob.readRanges(spans.map((s) => ({ offset: s.start, length: s.end - s.start })));
+    sink.fetched(1, bytes);
+  } else {
+    spanData = await Promise.all(spans.map((s) => blob.readAt(s.start, s.end - s.start)));
+    sink.fetched(spans.length, bytes);
+  }
+  const out: Buffer[] = [];
+  spans.forEach((s, si) => {
+    const data = spanData[si] as Buffer;
+    for (let i = s.first; i <= s.last; i++) {
+      const m = members[i] as Member;
+      out.push(data.subarray(m.start - s.start, m.end - s.start));
+    }
+  });
+  return out;
+}
+
+/**
+ * Fetches, decodes and verifies `members` (sorted by start), caching every good chunk.
+ * Returns one result per member, in order. Only a failed request rejects; bad bytes are
+ * reported per chunk.
+ */
+export async function fetchMembers(
+  layer: LayerRow, blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink,
+): Promise<DecodedMember[]> {
+  const raw = await readMembers(blob, members, gap, sink);
+  return Promise.all(members.map((m, i) => decodeMember(layer, m, raw[i] as Buffer, sink)));
+}
+
+async function decodeMember(layer: LayerRow, m: Member, comp: Buffer, sink: FetchSink): Promise<DecodedMember> {
+  const ok = new Map<string, Buffer>();
+  const failed = new Map<string, ChunkFailure>();
+  const need = Math.max(...m.chunks.map((c) => c.inner_offset + c.chunk_size));
+  let plain: Buffer;
+  try {
+    plain = await decompressPrefix(layer.compression as Compression, comp, need);
+  } catch (err) {
+    const message = `the member at blob bytes ${m.start}–${m.end} does not decompress: ${(err as Error).message}`;
+    for (const c of m.chunks) failed.set(chunkKey(layer.id, c), { kind: 'decode', message });
+    return { ok, failed };
+  }
+  for (const c of m.chunks) {
+    const key = chunkKey(layer.id, c);
+    if (plain.length < c.inner_offset + c.chunk_size) {
+      failed.set(key, { kind: 'decode', message: `blob bytes ${m.start}–${m.end} decompress to ${plain.length} bytes, need ${c.inner_offset + c.chunk_size}` });
+      continue;
+    }
+    // A copy: the decoded member may be large, and the cache keeps what it is given.
+    const data = Buffer.from(plain.subarray(c.inner_offset, c.inner_offset + c.chunk_size));
+    if (c.digest !== null) {
+      const actual = createHash('sha256').update(data).digest();
+      if (!actual.equals(c.digest)) {
+        failed.set(key, { kind: 'digest', expected: `sha256:${c.digest.toString('hex')}`, actual: `sha256:${actual.toString('hex')}` });
+        continue;
+      }
+      // Only verified bytes are cached.
+      await sink.put(c.digest, data);
+    }
+    ok.set(key, data);
+  }
+  return { ok, failed };
+}

@@ -1,0 +1,154 @@
+// One fetch scheduler per image: every blob read for chunks (on-demand, prefetch,
+// background) waits here for a slot. On-demand work always starts first; one slot is kept
+// for it so a burst of prefetch cannot make a read wait behind a queue of large GETs;
+// background work starts only while no on-demand work is queued or running (it pauses),
+// and spends from a byte budget when a bandwidth limit is set.
+
+export const ON_DEMAND = 0;
+export const PREFETCH = 1;
+export const BACKGROUND = 2;
+export type Priority = typeof ON_DEMAND | typeof PREFETCH | typeof BACKGROUND;
+
+export interface SchedulerOptions {
+  /** Blob reads running at once (the registry host's connection budget). */
+  readonly concurrency: number;
+  /** Background bytes per second; 0 = unlimited. */
+  readonly backgroundBytesPerSec: number;
+}
+
+export interface Scheduled<T> {
+  readonly done: Promise<T>;
+  /** Moves the job to the on-demand queue if it has not started. */
+  promote(): void;
+}
+
+interface Job {
+  readonly bytes: number;
+  readonly run: () => void;
+}
+
+export interface SchedulerStats {
+  readonly running: readonly number[];
+  readonly queued: readonly number[];
+  /** Jobs started, per priority. */
+  readonly started: readonly number[];
+}
+
+export class FetchScheduler {
+  private readonly queues: [Job[], Job[], Job[]] = [[], [], []];
+  private readonly running: [number, number, number] = [0, 0, 0];
+  private readonly started: [number, number, number] = [0, 0, 0];
+  private tokens: number;
+  private lastRefill = Date.now();
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: SchedulerOptions) {
+    this.tokens = opts.backgroundBytesPerSec;
+  }
+
+  /** Runs `fn` when a slot of this priority is free; `bytes` is what it will fetch. */
+  submit<T>(priority: Priority, bytes: number, fn: () => Promise<T>): Promise<T> {
+    return this.schedule(priority, bytes, fn).done;
+  }
+
+  /** As submit, with a handle to raise the job to on-demand while it still waits (a read joined it). */
+  schedule<T>(priority: Priority, bytes: number, fn: () => Promise<T>): Scheduled<T> {
+    let job!: Job;
+    let queue = priority;
+    let started = false;
+    const done = new Promise<T>((resolve, reject) => {
+      job = {
+        bytes,
+        run: () => {
+          started = true;
+          const p = queue;
+          this.running[p]++;
+          this.started[p]++;
+          fn()
+            .then(resolve, reject)
+            .finally(() => {
+              this.running[p]--;
+              this.pump();
+            });
+        },
+      };
+    });
+    this.queues[priority].push(job);
+    this.pump();
+    return {
+      done,
+      promote: () => {
+        if (started || queue === ON_DEMAND) return;
+        const q = this.queues[queue] as Job[];
+        const i = q.indexOf(job);
+        if (i < 0) return;
+        q.splice(i, 1);
+        queue = ON_DEMAND;
+        this.queues[ON_DEMAND].push(job);
+        this.pump();
+      },
+    };
+  }
+
+  /** On-demand work queued or running: background fetch is paused while this is > 0. */
+  get onDemand(): number {
+    return this.running[ON_DEMAND] + this.queues[ON_DEMAND].length;
+  }
+
+  stats(): SchedulerStats {
+    return { running: [...this.running], queued: this.queues.map((q) => q.length), started: [...this.started] };
+  }
+
+  /** Stops starting queued jobs; the running ones finish. */
+  close(): void {
+    this.closed = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+  }
+
+  private total(): number {
+    return this.running[0] + this.running[1] + this.running[2];
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    const max = this.opts.concurrency;
+    const demand = this.queues[ON_DEMAND];
+    while (demand.length > 0 && this.total() < max) (demand.shift() as Job).run();
+    // Keep one slot for on-demand work that may arrive while prefetch runs.
+    const lowMax = Math.max(1, max - 1);
+    const prefetch = this.queues[PREFETCH];
+    while (prefetch.length > 0 && this.total() < lowMax && demand.length === 0) (prefetch.shift() as Job).run();
+    const background = this.queues[BACKGROUND];
+    while (background.length > 0 && this.total() < lowMax && this.onDemand === 0 && prefetch.length === 0) {
+      const job = background[0] as Job;
+      if (!this.take(job.bytes)) return this.wake();
+      background.shift();
+      job.run();
+    }
+  }
+
+  /** Token bucket for background bytes; a job larger than one second's budget waits for a full bucket. */
+  private take(bytes: number): boolean {
+    const rate = this.opts.backgroundBytesPerSec;
+    if (rate <= 0) return true;
+    const now = Date.now();
+    this.tokens = Math.min(rate, this.tokens + ((now - this.lastRefill) * rate) / 1000);
+    this.lastRefill = now;
+    const need = Math.min(bytes, rate);
+    if (this.tokens < need) return false;
+    this.tokens -= bytes;
+    return true;
+  }
+
+  private wake(): void {
+    if (this.timer !== undefined) return;
+    const rate = this.opts.backgroundBytesPerSec;
+    const job = this.queues[BACKGROUND][0];
+    const need = Math.min(job?.bytes ?? 0, rate) - this.tokens;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.pump();
+    }, Math.max(5, Math.ceil((need * 1000) / rate)));
+  }
+}
