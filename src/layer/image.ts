@@ -8,7 +8,7 @@ import type { InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { LayerIndexer } from '../toc/layer-index.js';
 import { LayerView, type OverlayEncoding } from '../toc/layer-view.js';
 import { MergedView } from '../toc/merged-view.js';
-import { ImageError, StargzfsError } from '../errors.js';
+import { ClosedError, ImageError, StargzfsError } from '../errors.js';
 import type { FetchConfig } from '../config.js';
 import { FileReader, type ChunkCache } from './file-reader.js';
 import { prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
@@ -93,6 +93,7 @@ export class OpenImage {
           : undefined,
         onFetched: (layer, bytes) => this.progress.fetched(layer.digest, bytes),
         onError: (layer, err, background) => {
+          if (err instanceof ClosedError) return;
           const code = err instanceof StargzfsError ? err.code : 'SGZ_FETCH';
           const path = err instanceof StargzfsError ? err.path : undefined;
           // A reader's own error is reported by whoever serves the read (CLI, fs/errno); logged here only when nobody waits.
@@ -173,7 +174,7 @@ export class OpenImage {
     if (f.backgroundFetch && this.opts.cache !== undefined && !this.closed) {
       const each = await Promise.all(
         rows.map((row) =>
-          this.phase(row, 'background', () => backgroundFetch(this.table, row, this.reader, () => this.closed)).catch(() => ({ fetched: 0, failed: 1 })),
+          this.phase(row, 'background', () => backgroundFetch(this.table, row, this.reader, () => this.closed)).catch(() => ({ fetched: 0, failed: this.closed ? 0 : 1 })),
         ),
       );
       background = each.reduce((a, b) => ({ fetched: a.fetched + b.fetched, failed: a.failed + b.failed }), { fetched: 0, failed: 0 });
@@ -195,6 +196,10 @@ export class OpenImage {
       this.progress.phase(row.digest, phase, this.closed && phase === 'background' ? 'pending' : 'done');
       return r;
     } catch (err) {
+      if (this.closed) {
+        this.progress.phase(row.digest, phase, 'pending');
+        throw err;
+      }
       this.progress.phase(row.digest, phase, 'failed');
       const e = err as Error;
       this.progress.error(row.digest, err instanceof StargzfsError ? err.code : 'SGZ_FETCH', `${phase} fetch failed: ${e.message}`);

@@ -4,6 +4,8 @@
 // background work starts only while no on-demand work is queued or running (it pauses),
 // and spends from a byte budget when a bandwidth limit is set.
 
+import { ClosedError } from '../errors.js';
+
 export const ON_DEMAND = 0;
 export const PREFETCH = 1;
 export const BACKGROUND = 2;
@@ -25,6 +27,7 @@ export interface Scheduled<T> {
 interface Job {
   readonly bytes: number;
   readonly run: () => void;
+  readonly cancel: (err: Error) => void;
 }
 
 export interface SchedulerStats {
@@ -60,6 +63,7 @@ export class FetchScheduler {
     const done = new Promise<T>((resolve, reject) => {
       job = {
         bytes,
+        cancel: reject,
         run: () => {
           started = true;
           const p = queue;
@@ -74,7 +78,8 @@ export class FetchScheduler {
         },
       };
     });
-    this.queues[priority].push(job);
+    if (this.closed) job.cancel(new ClosedError('the fetch scheduler'));
+    else this.queues[priority].push(job);
     this.pump();
     return {
       done,
@@ -100,10 +105,12 @@ export class FetchScheduler {
     return { running: [...this.running], queued: this.queues.map((q) => q.length), started: [...this.started] };
   }
 
-  /** Stops starting queued jobs; the running ones finish. */
+  /** Stops starting jobs: queued ones reject with SGZ_CLOSED, running ones finish. */
   close(): void {
     this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    const err = new ClosedError('the fetch scheduler');
+    for (const q of this.queues) for (const job of q.splice(0)) job.cancel(err);
   }
 
   private total(): number {

@@ -1,0 +1,117 @@
+// The fetch scheduler's rules, with jobs the test releases by hand: on-demand first and
+// never starved by prefetch, background paused by on-demand work, a waiting job raised
+// when a read joins it, and the background bandwidth limit.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH, type Priority } from '../../src/layer/scheduler.js';
+
+function gate(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => { open = r; });
+  return { promise, open };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('fetch scheduler', () => {
+  const track = (s: FetchScheduler, log: string[]) => (name: string, p: Priority, g = gate()) => ({
+    gate: g,
+    done: s.submit(p, 1, async () => {
+      log.push(name);
+      await g.promise;
+    }),
+  });
+
+  it('keeps a slot for on-demand work: prefetch fills the others, a read starts at once', async () => {
+    const s = new FetchScheduler({ concurrency: 3, backgroundBytesPerSec: 0 });
+    const log: string[] = [];
+    const job = track(s, log);
+    const p = [job('p1', PREFETCH), job('p2', PREFETCH), job('p3', PREFETCH)];
+    await tick();
+    assert.deepEqual(log, ['p1', 'p2'], 'two of three slots for prefetch');
+    const d = job('d1', ON_DEMAND);
+    await tick();
+    assert.deepEqual(log, ['p1', 'p2', 'd1']);
+    d.gate.open();
+    await d.done;
+    p[0]?.gate.open();
+    await p[0]?.done;
+    await tick();
+    assert.deepEqual(log, ['p1', 'p2', 'd1', 'p3']);
+    for (const x of p) x.gate.open();
+    await Promise.all(p.map((x) => x.done));
+    s.close();
+  });
+
+  it('on-demand work queued ahead of prefetch; background waits until no on-demand work is queued or running', async () => {
+    const s = new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0 });
+    const log: string[] = [];
+    const job = track(s, log);
+    const d1 = job('d1', ON_DEMAND);
+    const d2 = job('d2', ON_DEMAND);
+    const b1 = job('b1', BACKGROUND);
+    const p1 = job('p1', PREFETCH);
+    const d3 = job('d3', ON_DEMAND);
+    await tick();
+    assert.deepEqual(log, ['d1', 'd2']);
+    d1.gate.open();
+    await d1.done;
+    await tick();
+    assert.deepEqual(log, ['d1', 'd2', 'd3'], 'queued on-demand before prefetch and background');
+    d2.gate.open();
+    d3.gate.open();
+    await Promise.all([d2.done, d3.done]);
+    await tick();
+    assert.deepEqual(log, ['d1', 'd2', 'd3', 'p1'], 'prefetch next; background not while prefetch is queued');
+    p1.gate.open();
+    await p1.done;
+    await tick();
+    assert.deepEqual(log.at(-1), 'b1');
+    const d4 = job('d4', ON_DEMAND);
+    const b2 = job('b2', BACKGROUND);
+    await tick();
+    assert.ok(!log.includes('b2'), 'background paused while a read is in flight');
+    d4.gate.open();
+    await d4.done;
+    b1.gate.open();
+    await b1.done;
+    await tick();
+    assert.equal(log.at(-1), 'b2');
+    b2.gate.open();
+    await b2.done;
+    s.close();
+  });
+
+  it('a waiting prefetch job that a read joins is raised to on-demand', async () => {
+    const s = new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0 });
+    const log: string[] = [];
+    const job = track(s, log);
+    const p1 = job('p1', PREFETCH);
+    const g = gate();
+    const p2 = s.schedule(PREFETCH, 1, async () => {
+      log.push('p2');
+      await g.promise;
+    });
+    await tick();
+    assert.deepEqual(log, ['p1']);
+    p2.promote();
+    await tick();
+    assert.deepEqual(log, ['p1', 'p2'], 'started in the on-demand slot');
+    g.open();
+    p1.gate.open();
+    await Promise.all([p1.done, p2.done]);
+    s.close();
+  });
+
+  it('holds background work to its bandwidth limit', async () => {
+    const rate = 400 << 10;
+    const s = new FetchScheduler({ concurrency: 4, backgroundBytesPerSec: rate });
+    const started: number[] = [];
+    const t0 = Date.now();
+    await Promise.all(Array.from({ length: 6 }, () => s.submit(BACKGROUND, 200 << 10, async () => { started.push(Date.now() - t0); })));
+    s.close();
+    // A full bucket (one second's worth) covers two jobs; the other four need 2 s of budget at least.
+    assert.equal(started.length, 6);
+    assert.ok((started[5] ?? 0) >= 1500, `six 200 KiB jobs at 400 KiB/s started by ${String(started[5])} ms`);
+  });
+});
