@@ -66,8 +66,8 @@ export interface FetchConfig {
   readonly concurrency: number;
   /** Largest read-ahead window for a file read sequentially, bytes. Default 8 MiB. */
   readonly readAheadBytes: number;
-  /** Compressed bytes after a missed member fetched with it (the next small files). Default 256 KiB. */
-  readonly neighbourBytes: number;
+  /** Compressed bytes after a missed member fetched with it (the next small files). Default 'auto': round trip × bandwidth as measured. */
+  readonly neighbourBytes: number | 'auto';
   /** Members closer than this are read in one request. Default 64 KiB. */
   readonly coalesceGapBytes: number;
 }
@@ -103,6 +103,7 @@ export interface ConfigInput {
   /** Bytes per second, or a size with a suffix; 0 or absent: unlimited. */
   backgroundBandwidth?: string | number | undefined;
   readAhead?: string | number | undefined;
+  /** A size, or 'auto'. */
   neighbourBytes?: string | number | undefined;
   coalesceGap?: string | number | undefined;
 }
@@ -160,7 +161,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       backgroundBytesPerSec: sizeOrZero('background-bandwidth', input.backgroundBandwidth, 0),
       concurrency: connectionsPerHost,
       readAheadBytes: sizeOrZero('read-ahead', input.readAhead, 8 << 20),
-      neighbourBytes: sizeOrZero('neighbour-bytes', input.neighbourBytes, 256 << 10),
+      neighbourBytes: input.neighbourBytes === undefined || input.neighbourBytes === 'auto' ? 'auto' : sizeOrZero('neighbour-bytes', input.neighbourBytes, 0),
       coalesceGapBytes: sizeOrZero('coalesce-gap', input.coalesceGap, 64 << 10),
     }),
     cache: Object.freeze({

@@ -20,6 +20,8 @@ export interface ChunkCacheConfig {
   readonly quotaBytes: number;
   /** Memory LRU for hot chunks, bytes. Default 64 MiB. */
   readonly memoryBytes: number;
+  /** put() returns before the file is written (see put). Default false. */
+  readonly writeBehind?: boolean;
 }
 
 export interface CacheUsage {
@@ -38,6 +40,8 @@ CREATE INDEX IF NOT EXISTS cache_chunks_lru ON cache_chunks(last_use);
 `;
 
 const LAST_USE_FLUSH_MS = 5000;
+/** Chunk bytes written behind reads before put() makes its caller wait. */
+const WRITE_BEHIND_BYTES = 64 << 20;
 
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
@@ -53,6 +57,10 @@ export class ChunkStore {
   private used: number;
   private flushTimer: NodeJS.Timeout | undefined;
   private evicting: Promise<unknown> = Promise.resolve();
+  private readonly pending = new Set<Promise<void>>();
+  /** Directories known to exist (clear() forgets them). */
+  private readonly dirs = new Set<string>();
+  private pendingBytes = 0;
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
@@ -106,16 +114,54 @@ export class ChunkStore {
     return data;
   }
 
-  /** Stores a verified chunk (callers hash before calling). Safe to race with other processes. */
+  /**
+   * Stores a verified chunk (callers hash before calling). Safe to race with other
+   * processes. The chunk is in the memory LRU at once; its file is written behind the
+   * read with `writeBehind` (a read never waits for the disk) unless WRITE_BEHIND_BYTES
+   * are already pending, when the caller waits: a slow disk slows fetching instead of filling memory.
+   * Write errors are logged; drain() waits for every pending write.
+   */
   async put(digest: Buffer, data: Buffer): Promise<void> {
     const hex = digest.toString('hex');
     this.memory.set(hex, data);
     this.verified.add(hex);
+    const write = this.write(hex, digest, data);
+    this.pendingBytes += data.length;
+    const tracked = write
+      .catch((err: unknown) => this.log.warn({ err, digest: hex }, 'chunk not written to the cache; it stays in memory only'))
+      .finally(() => {
+        this.pendingBytes -= data.length;
+        this.pending.delete(tracked);
+      });
+    this.pending.add(tracked);
+    if (this.cfg.writeBehind !== true || this.pendingBytes > WRITE_BEHIND_BYTES) await write;
+  }
+
+  /** Waits for every chunk write in flight. */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all([...this.pending]);
+  }
+
+  private async write(hex: string, digest: Buffer, data: Buffer): Promise<void> {
+    try {
+      await this.writeFile(hex, digest, data);
+    } catch (err) {
+      // Another process may have cleared the cache, directories included: once more from scratch.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.dirs.clear();
+      await this.writeFile(hex, digest, data);
+    }
+  }
+
+  private async writeFile(hex: string, digest: Buffer, data: Buffer): Promise<void> {
     const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
     const tmpDir = join(this.cfg.root, 'tmp');
     const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
-    await mkdir(dir, { recursive: true });
-    await mkdir(tmpDir, { recursive: true });
+    for (const d of [dir, tmpDir]) {
+      if (this.dirs.has(d)) continue;
+      await mkdir(d, { recursive: true });
+      this.dirs.add(d);
+    }
     await writeFile(tmp, data);
     await rename(tmp, this.path(hex));
     this.sPut.run(digest, data.length, Date.now());
@@ -199,6 +245,7 @@ export class ChunkStore {
     this.memory.clear();
     this.verified.clear();
     this.used = 0;
+    this.dirs.clear();
     await rm(join(this.cfg.root, 'chunks'), { recursive: true, force: true });
     await rm(join(this.cfg.root, 'tmp'), { recursive: true, force: true });
     return before;

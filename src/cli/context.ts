@@ -39,7 +39,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   try {
     source = await openSource(ref, config, log);
     const table = new InodeTable(db);
-    const store = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
+    const store = new ChunkStore(db, { root: config.state.root, ...config.cache, writeBehind: true }, log);
     cache = store;
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log, (digest, data) => store.put(digest, data));
     const profiles = new ProfileStore(db);
@@ -53,6 +53,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     return await fn({ config, log, image, table, profiles });
   } finally {
     opened?.close();
+    await cache?.drain();
     cache?.close();
     await source?.close();
     db.close();

@@ -11,6 +11,7 @@ import type { ViewNode } from '../toc/view.js';
 import { DecodeError, DigestMismatchError, TocFormatError, type ErrorContext } from '../errors.js';
 import { readPlainLayer } from '../toc/plain-layer.js';
 import { chunkKey, fetchMembers, groupMembers, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Member } from './members.js';
+import { LinkEstimator } from './link-estimator.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
@@ -36,8 +37,11 @@ export interface LayerCounters {
 export interface ReadTuning {
   /** Largest read-ahead window of a sequentially read file, bytes (0: none). */
   readonly readAheadBytes: number;
-  /** Compressed bytes of the members after a miss fetched with it, for the next small files (0: none). */
-  readonly neighbourBytes: number;
+  /**
+   * Compressed bytes of the members after a miss fetched with it, for the next small
+   * files (0: none); 'auto': about one round trip's worth, learned from this image's fetches.
+   */
+  readonly neighbourBytes: number | 'auto';
   /** Members closer than this are read in one request, gap included. */
   readonly coalesceGapBytes: number;
 }
@@ -65,6 +69,9 @@ function failureError(c: ChunkRow, f: ChunkFailure, ctx: ErrorContext): Error {
 
 /** Nodes either side of a file searched for its member's other chunks and its neighbours. */
 const NODE_WINDOW = 512;
+/** Bounds of the neighbour window. */
+const MIN_NEIGHBOURS = 64 << 10;
+const MAX_NEIGHBOURS = 4 << 20;
 /** Sequential-read state kept for this many files. */
 const MAX_STREAMS = 1024;
 /** First read-ahead window; it doubles on every sequential read up to ReadTuning.readAheadBytes. */
@@ -83,6 +90,8 @@ export class FileReader {
   private readonly plainRefetch = new Map<string, Promise<Map<string, Buffer>>>();
   private readonly sequential = new Map<number, Sequential>();
   private readonly seen = new Set<number>();
+  /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
+  readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
 
   constructor(
     private readonly table: InodeTable,
@@ -236,7 +245,8 @@ export class FileReader {
   private withNeighbours(layer: LayerRow, dataId: number, members: Member[], priority: Priority): Member[] {
     const first = members[0] as Member;
     const last = members[members.length - 1] as Member;
-    const extra = priority === ON_DEMAND ? this.tuning.neighbourBytes : 0;
+    const n = this.tuning.neighbourBytes;
+    const extra = priority !== ON_DEMAND ? 0 : n === 'auto' ? this.link.windowBytes() : n;
     const near = this.table.chunksNear(layer, dataId - NODE_WINDOW, dataId + NODE_WINDOW, first.start, last.end + extra);
     const wanted = new Set(members.map((m) => m.start));
     const limit = last.end + extra;
@@ -263,9 +273,10 @@ export class FileReader {
           if (this.cache === undefined || this.cache.has(digest)) return;
           await this.cache.put(digest, data).catch((err: unknown) => this.hooks.onCacheError?.(err));
         },
-        fetched: (requests, bytes) => {
+        fetched: (requests, bytes, ms) => {
           counters.requests += requests;
           counters.bytesFetched += bytes;
+          if (requests === 1) this.link.observe(bytes, ms);
           this.hooks.onFetched?.(layer, bytes);
         },
       }),

@@ -29,8 +29,8 @@ export interface DecodedMember {
 export interface FetchSink {
   /** Stores a verified chunk; a failure is reported, never fatal to the read. */
   put(digest: Buffer, data: Buffer): Promise<void>;
-  /** Counts one blob request of `bytes`. */
-  fetched(requests: number, bytes: number): void;
+  /** Counts blob requests: `bytes` in all, the last arriving `ms` after they were sent. */
+  fetched(requests: number, bytes: number, ms: number): void;
 }
 
 /** Identity of a chunk within a layer: its digest, or its place when the TOC gives none. */
@@ -85,13 +85,14 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: nu
     }
   });
   const bytes = spans.reduce((n, s) => n + s.end - s.start, 0);
+  const t0 = performance.now();
   let spanData: Buffer[];
   if (spans.length > 1 && blob.readRanges !== undefined) {
     spanData = await blob.readRanges(spans.map((s) => ({ offset: s.start, length: s.end - s.start })));
-    sink.fetched(1, bytes);
+    sink.fetched(1, bytes, performance.now() - t0);
   } else {
     spanData = await Promise.all(spans.map((s) => blob.readAt(s.start, s.end - s.start)));
-    sink.fetched(spans.length, bytes);
+    sink.fetched(spans.length, bytes, performance.now() - t0);
   }
   const out: Buffer[] = [];
   spans.forEach((s, si) => {
