@@ -11,7 +11,7 @@ export interface TocConfig {
   readonly maxTocBytes: number;
   /** Bytes read from the end of a blob in the first request: footer plus, usually, the whole TOC. Default 256 KiB. */
   readonly tailBytes: number;
-  /** Largest uncompressed tar of a plain (not eStargz) layer read whole, bytes. Default 2 GiB. */
+  /** Largest uncompressed tar of a plain (not eStargz) layer, bytes (it is streamed, never held whole). Default 64 GiB. */
   readonly maxPlainBytes: number;
 }
 
@@ -179,7 +179,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       mirrorBackoffMs: 30_000,
       redirectTtlMs: 300_000,
     }),
-    toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes, maxPlainBytes: 2 ** 31 }),
+    toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes, maxPlainBytes: 64 * 2 ** 30 }),
     image: Object.freeze({ platform }),
     log: Object.freeze({ level }),
   });

@@ -9,7 +9,7 @@ import type { BlobReader } from '../toc/blob.js';
 import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { ViewNode } from '../toc/view.js';
 import { DecodeError, DigestMismatchError, TocFormatError, type ErrorContext } from '../errors.js';
-import { readPlainLayer } from '../toc/plain-layer.js';
+import { streamPlainLayer } from '../toc/plain-layer.js';
 import { chunkKey, fetchMembers, groupMembers, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Member } from './members.js';
 import { LinkEstimator } from './link-estimator.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
@@ -87,7 +87,7 @@ interface Sequential {
 export class FileReader {
   private readonly counters = new Map<number, LayerCounters>();
   private readonly inflight = new Map<string, Scheduled<DecodedMember>>();
-  private readonly plainRefetch = new Map<string, Promise<Map<string, Buffer>>>();
+  private readonly plainRefetch = new Map<number, { wanted: Map<string, Buffer | undefined>; done: Promise<void> }>();
   private readonly sequential = new Map<number, Sequential>();
   private readonly seen = new Set<number>();
   /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
@@ -210,7 +210,7 @@ export class FileReader {
       }
       if (this.cache !== undefined && c.digest !== null) counters.cacheMisses++;
       if (c.blob_end === 0 && c.digest !== null) {
-        out.push(this.fromPlainLayer(layer, c.digest, { ...ctx, offset: c.chunk_offset }));
+        out.push(this.fromPlainLayer(layer, c.digest, c.chunk_size, { ...ctx, offset: c.chunk_offset }));
         continue;
       }
       const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
@@ -342,28 +342,32 @@ export class FileReader {
 
   /**
    * A chunk of a plain (not eStargz) layer that is no longer cached: the whole blob is
-   * fetched again (once for all waiting readers), checked, and every chunk re-stored.
+   * streamed again (once for all waiting readers), checked, and every chunk re-stored;
+   * the chunks readers wait for are kept in memory on the way.
    */
-  private async fromPlainLayer(layer: LayerRow, digest: Buffer, ctx: ErrorContext): Promise<Buffer> {
-    const key = `plain:${layer.id}`;
-    let p = this.plainRefetch.get(key);
-    if (p === undefined) {
+  private async fromPlainLayer(layer: LayerRow, digest: Buffer, size: number, ctx: ErrorContext): Promise<Buffer> {
+    const hex = digest.toString('hex');
+    let r = this.plainRefetch.get(layer.id);
+    if (r === undefined) {
+      const wanted = new Map<string, Buffer | undefined>();
       const blob = this.blobFor(layer);
-      p = this.scheduler.submit(ON_DEMAND, blob.size, async () => {
+      const done = this.scheduler.submit(ON_DEMAND, blob.size, async () => {
         const counters = this.stats(layer.id);
         counters.requests++;
         counters.bytesFetched += blob.size;
         this.hooks.onFetched?.(layer, blob.size);
-        const found = new Map<string, Buffer>();
-        for (const c of (await readPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx)).chunks) {
-          found.set(c.digest.toString('hex'), c.data);
+        await streamPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx, async (c) => {
+          const key = c.digest.toString('hex');
+          if (wanted.has(key)) wanted.set(key, c.data);
           await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.hooks.onCacheError?.(err));
-        }
-        return found;
-      }).finally(() => this.plainRefetch.delete(key));
-      this.plainRefetch.set(key, p);
+        });
+      }).finally(() => this.plainRefetch.delete(layer.id));
+      r = { wanted, done };
+      this.plainRefetch.set(layer.id, r);
     }
-    const data = (await p).get(digest.toString('hex'));
+    if (!r.wanted.has(hex)) r.wanted.set(hex, undefined);
+    await r.done;
+    const data = r.wanted.get(hex) ?? (await this.cache?.get(digest, size).catch(() => undefined));
     if (data === undefined) throw new DecodeError('the layer blob no longer holds this chunk', ctx);
     return data;
   }

@@ -70,3 +70,20 @@ export function zstdPrefix(comp: Buffer, need: number): Buffer {
 export async function decompressPrefix(compression: Compression, comp: Buffer, need: number): Promise<Buffer> {
   return compression === 'gzip' ? gunzipPrefix(comp, need) : zstdPrefix(comp, need);
 }
+
+/** Decompresses a stream of zstd frames piece by piece (a plain tar+zstd layer), on its own context. */
+export async function* zstdStream(src: AsyncIterable<Buffer>, outSize = 1 << 20): AsyncGenerator<Buffer> {
+  const dctx = new zstdBinding.DCtx();
+  for await (const piece of src) {
+    let input = piece;
+    for (;;) {
+      const out = Buffer.allocUnsafe(outSize);
+      const [, wrote, consumed] = dctx.decompressStream(out, input);
+      input = input.subarray(consumed);
+      if (wrote > 0) yield out.subarray(0, wrote);
+      // More output may be waiting inside zstd when the buffer came back full.
+      if (input.length === 0 && wrote < outSize) break;
+      if (wrote === 0 && consumed === 0) throw new Error('zstd stream makes no progress');
+    }
+  }
+}

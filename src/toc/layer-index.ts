@@ -5,7 +5,7 @@ import type Database from 'better-sqlite3';
 import type { Logger } from '../log.js';
 import type { TocConfig } from '../config.js';
 import { DigestMismatchError, NotEstargzError, UnverifiedTocError } from '../errors.js';
-import { readPlainLayer } from './plain-layer.js';
+import { streamPlainLayer } from './plain-layer.js';
 import {
   TOC_DIGEST_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
@@ -73,8 +73,7 @@ export class LayerIndexer {
   private async openPlain(desc: LayerDescriptorLike, blob: BlobReader, why: NotEstargzError, store: ChunkSink): Promise<OpenedLayer> {
     const ctx = { layer: desc.digest };
     this.log.info({ digest: desc.digest }, `${why.message}: fetching the whole blob`);
-    const { json, chunks, compression } = await readPlainLayer(blob, desc.digest, this.cfg.maxPlainBytes, ctx);
-    for (const c of chunks) await store(c.digest, c.data);
+    const { json, compression } = await streamPlainLayer(blob, desc.digest, this.cfg.maxPlainBytes, ctx, (c) => store(c.digest, c.data));
     const row = await this.serialized(() => importTocStream(
       this.dbFile,
       {

@@ -103,8 +103,17 @@ function parsePax(body: Buffer): Map<string, Buffer> {
  * return value. Bodies are held in memory (callers that convert huge layers stream
  * them instead; see the convert issue).
  */
+/** Receives a tar stream entry by entry, bodies in pieces (TarReader.feed). */
+export interface TarSink {
+  header(h: TarHeader): void;
+  /** The next piece of the current entry's body (a view: copy what is kept). */
+  body(piece: Buffer): void;
+}
+
 export class TarReader {
   private buf: Buffer = Buffer.alloc(0);
+  /** Inside an entry while feeding: body bytes and padding still to come. */
+  private inEntry: { remaining: number; pad: number; meta: { flag: string; parts: Buffer[] } | undefined } | undefined;
   private pax = new Map<string, Buffer>();
   private globalPax = new Map<string, Buffer>();
   private longName: string | undefined;
@@ -158,6 +167,63 @@ export class TarReader {
       this.buf = Buffer.alloc(0);
       return { header, rest };
     }
+  }
+
+  /**
+   * Streaming: headers and body pieces go to `sink` as the bytes arrive, so no body is
+   * ever held whole (a plain layer's multi-GB file). Do not mix with push().
+   */
+  feed(chunk: Buffer, sink: TarSink): void {
+    let pos = 0;
+    while (pos < chunk.length && !this.ended) {
+      const e = this.inEntry;
+      if (e !== undefined) {
+        if (e.remaining > 0) {
+          const n = Math.min(e.remaining, chunk.length - pos);
+          const piece = chunk.subarray(pos, pos + n);
+          if (e.meta !== undefined) e.meta.parts.push(Buffer.from(piece));
+          else sink.body(piece);
+          e.remaining -= n;
+          pos += n;
+          continue;
+        }
+        const n = Math.min(e.pad, chunk.length - pos);
+        e.pad -= n;
+        pos += n;
+        if (e.pad > 0) continue;
+        if (e.meta !== undefined) this.meta(e.meta.flag, Buffer.concat(e.meta.parts));
+        this.inEntry = undefined;
+        continue;
+      }
+      const take = Math.min(BLOCK - this.buf.length, chunk.length - pos);
+      this.buf = Buffer.concat([this.buf, chunk.subarray(pos, pos + take)]);
+      pos += take;
+      if (this.buf.length < BLOCK) return;
+      const block = this.buf;
+      this.buf = Buffer.alloc(0);
+      if (block.every((b) => b === 0)) {
+        this.ended = true;
+        return;
+      }
+      if (!checksumOk(block)) throw new TarError('tar header checksum mismatch');
+      const size = num(block, 124, 12, 'size');
+      const flag = String.fromCharCode(block[156] as number);
+      if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
+        this.inEntry = { remaining: size, pad: padding(size), meta: { flag, parts: [] } };
+        continue;
+      }
+      const h = this.header(block, entryType(flag), size);
+      sink.header(h);
+      this.inEntry = { remaining: h.size, pad: padding(h.size), meta: undefined };
+    }
+    // A zero-size entry whose header ended the chunk is complete already.
+    if (this.inEntry !== undefined && this.inEntry.remaining === 0 && this.inEntry.pad === 0 && this.inEntry.meta === undefined) this.inEntry = undefined;
+  }
+
+  /** Throws unless the fed stream ended on an entry boundary. */
+  endFeed(): void {
+    if (this.ended) return;
+    if (this.buf.length !== 0 || (this.inEntry !== undefined && this.inEntry.remaining > 0)) throw new TarError('truncated tar stream');
   }
 
   /** Applies a PAX or GNU long-name entry to the next header; false for other types. */
