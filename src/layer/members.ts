@@ -135,8 +135,9 @@ async function decodeMember(layer: LayerRow, m: Member, comp: Buffer, sink: Fetc
       failed.set(key, { kind: 'decode', message: `blob bytes ${m.start}–${m.end} decompress to ${plain.length} bytes, need ${c.inner_offset + c.chunk_size}` });
       continue;
     }
-    // A copy: the decoded member may be large, and the cache keeps what it is given.
-    const data = Buffer.from(plain.subarray(c.inner_offset, c.inner_offset + c.chunk_size));
+    // The whole decoded buffer when it is exactly this chunk; else a copy, so the cache
+    // does not keep a large member alive through a small view of it.
+    const data = c.inner_offset === 0 && plain.length === c.chunk_size ? plain : Buffer.from(plain.subarray(c.inner_offset, c.inner_offset + c.chunk_size));
     if (c.digest !== null) {
       const actual = createHash('sha256').update(data).digest();
       if (!actual.equals(c.digest)) {

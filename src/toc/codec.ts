@@ -20,7 +20,8 @@ export function gunzipPrefix(comp: Buffer, need: number): Promise<Buffer> {
       resolve(Buffer.alloc(0));
       return;
     }
-    const z = createGunzip({ chunkSize: 64 << 10 });
+    // Output buffers sized to the need (within bounds): one allocation and no concat for most chunks.
+    const z = createGunzip({ chunkSize: Math.min(4 << 20, Math.max(16 << 10, need)) });
     const parts: Buffer[] = [];
     let have = 0;
     let settled = false;
@@ -28,6 +29,7 @@ export function gunzipPrefix(comp: Buffer, need: number): Promise<Buffer> {
       if (settled) return;
       settled = true;
       if (err) reject(err);
+      else if (parts.length === 1 && (parts[0] as Buffer).length <= need) resolve(parts[0] as Buffer);
       else resolve(Buffer.concat(parts, Math.min(have, need)));
       z.destroy();
     };
