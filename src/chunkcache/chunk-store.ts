@@ -7,7 +7,7 @@
 // bytes. The index in meta.db (cache_chunks) holds size and last use, the latter written
 // in batches rather than once per read; a size quota evicts least recently used chunks.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
@@ -40,11 +40,18 @@ CREATE INDEX IF NOT EXISTS cache_chunks_lru ON cache_chunks(last_use);
 `;
 
 const LAST_USE_FLUSH_MS = 5000;
+/** Chunk files kept open for reads. */
+const MAX_OPEN_CHUNK_FILES = 256;
 /** Chunk bytes written behind reads before put() makes its caller wait. */
 const WRITE_BEHIND_BYTES = 64 << 20;
 
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
+  /** Open chunk files, closed when they fall out (close waits for reads in progress). */
+  private readonly fds = new LRUCache<string, { fh: FileHandle; size: number }>({
+    max: MAX_OPEN_CHUNK_FILES,
+    dispose: (v) => void v.fh.close().catch(() => undefined),
+  });
   private readonly verified = new Set<string>();
   private readonly touched = new Map<string, number>();
   private readonly log: Logger;
@@ -98,7 +105,7 @@ export class ChunkStore {
     }
     let data: Buffer;
     try {
-      data = await readFile(this.path(hex));
+      data = await this.readChunkFile(hex);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
@@ -112,6 +119,34 @@ export class ChunkStore {
     this.memory.set(hex, data);
     this.touch(hex);
     return data;
+  }
+
+  /**
+   * A chunk file's bytes through the descriptor LRU: a chunk read again after it left the
+   * memory LRU costs a pread, not an open and a close. A descriptor of a file evicted
+   * meanwhile still reads the same (content-addressed) bytes.
+   */
+  private async readChunkFile(hex: string): Promise<Buffer> {
+    let fd = this.fds.get(hex);
+    if (fd === undefined) {
+      const fh = await open(this.path(hex), 'r');
+      try {
+        fd = { fh, size: (await fh.stat()).size };
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
+      this.fds.set(hex, fd);
+    }
+    const data = Buffer.allocUnsafe(fd.size);
+    try {
+      const { bytesRead } = await fd.fh.read(data, 0, fd.size, 0);
+      return data.subarray(0, bytesRead);
+    } catch (err) {
+      // Closed by the LRU between lookup and read: open it afresh.
+      if (this.fds.get(hex) === fd || !['EBADF', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      return this.readChunkFile(hex);
+    }
   }
 
   /**
@@ -221,6 +256,7 @@ export class ChunkStore {
   /** Removes a chunk's file and index row; true if the row was still there. */
   private async drop(hex: string, digest: Buffer): Promise<boolean> {
     this.memory.delete(hex);
+    this.fds.delete(hex);
     this.verified.delete(hex);
     this.touched.delete(hex);
     const removed = this.sDel.run(digest).changes === 1;
@@ -243,6 +279,7 @@ export class ChunkStore {
     const before = this.usage();
     this.db.prepare('DELETE FROM cache_chunks').run();
     this.memory.clear();
+    this.fds.clear();
     this.verified.clear();
     this.used = 0;
     this.dirs.clear();
@@ -284,5 +321,6 @@ export class ChunkStore {
 
   close(): void {
     this.flush();
+    this.fds.clear();
   }
 }

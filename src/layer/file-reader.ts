@@ -224,8 +224,10 @@ export class FileReader {
       missing.push(c);
     }
     if (missing.length > 0) {
-      const members = this.withNeighbours(layer, dataId, groupMembers(missing), priority);
+      const { members, neighbours } = this.plan(layer, dataId, groupMembers(missing), priority);
       const results = this.fetch(layer, members, priority);
+      // Failures there are reported by fetch(); a read that joins them gets the error.
+      if (neighbours.length > 0) void this.fetch(layer, neighbours, PREFETCH).catch(() => undefined);
       for (let i = 0, j = 0; i < rows.length; i++) {
         const c = missing[j];
         if (c === undefined || rows[i] !== c) continue;
@@ -238,11 +240,13 @@ export class FileReader {
   }
 
   /**
-   * The members to fetch for these misses: each whole (all chunks in it, so files sharing
-   * it through innerOffset are cached too) and, for on-demand reads, the members that
-   * follow within neighbourBytes, skipping what is cached or already being fetched.
+   * The members to fetch for these misses, each whole (all chunks in it, so files sharing
+   * it through innerOffset are cached too); and, for on-demand reads, the members that
+   * follow within the neighbour window, skipping what is cached or already being fetched.
+   * The neighbours go in a request of their own beside the read's, so the read waits for
+   * its own bytes only and the next small files are usually there when they are asked for.
    */
-  private withNeighbours(layer: LayerRow, dataId: number, members: Member[], priority: Priority): Member[] {
+  private plan(layer: LayerRow, dataId: number, members: Member[], priority: Priority): { members: Member[]; neighbours: Member[] } {
     const first = members[0] as Member;
     const last = members[members.length - 1] as Member;
     const n = this.tuning.neighbourBytes;
@@ -250,17 +254,15 @@ export class FileReader {
     const near = this.table.chunksNear(layer, dataId - NODE_WINDOW, dataId + NODE_WINDOW, first.start, last.end + extra);
     const wanted = new Set(members.map((m) => m.start));
     const limit = last.end + extra;
-    const keep = near.filter((c) => {
-      if (wanted.has(c.blob_offset)) return true;
-      if (c.blob_end > limit || c.blob_offset < last.end) return false;
-      if (this.inflight.has(memberKey(layer.id, c.blob_offset))) return false;
-      return c.digest !== null && this.cache?.has(c.digest) === false;
-    });
-    const all = groupMembers(keep);
-    // A member whose chunks are not all new still comes whole: its bytes are fetched anyway.
-    const out = all.filter((m) => wanted.has(m.start) || m.chunks.every((c) => c.digest !== null));
-    for (const m of members) if (!out.some((o) => o.start === m.start)) out.push(m);
-    return out.sort((a, b) => a.start - b.start);
+    const own: ChunkRow[] = [];
+    const next: ChunkRow[] = [];
+    for (const c of near) {
+      if (wanted.has(c.blob_offset)) own.push(c);
+      else if (c.blob_end <= limit && c.blob_offset >= last.end && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) === false) next.push(c);
+    }
+    const whole = groupMembers(own);
+    for (const m of members) if (!whole.some((o) => o.start === m.start)) whole.push(m);
+    return { members: whole.sort((a, b) => a.start - b.start), neighbours: groupMembers(next) };
   }
 
   /** One scheduled job for these members; each is registered as in flight until it is decoded. */

@@ -135,7 +135,15 @@ export class OpenImage {
    */
   async prefetch(): Promise<PrefetchResult[]> {
     if (this.opts.cache === undefined) return [];
-    return Promise.all(this.indexed().map((row) => this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader))));
+    return Promise.all(this.indexed().map((row) => this.landmark(row)));
+  }
+
+  private landmark(row: LayerRow): Promise<PrefetchResult> {
+    if (row.landmark !== 'prefetch' || row.prefetch_size <= 0) {
+      this.progress.phase(row.digest, 'landmark', 'none');
+      return prefetchLandmarkRegion(this.table, row, this.reader);
+    }
+    return this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader));
   }
 
   /** Fetches the files earlier runs of this image read first, in that order. */
@@ -145,7 +153,7 @@ export class OpenImage {
     const rows = this.indexed();
     for (const row of rows) this.progress.phase(row.digest, 'learned', 'running');
     const result = await prefetchLearned(entries, new Map(rows.map((r) => [r.digest, r])), this.table, this.reader);
-    for (const row of rows) this.progress.phase(row.digest, 'learned', 'done');
+    for (const row of rows) this.progress.phase(row.digest, 'learned', entries.some((e) => e.layer === row.digest) ? 'done' : 'none');
     return result;
   }
 
@@ -165,7 +173,7 @@ export class OpenImage {
     if (!f.backgroundFetch) off('background');
     const [landmark, learned] = await Promise.all([
       f.prefetch && this.opts.cache !== undefined
-        ? Promise.all(rows.map((row) => this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader)).catch(() => undefined)))
+        ? Promise.all(rows.map((row) => this.landmark(row).catch(() => undefined)))
           .then((rs) => rs.filter((r): r is PrefetchResult => r !== undefined))
         : Promise.resolve([]),
       f.learnedPrefetch ? this.prefetchLearned().catch((err: unknown) => this.failed(rows, 'learned', err)) : Promise.resolve(undefined),

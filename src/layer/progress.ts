@@ -3,7 +3,8 @@
 import { EventEmitter } from 'node:events';
 
 export type Phase = 'landmark' | 'learned' | 'background';
-export type PhaseState = 'pending' | 'running' | 'done' | 'off' | 'failed';
+/** `none`: nothing to do (a layer without a landmark, an image without a profile). */
+export type PhaseState = 'pending' | 'running' | 'done' | 'none' | 'off' | 'failed';
 
 export interface LayerProgress {
   readonly digest: string;

@@ -171,7 +171,17 @@ export function openMetaDb(file: string): Database.Database {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const db = new Database(file);
   db.pragma('busy_timeout = 10000');
-  db.pragma('journal_mode = WAL');
+  // Switching to WAL takes an exclusive lock and may fail at once with SQLITE_BUSY, busy
+  // timeout or not, while another process opens the same file: retry for a while.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      db.pragma('journal_mode = WAL');
+      break;
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'SQLITE_BUSY' || attempt >= 200) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
   db.pragma('synchronous = NORMAL');
   // A 200k-entry import touches tens of MB of pages; a small page cache spills mid-transaction.
   db.pragma('cache_size = -65536');

