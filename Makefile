@@ -18,8 +18,11 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-## build: compile TypeScript to dist/
-build: dist/.stamp
+## build: compile TypeScript to dist/ and the FUSE addon to build/Release/
+build: dist/.stamp build/Release/stargzfs_fuse.node
+
+build/Release/stargzfs_fuse.node: binding.gyp native/fuse_session.cc node_modules/.stamp
+	scripts/build-native.sh
 
 dist/.stamp: node_modules/.stamp $(TS_SOURCES)
 	npx tsc -p tsconfig.json

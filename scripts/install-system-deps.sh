@@ -8,6 +8,7 @@ packages=(
   docker-registry               # the CNCF distribution server the tests start on loopback
   curl                          # the baseline of the ranged-GET benchmark
   openssl                       # the token-auth tests make a signing certificate
+  fuse3 libfuse3-dev            # the FUSE addon (native/) builds against libfuse3 and mounts with it
 )
 
 missing=()

@@ -16,6 +16,9 @@ import { cat } from './commands/cat.js';
 import { inspect } from './commands/inspect.js';
 import { fetchCommand } from './commands/fetch.js';
 import { profileClear, profileExport } from './commands/profile.js';
+import { mountCommand } from './commands/mount.js';
+import { statusCommand, unmountCommand } from './commands/unmount.js';
+import { daemonize } from './daemon.js';
 
 interface GlobalArgs {
   root?: string | undefined;
@@ -158,6 +161,48 @@ export async function main(args: string[]): Promise<number> {
       (y) =>
         viewOptions(y.positional('src', { type: 'string', demandOption: true }).positional('paths', { type: 'string', array: true, demandOption: true })),
       (argv) => run(() => withImage(config(argv), argv.src, ({ image }) => cat(selectView(image, argv), image.reader, argv.paths))),
+    )
+    .command(
+      'mount <src> <mountpoint>',
+      'serve the image lazily through FUSE until unmounted: the merged image, or with --layer one layer ready for overlayfs',
+      (y) =>
+        y
+          .positional('src', { type: 'string', demandOption: true })
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .option('layer', { type: 'string', describe: 'serve one layer (index, 0 = base, -1 = top, or digest prefix), whiteouts and opaque dirs encoded for overlayfs' })
+          .option('userxattr', { type: 'boolean', default: false, describe: 'with --layer: opaque dirs as user.overlay.opaque (overlayfs -o userxattr) instead of trusted.overlay.opaque' })
+          .option('allow-other', { type: 'boolean', default: false, describe: 'let other users see the mount (FUSE allow_other)' })
+          .option('daemon', { type: 'boolean', default: false, describe: 'return once the mount serves (exit 0), or fail with the reason; the server stays in the background' }),
+      (argv) =>
+        run(async () => {
+          const cfg = config(argv);
+          if (argv.daemon) {
+            exitCode = await daemonize(process.argv.slice(2).filter((a) => a !== '--daemon'), cfg.state.root, argv.mountpoint);
+            return;
+          }
+          const readyFd = process.env['STARGZFS_READY_FD'] !== undefined ? Number(process.env['STARGZFS_READY_FD']) : undefined;
+          await withImage(cfg, argv.src, (ctx) =>
+            mountCommand(ctx, {
+              mountpoint: resolve(argv.mountpoint),
+              layer: argv.layer,
+              overlay: argv.layer !== undefined ? (argv.userxattr ? 'user' : 'trusted') : 'none',
+              allowOther: argv['allow-other'],
+              readyFd,
+            }),
+          );
+        }),
+    )
+    .command(
+      'unmount <mountpoint>',
+      'unmount a stargzfs mount and wait for its server to exit',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }),
+      (argv) => run(() => unmountCommand(argv.mountpoint)),
+    )
+    .command(
+      'status <mountpoint>',
+      'a mount’s layers: format, verified, lazy or NOT LAZY and why, bytes fetched of the total, prefetch state, errors',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      (argv) => run(() => statusCommand(argv.mountpoint, argv.json)),
     )
     .command(
       'fetch <src>',

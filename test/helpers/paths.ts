@@ -1,6 +1,6 @@
 // Where the repository, the built CLI and the shared fixtures are.
-import { existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** Repository root (tests run from dist/test/…). */
@@ -17,3 +17,9 @@ export function fixturesDir(): string {
 }
 
 export const FIXTURE_VARIANTS = ['esgz', 'esgz-prefetch', 'esgz-chunk64k', 'zstdchunked'] as const;
+
+/** The manifest digest of a fixture variant's OCI layout (its index's first entry). */
+export function fixtureManifest(variant: string): string {
+  const index = JSON.parse(readFileSync(join(fixturesDir(), variant, 'oci', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
+  return index.manifests[0]?.digest as string;
+}

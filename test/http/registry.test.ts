@@ -3,12 +3,12 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { pushLayoutImage } from '../../src/http/push.js';
 import { runCli } from '../helpers/cli.js';
-import { fixturesDir } from '../helpers/paths.js';
+import { fixtureManifest, fixturesDir } from '../helpers/paths.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -17,10 +17,7 @@ import { testClient } from '../helpers/client.js';
 
 const variants = ['esgz', 'zstdchunked', 'gzip'];
 
-function manifestDigest(variant: string): string {
-  const index = JSON.parse(readFileSync(join(fixturesDir(), variant, 'oci', 'index.json'), 'utf8')) as { manifests: Array<{ digest: string }> };
-  return index.manifests[0]?.digest as string;
-}
+const manifestDigest = fixtureManifest;
 
 async function pushFixtures(reg: TestRegistry, dockerConfig?: string): Promise<void> {
   const client = testClient({}, dockerConfig);

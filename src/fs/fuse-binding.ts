@@ -1,0 +1,62 @@
+// The typed face of native/fuse_session.cc (built by node-gyp into build/Release). Only
+// fs/ loads it; nothing here knows about images.
+import { createRequire } from 'node:module';
+
+/** Operation codes, as native/fuse_session.cc numbers them. */
+export const FuseOp = {
+  Lookup: 1, Forget: 2, Getattr: 3, Opendir: 4, Readdir: 5, Readdirplus: 6, Releasedir: 7,
+  Open: 8, Read: 9, Release: 10, Readlink: 11, Getxattr: 12, Listxattr: 13, Statfs: 14, Access: 15,
+  Init: 16, Exit: 17, ForgetMulti: 18,
+} as const;
+export type FuseOp = (typeof FuseOp)[keyof typeof FuseOp];
+
+/** A request handle: the libfuse request pointer, answered exactly once by a reply call. */
+export type Req = bigint;
+
+/** [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec] */
+export type Attr = Float64Array;
+
+export interface FuseSession {
+  /** Detaches the mount and asks the loop to end; the end arrives as FuseOp.Exit. */
+  unmount(): void;
+  /** After FuseOp.Exit: joins the loop and frees the session. */
+  destroy(): void;
+  setHasXattrs(ino: number, has: boolean): void;
+  /** Requests handed to JavaScript and not answered yet. */
+  pending(): number;
+  replyErr(req: Req, errno: number): void;
+  replyNone(req: Req): void;
+  /** ino 0: a negative entry, cached for `timeout` seconds. */
+  replyEntry(req: Req, ino: number, attr: Attr, timeout: number, hasXattrs: boolean): void;
+  replyAttr(req: Req, ino: number, attr: Attr, timeout: number): void;
+  /** directIo: reads bypass the page cache and may return less than asked (a file whose size changes). */
+  replyOpen(req: Req, fh: number, keepCache: boolean, directIo: boolean): void;
+  replyBuf(req: Req, data: Buffer | null): void;
+  replyReadlink(req: Req, target: string): void;
+  replyXattrSize(req: Req, size: number): void;
+  /** Returns how many entries fitted in `size` bytes. */
+  replyDir(req: Req, size: number, plus: boolean, names: string[], inos: number[], attrs: Attr[], nextOffs: number[], hasXattrs: boolean[], timeout: number): number;
+  replyStatfs(req: Req, values: Float64Array): void;
+}
+
+export type FuseHandler = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]) => void;
+
+export interface SessionTuning {
+  /** Largest read, bytes. */
+  readonly maxRead: number;
+  readonly maxBackground: number;
+  /** libfuse worker threads (each only hands requests on). */
+  readonly threads: number;
+}
+
+interface Addon {
+  Session: new (mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning) => FuseSession;
+}
+
+let addon: Addon | undefined;
+
+/** Mounts and starts serving; requests arrive at `handler` on the main thread. */
+export function openSession(mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning): FuseSession {
+  addon ??= createRequire(import.meta.url)('../../../build/Release/stargzfs_fuse.node') as Addon;
+  return new addon.Session(mountpoint, options, handler, tuning);
+}

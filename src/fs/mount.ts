@@ -1,0 +1,21 @@
+// Starts a FUSE session serving FsOperations at a mountpoint, with the options a
+// read-only image wants. Ending it is the session's unmount()/destroy().
+import type { Logger } from '../log.js';
+import { openSession, type FuseSession } from './fuse-binding.js';
+import type { FsOperations } from './operations.js';
+
+export interface MountOptions {
+  readonly allowOther: boolean;
+  /** Largest read, bytes. */
+  readonly maxRead: number;
+}
+
+export function mountFs(mountpoint: string, ops: FsOperations, opts: MountOptions, log: Logger): FuseSession {
+  // default_permissions: the kernel checks mode bits, so access() and open() need no JavaScript round trip for that.
+  const options = ['ro', 'default_permissions', 'fsname=stargzfs', 'subtype=stargzfs', `max_read=${opts.maxRead}`];
+  if (opts.allowOther) options.push('allow_other');
+  const session = openSession(mountpoint, options, ops.handle, { maxRead: opts.maxRead, maxBackground: 128, threads: 8 });
+  ops.attach(session);
+  log.debug({ mountpoint, options }, 'FUSE session started');
+  return session;
+}

@@ -1,0 +1,291 @@
+// FUSE operations over an image view: inode numbers are meta.db node ids (the view's root
+// answers as FUSE's root, 1), attributes as the reference reports them, file bytes from
+// the FileReader, and a hidden status directory /.stargzfs/ reachable by path only.
+// Every request is answered exactly once; errors become errno in fs/errno.ts and are
+// logged once with the operation and path.
+import { constants } from 'node:os';
+import type { Logger } from '../log.js';
+import type { FileReader } from '../layer/file-reader.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
+import type { ImageView, ViewNode } from '../toc/view.js';
+import { errnoOf } from './errno.js';
+import { FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
+
+const E = constants.errno;
+const ROOT = 1;
+/** The image never changes under a mount: entries and attributes may be cached long. */
+const TTL = 24 * 3600;
+/** Synthetic inodes of the status directory, far above any meta.db node id. */
+const STATUS_DIR_INO = 2 ** 52;
+const STATUS_FILE_INO = 2 ** 52 + 1;
+export const STATUS_DIR = '.stargzfs';
+export const STATUS_FILE = 'status.json';
+
+interface Known {
+  node: ViewNode;
+  path: string;
+  lookups: number;
+}
+
+interface DirHandle {
+  node: ViewNode;
+  path: string;
+  names: string[];
+}
+
+interface FileHandle {
+  node: ViewNode;
+  path: string;
+  /** The status file's bytes as of open. */
+  snapshot?: Buffer;
+}
+
+function makedev(major: number, minor: number): number {
+  // glibc's encoding, in floating point: the values fit well within 2^53.
+  return (minor & 0xff) + (major & 0xfff) * 256 + Math.floor(minor / 256) * 2 ** 20 + Math.floor(major / 4096) * 2 ** 32;
+}
+
+export function attrOf(n: ViewNode): Attr {
+  const type = n.mode & S_IFMT;
+  const size = type === S_IFREG || type === S_IFLNK ? n.size : type === S_IFDIR ? 4096 : 0;
+  return Float64Array.of(n.mode, n.nlink, n.uid, n.gid, makedev(n.rdevMajor, n.rdevMinor), size, Math.ceil(size / 512), n.mtime ?? 0, n.mtime === null ? 0 : n.mtimeNsec);
+}
+
+const synthetic = (ino: number, mode: number, size: number): ViewNode => ({
+  ino, dataId: ino, layerId: 0, mode, uid: 0, gid: 0, size, mtime: null, mtimeNsec: 0, nlink: mode & S_IFDIR ? 2 : 1, rdevMajor: 0, rdevMinor: 0, link: null,
+});
+
+export interface OperationsOptions {
+  /** The status file's content, made when it is opened or looked up. */
+  readonly status: () => unknown;
+  /** The loop ended (unmounted, by us or from outside). */
+  readonly onExit: (why: string) => void;
+}
+
+export class FsOperations {
+  private readonly nodes = new Map<number, Known>();
+  private readonly dirs = new Map<number, DirHandle>();
+  private readonly files = new Map<number, FileHandle>();
+  private nextFh = 1;
+  private readonly rootIno: number;
+  private session: FuseSession | undefined;
+
+  constructor(
+    private readonly view: ImageView,
+    private readonly reader: FileReader,
+    private readonly log: Logger,
+    private readonly opts: OperationsOptions,
+  ) {
+    const root = view.root();
+    this.rootIno = root.ino;
+    this.nodes.set(ROOT, { node: root, path: '', lookups: Infinity });
+  }
+
+  attach(session: FuseSession): void {
+    this.session = session;
+    session.setHasXattrs(ROOT, this.view.xattrs(this.view.root()).length > 0);
+    session.setHasXattrs(STATUS_DIR_INO, false);
+    session.setHasXattrs(STATUS_FILE_INO, false);
+  }
+
+  /** The handler given to the native session: one call per request. */
+  readonly handle = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]): void => {
+    const s = this.session;
+    if (op === FuseOp.Init) {
+      this.log.info({ negotiated: args[0] }, 'FUSE session initialised');
+      return;
+    }
+    if (op === FuseOp.Exit) {
+      this.opts.onExit(String(args[0]));
+      return;
+    }
+    if (op === FuseOp.Forget) return this.forget(ino, args[0] as number);
+    if (op === FuseOp.ForgetMulti) {
+      const a = args[0] as number[];
+      for (let i = 0; i < a.length; i += 2) this.forget(a[i] as number, a[i + 1] as number);
+      return;
+    }
+    if (s === undefined || req === null) return;
+    try {
+      this.dispatch(s, op, req, ino, args);
+    } catch (err) {
+      this.fail(s, req, op, ino, err);
+    }
+  };
+
+  private dispatch(s: FuseSession, op: FuseOp, req: Req, ino: number, args: unknown[]): void {
+    switch (op) {
+      case FuseOp.Lookup: return this.lookup(s, req, ino, args[0] as string);
+      case FuseOp.Getattr: {
+        const k = this.known(ino);
+        return s.replyAttr(req, ino, attrOf(k.node), ino === STATUS_FILE_INO ? 0 : TTL);
+      }
+      case FuseOp.Opendir: {
+        const k = this.known(ino);
+        if ((k.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
+        const names = ino === STATUS_DIR_INO ? [STATUS_FILE] : this.view.readdir(k.node);
+        const fh = this.nextFh++;
+        this.dirs.set(fh, { node: k.node, path: k.path, names: ['.', '..', ...names] });
+        return s.replyOpen(req, fh, ino !== STATUS_DIR_INO, false);
+      }
+      case FuseOp.Readdir:
+      case FuseOp.Readdirplus:
+        return this.readdir(s, req, ino, op === FuseOp.Readdirplus, args[0] as number, args[1] as number, args[2] as number);
+      case FuseOp.Releasedir:
+        this.dirs.delete(args[0] as number);
+        return s.replyErr(req, 0);
+      case FuseOp.Open: {
+        const k = this.known(ino);
+        const type = k.node.mode & S_IFMT;
+        if (type === S_IFDIR) return s.replyErr(req, E.EISDIR);
+        const fh = this.nextFh++;
+        if (ino === STATUS_FILE_INO) {
+          this.files.set(fh, { node: k.node, path: k.path, snapshot: this.statusBytes() });
+          return s.replyOpen(req, fh, false, true);
+        }
+        this.files.set(fh, { node: k.node, path: k.path });
+        return s.replyOpen(req, fh, true, false);
+      }
+      case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
+      case FuseOp.Release:
+        this.files.delete(args[0] as number);
+        return s.replyErr(req, 0);
+      case FuseOp.Readlink: {
+        const k = this.known(ino);
+        if ((k.node.mode & S_IFMT) !== S_IFLNK) return s.replyErr(req, E.EINVAL);
+        return s.replyReadlink(req, k.node.link ?? '');
+      }
+      case FuseOp.Getxattr: return this.getxattr(s, req, ino, args[0] as string, args[1] as number);
+      case FuseOp.Listxattr: return this.listxattr(s, req, ino, args[0] as number);
+      case FuseOp.Statfs:
+        return s.replyStatfs(req, Float64Array.of(4096, 0, 0, 0, 0, 0, 255));
+      case FuseOp.Access:
+        return s.replyErr(req, 0);
+      default:
+        return s.replyErr(req, E.ENOSYS);
+    }
+  }
+
+  private known(ino: number): Known {
+    const k = this.nodes.get(ino);
+    if (k !== undefined) return k;
+    if (ino === STATUS_DIR_INO || ino === STATUS_FILE_INO) return this.statusNode(ino);
+    // The kernel asks only about inodes we gave it and it has not forgotten.
+    throw Object.assign(new Error(`inode ${ino} is not known`), { code: 'ESTALE' });
+  }
+
+  private statusNode(ino: number): Known {
+    if (ino === STATUS_DIR_INO) return { node: synthetic(STATUS_DIR_INO, S_IFDIR | 0o555, 0), path: STATUS_DIR, lookups: 0 };
+    return { node: synthetic(STATUS_FILE_INO, S_IFREG | 0o444, this.statusBytes().length), path: `${STATUS_DIR}/${STATUS_FILE}`, lookups: 0 };
+  }
+
+  private statusBytes(): Buffer {
+    return Buffer.from(`${JSON.stringify(this.opts.status(), null, 2)}\n`);
+  }
+
+  private fuseIno(n: ViewNode): number {
+    return n.ino === this.rootIno ? ROOT : n.ino;
+  }
+
+  private remember(n: ViewNode, path: string, count = 1): number {
+    const ino = this.fuseIno(n);
+    const k = this.nodes.get(ino);
+    if (k === undefined) this.nodes.set(ino, { node: n, path, lookups: count });
+    else k.lookups += count;
+    return ino;
+  }
+
+  private forget(ino: number, n: number): void {
+    const k = this.nodes.get(ino);
+    if (k === undefined || ino === ROOT) return;
+    k.lookups -= n;
+    if (k.lookups <= 0) this.nodes.delete(ino);
+  }
+
+  private lookup(s: FuseSession, req: Req, parent: number, name: string): void {
+    if (parent === ROOT && name === STATUS_DIR) {
+      return s.replyEntry(req, STATUS_DIR_INO, attrOf(this.statusNode(STATUS_DIR_INO).node), 0, false);
+    }
+    if (parent === STATUS_DIR_INO) {
+      if (name !== STATUS_FILE) return s.replyErr(req, E.ENOENT);
+      return s.replyEntry(req, STATUS_FILE_INO, attrOf(this.statusNode(STATUS_FILE_INO).node), 0, false);
+    }
+    const p = this.known(parent);
+    if ((p.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
+    const child = this.view.lookup(p.node, name);
+    if (child === undefined) return s.replyEntry(req, 0, new Float64Array(9), TTL, false);
+    const path = p.path === '' ? name : `${p.path}/${name}`;
+    const ino = this.remember(child, path);
+    s.replyEntry(req, ino, attrOf(child), TTL, this.view.xattrs(child).length > 0);
+  }
+
+  private readdir(s: FuseSession, req: Req, ino: number, plus: boolean, size: number, off: number, fh: number): void {
+    const d = this.dirs.get(fh);
+    if (d === undefined) return s.replyErr(req, E.EBADF);
+    // Each entry takes at least 24 bytes (readdirplus about 150): build no more than can fit.
+    const room = Math.ceil(size / (plus ? 140 : 24)) + 1;
+    const names: string[] = [];
+    const inos: number[] = [];
+    const attrs: Attr[] = [];
+    const offs: number[] = [];
+    const xattrs: boolean[] = [];
+    const children: Array<ViewNode | undefined> = [];
+    for (let i = off; i < d.names.length && names.length < room; i++) {
+      const name = d.names[i] as string;
+      let node: ViewNode | undefined;
+      if (name === '.' || name === '..') node = d.node;
+      else if (ino === STATUS_DIR_INO) node = this.statusNode(STATUS_FILE_INO).node;
+      else node = this.view.lookup(d.node, name);
+      if (node === undefined) continue; // gone from the view since opendir: cannot happen in a read-only image
+      names.push(name);
+      inos.push(name === '.' || name === '..' ? ino : this.fuseIno(node));
+      attrs.push(attrOf(node));
+      offs.push(i + 1);
+      xattrs.push(plus && name !== '.' && name !== '..' && ino !== STATUS_DIR_INO && this.view.xattrs(node).length > 0);
+      children.push(name === '.' || name === '..' ? undefined : node);
+    }
+    const taken = s.replyDir(req, size, plus, names, inos, attrs, offs, xattrs, TTL);
+    if (!plus) return;
+    // The kernel holds a lookup on every entry readdirplus returned (not . and ..).
+    for (let i = 0; i < taken; i++) {
+      const child = children[i];
+      if (child !== undefined && ino !== STATUS_DIR_INO) this.remember(child, d.path === '' ? (names[i] as string) : `${d.path}/${names[i] as string}`);
+    }
+  }
+
+  private read(s: FuseSession, req: Req, ino: number, size: number, off: number, fh: number): void {
+    const h = this.files.get(fh);
+    if (h === undefined) return s.replyErr(req, E.EBADF);
+    if (h.snapshot !== undefined) return s.replyBuf(req, h.snapshot.subarray(off, off + size));
+    this.reader.read(h.node, h.path, off, size).then(
+      (data) => s.replyBuf(req, data),
+      (err: unknown) => this.fail(s, req, FuseOp.Read, ino, err, h.path),
+    );
+  }
+
+  private getxattr(s: FuseSession, req: Req, ino: number, name: string, size: number): void {
+    const k = this.known(ino);
+    const x = this.view.xattrs(k.node).find((e) => e.name === name);
+    if (x === undefined) return s.replyErr(req, E.ENODATA);
+    if (size === 0) return s.replyXattrSize(req, x.value.length);
+    if (x.value.length > size) return s.replyErr(req, E.ERANGE);
+    s.replyBuf(req, x.value);
+  }
+
+  private listxattr(s: FuseSession, req: Req, ino: number, size: number): void {
+    const k = this.known(ino);
+    const list = Buffer.from(this.view.xattrs(k.node).map((e) => `${e.name}\0`).join(''));
+    if (size === 0) return s.replyXattrSize(req, list.length);
+    if (list.length > size) return s.replyErr(req, E.ERANGE);
+    s.replyBuf(req, list);
+  }
+
+  private fail(s: FuseSession, req: Req, op: FuseOp, ino: number, err: unknown, path?: string): void {
+    const errno = errnoOf(err);
+    if (errno === E.EIO || errno === E.ESTALE) {
+      const opName = Object.entries(FuseOp).find(([, v]) => v === op)?.[0] ?? String(op);
+      this.log.warn({ op: opName, ino, path: path ?? this.nodes.get(ino)?.path, err }, `${opName} failed`);
+    }
+    s.replyErr(req, errno);
+  }
+}

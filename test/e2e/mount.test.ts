@@ -1,0 +1,130 @@
+// Real FUSE mounts (as root): every fixture, from its OCI layout and pushed to a real
+// registry, walked by the fixtures' own compare-tree.py against EXPECTED.tsv; the same
+// images mounted layer by layer and stacked with real overlayfs; the status file, the
+// read-only refusals, a dead mount left by a killed server, and --daemon's exit codes.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pushLayoutImage } from '../../src/http/push.js';
+import { FIXTURE_VARIANTS, fixtureManifest, fixturesDir } from '../helpers/paths.js';
+import { startRegistry, type TestRegistry } from '../helpers/registry.js';
+import { withClient } from '../helpers/client.js';
+import { tempDir } from '../helpers/tmp.js';
+import { runCli } from '../helpers/cli.js';
+import { compareTree, forceUnmount, mountDaemon, type TestMount } from '../helpers/mount.js';
+
+const VARIANTS = [...FIXTURE_VARIANTS, 'gzip'];
+const layersOf = (v: string): number =>
+  (JSON.parse(readFileSync(join(fixturesDir(), v, 'oci', 'blobs', ...fixtureManifest(v).split(':')), 'utf8')) as { layers: unknown[] }).layers.length;
+
+describe('stargzfs mount (real FUSE, real overlayfs)', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let cleanup: () => void;
+  let n = 0;
+  const fresh = (name: string): string => join(dir, `${name}-${++n}`);
+
+  before(async () => {
+    ({ dir, cleanup } = tempDir());
+    reg = await startRegistry();
+    await withClient(async (client) => {
+      for (const v of VARIANTS) {
+        await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: `fixture/${v}` }, join(fixturesDir(), v, 'oci'), fixtureManifest(v), 'latest');
+      }
+    });
+  });
+  after(async () => {
+    await reg?.stop();
+    cleanup?.();
+  });
+
+  for (const v of VARIANTS) {
+    for (const from of ['oci', 'registry'] as const) {
+      it(`${v} from ${from === 'oci' ? 'its OCI layout' : 'a registry'}: the mounted tree equals EXPECTED.tsv`, async () => {
+        const src = from === 'oci' ? `oci:${join(fixturesDir(), v, 'oci')}` : `${reg.host}/fixture/${v}:latest`;
+        let m: TestMount | undefined;
+        try {
+          m = await mountDaemon(['--root', fresh('root'), src], fresh('mnt'));
+          const cmp = compareTree(m.mountpoint, join(fixturesDir(), v, 'EXPECTED.tsv'));
+          assert.ok(cmp.ok, cmp.report);
+          assert.match(cmp.report, / 0 failed/);
+        } finally {
+          await m?.stop();
+        }
+      });
+    }
+  }
+
+  for (const v of ['esgz', 'zstdchunked', 'gzip']) {
+    it(`${v}: each layer mounted with --layer and stacked with overlayfs equals the merged tree`, async () => {
+      const root = fresh('root');
+      const src = `oci:${join(fixturesDir(), v, 'oci')}`;
+      const mounts: TestMount[] = [];
+      const ov = fresh('overlay');
+      mkdirSync(ov, { recursive: true });
+      let overlayMounted = false;
+      try {
+        for (let i = 0; i < layersOf(v); i++) mounts.push(await mountDaemon(['--root', root, '--layer', String(i), src], fresh(`layer${i}`)));
+        const lower = mounts.map((m) => m.mountpoint).reverse().join(':');
+        execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower}`, ov]);
+        overlayMounted = true;
+        const cmp = compareTree(ov, join(fixturesDir(), v, 'EXPECTED.tsv'));
+        assert.ok(cmp.ok, cmp.report);
+      } finally {
+        if (overlayMounted) execFileSync('umount', [ov]);
+        for (const m of mounts) await m.stop();
+      }
+    });
+  }
+
+  it('status file and command; writes refused with EROFS; unmount waits for the server', async () => {
+    let m: TestMount | undefined;
+    try {
+      m = await mountDaemon(['--root', fresh('root'), `oci:${join(fixturesDir(), 'esgz', 'oci')}`], fresh('mnt'));
+      const status = JSON.parse(readFileSync(join(m.mountpoint, '.stargzfs', 'status.json'), 'utf8')) as { layers: Array<{ format: string; verified: boolean; lazy: boolean; totalBytes: number }> };
+      assert.equal(status.layers.length, 3);
+      assert.ok(status.layers.every((l) => l.format === 'eStargz' && l.verified && l.lazy && l.totalBytes > 0));
+      assert.ok(!execFileSync('ls', ['-a', m.mountpoint], { encoding: 'utf8' }).includes('.stargzfs'), 'the status directory is not listed');
+      const human = await runCli(['status', m.mountpoint]);
+      assert.equal(human.code, 0, human.stderr);
+      assert.match(human.stdout.toString(), /layer 0 sha256:\S+\s+eStargz/);
+      assert.throws(() => writeFileSync(join(m?.mountpoint ?? '', 'new-file'), 'x'), { code: 'EROFS' });
+      assert.throws(() => mkdirSync(join(m?.mountpoint ?? '', 'new-dir')), { code: 'EROFS' });
+      const pid = m.pid;
+      await m.stop();
+      assert.throws(() => process.kill(pid, 0), 'the server has exited');
+    } finally {
+      await m?.stop();
+    }
+  });
+
+  it('a mountpoint left dead by a killed server is cleared and mounted again', async () => {
+    const mnt = fresh('mnt');
+    const root = fresh('root');
+    const src = `oci:${join(fixturesDir(), 'esgz', 'oci')}`;
+    let first: TestMount | undefined;
+    let second: TestMount | undefined;
+    try {
+      first = await mountDaemon(['--root', root, src], mnt);
+      process.kill(first.pid, 'SIGKILL');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.throws(() => statSync(mnt), { code: 'ENOTCONN' });
+      second = await mountDaemon(['--root', root, src], mnt);
+      assert.ok(compareTree(mnt, join(fixturesDir(), 'esgz', 'EXPECTED.tsv')).ok);
+    } finally {
+      await second?.stop();
+      if (first !== undefined) forceUnmount(mnt, first.pid);
+    }
+  });
+
+  it('--daemon fails with the reason and a non-zero code when the image cannot be mounted', async () => {
+    const mnt = fresh('mnt');
+    mkdirSync(mnt, { recursive: true });
+    const r = await runCli(['--root', fresh('root'), 'mount', '--daemon', `oci:${join(dir, 'no-such-layout')}`, mnt]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /did not start/);
+    forceUnmount(mnt);
+  });
+});
