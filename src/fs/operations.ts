@@ -258,7 +258,10 @@ export class FsOperations {
     if (h === undefined) return s.replyErr(req, E.EBADF);
     if (h.snapshot !== undefined) return s.replyBuf(req, h.snapshot.subarray(off, off + size));
     this.reader.read(h.node, h.path, off, size).then(
-      (data) => s.replyBuf(req, data),
+      (data) => {
+        this.log.trace({ ino, off, size, replied: data.length }, 'read');
+        s.replyBuf(req, data);
+      },
       (err: unknown) => this.fail(s, req, FuseOp.Read, ino, err, h.path),
     );
   }
