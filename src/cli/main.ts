@@ -188,6 +188,7 @@ export async function main(args: string[]): Promise<number> {
               overlay: argv.layer !== undefined ? (argv.userxattr ? 'user' : 'trusted') : 'none',
               allowOther: argv['allow-other'],
               readyFd,
+              tty: process.stderr.isTTY === true && readyFd === undefined,
             }),
           );
         }),

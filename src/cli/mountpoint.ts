@@ -13,6 +13,14 @@ export function isDeadMount(mountpoint: string): boolean {
   }
 }
 
+export function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /** Detaches the filesystem mounted there (lazily: open files keep it alive until closed). */
 export function detach(mountpoint: string): void {
   try {

@@ -60,6 +60,8 @@ export interface OperationsOptions {
   readonly status: () => unknown;
   /** The loop ended (unmounted, by us or from outside). */
   readonly onExit: (why: string) => void;
+  /** What statfs reports: the image's uncompressed bytes and its inodes (none free: read-only). */
+  readonly size: { readonly bytes: number; readonly files: number };
 }
 
 export class FsOperations {
@@ -158,7 +160,7 @@ export class FsOperations {
       case FuseOp.Getxattr: return this.getxattr(s, req, ino, args[0] as string, args[1] as number);
       case FuseOp.Listxattr: return this.listxattr(s, req, ino, args[0] as number);
       case FuseOp.Statfs:
-        return s.replyStatfs(req, Float64Array.of(4096, 0, 0, 0, 0, 0, 255));
+        return s.replyStatfs(req, Float64Array.of(4096, Math.ceil(this.opts.size.bytes / 4096), 0, 0, this.opts.size.files, 0, 255));
       case FuseOp.Access:
         return s.replyErr(req, 0);
       default:

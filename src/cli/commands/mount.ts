@@ -7,8 +7,10 @@ import type { CommandContext } from '../context.js';
 import { selectView } from '../context.js';
 import { FsOperations } from '../../fs/operations.js';
 import { mountFs } from '../../fs/mount.js';
-import { detach, isDeadMount } from '../mountpoint.js';
+import { detach, isDeadMount, isDirectory } from '../mountpoint.js';
+import { NotADirectoryError } from '../../errors.js';
 import { inspectReport } from './inspect.js';
+import { followProgress } from '../progress-line.js';
 
 export interface MountArgs {
   readonly mountpoint: string;
@@ -17,6 +19,8 @@ export interface MountArgs {
   readonly allowOther: boolean;
   /** File descriptor to write "ready" to once serving (--daemon's child). */
   readonly readyFd?: number | undefined;
+  /** stderr is a terminal: show a progress line while prefetch runs. */
+  readonly tty: boolean;
 }
 
 /** What /.stargzfs/status.json and `stargzfs status` show. */
@@ -62,7 +66,14 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const ops = new FsOperations(view, ctx.image.reader, ctx.log.child({ mod: 'fs' }), {
     status: () => mountStatus(ctx, args.mountpoint, startedAt),
     onExit: (why) => ended(why),
+    size: {
+      bytes: ctx.image.layers.reduce((n, l) => n + Number(l.desc.annotations?.['io.containers.estargz.uncompressed-size'] ?? l.desc.size), 0),
+      files: ctx.image.layers.reduce((n, l) => n + (l.row?.node_count ?? 0), 0),
+    },
   });
+  if (!isDeadMount(args.mountpoint) && !isDirectory(args.mountpoint)) {
+    throw new NotADirectoryError({ path: `${args.mountpoint} (the mountpoint must be an existing directory)` });
+  }
   if (isDeadMount(args.mountpoint)) {
     log.warn({ mountpoint: args.mountpoint }, 'the mountpoint holds a dead mount (transport endpoint is not connected); detaching it');
     detach(args.mountpoint);
@@ -81,15 +92,27 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
     writeSync(args.readyFd, 'ready\n');
     closeSync(args.readyFd);
   }
-  const warming = ctx.image.warm().catch((err: unknown) => log.warn({ err }, 'prefetch stopped'));
+  const line = followProgress(ctx.image, `mounted at ${args.mountpoint}`, args.tty);
+  line.draw();
+  const warming = ctx.image
+    .warm()
+    .catch((err: unknown) => log.warn({ err }, 'prefetch stopped'))
+    .finally(() => {
+      line.draw();
+      line.stop();
+    });
   try {
     const why = await exited;
     log.info({ why }, 'FUSE session ended');
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
-    session.destroy();
+    // Reads still being fetched answer into the session: let them, briefly, before it is freed.
     ctx.image.close();
+    for (let i = 0; i < 100 && session.pending() > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    const unanswered = session.pending();
+    if (unanswered > 0) log.error({ unanswered }, 'requests were never answered (a bug in stargzfs); the session is left to the exiting process');
+    else session.destroy();
     await warming;
   }
 }
