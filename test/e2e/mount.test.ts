@@ -57,8 +57,11 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
     }
   }
 
-  for (const v of ['esgz', 'zstdchunked', 'gzip']) {
-    it(`${v}: each layer mounted with --layer and stacked with overlayfs equals the merged tree`, async () => {
+  const stacks: Array<{ v: string; userxattr: boolean }> = [
+    { v: 'esgz', userxattr: false }, { v: 'zstdchunked', userxattr: false }, { v: 'gzip', userxattr: false }, { v: 'esgz', userxattr: true },
+  ];
+  for (const { v, userxattr } of stacks) {
+    it(`${v}: each layer mounted with --layer${userxattr ? ' --userxattr' : ''} and stacked with overlayfs${userxattr ? ' -o userxattr' : ''} equals the merged tree`, async () => {
       const root = fresh('root');
       const src = `oci:${join(fixturesDir(), v, 'oci')}`;
       const mounts: TestMount[] = [];
@@ -66,9 +69,11 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
       mkdirSync(ov, { recursive: true });
       let overlayMounted = false;
       try {
-        for (let i = 0; i < layersOf(v); i++) mounts.push(await mountDaemon(['--root', root, '--layer', String(i), src], fresh(`layer${i}`)));
+        for (let i = 0; i < layersOf(v); i++) {
+          mounts.push(await mountDaemon(['--root', root, '--layer', String(i), ...(userxattr ? ['--userxattr'] : []), src], fresh(`layer${i}`)));
+        }
         const lower = mounts.map((m) => m.mountpoint).reverse().join(':');
-        execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${lower}`, ov]);
+        execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `${userxattr ? 'userxattr,' : ''}lowerdir=${lower}`, ov]);
         overlayMounted = true;
         const cmp = compareTree(ov, join(fixturesDir(), v, 'EXPECTED.tsv'));
         assert.ok(cmp.ok, cmp.report);

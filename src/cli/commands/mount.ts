@@ -7,7 +7,7 @@ import type { CommandContext } from '../context.js';
 import { selectView } from '../context.js';
 import { FsOperations } from '../../fs/operations.js';
 import { mountFs } from '../../fs/mount.js';
-import { detach, isDeadMount, isDirectory } from '../mountpoint.js';
+import { detach, isDeadMount, isDirectory, setReadAhead } from '../mountpoint.js';
 import { NotADirectoryError } from '../../errors.js';
 import { inspectReport } from './inspect.js';
 import { followProgress } from '../progress-line.js';
@@ -87,7 +87,10 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const onTerm = (): void => stop('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
-  log.info({ mountpoint: args.mountpoint, image: ctx.image.resolved.ref }, 'mounted');
+  // Never stat the mountpoint here: that would be a FUSE request to this very thread.
+  const readAheadKib = setReadAhead(args.mountpoint, 1024);
+  if (readAheadKib === undefined) log.info('kernel read-ahead left at its default (could not set read_ahead_kb)');
+  log.info({ mountpoint: args.mountpoint, image: ctx.image.resolved.ref, readAheadKib }, 'mounted');
   if (args.readyFd !== undefined) {
     writeSync(args.readyFd, 'ready\n');
     closeSync(args.readyFd);

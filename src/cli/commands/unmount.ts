@@ -2,7 +2,7 @@
 // status file is the source of both (its pid tells whom to wait for).
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { detach } from '../mountpoint.js';
+import { detach, mountInfo } from '../mountpoint.js';
 import { STATUS_DIR, STATUS_FILE } from '../../fs/operations.js';
 import { NotFoundError } from '../../errors.js';
 import { write, writeJson } from '../output.js';
@@ -17,20 +17,6 @@ interface StatusJson {
     fetchedBytes: number; totalBytes: number; prefetch: Record<string, string> | null; errors: number;
     lastError: { code: string; message: string } | null;
   }>;
-}
-
-/** The fstype of what is mounted exactly at `mountpoint`, from /proc/self/mountinfo. */
-export function mountedType(mountpoint: string): string | undefined {
-  const want = resolve(mountpoint);
-  let found: string | undefined;
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
-    const f = line.split(' ');
-    const sep = f.indexOf('-');
-    if (sep < 0) continue;
-    const at = (f[4] ?? '').replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-    if (at === want) found = f[sep + 1];
-  }
-  return found;
 }
 
 function readStatus(mountpoint: string): StatusJson {
@@ -51,7 +37,7 @@ const alive = (pid: number): boolean => {
 };
 
 export async function unmountCommand(mountpoint: string): Promise<void> {
-  if (mountedType(mountpoint) !== 'fuse.stargzfs') throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
+  if (mountInfo(mountpoint)?.fstype !== 'fuse.stargzfs') throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
   let pid: number | undefined;
   try {
     pid = readStatus(mountpoint).pid;
