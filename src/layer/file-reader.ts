@@ -90,6 +90,7 @@ export class FileReader {
   private readonly plainRefetch = new Map<number, { wanted: Map<string, Buffer | undefined>; done: Promise<void> }>();
   private readonly sequential = new Map<number, Sequential>();
   private readonly seen = new Set<number>();
+  private readonly layers = new Map<number, LayerRow>();
   /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
 
@@ -183,9 +184,14 @@ export class FileReader {
     return { fetched: missing.length - failed, failed };
   }
 
+  /** Layer rows never change once indexed: one query per layer, not one per read. */
   private layerOf(node: ViewNode): LayerRow {
-    const layer = this.table.layer(node.layerId);
-    if (layer === undefined) throw new Error(`meta.db: layer ${node.layerId} is missing`);
+    let layer = this.layers.get(node.layerId);
+    if (layer === undefined) {
+      layer = this.table.layer(node.layerId);
+      if (layer === undefined) throw new Error(`meta.db: layer ${node.layerId} is missing`);
+      this.layers.set(node.layerId, layer);
+    }
     return layer;
   }
 

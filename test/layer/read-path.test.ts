@@ -80,7 +80,8 @@ describe('read path through the registry', () => {
     assert.equal(flat.code, 0, flat.stderr);
     assert.ok(flat.stdout.equals(BIG));
     const requests = proxy.stats.ranges.length - 1; // less the footer+TOC tail
-    assert.ok(requests <= 6, `${requests} requests for 12 chunks`);
+    // Without read-ahead each of the 12 one-MiB reads would wait for a request of its own.
+    assert.ok(requests <= 8, `${requests} requests for 12 chunks`);
   });
 
   it('fetch brings every layer in (progress reported per layer); a later process serves every file with no blob request', async () => {
