@@ -10,6 +10,9 @@ export async function write(chunk: string | Buffer): Promise<void> {
   }
 }
 
+/** Bytes as MiB with one decimal (`12.3`). */
+export const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
+
 export async function writeJson(value: unknown): Promise<void> {
   await write(`${JSON.stringify(value, null, 2)}\n`);
 }

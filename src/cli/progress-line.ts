@@ -2,8 +2,7 @@
 // of the total and the phases running. Errors get lines of their own.
 import type { OpenImage } from '../layer/image.js';
 import type { FetchEvent } from '../layer/progress.js';
-
-const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
+import { mib } from './output.js';
 
 export interface ProgressLine {
   /** Redraws now (e.g. at the end). */

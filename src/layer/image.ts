@@ -11,7 +11,7 @@ import { MergedView } from '../toc/merged-view.js';
 import { ClosedError, ImageError, StargzfsError } from '../errors.js';
 import type { FetchConfig } from '../config.js';
 import { FileReader, type ChunkCache } from './file-reader.js';
-import { prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
+import { hasLandmarkRegion, prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
 import { prefetchLearned, type LearnedResult } from './learned.js';
 import { backgroundFetch } from './background.js';
 import { FetchScheduler } from './scheduler.js';
@@ -139,7 +139,7 @@ export class OpenImage {
   }
 
   private landmark(row: LayerRow): Promise<PrefetchResult> {
-    if (row.landmark !== 'prefetch' || row.prefetch_size <= 0) {
+    if (!hasLandmarkRegion(row)) {
       this.progress.phase(row.digest, 'landmark', 'none');
       return prefetchLandmarkRegion(this.table, row, this.reader);
     }

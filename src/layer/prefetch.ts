@@ -19,8 +19,11 @@ export interface PrefetchResult {
 /** Largest single read while prefetching, bytes: large enough that round trips do not dominate. */
 const MAX_READ = 16 << 20;
 
+/** Whether the layer has a landmark region to prefetch. */
+export const hasLandmarkRegion = (layer: LayerRow): boolean => layer.landmark === 'prefetch' && layer.prefetch_size > 0;
+
 export async function prefetchLandmarkRegion(table: InodeTable, layer: LayerRow, reader: FileReader): Promise<PrefetchResult> {
-  if (layer.landmark !== 'prefetch' || layer.prefetch_size <= 0) return { layer: layer.digest, regionBytes: 0, chunks: 0, cached: 0, corrupt: 0 };
+  if (!hasLandmarkRegion(layer)) return { layer: layer.digest, regionBytes: 0, chunks: 0, cached: 0, corrupt: 0 };
   const before = reader.stats(layer.id).bytesFetched;
   const chunks = table.layerChunksBefore(layer, layer.prefetch_size);
   const { fetched, failed } = await reader.warm(layer, chunks, PREFETCH, MAX_READ);

@@ -6,13 +6,9 @@ import assert from 'node:assert/strict';
 import { open, readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildEstargzImage } from '../../src/layer/build-image.js';
-import { pushLayoutImage } from '../../src/http/push.js';
 import { entries } from '../helpers/entries.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { withClient } from '../helpers/client.js';
-import { tempDir } from '../helpers/tmp.js';
+import type { FaultProxy } from '../helpers/fault-proxy.js';
+import { serveImage, type ServedImage } from '../helpers/served-image.js';
 import { mountDaemon, type TestMount } from '../helpers/mount.js';
 import { bytes, rng } from '../helpers/random.js';
 
@@ -20,26 +16,18 @@ const r = rng(11);
 const FILES = Array.from({ length: 64 }, (_, i) => ({ name: `data/f${String(i).padStart(2, '0')}.bin`, body: bytes(r, 200_000 + i * 1000) }));
 
 describe('reads through a mount', () => {
-  let reg: TestRegistry;
+  let served: ServedImage | undefined;
   let proxy: FaultProxy;
-  let dir: string;
-  let cleanup: () => void;
   let ref: string;
   let n = 0;
-  const fresh = (name: string): string => join(dir, `${name}-${++n}`);
+  const fresh = (name: string): string => join(served?.dir ?? '', `${name}-${++n}`);
 
   before(async () => {
-    ({ dir, cleanup } = tempDir());
-    reg = await startRegistry();
-    proxy = await startFaultProxy(reg.host);
-    const built = await buildEstargzImage(join(dir, 'img'), [entries([{ name: 'data/', type: 'dir' }, ...FILES])], { chunkSize: 64 << 10, compressionLevel: 1 });
-    await withClient((c) => pushLayoutImage(c, { endpoint: reg.host, registry: reg.host, repository: 'reads/img' }, join(dir, 'img'), built.manifest.digest, 'v1'));
-    ref = `${proxy.host}/reads/img:v1`;
+    served = await serveImage('reads/img', [entries([{ name: 'data/', type: 'dir' }, ...FILES])], { chunkSize: 64 << 10, compressionLevel: 1 });
+    ({ proxy, ref } = served);
   });
   after(async () => {
-    await proxy?.stop();
-    await reg?.stop();
-    cleanup?.();
+    await served?.stop();
   });
 
   it('64 files read at once, each right', async () => {

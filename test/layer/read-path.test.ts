@@ -7,19 +7,15 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
-import { buildEstargzImage } from '../../src/layer/build-image.js';
-import { pushLayoutImage } from '../../src/http/push.js';
 import { withImage } from '../../src/cli/context.js';
 import { resolvePath } from '../../src/toc/view.js';
 import type { ConfigInput } from '../../src/config.js';
 import { entries, type Spec } from '../helpers/entries.js';
 import { runCli, cliJson } from '../helpers/cli.js';
 import { cliPath } from '../helpers/paths.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
-import { tempDir } from '../helpers/tmp.js';
+import type { FaultProxy } from '../helpers/fault-proxy.js';
+import { serveImage, type ServedImage } from '../helpers/served-image.js';
 import { testConfig } from '../helpers/config.js';
-import { withClient } from '../helpers/client.js';
 import { bytes, rng } from '../helpers/random.js';
 
 const r = rng(4);
@@ -32,26 +28,18 @@ interface FetchJson {
 }
 
 describe('read path through the registry', () => {
-  let reg: TestRegistry;
+  let served: ServedImage | undefined;
   let proxy: FaultProxy;
-  let dir: string;
-  let cleanup: () => void;
   let ref: string;
   let n = 0;
-  const root = (): string => join(dir, `root-${++n}`);
+  const root = (): string => join(served?.dir ?? '', `root-${++n}`);
 
   before(async () => {
-    ({ dir, cleanup } = tempDir());
-    reg = await startRegistry();
-    proxy = await startFaultProxy(reg.host);
-    const built = await buildEstargzImage(join(dir, 'img'), [entries(files)], { chunkSize: 1 << 20, compressionLevel: 1 });
-    await withClient((client) => pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'read/path' }, join(dir, 'img'), built.manifest.digest, 'v1'));
-    ref = `${proxy.host}/read/path:v1`;
+    served = await serveImage('read/path', [entries(files)], { chunkSize: 1 << 20, compressionLevel: 1 });
+    ({ proxy, ref } = served);
   });
   after(async () => {
-    await proxy?.stop();
-    await reg?.stop();
-    cleanup?.();
+    await served?.stop();
   });
 
   /** Reads the small files in order in one process; returns the blob range requests it took. */

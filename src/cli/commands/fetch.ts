@@ -3,9 +3,7 @@
 // a progress line on a TTY, so an image is local before it is needed.
 import type { OpenImage, WarmResult } from '../../layer/image.js';
 import { followProgress } from '../progress-line.js';
-import { writeJson, write } from '../output.js';
-
-const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
+import { mib, writeJson, write } from '../output.js';
 
 export async function fetchCommand(image: OpenImage, json: boolean, tty: boolean): Promise<WarmResult> {
   const line = followProgress(image, 'fetch', tty);

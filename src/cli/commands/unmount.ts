@@ -5,7 +5,7 @@ import { resolve } from 'node:path';
 import { detach, mountInfo } from '../mountpoint.js';
 import { STATUS_DIR, STATUS_FILE } from '../../fs/operations.js';
 import { NotFoundError } from '../../errors.js';
-import { write, writeJson } from '../output.js';
+import { mib, write, writeJson } from '../output.js';
 
 interface StatusJson {
   pid: number;
@@ -49,8 +49,6 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
   for (let i = 0; pid !== undefined && alive(pid) && i < 200; i++) await new Promise((r) => setTimeout(r, 50));
 }
 
-const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
-
 export async function statusCommand(mountpoint: string, json: boolean): Promise<void> {
   const s = readStatus(mountpoint);
   if (json) return writeJson(s);
@@ -58,7 +56,7 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
   for (const l of s.layers) {
     const what = l.lazy ? `${l.format}${l.verified ? '' : ' UNVERIFIED'}` : `NOT LAZY: ${l.notLazyReason ?? l.lastError?.message ?? 'unreadable'}`;
     const phases = l.prefetch !== null ? Object.entries(l.prefetch).map(([k, v]) => `${k} ${v}`).join(', ') : '';
-    lines.push(`  layer ${l.index} ${l.digest.slice(0, 19)}  ${what}  fetched ${mib(l.fetchedBytes)} of ${mib(l.totalBytes)}  ${phases}${l.errors > 0 ? `  ${l.errors} error(s), last: ${l.lastError?.message ?? ''}` : ''}`);
+    lines.push(`  layer ${l.index} ${l.digest.slice(0, 19)}  ${what}  fetched ${mib(l.fetchedBytes)} of ${mib(l.totalBytes)} MiB  ${phases}${l.errors > 0 ? `  ${l.errors} error(s), last: ${l.lastError?.message ?? ''}` : ''}`);
   }
   await write(`${lines.join('\n')}\n`);
 }
