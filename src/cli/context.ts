@@ -1,9 +1,23 @@
 // Wiring for one-shot commands: config → logger → meta.db → image source → OpenImage.
 // This file and main.ts are the only places that construct instances.
+import { existsSync } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
-import { isOciRef, OciLayoutSource } from '../http/oci-layout.js';
+import { isOciRef, OciLayoutSource, parseOciRef } from '../http/oci-layout.js';
+import { parsePlatform } from '../http/image.js';
+import { formatImageRef, parseImageRef } from '../http/reference.js';
+import { ImageReferenceError } from '../errors.js';
+import type { ImageStore } from '../convert/input.js';
+import { DirFiles, TarFiles } from '../convert/files.js';
+import { LayoutStore } from '../convert/layout-store.js';
+import { DockerArchiveStore } from '../convert/docker-archive.js';
+import { DirStore } from '../convert/dir-store.js';
+import { RegistryStore } from '../convert/registry-store.js';
+import { LayoutSink, RegistrySink, type ImageSink } from '../convert/output.js';
+import { Converter, type ConvertOptions, type ConvertProgress } from '../convert/convert.js';
 import { RegistryClient } from '../http/registry-client.js';
 import { RegistrySource } from '../http/registry-source.js';
 import { DockerConfigCredentials } from '../http/credentials.js';
@@ -82,4 +96,82 @@ export interface ViewOptions {
 export function selectView(image: OpenImage, opts: ViewOptions): ImageView {
   if (opts.layer === undefined) return image.merged();
   return image.layer(opts.layer, (opts.overlay ?? 'none') as OverlayEncoding);
+}
+
+/**
+ * convert's input: `oci:DIR[:TAG|@DIGEST]`, `oci-archive:FILE[:TAG]`,
+ * `docker-archive:FILE[:TAG]`, `dir:DIR`, an existing path (a tar file: OCI archive or
+ * docker save; a directory: OCI layout or root filesystem), or an image reference.
+ */
+export async function openConvertStore(src: string, config: Config, log: Logger): Promise<ImageStore> {
+  const platform = parsePlatform(config.image.platform);
+  const [scheme, rest] = splitScheme(src);
+  if (scheme === 'oci') {
+    const ref = await parseOciRef(src);
+    return new LayoutStore(new DirFiles(ref.dir), { tag: ref.tag, digest: ref.digest });
+  }
+  if (scheme === 'oci-archive' || scheme === 'docker-archive') {
+    const { path, tag } = splitTag(rest);
+    const files = await TarFiles.open(path);
+    return scheme === 'oci-archive' ? new LayoutStore(files, { tag }) : new DockerArchiveStore(files, tag);
+  }
+  if (scheme === 'dir') return new DirStore(rest, platform);
+  const s = await stat(src).catch(() => undefined);
+  if (s?.isFile() === true) {
+    const files = await TarFiles.open(src);
+    return (await files.read('oci-layout')) !== undefined ? new LayoutStore(files, {}) : new DockerArchiveStore(files, undefined);
+  }
+  if (s?.isDirectory() === true) {
+    return existsSync(join(src, 'oci-layout')) ? new LayoutStore(new DirFiles(src), {}) : new DirStore(src, platform);
+  }
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log), log);
+  return new RegistryStore(new RegistrySource(src, client));
+}
+
+/** convert's output: `oci:DIR[:TAG]` or an image reference (tag `latest` when none is given). */
+export async function openConvertSink(dst: string, config: Config, log: Logger): Promise<{ sink: ImageSink; close: () => Promise<void> }> {
+  if (isOciRef(dst)) {
+    const ref = await parseOciRef(dst);
+    if (ref.digest !== undefined) throw new ImageReferenceError(`${dst}: name the output with a tag, not a digest`);
+    return { sink: new LayoutSink(ref.dir, ref.tag), close: async () => {} };
+  }
+  const ref = parseImageRef(dst);
+  if (ref.digest !== undefined) throw new ImageReferenceError(`${dst}: name the output with a tag, not a digest`);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log), log);
+  const target = { endpoint: ref.endpoint, registry: ref.registry, repository: ref.repository };
+  return { sink: new RegistrySink(formatImageRef(ref), client, target, ref.tag ?? 'latest'), close: () => client.close() };
+}
+
+function splitScheme(src: string): [string | undefined, string] {
+  const m = /^(oci|oci-archive|docker-archive|dir):(.*)$/s.exec(src);
+  return m === null ? [undefined, src] : [m[1], m[2] as string];
+}
+
+/** `FILE[:TAG]`: a FILE that exists whole wins over a tag split. */
+function splitTag(s: string): { path: string; tag: string | undefined } {
+  if (existsSync(s)) return { path: s, tag: undefined };
+  const colon = s.lastIndexOf(':');
+  return colon > 0 ? { path: s.slice(0, colon), tag: s.slice(colon + 1) } : { path: s, tag: undefined };
+}
+
+/** A Converter from `src` to `dst` with its tmp dir under the state root; everything closed after `fn`. */
+export async function withConverter<T>(
+  config: Config, src: string, dst: string, opts: Omit<ConvertOptions, 'tmpDir' | 'parallel'>, onProgress: (p: ConvertProgress) => void,
+  fn: (converter: Converter) => Promise<T>,
+): Promise<T> {
+  const log = createLogger(config.log.level);
+  const tmpDir = join(config.state.root, 'tmp');
+  await mkdir(tmpDir, { recursive: true });
+  const store = await openConvertStore(src, config, log);
+  try {
+    const out = await openConvertSink(dst, config, log);
+    try {
+      const parallel = Math.max(2, availableParallelism());
+      return await fn(new Converter(store, out.sink, { ...opts, tmpDir, parallel }, log, onProgress));
+    } finally {
+      await out.close();
+    }
+  } finally {
+    await store.close();
+  }
 }

@@ -5,9 +5,11 @@ import { statfsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { resolveConfig, type Config } from '../config.js';
+import { parseSize, resolveConfig, type Config } from '../config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError } from '../errors.js';
 import { StargzfsError } from '../errors.js';
-import { selectView, withCache, withImage } from './context.js';
+import { selectView, withCache, withConverter, withImage } from './context.js';
 import { cacheCommand } from './commands/cache.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { ls } from './commands/ls.js';
@@ -19,6 +21,9 @@ import { profileClear, profileExport } from './commands/profile.js';
 import { mountCommand } from './commands/mount.js';
 import { statusCommand, unmountCommand } from './commands/unmount.js';
 import { daemonize } from './daemon.js';
+import { convertCommand, convertProgressLine } from './commands/convert.js';
+import { parsePrioritized } from '../convert/prioritized.js';
+import { parsePlatform } from '../http/image.js';
 
 interface GlobalArgs {
   root?: string | undefined;
@@ -68,6 +73,14 @@ function config(argv: GlobalArgs): Config {
   );
 }
 
+function readPrioritized(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError('prioritize', `cannot read ${path}: ${(err as Error).message}`);
+  }
+}
+
 /** Free bytes on the filesystem that holds `path` (or its nearest existing parent). */
 function freeBytes(path: string): number | undefined {
   for (let p = resolve(path); ; p = dirname(p)) {
@@ -110,7 +123,7 @@ export async function main(args: string[]): Promise<number> {
     .scriptName('stargzfs')
     .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an image reference (registry/repo[:tag][@digest], docker.io by default) or an OCI layout (oci:DIR[:TAG|@DIGEST]).')
     .option('root', { type: 'string', describe: 'state root holding meta.db (default /var/lib/stargzfs for root, else $XDG_CACHE_HOME/stargzfs)' })
-    .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from a multi-platform image (default: this machine)' })
+    .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from a multi-platform image (default: this machine; convert: every platform, or a comma-separated list)' })
     .option('allow-unverified', { type: 'boolean', describe: 'use layers whose TOC has no digest annotation (shown as unverified)' })
     .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent (logs go to stderr)', default: 'warn' })
     .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (always allowed for loopback registries)' })
@@ -229,6 +242,41 @@ export async function main(args: string[]): Promise<number> {
             argv.action === 'export' ? profileExport(image, profiles, argv.out, argv.json) : profileClear(image, profiles),
           ),
         ),
+    )
+    .command(
+      'convert <src> <dst>',
+      'write the image as eStargz to a registry or an OCI layout (from a registry, oci:DIR, an OCI or docker save archive, or a directory)',
+      (y) =>
+        y
+          .positional('src', { type: 'string', demandOption: true, describe: 'image reference, oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE[:TAG], dir:DIR, or a path' })
+          .positional('dst', { type: 'string', demandOption: true, describe: 'image reference (pushed) or oci:DIR[:TAG]' })
+          .option('chunk-size', { type: 'string', describe: 'uncompressed chunk size, e.g. 4M (default 4M)' })
+          .option('min-chunk-size', { type: 'string', describe: 'small files share a gzip member until it holds this much, e.g. 64K (default 0: one member per file)' })
+          .option('prioritize', { type: 'string', describe: 'file listing paths to put first (a profile export: one path per line, or its JSON, or JSON lines with "path")' })
+          .option('compression-level', { type: 'number', describe: 'gzip level 1-9 (default 6)' })
+          .option('rebuild', { type: 'boolean', default: false, describe: 'rewrite layers that are eStargz already (default: copy them)' })
+          .option('json', { type: 'boolean', default: false }),
+      (argv) =>
+        run(async () => {
+          const cfg = config(argv);
+          const level = argv['compression-level'];
+          if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 9)) throw new ConfigError('compression-level', `must be 1-9, got ${level}`);
+          const prioritized = argv.prioritize === undefined ? [] : parsePrioritized(readPrioritized(argv.prioritize), argv.prioritize);
+          const progress = convertProgressLine(process.stderr.isTTY === true);
+          const opts = {
+            chunkSize: argv['chunk-size'] !== undefined ? parseSize('chunk-size', argv['chunk-size']) : undefined,
+            minChunkSize: argv['min-chunk-size'] !== undefined && argv['min-chunk-size'] !== '0' ? parseSize('min-chunk-size', argv['min-chunk-size']) : undefined,
+            compressionLevel: level,
+            prioritized,
+            rebuild: argv.rebuild,
+            platforms: argv.platform === undefined || argv.platform === 'all' ? undefined : argv.platform.split(',').map((p) => parsePlatform(p.trim())),
+          };
+          try {
+            await withConverter(cfg, argv.src, argv.dst, opts, progress.onProgress, (c) => convertCommand(c, argv.src, argv.dst, argv.json));
+          } finally {
+            progress.stop();
+          }
+        }),
     )
     .command(
       'cache <action>',

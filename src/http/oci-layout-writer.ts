@@ -1,7 +1,7 @@
-// Writes a single-image OCI layout: blobs, config, manifest, index.json. Used by tests
-// and the demo to make images with our own writer (and later by `convert`).
+// Writes OCI layouts: blobs and index.json (OciLayoutWriter, used by `convert`), and
+// whole single-image layouts from blobs in memory (tests and the demo).
 import { sha256 as digestOf } from './digest.js';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Descriptor } from './image.js';
 import { OCI_CONFIG, OCI_MANIFEST } from './media-types.js';
@@ -21,19 +21,70 @@ export interface LayoutImage {
 }
 
 
-async function putBlob(dir: string, bytes: Buffer): Promise<string> {
-  const digest = digestOf(bytes);
-  await writeFile(join(dir, 'blobs', 'sha256', digest.slice(7)), bytes);
-  return digest;
+const REF_NAME = 'org.opencontainers.image.ref.name';
+
+/** Blobs and index.json of an OCI layout being written (created if needed). */
+export class OciLayoutWriter {
+  private ready: Promise<void> | undefined;
+
+  constructor(readonly dir: string) {}
+
+  async putBlob(bytes: Buffer): Promise<string> {
+    await this.init();
+    const digest = digestOf(bytes);
+    await writeFile(this.blobPath(digest), bytes);
+    return digest;
+  }
+
+  /** Moves a finished blob file into the layout (copies across filesystems). */
+  async putBlobFile(path: string, digest: string): Promise<void> {
+    await this.init();
+    try {
+      await rename(path, this.blobPath(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      await copyFile(path, this.blobPath(digest));
+      await rm(path, { force: true });
+    }
+  }
+
+  /**
+   * Lists a manifest or index in index.json, replacing what had the same ref name
+   * (without one, it is added beside what is there).
+   */
+  async addToIndex(desc: Descriptor, refName: string | undefined): Promise<Descriptor> {
+    await this.init();
+    const listed: Descriptor = refName !== undefined ? { ...desc, annotations: { ...desc.annotations, [REF_NAME]: refName } } : desc;
+    let index: { schemaVersion: number; manifests: Descriptor[] } = { schemaVersion: 2, manifests: [] };
+    try {
+      index = JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as typeof index;
+    } catch {
+      // a new layout
+    }
+    const others = index.manifests.filter((m) => (refName !== undefined ? m.annotations?.[REF_NAME] !== refName : m.digest !== desc.digest));
+    await writeFile(join(this.dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [...others, listed] }));
+    return listed;
+  }
+
+  private blobPath(digest: string): string {
+    return join(this.dir, 'blobs', 'sha256', digest.slice(7));
+  }
+
+  private init(): Promise<void> {
+    this.ready ??= (async () => {
+      await mkdir(join(this.dir, 'blobs', 'sha256'), { recursive: true });
+      await writeFile(join(this.dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    })();
+    return this.ready;
+  }
 }
 
 /** Adds an image to the layout at `dir` (created if needed); returns the manifest descriptor. */
 export async function writeOciImage(dir: string, image: LayoutImage): Promise<Descriptor> {
-  await mkdir(join(dir, 'blobs', 'sha256'), { recursive: true });
-  await writeFile(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  const out = new OciLayoutWriter(dir);
   const layers: Descriptor[] = [];
   for (const l of image.layers) {
-    const digest = await putBlob(dir, l.blob);
+    const digest = await out.putBlob(l.blob);
     layers.push({ mediaType: l.mediaType, digest, size: l.blob.length, ...(l.annotations ? { annotations: l.annotations } : {}) });
   }
   const config = Buffer.from(
@@ -44,21 +95,7 @@ export async function writeOciImage(dir: string, image: LayoutImage): Promise<De
       rootfs: { type: 'layers', diff_ids: image.layers.map((l) => l.diffId) },
     }),
   );
-  const configDesc = { mediaType: OCI_CONFIG, digest: await putBlob(dir, config), size: config.length };
+  const configDesc = { mediaType: OCI_CONFIG, digest: await out.putBlob(config), size: config.length };
   const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: configDesc, layers }));
-  const desc: Descriptor = {
-    mediaType: OCI_MANIFEST,
-    digest: await putBlob(dir, manifest),
-    size: manifest.length,
-    ...(image.refName !== undefined ? { annotations: { 'org.opencontainers.image.ref.name': image.refName } } : {}),
-  };
-  let index: { schemaVersion: number; manifests: Descriptor[] } = { schemaVersion: 2, manifests: [] };
-  try {
-    index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as typeof index;
-  } catch {
-    // a new layout
-  }
-  const others = index.manifests.filter((m) => image.refName === undefined || m.annotations?.['org.opencontainers.image.ref.name'] !== image.refName);
-  await writeFile(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: [...others, desc] }));
-  return desc;
+  return out.addToIndex({ mediaType: OCI_MANIFEST, digest: await out.putBlob(manifest), size: manifest.length }, image.refName);
 }

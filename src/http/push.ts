@@ -15,12 +15,29 @@ export async function blobExists(client: RegistryClient, t: RepoTarget, digest: 
 /** Uploads a blob unless the registry has it; `chunkSize` > 0 uses chunked PATCH uploads. */
 export async function pushBlob(client: RegistryClient, t: RepoTarget, bytes: Buffer, chunkSize = 0): Promise<string> {
   const digest = sha256(bytes);
-  if (await blobExists(client, t, digest)) return digest;
+  await pushBlobFrom(client, t, { digest, size: bytes.length, read: (off, len) => Promise.resolve(bytes.subarray(off, off + len)) }, chunkSize);
+  return digest;
+}
+
+/** A blob to upload, read piece by piece (a file too big to hold). */
+export interface BlobContent {
+  readonly digest: string;
+  readonly size: number;
+  read(offset: number, length: number): Promise<Buffer>;
+}
+
+/**
+ * Uploads a blob unless the registry has it: one PUT when `chunkSize` is 0, else PATCH
+ * requests of `chunkSize` bytes and a closing PUT, so nothing bigger is ever in memory.
+ */
+export async function pushBlobFrom(client: RegistryClient, t: RepoTarget, blob: BlobContent, chunkSize = 0): Promise<void> {
+  if (await blobExists(client, t, blob.digest)) return;
   const start = await client.call(t, { method: 'POST', path: `/v2/${t.repository}/blobs/uploads/`, actions: 'pull,push', accept: [202] });
   let location = uploadLocation(start.headers['location'], t);
-  if (chunkSize > 0) {
-    for (let off = 0; off < bytes.length; off += chunkSize) {
-      const piece = bytes.subarray(off, off + chunkSize);
+  const chunked = chunkSize > 0 && blob.size > 0;
+  if (chunked) {
+    for (let off = 0; off < blob.size; off += chunkSize) {
+      const piece = await blob.read(off, Math.min(chunkSize, blob.size - off));
       const r = await client.call(t, {
         method: 'PATCH', path: location, actions: 'pull,push', body: piece, accept: [202],
         headers: { 'content-type': 'application/octet-stream', 'content-range': `${off}-${off + piece.length - 1}` },
@@ -30,10 +47,9 @@ export async function pushBlob(client: RegistryClient, t: RepoTarget, bytes: Buf
   }
   const sep = location.includes('?') ? '&' : '?';
   await client.call(t, {
-    method: 'PUT', path: `${location}${sep}digest=${encodeURIComponent(digest)}`, actions: 'pull,push', accept: [201],
-    body: chunkSize > 0 ? Buffer.alloc(0) : bytes, headers: { 'content-type': 'application/octet-stream' },
+    method: 'PUT', path: `${location}${sep}digest=${encodeURIComponent(blob.digest)}`, actions: 'pull,push', accept: [201],
+    body: chunked ? Buffer.alloc(0) : await blob.read(0, blob.size), headers: { 'content-type': 'application/octet-stream' },
   });
-  return digest;
 }
 
 export async function pushManifest(client: RegistryClient, t: RepoTarget, reference: string, bytes: Buffer, mediaType: string): Promise<string> {

@@ -52,8 +52,15 @@ export class RegistrySource {
     await this.client.close();
   }
 
+  /** A small blob (a config) read whole and checked against its digest. */
+  async smallBlob(desc: Descriptor): Promise<Buffer> {
+    const bytes = (await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/blobs/${desc.digest}` })).body;
+    if (sha256(bytes) !== desc.digest) throw new ImageError(`${formatImageRef(this.ref)}: blob ${desc.digest} has digest ${sha256(bytes)}`);
+    return bytes;
+  }
+
   /** A manifest or index by tag or digest; digests are always checked. */
-  private async fetchManifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
+  async fetchManifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
     const r = await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/manifests/${reference}`, headers: { accept: ACCEPT } });
     const digest = sha256(r.body);
     if (reference.startsWith('sha256:') && digest !== reference) {
@@ -77,8 +84,7 @@ export class RegistrySource {
       return this.resolveManifest(chosen.digest, chosen.platform, want, depth + 1);
     }
     const { config, layers } = manifestParts(doc, m.digest);
-    const cfgBytes = (await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/blobs/${config.digest}` })).body;
-    if (sha256(cfgBytes) !== config.digest) throw new ImageError(`config blob ${config.digest} has digest ${sha256(cfgBytes)}`);
+    const cfgBytes = await this.smallBlob(config);
     const platform = platformHint ?? configPlatform(parseJson(cfgBytes, `config ${config.digest}`));
     return { ref: this.input, manifestDigest: m.digest, platform, config, layers };
   }

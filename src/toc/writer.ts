@@ -4,11 +4,19 @@
 // minChunkSize lets small payloads share one, recorded as innerOffset); tar headers go
 // into whichever member is open; prioritized files come first, followed by
 // `.prefetch.landmark`, or `.no.prefetch.landmark` leads when nothing is prioritized.
-import { createHash } from 'node:crypto';
-import { sha256 } from './digest.js';
-import { gzipSync } from 'node:zlib';
+//
+// Two drivers share one encoder: writeEstargz (entries in memory, synchronous; tests and
+// the demo) and writeEstargzStream (bodies read chunk by chunk, members compressed on
+// the thread pool several at a time, emitted in order; `convert`). Member offsets are
+// known only once the members before them are compressed, so the encoder records each
+// TOC entry's member number and resolves offsets when the TOC is written.
+import { createHash, type Hash } from 'node:crypto';
+import { promisify } from 'node:util';
+import { gzip, gzipSync } from 'node:zlib';
 import { cleanName, dirname, HIDDEN_ROOT_NAMES, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './names.js';
 import { emptyHeader, encodeHeader, END_OF_ARCHIVE, padding, type TarEntry, type TarHeader } from './tar.js';
+
+const gzipAsync = promisify(gzip);
 
 export interface WriterOptions {
   /** Uncompressed chunk size in bytes. Default 4 MiB (the reference's). */
@@ -23,6 +31,11 @@ export interface WriterOptions {
   readonly prioritized?: readonly string[];
   /** gzip level 0–9. Default 6. */
   readonly compressionLevel?: number;
+}
+
+export interface StreamWriterOptions extends WriterOptions {
+  /** Members compressed at once on the thread pool. Default 4. */
+  readonly parallel?: number;
 }
 
 export interface WriteResult {
@@ -40,8 +53,19 @@ export interface WriteResult {
 }
 
 export type Sink = (chunk: Buffer) => void;
+export type AsyncSink = (chunk: Buffer) => void | Promise<void>;
+
+/** One writer input entry whose body is read on demand (a spooled layer's file). */
+export interface StreamEntry {
+  /** `size` is the body's length for regular files. */
+  readonly header: TarHeader;
+  /** Exactly `length` bytes of the body at `offset`. */
+  read(offset: number, length: number): Promise<Buffer>;
+}
 
 const LANDMARK_CONTENTS = Buffer.from([0x0f]);
+/** Members smaller than this are compressed at once on the main thread: a pool round trip costs more. */
+const POOL_MIN = 64 << 10;
 
 interface TocJsonEntry {
   name: string;
@@ -65,22 +89,105 @@ interface TocJsonEntry {
   innerOffset?: number;
 }
 
-/** Writes one eStargz layer for `entries` to `sink`; returns the digests for the descriptor. */
+/** Writes one eStargz layer for `entries` (bodies in memory) to `sink`; returns the digests for the descriptor. */
 export function writeEstargz(input: readonly TarEntry[], sink: Sink, opts: WriterOptions = {}): WriteResult {
-  const chunkSize = opts.chunkSize ?? 4 << 20;
-  if (!Number.isSafeInteger(chunkSize) || chunkSize <= 0) throw new Error(`chunkSize must be a positive integer, got ${chunkSize}`);
-  const { ordered, missed } = order(input, opts.prioritized ?? []);
-  const w = new MemberWriter(sink, opts.compressionLevel ?? 6);
-  const minChunk = opts.minChunkSize ?? 0;
-  const toc: TocJsonEntry[] = [];
-  const userNames = new Map<number, string>();
-  const groupNames = new Map<number, string>();
-
+  const level = opts.compressionLevel ?? 6;
+  const out = new Emitter(sink);
+  const enc = new Encoder(opts, (parts) => out.emit(gzipSync(Buffer.concat(parts), { level })));
+  const { ordered, missed } = order(input, opts.prioritized ?? [], (name) => ({ header: landmarkHeader(name), body: LANDMARK_CONTENTS }));
   for (const entry of ordered) {
-    const body = entry.body;
-    const h: TarHeader = { ...entry.header, size: entry.header.type === 'reg' ? body.length : 0 };
-    const isLandmark = h.name === PREFETCH_LANDMARK || h.name === NO_PREFETCH_LANDMARK;
-    w.append(encodeHeader(h));
+    const file = enc.begin(entry.header, entry.body.length);
+    if (file === undefined) continue;
+    for (let off = 0; off < entry.body.length; off += enc.chunkSize) enc.chunk(file, entry.body.subarray(off, Math.min(off + enc.chunkSize, entry.body.length)));
+    enc.end(file);
+  }
+  enc.closeMember();
+  const toc = enc.tocMember(out.offsets);
+  out.emit(gzipSync(toc.member, { level }));
+  out.emit(footer(out.offsets[out.offsets.length - 1] as number));
+  return out.result(enc, toc, missed);
+}
+
+/**
+ * Writes one eStargz layer whose bodies are read chunk by chunk, so no file is held
+ * whole; up to `parallel` members are compressed at once and emitted in order.
+ */
+export async function writeEstargzStream(input: readonly StreamEntry[], sink: AsyncSink, opts: StreamWriterOptions = {}): Promise<WriteResult> {
+  const level = opts.compressionLevel ?? 6;
+  const parallel = Math.max(1, opts.parallel ?? 4);
+  const out = new Emitter(sink);
+  const queue: Array<Buffer | Promise<Buffer>> = [];
+  const flush = async (keep: number): Promise<void> => {
+    while (queue.length > keep) await out.emitAsync(await (queue.shift() as Buffer | Promise<Buffer>));
+  };
+  const enc = new Encoder(opts, (parts) => {
+    const data = Buffer.concat(parts);
+    queue.push(data.length < POOL_MIN ? gzipSync(data, { level }) : gzipAsync(data, { level }));
+  });
+  const { ordered, missed } = order(input, opts.prioritized ?? [], (name) => ({
+    header: landmarkHeader(name),
+    read: (off: number, len: number) => Promise.resolve(LANDMARK_CONTENTS.subarray(off, off + len)),
+  }));
+  for (const entry of ordered) {
+    const size = entry.header.type === 'reg' ? entry.header.size : 0;
+    const file = enc.begin(entry.header, size);
+    if (file === undefined) continue;
+    for (let off = 0; off < size; off += enc.chunkSize) {
+      const len = Math.min(enc.chunkSize, size - off);
+      const piece = await entry.read(off, len);
+      if (piece.length !== len) throw new Error(`${entry.header.name}: body read returned ${piece.length} of ${len} bytes at ${off}`);
+      enc.chunk(file, piece);
+      await flush(parallel - 1);
+    }
+    enc.end(file);
+    await flush(parallel - 1);
+  }
+  enc.closeMember();
+  await flush(0);
+  const toc = enc.tocMember(out.offsets);
+  await out.emitAsync(await gzipAsync(toc.member, { level }));
+  await out.emitAsync(footer(out.offsets[out.offsets.length - 1] as number));
+  return out.result(enc, toc, missed);
+}
+
+const landmarkHeader = (name: string): TarHeader => ({ ...emptyHeader(name, 'reg'), mode: 0, size: 1 });
+
+interface OpenFile {
+  readonly entry: TocJsonEntry;
+  readonly header: TarHeader;
+  readonly size: number;
+  readonly hash: Hash;
+  readonly landmark: boolean;
+  offset: number;
+}
+
+/** Tar stream, member boundaries and TOC entries; compression is the driver's. */
+class Encoder {
+  readonly chunkSize: number;
+  private readonly minChunk: number;
+  readonly toc: TocJsonEntry[] = [];
+  /** TOC entry → number of the member its payload starts in. */
+  private readonly memberOf = new Map<TocJsonEntry, number>();
+  private readonly userNames = new Map<number, string>();
+  private readonly groupNames = new Map<number, string>();
+  readonly diffHash = createHash('sha256');
+  uncompressed = 0;
+  private open: Buffer[] = [];
+  private openBytes = 0;
+  private isOpen = false;
+  /** Members started so far; the open one is members - 1. */
+  private members = 0;
+
+  constructor(opts: WriterOptions, private readonly onMember: (parts: Buffer[]) => void) {
+    this.chunkSize = opts.chunkSize ?? 4 << 20;
+    if (!Number.isSafeInteger(this.chunkSize) || this.chunkSize <= 0) throw new Error(`chunkSize must be a positive integer, got ${this.chunkSize}`);
+    this.minChunk = opts.minChunkSize ?? 0;
+  }
+
+  /** Writes the entry's header and TOC entry; a regular file with a body is returned for chunk() and end(). */
+  begin(header: TarHeader, bodySize: number): OpenFile | undefined {
+    const h: TarHeader = { ...header, size: header.type === 'reg' ? bodySize : 0 };
+    this.append(encodeHeader(h));
     const e: TocJsonEntry = { name: h.name, type: h.type };
     if (h.type === 'reg' && h.size > 0) e.size = h.size;
     const mtime = Math.round(h.mtime);
@@ -90,13 +197,13 @@ export function writeEstargz(input: readonly TarEntry[], sink: Sink, opts: Write
     if (h.uid !== 0) e.uid = h.uid;
     if (h.gid !== 0) e.gid = h.gid;
     // Names are written only when they change for an id, as the reference does.
-    if (h.uname !== '' && userNames.get(h.uid) !== h.uname) {
+    if (h.uname !== '' && this.userNames.get(h.uid) !== h.uname) {
       e.userName = h.uname;
-      userNames.set(h.uid, h.uname);
+      this.userNames.set(h.uid, h.uname);
     }
-    if (h.gname !== '' && groupNames.get(h.gid) !== h.gname) {
+    if (h.gname !== '' && this.groupNames.get(h.gid) !== h.gname) {
       e.groupName = h.gname;
-      groupNames.set(h.gid, h.gname);
+      this.groupNames.set(h.gid, h.gname);
     }
     if (h.type === 'char' || h.type === 'block') {
       if (h.devMajor !== 0) e.devMajor = h.devMajor;
@@ -106,50 +213,115 @@ export function writeEstargz(input: readonly TarEntry[], sink: Sink, opts: Write
       e.xattrs = {};
       for (const [k, v] of [...h.xattrs].sort(([a], [b]) => (a < b ? -1 : 1))) e.xattrs[k] = v.toString('base64');
     }
-    if (h.type !== 'reg') {
-      toc.push(e);
-      continue;
-    }
-    e.digest = sha256(body);
-    toc.push(e);
-    for (let off = 0; off < body.length; off += chunkSize) {
-      const piece = body.subarray(off, Math.min(off + chunkSize, body.length));
-      // Offset 0 means "no payload" to readers: the first member never carries one.
-      if (minChunk === 0 || isLandmark || w.openUncompressed >= minChunk || w.memberOffset === 0) w.startMember();
-      const c: TocJsonEntry = off === 0 ? e : { name: h.name, type: 'chunk' };
-      c.offset = w.memberOffset;
-      if (off !== 0) c.chunkOffset = off;
-      if (piece.length === chunkSize) c.chunkSize = chunkSize;
-      c.chunkDigest = sha256(piece);
-      if (w.openUncompressed > 0) c.innerOffset = w.openUncompressed;
-      if (off !== 0) toc.push(c);
-      w.append(piece);
-    }
-    w.append(Buffer.alloc(padding(body.length)));
-    // The landmark's offset is the prefetch boundary: what follows must start a member.
-    if (isLandmark) w.closeMember();
+    this.toc.push(e);
+    if (h.type !== 'reg') return undefined;
+    const landmark = h.name === PREFETCH_LANDMARK || h.name === NO_PREFETCH_LANDMARK;
+    return { entry: e, header: h, size: h.size, hash: createHash('sha256'), landmark, offset: 0 };
   }
-  w.closeMember();
 
-  const tocOffset = w.offset;
-  const json = Buffer.from(JSON.stringify({ version: 1, entries: toc.map(ordered_) }, null, '\t'), 'utf8');
-  const tocHeader = { ...emptyHeader(TOC_TAR_NAME, 'reg'), mode: 0o644, size: json.length };
-  w.startMember();
-  w.append(encodeHeader(tocHeader));
-  w.append(json);
-  w.append(Buffer.alloc(padding(json.length)));
-  w.append(END_OF_ARCHIVE);
-  w.closeMember();
-  w.emit(footer(tocOffset));
-  return {
-    tocDigest: sha256(json),
-    uncompressedSize: w.uncompressed,
-    diffId: `sha256:${w.diffHash.digest('hex')}`,
-    blobDigest: `sha256:${w.blobHash.digest('hex')}`,
-    blobSize: w.offset,
-    tocOffset,
-    missedPrioritized: missed,
-  };
+  /** The file's next chunk (chunkSize bytes, or the rest). */
+  chunk(f: OpenFile, piece: Buffer): void {
+    const off = f.offset;
+    // Offset 0 means "no payload" to readers: the first member never carries one.
+    if (!this.isOpen || this.minChunk === 0 || f.landmark || this.openBytes >= this.minChunk || this.members <= 1) this.startMember();
+    const c: TocJsonEntry = off === 0 ? f.entry : { name: f.header.name, type: 'chunk' };
+    this.memberOf.set(c, this.members - 1);
+    if (off !== 0) c.chunkOffset = off;
+    if (piece.length === this.chunkSize) c.chunkSize = this.chunkSize;
+    c.chunkDigest = `sha256:${createHash('sha256').update(piece).digest('hex')}`;
+    if (this.openBytes > 0) c.innerOffset = this.openBytes;
+    if (off !== 0) this.toc.push(c);
+    f.hash.update(piece);
+    f.offset += piece.length;
+    this.append(piece);
+  }
+
+  end(f: OpenFile): void {
+    f.entry.digest = `sha256:${f.hash.digest('hex')}`;
+    this.append(Buffer.alloc(padding(f.size)));
+    // The landmark's offset is the prefetch boundary: what follows must start a member.
+    if (f.landmark) this.closeMember();
+  }
+
+  /** The TOC member's uncompressed bytes, with every entry's member offset filled in. */
+  tocMember(memberOffsets: readonly number[]): { member: Buffer; json: Buffer } {
+    for (const [e, m] of this.memberOf) e.offset = memberOffsets[m] as number;
+    const json = Buffer.from(JSON.stringify({ version: 1, entries: this.toc.map(ordered_) }, null, '\t'), 'utf8');
+    const tocHeader = { ...emptyHeader(TOC_TAR_NAME, 'reg'), mode: 0o644, size: json.length };
+    this.startMember();
+    this.append(encodeHeader(tocHeader));
+    this.append(json);
+    this.append(Buffer.alloc(padding(json.length)));
+    this.append(END_OF_ARCHIVE);
+    const member = Buffer.concat(this.open);
+    this.open = [];
+    this.isOpen = false;
+    return { member, json };
+  }
+
+  private startMember(): void {
+    this.closeMember();
+    this.isOpen = true;
+    this.members++;
+  }
+
+  private append(b: Buffer): void {
+    if (b.length === 0) return;
+    if (!this.isOpen) this.startMember();
+    this.open.push(b);
+    this.openBytes += b.length;
+    this.uncompressed += b.length;
+    this.diffHash.update(b);
+  }
+
+  closeMember(): void {
+    if (!this.isOpen) return;
+    const parts = this.open;
+    this.open = [];
+    this.openBytes = 0;
+    this.isOpen = false;
+    this.onMember(parts);
+  }
+}
+
+/** Compressed members in order: their offsets, the blob's digest and size. */
+class Emitter {
+  offset = 0;
+  /** Start offset of each member emitted, in order (the footer's entry last). */
+  readonly offsets: number[] = [];
+  private readonly blobHash = createHash('sha256');
+
+  constructor(private readonly sink: AsyncSink) {}
+
+  emit(b: Buffer): void {
+    this.record(b);
+    void this.sink(b);
+  }
+
+  async emitAsync(b: Buffer): Promise<void> {
+    this.record(b);
+    await this.sink(b);
+  }
+
+  private record(b: Buffer): void {
+    this.offsets.push(this.offset);
+    this.blobHash.update(b);
+    this.offset += b.length;
+  }
+
+  result(enc: Encoder, toc: { json: Buffer }, missed: readonly string[]): WriteResult {
+    // offsets: data members…, the TOC member, the footer.
+    const tocOffset = this.offsets[this.offsets.length - 2] as number;
+    return {
+      tocDigest: `sha256:${createHash('sha256').update(toc.json).digest('hex')}`,
+      uncompressedSize: enc.uncompressed,
+      diffId: `sha256:${enc.diffHash.digest('hex')}`,
+      blobDigest: `sha256:${this.blobHash.digest('hex')}`,
+      blobSize: this.offset,
+      tocOffset,
+      missedPrioritized: missed,
+    };
+  }
 }
 
 /** Field order as Go's encoding/json writes the reference's TOCEntry struct. */
@@ -180,54 +352,14 @@ export function footer(tocOffset: number): Buffer {
   return b; // CRC32 and ISIZE of the empty member are zero
 }
 
-class MemberWriter {
-  offset = 0;
-  memberOffset = 0;
-  uncompressed = 0;
-  openUncompressed = 0;
-  readonly diffHash = createHash('sha256');
-  readonly blobHash = createHash('sha256');
-  private open: Buffer[] = [];
-  private isOpen = false;
-
-  constructor(private readonly sink: Sink, private readonly level: number) {}
-
-  startMember(): void {
-    this.closeMember();
-    this.isOpen = true;
-    this.memberOffset = this.offset;
-  }
-
-  append(b: Buffer): void {
-    if (b.length === 0) return;
-    if (!this.isOpen) this.startMember();
-    this.open.push(b);
-    this.openUncompressed += b.length;
-    this.uncompressed += b.length;
-    this.diffHash.update(b);
-  }
-
-  closeMember(): void {
-    if (!this.isOpen) return;
-    this.emit(gzipSync(Buffer.concat(this.open), { level: this.level }));
-    this.open = [];
-    this.openUncompressed = 0;
-    this.isOpen = false;
-  }
-
-  emit(b: Buffer): void {
-    this.blobHash.update(b);
-    this.offset += b.length;
-    this.sink(b);
-  }
-}
-
 /**
  * Entry order (the reference's sortEntries): duplicates keep the last one at its
  * position; prioritized paths move to the front with their parent directories and
  * hard-link targets first; then the landmark; then everything else in tar order.
  */
-function order(input: readonly TarEntry[], prioritized: readonly string[]): { ordered: TarEntry[]; missed: string[] } {
+function order<T extends { readonly header: TarHeader }>(
+  input: readonly T[], prioritized: readonly string[], landmark: (name: string) => T,
+): { ordered: T[]; missed: string[] } {
   const last = new Map<string, number>();
   input.forEach((e, i) => last.set(cleanName(e.header.name), i));
   const entries = input.filter((e, i) => {
@@ -235,26 +367,30 @@ function order(input: readonly TarEntry[], prioritized: readonly string[]): { or
     return last.get(name) === i && !HIDDEN_ROOT_NAMES.has(name);
   });
   const byName = new Map(entries.map((e) => [cleanName(e.header.name), e] as const));
-  const moved = new Set<TarEntry>();
-  const front: TarEntry[] = [];
+  const moved = new Set<T>();
+  const front: T[] = [];
   const move = (name: string, seen: Set<string>): boolean => {
     const clean = cleanName(name);
     const e = byName.get(clean);
+    // The root ends the walk up; its entry (`./`), when the tar has one, moves too.
+    if (clean === '') {
+      if (e !== undefined && !moved.has(e)) {
+        moved.add(e);
+        front.push(e);
+      }
+      return true;
+    }
     if (e === undefined || seen.has(clean)) return e !== undefined;
     if (moved.has(e)) return true;
     seen.add(clean);
     const parent = dirname(clean);
-    if (parent !== '' && !move(parent, seen)) return false;
+    if (!move(parent, seen)) return false;
     if (e.header.type === 'hardlink' && !move(e.header.linkName, seen)) return false;
     moved.add(e);
     front.push(e);
     return true;
   };
   const missed = prioritized.filter((p) => !move(p, new Set()));
-  const landmark = (name: string): TarEntry => ({
-    header: { ...emptyHeader(name, 'reg'), mode: 0, size: 1 } satisfies TarHeader,
-    body: LANDMARK_CONTENTS,
-  });
   const head = prioritized.length > 0 ? [...front, landmark(PREFETCH_LANDMARK)] : [landmark(NO_PREFETCH_LANDMARK)];
   return { ordered: [...head, ...entries.filter((e) => !moved.has(e))], missed };
 }

@@ -1,0 +1,135 @@
+// A root filesystem directory as convert's input: one layer, written as a tar stream
+// while the tree is walked (names sorted, hard links found by inode, devices with their
+// numbers), and a minimal config for the given platform. Extended attributes are not
+// read: Node has no API for them.
+import { open, lstat, readdir, readlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { join } from 'node:path';
+import { sha256 } from '../http/digest.js';
+import { ImageError } from '../errors.js';
+import type { Descriptor, Platform } from '../http/image.js';
+import { OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST } from '../http/media-types.js';
+import { emptyHeader, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader, type TarType } from '../toc/tar.js';
+import type { ImageStore } from './input.js';
+
+/** The layer has no digest before it is written; the converter is told not to check one. */
+const NO_DIGEST = `sha256:${'0'.repeat(64)}`;
+const PIECE = 1 << 20;
+
+export class DirStore implements ImageStore {
+  private readonly made = new Map<string, Buffer>();
+
+  constructor(readonly name: string, private readonly platform: Platform) {}
+
+  async root(): Promise<Descriptor> {
+    const s = await lstat(this.name).catch((err: unknown) => {
+      throw new ImageError(`cannot read directory ${this.name}: ${(err as Error).message}`, {}, { cause: err });
+    });
+    if (!s.isDirectory()) throw new ImageError(`${this.name} is not a directory`);
+    const config = Buffer.from(JSON.stringify({
+      architecture: this.platform.architecture,
+      os: this.platform.os,
+      ...(this.platform.variant !== undefined ? { variant: this.platform.variant } : {}),
+      config: {},
+      rootfs: { type: 'layers', diff_ids: [] },
+      history: [{ created_by: `stargzfs convert ${this.name}` }],
+    }));
+    const manifest = Buffer.from(JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: OCI_CONFIG, digest: sha256(config), size: config.length },
+      layers: [{ mediaType: OCI_LAYER_TAR, digest: NO_DIGEST, size: 0 }],
+    }));
+    this.made.set(sha256(config), config);
+    this.made.set(sha256(manifest), manifest);
+    return { mediaType: OCI_MANIFEST, digest: sha256(manifest), size: manifest.length };
+  }
+
+  async bytes(desc: Descriptor): Promise<Buffer> {
+    const b = this.made.get(desc.digest);
+    if (b === undefined) throw new ImageError(`${this.name}: no document ${desc.digest}`);
+    return b;
+  }
+
+  stream(): AsyncIterable<Buffer> {
+    return treeTar(this.name);
+  }
+
+  hasDigest(): boolean {
+    return false;
+  }
+
+  async close(): Promise<void> {}
+}
+
+const major = (rdev: number): number => Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
+const minor = (rdev: number): number => (rdev & 0xff) | Number((BigInt(rdev) >> 12n) & ~0xffn);
+
+function typeOf(s: Stats): TarType | undefined {
+  if (s.isDirectory()) return 'dir';
+  if (s.isFile()) return 'reg';
+  if (s.isSymbolicLink()) return 'symlink';
+  if (s.isCharacterDevice()) return 'char';
+  if (s.isBlockDevice()) return 'block';
+  if (s.isFIFO()) return 'fifo';
+  return undefined; // sockets have no tar form
+}
+
+/** The tree under `root` as a tar stream, parents before children. */
+export async function* treeTar(root: string): AsyncGenerator<Buffer> {
+  const links = new Map<string, string>();
+  async function* walk(rel: string): AsyncGenerator<Buffer> {
+    const names = (await readdir(join(root, rel))).sort();
+    for (const name of names) {
+      const path = rel === '' ? name : `${rel}/${name}`;
+      const abs = join(root, path);
+      const s = await lstat(abs);
+      const type = typeOf(s);
+      if (type === undefined) continue;
+      const h: TarHeader = {
+        ...emptyHeader(type === 'dir' ? `${path}/` : path, type),
+        mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtime: Math.floor(s.mtimeMs / 1000),
+      };
+      if (type === 'symlink') h.linkName = await readlink(abs);
+      if (type === 'char' || type === 'block') {
+        h.devMajor = major(s.rdev);
+        h.devMinor = minor(s.rdev);
+      }
+      if (type === 'reg' && s.nlink > 1) {
+        const key = `${s.dev}:${s.ino}`;
+        const first = links.get(key);
+        if (first !== undefined) {
+          yield encodeHeader({ ...h, type: 'hardlink', linkName: first, size: 0 });
+          continue;
+        }
+        links.set(key, path);
+      }
+      if (type !== 'reg') {
+        yield encodeHeader(h);
+        if (type === 'dir') yield* walk(path);
+        continue;
+      }
+      yield encodeHeader({ ...h, size: s.size });
+      yield* fileBody(abs, s.size);
+    }
+  }
+  yield* walk('');
+  yield END_OF_ARCHIVE;
+}
+
+async function* fileBody(abs: string, size: number): AsyncGenerator<Buffer> {
+  const fh = await open(abs, 'r');
+  try {
+    for (let off = 0; off < size; ) {
+      const want = Math.min(PIECE, size - off);
+      const buf = Buffer.allocUnsafe(want);
+      const { bytesRead } = await fh.read(buf, 0, want, off);
+      if (bytesRead === 0) throw new ImageError(`${abs} shrank while it was read (${off} of ${size} bytes)`);
+      off += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  } finally {
+    await fh.close();
+  }
+  if (padding(size) > 0) yield Buffer.alloc(padding(size));
+}

@@ -1,0 +1,137 @@
+// One source layer, streamed once: its blob hashed (digest), decompressed (gzip, zstd or
+// none, told by its first bytes), hashed again (diff_id) and parsed as tar. File bodies
+// go to a spool file and headers stay in memory, so the writer can put the entries in
+// any order and read each body chunk by chunk; nothing is held whole.
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { DecodeError, StargzfsError, TarError, type ErrorContext } from '../errors.js';
+import { zstdStream } from '../toc/codec.js';
+import { plainCompression, type PlainCompression } from '../toc/plain-layer.js';
+import { TarReader, type TarHeader } from '../toc/tar.js';
+import type { StreamEntry } from '../toc/writer.js';
+
+export interface SpooledLayer {
+  readonly entries: readonly StreamEntry[];
+  readonly compression: PlainCompression;
+  /** sha256 and size of the bytes as they came (the source blob). */
+  readonly blobDigest: string;
+  readonly blobBytes: number;
+  /** sha256 and size of the tar. */
+  readonly diffId: string;
+  readonly tarBytes: number;
+  close(): Promise<void>;
+}
+
+/** Spool writes are batched to this size. */
+const WRITE = 4 << 20;
+
+export async function spoolLayer(
+  source: AsyncIterable<Buffer>, spoolPath: string, ctx: ErrorContext, onBytes: (blobBytes: number) => void = () => {},
+): Promise<SpooledLayer> {
+  const fh = await open(spoolPath, 'w+');
+  try {
+    return await spool(source, fh, ctx, onBytes);
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorContext, onBytes: (n: number) => void): Promise<SpooledLayer> {
+  const blobHash = createHash('sha256');
+  const diffHash = createHash('sha256');
+  let blobBytes = 0;
+  let tarBytes = 0;
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head: Buffer = first.done === true ? Buffer.alloc(0) : first.value;
+  const compression = plainCompression(head);
+  async function* counted(): AsyncGenerator<Buffer> {
+    for (let n: IteratorResult<Buffer> = first; n.done !== true; n = await it.next()) {
+      blobHash.update(n.value);
+      blobBytes += n.value.length;
+      onBytes(blobBytes);
+      yield n.value;
+    }
+  }
+
+  const entries: StreamEntry[] = [];
+  const pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let spooled = 0;
+  const sink = {
+    header(h: TarHeader): void {
+      entries.push(bodyEntry(fh, h, spooled + pendingBytes));
+    },
+    body(piece: Buffer): void {
+      pending.push(piece);
+      pendingBytes += piece.length;
+    },
+  };
+  const flush = async (): Promise<void> => {
+    if (pendingBytes === 0) return;
+    const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+    pending.length = 0;
+    pendingBytes = 0;
+    await fh.write(data, 0, data.length, spooled);
+    spooled += data.length;
+  };
+  const tar = new TarReader();
+  let failure: StargzfsError | undefined;
+  const consume = async (plain: AsyncIterable<Buffer>): Promise<void> => {
+    for await (const piece of plain) {
+      diffHash.update(piece);
+      tarBytes += piece.length;
+      try {
+        tar.feed(piece, sink);
+      } catch (err) {
+        throw (failure = new TarError(`layer's tar is malformed at byte ${tarBytes}: ${(err as Error).message}`, ctx));
+      }
+      // Body pieces are views of `piece`, which every decoder here allocates fresh.
+      if (pendingBytes >= WRITE) await flush();
+    }
+  };
+  try {
+    if (compression === 'gzip') await pipeline(Readable.from(counted()), createGunzip({ chunkSize: 1 << 20 }), consume);
+    else if (compression === 'zstd') await consume(zstdStream(counted()));
+    else await consume(counted());
+    try {
+      tar.endFeed();
+    } catch (err) {
+      throw (failure = new TarError(`layer's tar is malformed: ${(err as Error).message}`, ctx));
+    }
+  } catch (caught) {
+    const err = failure ?? caught;
+    if (err instanceof StargzfsError) throw err;
+    throw new DecodeError(`layer (${compression}) does not decompress as a tar: ${(err as Error).message}`, ctx, { cause: err });
+  }
+  await flush();
+  return {
+    entries,
+    compression,
+    blobDigest: `sha256:${blobHash.digest('hex')}`,
+    blobBytes,
+    diffId: `sha256:${diffHash.digest('hex')}`,
+    tarBytes,
+    close: () => fh.close(),
+  };
+}
+
+function bodyEntry(fh: FileHandle, header: TarHeader, at: number): StreamEntry {
+  return {
+    header,
+    async read(offset: number, length: number): Promise<Buffer> {
+      const buf = Buffer.allocUnsafe(length);
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(buf, done, length - done, at + offset + done);
+        if (bytesRead === 0) throw new Error(`spool file ends before ${header.name}'s body does`);
+        done += bytesRead;
+      }
+      return buf;
+    },
+  };
+}
