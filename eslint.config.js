@@ -29,6 +29,7 @@ export default tseslint.config(
   layerRule('http', ['toc', 'chunkcache', 'layer', 'fs', 'cli']),
   layerRule('chunkcache', ['toc', 'http', 'layer', 'fs', 'cli']),
   layerRule('layer', ['fs', 'cli']),
+  layerRule('convert', ['chunkcache', 'layer', 'fs', 'cli']),
   layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
   {
     files: ['src/**/*.ts'],

@@ -147,11 +147,13 @@ function splitScheme(src: string): [string | undefined, string] {
   return m === null ? [undefined, src] : [m[1], m[2] as string];
 }
 
-/** `FILE[:TAG]`: a FILE that exists whole wins over a tag split. */
+/** `FILE[:TAG]`, where a tag may hold colons itself (`repo:tag`): the longest existing FILE wins. */
 function splitTag(s: string): { path: string; tag: string | undefined } {
   if (existsSync(s)) return { path: s, tag: undefined };
-  const colon = s.lastIndexOf(':');
-  return colon > 0 ? { path: s.slice(0, colon), tag: s.slice(colon + 1) } : { path: s, tag: undefined };
+  for (let i = s.lastIndexOf(':'); i > 0; i = s.lastIndexOf(':', i - 1)) {
+    if (existsSync(s.slice(0, i))) return { path: s.slice(0, i), tag: s.slice(i + 1) };
+  }
+  return { path: s, tag: undefined };
 }
 
 /** A Converter from `src` to `dst` with its tmp dir under the state root; everything closed after `fn`. */

@@ -152,7 +152,11 @@ export class Converter {
   private async convert(layer: InputLayer, progress: (phase: ConvertPhase, bytes: number) => void): Promise<ConvertedLayer> {
     const ctx = { layer: layer.desc.digest };
     const base = join(this.opts.tmpDir, `layer-${process.pid}-${this.seq++}`);
-    const spooled = await spoolLayer(this.store.stream(layer.desc), `${base}.spool`, ctx, (n) => progress('read', n));
+    const spooled = await spoolLayer(this.store.stream(layer.desc), `${base}.spool`, ctx, {
+      label: `layer ${layer.index}`,
+      digest: this.store.hasDigest(layer.desc) ? layer.desc.digest : undefined,
+      onBytes: (n) => progress('read', n),
+    });
     try {
       if (this.store.hasDigest(layer.desc) && spooled.blobDigest !== layer.desc.digest) {
         throw new DigestMismatchError(`layer ${layer.index} blob`, layer.desc.digest, spooled.blobDigest, ctx);

@@ -7,7 +7,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
-import { DecodeError, StargzfsError, TarError, type ErrorContext } from '../errors.js';
+import { DecodeError, DigestMismatchError, StargzfsError, TarError, type ErrorContext } from '../errors.js';
 import { zstdStream } from '../toc/codec.js';
 import { plainCompression, type PlainCompression } from '../toc/plain-layer.js';
 import { TarReader, type TarHeader } from '../toc/tar.js';
@@ -28,19 +28,26 @@ export interface SpooledLayer {
 /** Spool writes are batched to this size. */
 const WRITE = 4 << 20;
 
-export async function spoolLayer(
-  source: AsyncIterable<Buffer>, spoolPath: string, ctx: ErrorContext, onBytes: (blobBytes: number) => void = () => {},
-): Promise<SpooledLayer> {
+export interface SpoolOptions {
+  /** How messages name the layer (`layer 2`). */
+  readonly label: string;
+  /** The blob's digest, when it has one: a blob that fails to decode is checked against it, so damage is named as such. */
+  readonly digest: string | undefined;
+  readonly onBytes?: (blobBytes: number) => void;
+}
+
+export async function spoolLayer(source: AsyncIterable<Buffer>, spoolPath: string, ctx: ErrorContext, opts: SpoolOptions): Promise<SpooledLayer> {
   const fh = await open(spoolPath, 'w+');
   try {
-    return await spool(source, fh, ctx, onBytes);
+    return await spool(source, fh, ctx, opts);
   } catch (err) {
     await fh.close();
     throw err;
   }
 }
 
-async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorContext, onBytes: (n: number) => void): Promise<SpooledLayer> {
+async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorContext, opts: SpoolOptions): Promise<SpooledLayer> {
+  const onBytes = opts.onBytes ?? ((): void => {});
   const blobHash = createHash('sha256');
   const diffHash = createHash('sha256');
   let blobBytes = 0;
@@ -49,7 +56,9 @@ async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorCo
   const first = await it.next();
   const head: Buffer = first.done === true ? Buffer.alloc(0) : first.value;
   const compression = plainCompression(head);
+  let started = false;
   async function* counted(): AsyncGenerator<Buffer> {
+    started = true;
     for (let n: IteratorResult<Buffer> = first; n.done !== true; n = await it.next()) {
       blobHash.update(n.value);
       blobBytes += n.value.length;
@@ -88,7 +97,7 @@ async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorCo
       try {
         tar.feed(piece, sink);
       } catch (err) {
-        throw (failure = new TarError(`layer's tar is malformed at byte ${tarBytes}: ${(err as Error).message}`, ctx));
+        throw (failure = new TarError(`${opts.label}'s tar is malformed at byte ${tarBytes}: ${(err as Error).message}`, ctx));
       }
       // Body pieces are views of `piece`, which every decoder here allocates fresh.
       if (pendingBytes >= WRITE) await flush();
@@ -101,12 +110,19 @@ async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorCo
     try {
       tar.endFeed();
     } catch (err) {
-      throw (failure = new TarError(`layer's tar is malformed: ${(err as Error).message}`, ctx));
+      throw (failure = new TarError(`${opts.label}'s tar is malformed: ${(err as Error).message}`, ctx));
     }
   } catch (caught) {
     const err = failure ?? caught;
+    if (err instanceof StargzfsError && !(err instanceof TarError)) throw err;
+    // Was it the blob? Hash what is left of it, so damage is named as a digest mismatch.
+    if (opts.digest !== undefined && started) {
+      for (let n = await it.next(); n.done !== true; n = await it.next()) blobHash.update(n.value);
+      const actual = `sha256:${blobHash.digest('hex')}`;
+      if (actual !== opts.digest) throw new DigestMismatchError(`${opts.label} blob`, opts.digest, actual, ctx);
+    }
     if (err instanceof StargzfsError) throw err;
-    throw new DecodeError(`layer (${compression}) does not decompress as a tar: ${(err as Error).message}`, ctx, { cause: err });
+    throw new DecodeError(`${opts.label} (${compression}) does not decompress as a tar: ${(err as Error).message}`, ctx, { cause: err });
   }
   await flush();
   return {
