@@ -254,7 +254,7 @@ export async function main(args: string[]): Promise<number> {
           .option('min-chunk-size', { type: 'string', describe: 'small files share a gzip member until it holds this much, e.g. 64K (default 0: one member per file)' })
           .option('prioritize', { type: 'string', describe: 'file listing paths to put first (a profile export: one path per line, or its JSON, or JSON lines with "path")' })
           .option('compression-level', { type: 'number', describe: 'gzip level 1-9 (default 6)' })
-          .option('rebuild', { type: 'boolean', default: false, describe: 'rewrite layers that are eStargz already (default: copy them)' })
+          .option('rebuild', { type: 'boolean', default: false, describe: 'rewrite layers that are eStargz already (default: copy them, unless --prioritize is given)' })
           .option('json', { type: 'boolean', default: false }),
       (argv) =>
         run(async () => {

@@ -29,7 +29,7 @@ export interface ConvertOptions {
   readonly compressionLevel?: number | undefined;
   /** Paths to put first in every layer, in first-access order, before `.prefetch.landmark`. */
   readonly prioritized: readonly string[];
-  /** Rewrite layers that are eStargz already. */
+  /** Rewrite layers that are eStargz already (also done whenever `prioritized` is not empty: the order is the point). */
   readonly rebuild: boolean;
   /** Platforms to convert from an index; undefined: all. */
   readonly platforms: readonly Platform[] | undefined;
@@ -122,7 +122,7 @@ export class Converter {
         this.onProgress({ image: i, images, layer: layer.index, layers: image.layers.length, phase, bytes, total: layer.desc.size });
       let done = this.done.get(layer.desc.digest);
       if (done === undefined) {
-        done = !this.opts.rebuild && isEstargz(layer.desc) ? await this.copy(layer, progress) : await this.convert(layer, progress);
+        done = !this.opts.rebuild && this.opts.prioritized.length === 0 && isEstargz(layer.desc) ? await this.copy(layer, progress) : await this.convert(layer, progress);
         this.done.set(layer.desc.digest, done);
       }
       layers.push(done);
