@@ -30,6 +30,7 @@ export default tseslint.config(
   layerRule('chunkcache', ['toc', 'http', 'layer', 'fs', 'cli']),
   layerRule('layer', ['fs', 'cli']),
   layerRule('convert', ['chunkcache', 'layer', 'fs', 'cli']),
+  layerRule('metrics', ['toc', 'http', 'chunkcache', 'layer', 'fs', 'cli', 'convert']),
   layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
   {
     files: ['src/**/*.ts'],

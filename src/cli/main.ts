@@ -185,7 +185,8 @@ export async function main(args: string[]): Promise<number> {
           .option('layer', { type: 'string', describe: 'serve one layer (index, 0 = base, -1 = top, or digest prefix), whiteouts and opaque dirs encoded for overlayfs' })
           .option('userxattr', { type: 'boolean', default: false, describe: 'with --layer: opaque dirs as user.overlay.opaque (overlayfs -o userxattr) instead of trusted.overlay.opaque' })
           .option('allow-other', { type: 'boolean', default: false, describe: 'let other users see the mount (FUSE allow_other)' })
-          .option('daemon', { type: 'boolean', default: false, describe: 'return once the mount serves (exit 0), or fail with the reason; the server stays in the background' }),
+          .option('daemon', { type: 'boolean', default: false, describe: 'return once the mount serves (exit 0), or fail with the reason; the server stays in the background' })
+          .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at /metrics on HOST:PORT, :PORT (loopback) or unix:PATH' }),
       (argv) =>
         run(async () => {
           const cfg = config(argv);
@@ -202,6 +203,7 @@ export async function main(args: string[]): Promise<number> {
               allowOther: argv['allow-other'],
               readyFd,
               tty: process.stderr.isTTY === true && readyFd === undefined,
+              metrics: argv.metrics,
             }),
           );
         }),

@@ -10,6 +10,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
 import type { ImageView, ViewNode } from '../toc/view.js';
 import { errnoOf } from './errno.js';
 import { FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
+import { OpTimer, type OpObserver } from './op-timer.js';
 
 const E = constants.errno;
 const ROOT = 1;
@@ -62,6 +63,8 @@ export interface OperationsOptions {
   readonly onExit: (why: string) => void;
   /** What statfs reports: the image's uncompressed bytes and its inodes (none free: read-only). */
   readonly size: { readonly bytes: number; readonly files: number };
+  /** Called with each request's latency (metrics); off when absent. */
+  readonly observeOp?: OpObserver | undefined;
 }
 
 export class FsOperations {
@@ -71,6 +74,7 @@ export class FsOperations {
   private nextFh = 1;
   private readonly rootIno: number;
   private session: FuseSession | undefined;
+  private readonly timer: OpTimer | undefined;
 
   constructor(
     private readonly view: ImageView,
@@ -81,10 +85,11 @@ export class FsOperations {
     const root = view.root();
     this.rootIno = root.ino;
     this.nodes.set(ROOT, { node: root, path: '', lookups: Infinity });
+    this.timer = opts.observeOp !== undefined ? new OpTimer(opts.observeOp) : undefined;
   }
 
   attach(session: FuseSession): void {
-    this.session = session;
+    this.session = this.timer !== undefined ? this.timer.wrap(session) : session;
     session.setHasXattrs(ROOT, this.view.xattrs(this.view.root()).length > 0);
     session.setHasXattrs(STATUS_DIR_INO, false);
     session.setHasXattrs(STATUS_FILE_INO, false);
@@ -108,6 +113,7 @@ export class FsOperations {
       return;
     }
     if (s === undefined || req === null) return;
+    this.timer?.start(req, op);
     try {
       this.dispatch(s, op, req, ino, args);
     } catch (err) {

@@ -62,7 +62,19 @@ const header = (h: Readonly<Record<string, string | string[] | undefined>>, name
   return Array.isArray(v) ? v[0] : v;
 };
 
+/** What one registry host has answered this process (for metrics). */
+export interface HostStats {
+  /** Responses by HTTP status. */
+  readonly responses: Map<number, number>;
+  /** Requests that got no response (connection errors, timeouts). */
+  failures: number;
+  /** Attempts repeated after a 429, a 5xx or a connection error. */
+  retries: number;
+}
+
 export class RegistryClient {
+  /** Per host (endpoint), since this client was made. */
+  readonly hostStats = new Map<string, HostStats>();
   private readonly agent: Agent;
   private readonly log: Logger;
   private readonly tokens = new Map<string, { authorization: string; expires: number }>();
@@ -133,17 +145,22 @@ export class RegistryClient {
   private async callHost(t: RepoTarget, spec: RequestSpec, retries: number): Promise<HttpResult> {
     const scope = `repository:${t.repository}:${spec.actions ?? 'pull'}`;
     let refreshed = false;
+    let stats = this.hostStats.get(t.endpoint);
+    if (stats === undefined) this.hostStats.set(t.endpoint, (stats = { responses: new Map(), failures: 0, retries: 0 }));
     for (let attempt = 0; ; attempt++) {
       let res: HttpResult;
       try {
         res = await this.follow(t, spec, scope);
+        stats.responses.set(res.status, (stats.responses.get(res.status) ?? 0) + 1);
         if (!this.schemes.has(t.endpoint)) this.schemes.set(t.endpoint, new URL(this.origin(t)).protocol.slice(0, -1));
       } catch (err) {
         if (this.fallBackToHttp(t, err)) {
           attempt--;
           continue;
         }
+        stats.failures++;
         if (attempt < retries && !(err instanceof RegistryError)) {
+          stats.retries++;
           await this.backoff(attempt, undefined, `${spec.method} ${spec.path}: ${(err as Error).message}`);
           continue;
         }
@@ -157,6 +174,7 @@ export class RegistryClient {
       }
       if (spec.accept?.includes(res.status)) return res;
       if (RETRYABLE.has(res.status) && attempt < retries) {
+        stats.retries++;
         await this.backoff(attempt, header(res.headers, 'retry-after'), `${spec.method} ${spec.path}: HTTP ${res.status}`);
         continue;
       }

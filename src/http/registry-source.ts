@@ -6,7 +6,7 @@ import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } fro
 import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
 import { DOCKER_LIST, DOCKER_MANIFEST, isIndex, isManifest, OCI_INDEX, OCI_MANIFEST } from './media-types.js';
 import { formatImageRef, parseImageRef, type ImageRef } from './reference.js';
-import type { RegistryClient, RepoTarget } from './registry-client.js';
+import type { HostStats, RegistryClient, RepoTarget } from './registry-client.js';
 import type { Extent } from './ranges.js';
 
 const ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
@@ -50,6 +50,10 @@ export class RegistrySource {
 
   async close(): Promise<void> {
     await this.client.close();
+  }
+
+  hostStats(): ReadonlyMap<string, HostStats> {
+    return this.client.hostStats;
   }
 
   /** A small blob (a config) read whole and checked against its digest. */

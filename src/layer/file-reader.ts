@@ -46,6 +46,12 @@ export interface ReadTuning {
   readonly coalesceGapBytes: number;
 }
 
+export interface FetchJobInfo {
+  readonly priority: Priority;
+  readonly requests: number;
+  readonly ms: number;
+}
+
 export interface ReaderHooks {
   /** A cache write failed; the read goes on. */
   onCacheError?(err: unknown): void;
@@ -56,8 +62,8 @@ export interface ReaderHooks {
    * waiting for it (read-ahead, prefetch, background fetch), so nobody else reports it.
    */
   onError?(layer: LayerRow, err: Error, background: boolean): void;
-  /** Bytes fetched for this layer (progress). */
-  onFetched?(layer: LayerRow, bytes: number): void;
+  /** Bytes fetched for this layer (progress, metrics): one fetch job's requests and wall time. */
+  onFetched?(layer: LayerRow, bytes: number, job: FetchJobInfo): void;
 }
 
 function failureError(c: ChunkRow, f: ChunkFailure, ctx: ErrorContext): Error {
@@ -285,7 +291,7 @@ export class FileReader {
           counters.requests += requests;
           counters.bytesFetched += bytes;
           if (requests === 1) this.link.observe(bytes, ms);
-          this.hooks.onFetched?.(layer, bytes);
+          this.hooks.onFetched?.(layer, bytes, { priority, requests, ms });
         },
       }),
     );
@@ -363,12 +369,13 @@ export class FileReader {
         const counters = this.stats(layer.id);
         counters.requests++;
         counters.bytesFetched += blob.size;
-        this.hooks.onFetched?.(layer, blob.size);
+        const t0 = performance.now();
         await streamPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx, async (c) => {
           const key = c.digest.toString('hex');
           if (wanted.has(key)) wanted.set(key, c.data);
           await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.hooks.onCacheError?.(err));
         });
+        this.hooks.onFetched?.(layer, blob.size, { priority: ON_DEMAND, requests: Math.ceil(blob.size / (8 << 20)), ms: performance.now() - t0 });
       }).finally(() => this.plainRefetch.delete(layer.id));
       r = { wanted, done };
       this.plainRefetch.set(layer.id, r);

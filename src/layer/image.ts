@@ -3,6 +3,7 @@
 // command or mount.
 import type { Logger } from '../log.js';
 import type { Descriptor, ResolvedImage } from '../http/image.js';
+import type { HostStats } from '../http/registry-client.js';
 import type { BlobReader } from '../toc/blob.js';
 import type { InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { LayerIndexer } from '../toc/layer-index.js';
@@ -14,7 +15,7 @@ import { FileReader, type ChunkCache } from './file-reader.js';
 import { hasLandmarkRegion, prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
 import { prefetchLearned, type LearnedResult } from './learned.js';
 import { backgroundFetch } from './background.js';
-import { FetchScheduler } from './scheduler.js';
+import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH } from './scheduler.js';
 import { FetchProgress } from './progress.js';
 import { ProfileRecorder, type ProfileStore } from './profile.js';
 
@@ -22,7 +23,11 @@ export interface ImageSource {
   resolve(platform: string): Promise<ResolvedImage>;
   blob(desc: Descriptor): BlobReader;
   close(): Promise<void>;
+  /** What each registry host answered (metrics); absent for local sources. */
+  hostStats?(): ReadonlyMap<string, HostStats>;
 }
+
+const PRIORITY_NAMES = { [ON_DEMAND]: 'on_demand', [PREFETCH]: 'prefetch', [BACKGROUND]: 'background' } as const;
 
 export interface LayerState {
   readonly index: number;
@@ -91,7 +96,7 @@ export class OpenImage {
             if (layer !== undefined) recorder.record(layer.digest, path.replace(/^(\.?\/)+/, ''));
           }
           : undefined,
-        onFetched: (layer, bytes) => this.progress.fetched(layer.digest, bytes),
+        onFetched: (layer, bytes, job) => this.progress.fetched(layer.digest, bytes, PRIORITY_NAMES[job.priority], job.ms),
         onError: (layer, err, background) => {
           if (err instanceof ClosedError) return;
           const code = err instanceof StargzfsError ? err.code : 'SGZ_FETCH';
@@ -191,6 +196,11 @@ export class OpenImage {
   }
 
   /** Stops background work (what is running finishes) and saves the access profile. */
+  /** What each registry host has answered this process (metrics). */
+  hostStats(): ReadonlyMap<string, HostStats> {
+    return this.source.hostStats?.() ?? new Map();
+  }
+
   close(): void {
     this.closed = true;
     this.scheduler.close();

@@ -17,7 +17,11 @@ export interface LayerProgress {
 }
 
 export type FetchEvent =
-  | { readonly type: 'fetched'; readonly layer: string; readonly bytes: number; readonly fetchedBytes: number; readonly totalBytes: number }
+  | {
+    readonly type: 'fetched'; readonly layer: string; readonly bytes: number; readonly fetchedBytes: number; readonly totalBytes: number;
+    /** The fetch job: why it ran and how long it took. */
+    readonly priority: 'on_demand' | 'prefetch' | 'background'; readonly ms: number;
+  }
   | { readonly type: 'phase'; readonly layer: string; readonly phase: Phase; readonly state: PhaseState }
   | { readonly type: 'error'; readonly layer: string; readonly code: string; readonly message: string; readonly path?: string | undefined };
 
@@ -38,11 +42,11 @@ export class FetchProgress {
     return () => this.emitter.off('event', listener);
   }
 
-  fetched(layer: string, bytes: number): void {
+  fetched(layer: string, bytes: number, priority: 'on_demand' | 'prefetch' | 'background', ms: number): void {
     const l = this.layers.get(layer);
     if (l === undefined) return;
     l.fetchedBytes += bytes;
-    this.emit({ type: 'fetched', layer, bytes, fetchedBytes: l.fetchedBytes, totalBytes: l.totalBytes });
+    this.emit({ type: 'fetched', layer, bytes, fetchedBytes: l.fetchedBytes, totalBytes: l.totalBytes, priority, ms });
   }
 
   phase(layer: string, phase: Phase, state: PhaseState): void {

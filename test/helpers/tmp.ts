@@ -7,3 +7,7 @@ export function tempDir(prefix = 'stargzfs-test-'): { dir: string; cleanup: () =
   const dir = mkdtempSync(join(tmpdir(), prefix));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
+
+let seq = 0;
+/** A new path inside `dir` (not created). */
+export const fresh = (dir: string, name: string): string => join(dir, `${name}-${++seq}`);

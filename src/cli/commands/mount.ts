@@ -11,6 +11,8 @@ import { detach, isDeadMount, isDirectory, setReadAhead } from '../mountpoint.js
 import { NotADirectoryError } from '../../errors.js';
 import { inspectReport } from './inspect.js';
 import { followProgress } from '../progress-line.js';
+import { MountMetrics } from '../../metrics/metrics.js';
+import { serveMetrics } from '../../metrics/server.js';
 
 export interface MountArgs {
   readonly mountpoint: string;
@@ -21,6 +23,30 @@ export interface MountArgs {
   readonly readyFd?: number | undefined;
   /** stderr is a terminal: show a progress line while prefetch runs. */
   readonly tty: boolean;
+  /** Serve Prometheus metrics here (HOST:PORT, :PORT, unix:PATH). */
+  readonly metrics?: string | undefined;
+}
+
+/** The mount's metrics, read from the counters the image and the registry client keep. */
+function mountMetrics(ctx: CommandContext): MountMetrics {
+  const metrics = new MountMetrics({
+    layers: () => {
+      const progress = new Map(ctx.image.progress.snapshot().map((p) => [p.digest, p]));
+      return ctx.image.layers.map((l) => {
+        const p = progress.get(l.desc.digest);
+        const c = l.row !== undefined ? ctx.image.reader.stats(l.row.id) : undefined;
+        return {
+          index: l.index, digest: l.desc.digest, totalBytes: p?.totalBytes ?? l.desc.size, progressBytes: p?.fetchedBytes ?? 0, phases: p?.phases,
+          requests: c?.requests ?? 0, fetchedBytes: c?.bytesFetched ?? 0, servedBytes: c?.bytesServed ?? 0, cacheHits: c?.cacheHits ?? 0, cacheMisses: c?.cacheMisses ?? 0,
+        };
+      });
+    },
+    hosts: () => ctx.image.hostStats(),
+  });
+  ctx.image.progress.on((e) => {
+    if (e.type === 'fetched') metrics.observeFetch(e.priority, e.ms / 1000, e.bytes);
+  });
+  return metrics;
 }
 
 /** What /.stargzfs/status.json and `stargzfs status` show. */
@@ -63,8 +89,11 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const startedAt = new Date().toISOString();
   let ended!: (why: string) => void;
   const exited = new Promise<string>((resolve) => { ended = resolve; });
+  const metrics = args.metrics !== undefined ? mountMetrics(ctx) : undefined;
+  const endpoint = metrics !== undefined ? await serveMetrics(args.metrics as string, metrics, log) : undefined;
   const ops = new FsOperations(view, ctx.image.reader, ctx.log.child({ mod: 'fs' }), {
-    status: () => mountStatus(ctx, args.mountpoint, startedAt),
+    observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
+    status: () => ({ ...(mountStatus(ctx, args.mountpoint, startedAt) as object), metrics: endpoint?.address ?? null }),
     onExit: (why) => ended(why),
     size: {
       bytes: ctx.image.layers.reduce((n, l) => n + Number(l.desc.annotations?.['io.containers.estargz.uncompressed-size'] ?? l.desc.size), 0),
@@ -117,5 +146,6 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
     if (unanswered > 0) log.error({ unanswered }, 'requests were never answered (a bug in stargzfs); the session is left to the exiting process');
     else session.destroy();
     await warming;
+    await endpoint?.close();
   }
 }
