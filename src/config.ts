@@ -79,7 +79,8 @@ export interface Config {
   readonly http: HttpConfig;
   readonly toc: TocConfig;
   readonly image: ImageConfig;
-  readonly log: { readonly level: LogLevel };
+  /** Logs go to stderr: JSON lines, or coloured lines for people (`pretty`, the default on a terminal). */
+  readonly log: { readonly level: LogLevel; readonly pretty: boolean };
 }
 
 export interface ConfigInput {
@@ -89,6 +90,8 @@ export interface ConfigInput {
   tailBytes?: number | undefined;
   platform?: string | undefined;
   logLevel?: string | undefined;
+  /** 'json' | 'pretty'; default pretty when stderr is a terminal. */
+  logFormat?: string | undefined;
   plainHttp?: boolean | undefined;
   insecure?: boolean | undefined;
   timeoutMs?: number | undefined;
@@ -117,10 +120,12 @@ export interface Environment {
   dockerConfig?: string | undefined;
   /** Free bytes on the filesystem of the state root (for the default cache quota). */
   freeBytes?: number | undefined;
+  /** stderr is a terminal (the default log format). */
+  stderrIsTTY?: boolean | undefined;
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
 
 export function defaultRoot(env: Environment): string {
   if (env.uid === 0) return '/var/lib/stargzfs';
@@ -145,6 +150,10 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
   if (!LOG_LEVELS.includes(level)) {
     throw new ConfigError('log-level', `must be one of ${LOG_LEVELS.join(', ')}`);
   }
+  if (input.logFormat !== undefined && input.logFormat !== 'json' && input.logFormat !== 'pretty') {
+    throw new ConfigError('log-format', `must be json or pretty, got ${JSON.stringify(input.logFormat)}`);
+  }
+  const pretty = input.logFormat === 'pretty' || (input.logFormat === undefined && env.stderrIsTTY === true);
   const maxTocBytes = positiveInt('max-toc-bytes', input.maxTocBytes, 150 << 20);
   const tailBytes = positiveInt('tail-bytes', input.tailBytes, 256 << 10);
   const platform = input.platform ?? `linux/${ociArch(env.arch)}`;
@@ -181,7 +190,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
     }),
     toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes, maxPlainBytes: 64 * 2 ** 30 }),
     image: Object.freeze({ platform }),
-    log: Object.freeze({ level }),
+    log: Object.freeze({ level, pretty }),
   });
 }
 

@@ -1,6 +1,7 @@
 // The root pino logger. Modules derive `log.child({ mod })`; nothing else creates loggers.
 // Redaction is configured once here so that no module has to remember it.
 import { pino, type Logger, type DestinationStream } from 'pino';
+import { PinoPretty } from 'pino-pretty';
 
 export type { Logger };
 
@@ -19,7 +20,11 @@ export const REDACT_PATHS = [
   '*.auth',
 ];
 
-export function createLogger(level: LogLevel, destination?: DestinationStream): Logger {
+/** JSON lines on stderr; `pretty`: coloured, one line per message, for a person at a terminal. */
+export function createLogger(level: LogLevel, destination?: DestinationStream, pretty = false): Logger {
+  if (pretty && destination === undefined) {
+    destination = PinoPretty({ destination: 2, sync: true, colorize: true, singleLine: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' });
+  }
   return pino(
     {
       level,

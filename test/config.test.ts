@@ -18,5 +18,12 @@ describe('config', () => {
     assert.throws(() => resolveConfig({ platform: 'linux' }, env), /--platform/);
     assert.throws(() => resolveConfig({ logLevel: 'loud' }, env), /--log-level/);
     assert.throws(() => resolveConfig({ maxTocBytes: -1 }, env), /--max-toc-bytes/);
+    assert.throws(() => resolveConfig({ logFormat: 'xml' }, env), /--log-format/);
+  });
+  it('logs for people on a terminal, JSON elsewhere, unless told', () => {
+    assert.equal(resolveConfig({}, { ...env, stderrIsTTY: true }).log.pretty, true);
+    assert.equal(resolveConfig({}, { ...env, stderrIsTTY: false }).log.pretty, false);
+    assert.equal(resolveConfig({ logFormat: 'json' }, { ...env, stderrIsTTY: true }).log.pretty, false);
+    assert.equal(resolveConfig({ logFormat: 'pretty' }, env).log.pretty, true);
   });
 });

@@ -44,7 +44,7 @@ async function openSource(ref: string, config: Config, log: Logger): Promise<Ima
 }
 
 export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, config.log.pretty);
   const dbFile = join(config.state.root, 'meta.db');
   const db = openMetaDb(dbFile);
   let source: ImageSource | undefined;
@@ -76,7 +76,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
 
 /** The chunk cache alone, for `stargzfs cache …`. */
 export async function withCache<T>(config: Config, fn: (cache: ChunkStore) => Promise<T>): Promise<T> {
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, config.log.pretty);
   const db = openMetaDb(join(config.state.root, 'meta.db'));
   const cache = new ChunkStore(db, { root: config.state.root, ...config.cache }, log);
   try {
@@ -161,7 +161,7 @@ export async function withConverter<T>(
   config: Config, src: string, dst: string, opts: Omit<ConvertOptions, 'tmpDir' | 'parallel'>, onProgress: (p: ConvertProgress) => void,
   fn: (converter: Converter) => Promise<T>,
 ): Promise<T> {
-  const log = createLogger(config.log.level);
+  const log = createLogger(config.log.level, undefined, config.log.pretty);
   const tmpDir = join(config.state.root, 'tmp');
   await mkdir(tmpDir, { recursive: true });
   const store = await openConvertStore(src, config, log);

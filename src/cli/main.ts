@@ -30,6 +30,7 @@ interface GlobalArgs {
   platform?: string | undefined;
   'allow-unverified'?: boolean | undefined;
   'log-level'?: string | undefined;
+  'log-format'?: string | undefined;
   'max-toc-bytes'?: number | undefined;
   'plain-http'?: boolean | undefined;
   insecure?: boolean | undefined;
@@ -50,6 +51,7 @@ function config(argv: GlobalArgs): Config {
       platform: argv.platform,
       allowUnverified: argv['allow-unverified'],
       logLevel: argv['log-level'],
+      logFormat: argv['log-format'],
       maxTocBytes: argv['max-toc-bytes'],
       plainHttp: argv['plain-http'],
       insecure: argv.insecure,
@@ -68,6 +70,8 @@ function config(argv: GlobalArgs): Config {
       xdgCacheHome: process.env['XDG_CACHE_HOME'],
       arch: process.arch,
       dockerConfig: process.env['DOCKER_CONFIG'],
+      // The --daemon child logs to a file: JSON there, whatever the parent's terminal.
+      stderrIsTTY: process.stderr.isTTY === true && process.env['STARGZFS_READY_FD'] === undefined,
       freeBytes: freeBytes(argv.root ?? (process.getuid?.() === 0 ? '/var/lib/stargzfs' : (process.env['XDG_CACHE_HOME'] ?? `${process.env['HOME'] ?? '/tmp'}/.cache`))),
     },
   );
@@ -126,6 +130,7 @@ export async function main(args: string[]): Promise<number> {
     .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from a multi-platform image (default: this machine; convert: every platform, or a comma-separated list)' })
     .option('allow-unverified', { type: 'boolean', describe: 'use layers whose TOC has no digest annotation (shown as unverified)' })
     .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent (logs go to stderr)', default: 'warn' })
+    .option('log-format', { type: 'string', choices: ['json', 'pretty'], describe: 'log lines as JSON or for people (default: pretty on a terminal, else JSON)' })
     .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (always allowed for loopback registries)' })
     .option('insecure', { type: 'boolean', describe: 'accept self-signed TLS certificates from the registry' })
     .option('timeout', { type: 'number', describe: 'per-request timeout in seconds (default 30)' })
