@@ -46,6 +46,7 @@ bench: setup
 	node dist/bench/ranged-get.bench.js | tee bench/results/ranged-get.json
 	node dist/bench/micro/cache-verify.bench.js | tee bench/results/cache-verify.json
 	node dist/bench/read-path.bench.js | tee bench/results/read-path.json
+	node dist/bench/convert.bench.js | tee bench/results/convert.json
 
 ## demo: build a local image with our own writer and look inside it
 demo: setup

@@ -260,20 +260,24 @@ export async function main(args: string[]): Promise<number> {
           .option('chunk-size', { type: 'string', describe: 'uncompressed chunk size, e.g. 4M (default 4M)' })
           .option('min-chunk-size', { type: 'string', describe: 'small files share a gzip member until it holds this much, e.g. 64K (default 0: one member per file)' })
           .option('prioritize', { type: 'string', describe: 'file listing paths to put first (a profile export: one path per line, or its JSON, or JSON lines with "path")' })
-          .option('compression-level', { type: 'number', describe: 'gzip level 1-9 (default 6)' })
+          .option('format', { type: 'string', choices: ['estargz', 'zstdchunked'], default: 'estargz', describe: 'layer format: eStargz (gzip) or zstd:chunked (stargz-snapshotter flavor)' })
+          .option('compression-level', { type: 'number', describe: 'gzip level 1-9 (default 6), or zstd level 1-19 (default 3)' })
           .option('rebuild', { type: 'boolean', default: false, describe: 'rewrite layers that are eStargz already (default: copy them, unless --prioritize is given)' })
           .option('json', { type: 'boolean', default: false }),
       (argv) =>
         run(async () => {
           const cfg = config(argv);
           const level = argv['compression-level'];
-          if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > 9)) throw new ConfigError('compression-level', `must be 1-9, got ${level}`);
+          const format = argv.format as 'estargz' | 'zstdchunked';
+          const maxLevel = format === 'zstdchunked' ? 19 : 9;
+          if (level !== undefined && (!Number.isInteger(level) || level < 1 || level > maxLevel)) throw new ConfigError('compression-level', `must be 1-${maxLevel} for ${format}, got ${level}`);
           const prioritized = argv.prioritize === undefined ? [] : parsePrioritized(readPrioritized(argv.prioritize), argv.prioritize);
           const progress = convertProgressLine(process.stderr.isTTY === true);
           const opts = {
             chunkSize: argv['chunk-size'] !== undefined ? parseSize('chunk-size', argv['chunk-size']) : undefined,
             minChunkSize: argv['min-chunk-size'] !== undefined && argv['min-chunk-size'] !== '0' ? parseSize('min-chunk-size', argv['min-chunk-size']) : undefined,
             compressionLevel: level,
+            format,
             prioritized,
             rebuild: argv.rebuild,
             platforms: argv.platform === undefined || argv.platform === 'all' ? undefined : argv.platform.split(',').map((p) => parsePlatform(p.trim())),

@@ -13,20 +13,23 @@ import { createGunzip } from 'node:zlib';
 import { DigestMismatchError, ImageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Descriptor, Platform } from '../http/image.js';
-import { DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST } from '../http/media-types.js';
-import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../toc/blob.js';
-import { writeEstargzStream } from '../toc/writer.js';
+import { DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } from '../http/media-types.js';
+import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_A_POSITION_ANNOTATION } from '../toc/blob.js';
+import { writeEstargzStream, type LayerFormat } from '../toc/writer.js';
 import { readInput, type ImageStore, type InputImage, type InputLayer } from './input.js';
 import type { ImageSink } from './output.js';
 import { spoolLayer } from './spool.js';
+import { zstdStream } from '../toc/codec.js';
 
 export interface ConvertOptions {
   /** Uncompressed chunk size, bytes. Default 4 MiB. */
   readonly chunkSize?: number | undefined;
   /** Small files share a gzip member until it holds this many bytes. Default 0 (one member per file). */
   readonly minChunkSize?: number | undefined;
-  /** gzip level 1–9. Default 6 (the reference's default). */
+  /** gzip level 1–9 (default 6) or zstd level 1–19 (default 3), as the reference's defaults. */
   readonly compressionLevel?: number | undefined;
+  /** eStargz (gzip, default) or zstd:chunked (the stargz-snapshotter flavor). */
+  readonly format?: LayerFormat | undefined;
   /** Paths to put first in every layer, in first-access order, before `.prefetch.landmark`. */
   readonly prioritized: readonly string[];
   /** Rewrite layers that are eStargz already (also done whenever `prioritized` is not empty: the order is the point). */
@@ -76,8 +79,11 @@ export interface ConvertResult {
   readonly images: readonly ConvertedImage[];
 }
 
-const isEstargz = (d: Descriptor): boolean =>
-  (d.mediaType === OCI_LAYER_GZIP || d.mediaType === DOCKER_LAYER_GZIP) && d.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined;
+/** Is the layer in the output format already (then it is copied, not rewritten)? */
+function inFormat(d: Descriptor, format: LayerFormat): boolean {
+  if (format === 'zstdchunked') return d.mediaType === OCI_LAYER_ZSTD && d.annotations?.[ZSTD_A_CHECKSUM_ANNOTATION] !== undefined && d.annotations[TOC_DIGEST_ANNOTATION] !== undefined;
+  return (d.mediaType === OCI_LAYER_GZIP || d.mediaType === DOCKER_LAYER_GZIP) && d.annotations?.[TOC_DIGEST_ANNOTATION] !== undefined;
+}
 
 export class Converter {
   private readonly log: Logger;
@@ -122,7 +128,7 @@ export class Converter {
         this.onProgress({ image: i, images, layer: layer.index, layers: image.layers.length, phase, bytes, total: layer.desc.size });
       let done = this.done.get(layer.desc.digest);
       if (done === undefined) {
-        done = !this.opts.rebuild && this.opts.prioritized.length === 0 && isEstargz(layer.desc) ? await this.copy(layer, progress) : await this.convert(layer, progress);
+        done = !this.opts.rebuild && this.opts.prioritized.length === 0 && inFormat(layer.desc, this.opts.format ?? 'estargz') ? await this.copy(layer, progress) : await this.convert(layer, progress);
         this.done.set(layer.desc.digest, done);
       }
       layers.push(done);
@@ -177,6 +183,7 @@ export class Converter {
           chunkSize: this.opts.chunkSize,
           minChunkSize: this.opts.minChunkSize,
           compressionLevel: this.opts.compressionLevel,
+          format: this.opts.format,
           prioritized: this.opts.prioritized,
           parallel: this.opts.parallel,
         });
@@ -194,10 +201,17 @@ export class Converter {
         index: layer.index,
         source: layer.desc.digest,
         desc: {
-          mediaType: OCI_LAYER_GZIP,
+          mediaType: this.opts.format === 'zstdchunked' ? OCI_LAYER_ZSTD : OCI_LAYER_GZIP,
           digest: result.blobDigest,
           size: result.blobSize,
-          annotations: { [TOC_DIGEST_ANNOTATION]: result.tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(result.uncompressedSize) },
+          // As the reference converter writes them, in its order.
+          annotations: {
+            [TOC_DIGEST_ANNOTATION]: result.tocDigest,
+            [UNCOMPRESSED_SIZE_ANNOTATION]: String(result.uncompressedSize),
+            ...(result.manifestChecksum !== undefined
+              ? { [ZSTD_A_CHECKSUM_ANNOTATION]: result.manifestChecksum, [ZSTD_A_POSITION_ANNOTATION]: result.manifestPosition as string }
+              : {}),
+          },
         },
         diffId: result.diffId,
         kept: false,
@@ -232,13 +246,20 @@ export class Converter {
           yield piece;
         }
       }
-      await pipeline(Readable.from(copied()), createGunzip(), new Writable({
-        write(chunk: Buffer, _enc, cb): void {
-          diffHash.update(chunk);
-          tarBytes += chunk.length;
-          cb();
-        },
-      }));
+      const count = (chunk: Buffer): void => {
+        diffHash.update(chunk);
+        tarBytes += chunk.length;
+      };
+      if (layer.desc.mediaType === OCI_LAYER_ZSTD) {
+        for await (const chunk of zstdStream(copied())) count(chunk);
+      } else {
+        await pipeline(Readable.from(copied()), createGunzip(), new Writable({
+          write(chunk: Buffer, _enc, cb): void {
+            count(chunk);
+            cb();
+          },
+        }));
+      }
       await out.close();
       const digest = `sha256:${blobHash.digest('hex')}`;
       if (digest !== layer.desc.digest) throw new DigestMismatchError(`layer ${layer.index} blob`, layer.desc.digest, digest, ctx);
@@ -250,7 +271,7 @@ export class Converter {
       progress('store', bytes);
       await this.sink.putBlobFile(path, digest, bytes);
       this.log.info({ layer: layer.index, digest }, 'layer is eStargz already: copied');
-      return { index: layer.index, source: digest, desc: { ...layer.desc, mediaType: OCI_LAYER_GZIP }, diffId, kept: true, tarBytes, entries: 0, missedPrioritized: 0 };
+      return { index: layer.index, source: digest, desc: { ...layer.desc, mediaType: layer.desc.mediaType === DOCKER_LAYER_GZIP ? OCI_LAYER_GZIP : layer.desc.mediaType }, diffId, kept: true, tarBytes, entries: 0, missedPrioritized: 0 };
     } finally {
       await out.close().catch(() => undefined);
       await rm(path, { force: true });

@@ -2,8 +2,8 @@
 // while the tree is walked (names sorted, hard links found by inode, devices with their
 // numbers), and a minimal config for the given platform. Extended attributes are not
 // read: Node has no API for them.
-import { open, lstat, readdir, readlink } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import { lstat, open } from 'node:fs/promises';
+import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { sha256 } from '../http/digest.js';
 import { ImageError } from '../errors.js';
@@ -75,22 +75,25 @@ function typeOf(s: Stats): TarType | undefined {
   return undefined; // sockets have no tar form
 }
 
+/** Files up to this size are read whole, synchronously: a converter has nothing else to do meanwhile, and a thread-pool round trip per small file costs more than the read. */
+const SMALL = 1 << 20;
+
 /** The tree under `root` as a tar stream, parents before children. */
 export async function* treeTar(root: string): AsyncGenerator<Buffer> {
   const links = new Map<string, string>();
   async function* walk(rel: string): AsyncGenerator<Buffer> {
-    const names = (await readdir(join(root, rel))).sort();
+    const names = readdirSync(join(root, rel)).sort();
     for (const name of names) {
       const path = rel === '' ? name : `${rel}/${name}`;
       const abs = join(root, path);
-      const s = await lstat(abs);
+      const s = lstatSync(abs);
       const type = typeOf(s);
       if (type === undefined) continue;
       const h: TarHeader = {
         ...emptyHeader(type === 'dir' ? `${path}/` : path, type),
         mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtime: Math.floor(s.mtimeMs / 1000),
       };
-      if (type === 'symlink') h.linkName = await readlink(abs);
+      if (type === 'symlink') h.linkName = readlinkSync(abs);
       if (type === 'char' || type === 'block') {
         h.devMajor = major(s.rdev);
         h.devMinor = minor(s.rdev);
@@ -107,6 +110,12 @@ export async function* treeTar(root: string): AsyncGenerator<Buffer> {
       if (type !== 'reg') {
         yield encodeHeader(h);
         if (type === 'dir') yield* walk(path);
+        continue;
+      }
+      if (s.size <= SMALL) {
+        const body = readFileSync(abs);
+        if (body.length !== s.size) throw new ImageError(`${abs} changed size while it was read (${s.size} → ${body.length} bytes)`);
+        yield Buffer.concat([encodeHeader({ ...h, size: s.size }), body, Buffer.alloc(padding(s.size))]);
         continue;
       }
       yield encodeHeader({ ...h, size: s.size });

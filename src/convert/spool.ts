@@ -68,12 +68,13 @@ async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorCo
   }
 
   const entries: StreamEntry[] = [];
+  const reader = new SpoolReader(fh);
   const pending: Buffer[] = [];
   let pendingBytes = 0;
   let spooled = 0;
   const sink = {
     header(h: TarHeader): void {
-      entries.push(bodyEntry(fh, h, spooled + pendingBytes));
+      entries.push(bodyEntry(reader, h, spooled + pendingBytes));
     },
     body(piece: Buffer): void {
       pending.push(piece);
@@ -136,18 +137,42 @@ async function spool(source: AsyncIterable<Buffer>, fh: FileHandle, ctx: ErrorCo
   };
 }
 
-function bodyEntry(fh: FileHandle, header: TarHeader, at: number): StreamEntry {
-  return {
-    header,
-    async read(offset: number, length: number): Promise<Buffer> {
-      const buf = Buffer.allocUnsafe(length);
-      let done = 0;
-      while (done < length) {
-        const { bytesRead } = await fh.read(buf, done, length - done, at + offset + done);
-        if (bytesRead === 0) throw new Error(`spool file ends before ${header.name}'s body does`);
-        done += bytesRead;
-      }
-      return buf;
-    },
-  };
+function bodyEntry(reader: SpoolReader, header: TarHeader, at: number): StreamEntry {
+  return { header, read: (offset, length) => reader.read(at + offset, length, header.name) };
+}
+
+/** Spool reads are served from windows of this size: small files come many to one read(2). */
+const WINDOW = 4 << 20;
+
+/**
+ * Reads of the spool file. The writer asks for bodies mostly in spool order, and most
+ * are small: one window read serves many of them (each window is a new buffer, so the
+ * views handed out stay valid).
+ */
+class SpoolReader {
+  private window: Buffer = Buffer.alloc(0);
+  private start = 0;
+
+  constructor(private readonly fh: FileHandle) {}
+
+  async read(pos: number, length: number, name: string): Promise<Buffer> {
+    if (pos >= this.start && pos + length <= this.start + this.window.length) return this.window.subarray(pos - this.start, pos - this.start + length);
+    if (length >= WINDOW / 2) return this.readExactly(pos, length, length, name);
+    this.window = await this.readExactly(pos, WINDOW, length, name);
+    this.start = pos;
+    return this.window.subarray(0, length);
+  }
+
+  /** Up to `want` bytes at `pos`, at least `need` (the spool may end sooner than a window). */
+  private async readExactly(pos: number, want: number, need: number, name: string): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(want);
+    let done = 0;
+    while (done < want) {
+      const { bytesRead } = await this.fh.read(buf, done, want - done, pos + done);
+      if (bytesRead === 0) break;
+      done += bytesRead;
+    }
+    if (done < need) throw new Error(`spool file ends before ${name}'s body does`);
+    return buf.subarray(0, done);
+  }
 }

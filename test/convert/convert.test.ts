@@ -10,6 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, truncateSync, writeFileSync, linkSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { decompress as zstdDecompress } from 'zstd-napi';
 import { fixturesDir } from '../helpers/paths.js';
 import { runCli, cliJson } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -87,6 +88,35 @@ describe('stargzfs convert (OCI layouts and archives)', () => {
       }
     });
   }
+
+  it('gzip → zstdchunked: the TOCs, annotations, media type and trailer the reference converter wrote', async () => {
+    const out = fresh('out');
+    await convert(`oci:${gzipLayout()}`, `oci:${out}:z`, ['--format', 'zstdchunked']);
+    const ours = manifestOf(out, 'z');
+    const refDir = join(fixturesDir(), 'zstdchunked', 'oci');
+    const ref = manifestOf(refDir);
+    const config = json<{ rootfs: { diff_ids: string[] } }>(out, ours.config.digest);
+    for (const [i, l] of ours.layers.entries()) {
+      const r = ref.layers[i] as LayerDesc;
+      assert.equal(l.mediaType, r.mediaType);
+      assert.deepEqual(Object.keys(l.annotations ?? {}), Object.keys(r.annotations ?? {}), `layer ${i} annotation keys, in the reference's order`);
+      const b = blob(out, l.digest);
+      const trailer = b.subarray(-48);
+      const refTrailer = blob(refDir, r.digest).subarray(-48);
+      assert.deepEqual([trailer.subarray(0, 8), trailer.subarray(32)], [refTrailer.subarray(0, 8), refTrailer.subarray(32)], 'skippable frame header, manifest type 1, GnUlInUx');
+      const [off, clen, ulen] = [8, 16, 24].map((o) => Number(trailer.readBigUInt64LE(o)));
+      assert.equal(l.annotations?.['io.containers.zstd-chunked.manifest-position'], `${off}:${clen}:${ulen}:1`);
+      const compressedToc = b.subarray(off as number, (off as number) + (clen as number));
+      assert.equal(l.annotations?.['io.containers.zstd-chunked.manifest-checksum'], sha256(compressedToc));
+      const tocJson = zstdDecompress(compressedToc);
+      assert.equal(tocJson.length, ulen);
+      assert.equal(l.annotations?.[TOC], sha256(tocJson));
+      const tar = zstdDecompress(b);
+      assert.equal(l.annotations?.[SIZE], String(tar.length));
+      assert.equal(config.rootfs.diff_ids[i], sha256(tar));
+      assert.deepEqual(normalized(tocJson), normalized(readFileSync(join(fixturesDir(), 'zstdchunked', 'toc', `layer-${i}.json`))), `layer ${i}: TOC entries as the reference's`);
+    }
+  });
 
   it('layers that are eStargz already are copied byte for byte; --rebuild writes them anew with the same TOC', async () => {
     const refDir = join(fixturesDir(), 'esgz', 'oci');

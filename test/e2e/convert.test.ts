@@ -45,6 +45,7 @@ describe('stargzfs convert, then mount (real registry, real FUSE)', () => {
     { name: 'esgz-prefetch', args: ['--prioritize', join(fixturesDir(), 'source', 'record.jsonl')] },
     { name: 'esgz-chunk64k', args: ['--chunk-size', '64K'] },
     { name: 'esgz-min-chunk', args: ['--min-chunk-size', '16K'] },
+    { name: 'zstdchunked', args: ['--format', 'zstdchunked'] },
   ];
   for (const v of variants) {
     it(`gzip converted by stargzfs (${v.name}) from the registry to the registry mounts to EXPECTED.tsv`, async () => {
@@ -52,7 +53,8 @@ describe('stargzfs convert, then mount (real registry, real FUSE)', () => {
       const r = await runCli(['--root', fresh('root'), 'convert', ...v.args, `${reg.host}/fixture/gzip:latest`, dst]);
       assert.equal(r.code, 0, r.stderr);
       const inspect = await cliJson<{ layers: Array<{ format: string; verified: boolean; landmark: string }> }>(['--root', fresh('root'), 'inspect', '--json', dst]);
-      assert.deepEqual(inspect.layers.map((l) => [l.format, l.verified, l.landmark]), [0, 1, 2].map(() => ['eStargz', true, v.name === 'esgz-prefetch' ? 'prefetch' : 'no-prefetch']));
+      const format = v.name === 'zstdchunked' ? 'zstd:chunked (flavor A)' : 'eStargz';
+      assert.deepEqual(inspect.layers.map((l) => [l.format, l.verified, l.landmark]), [0, 1, 2].map(() => [format, true, v.name === 'esgz-prefetch' ? 'prefetch' : 'no-prefetch']));
       let m: TestMount | undefined;
       try {
         m = await mountDaemon(['--root', fresh('root'), dst], fresh('mnt'));

@@ -11,6 +11,8 @@ interface StatusJson {
   pid: number;
   image: string;
   manifest: string;
+  startedAt: string;
+  metrics: string | null;
   mountpoint: string;
   layers: Array<{
     index: number; digest: string; format: string; verified: boolean; lazy: boolean; notLazyReason: string | null;
@@ -52,7 +54,7 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
 export async function statusCommand(mountpoint: string, json: boolean): Promise<void> {
   const s = readStatus(mountpoint);
   if (json) return writeJson(s);
-  const lines = [`${s.mountpoint}: ${s.image} (${s.manifest}), pid ${s.pid}`];
+  const lines = [`${s.mountpoint}: ${s.image} (${s.manifest}), pid ${s.pid}, since ${s.startedAt}${s.metrics ? `, metrics at ${s.metrics}` : ''}`];
   for (const l of s.layers) {
     const what = l.lazy ? `${l.format}${l.verified ? '' : ' UNVERIFIED'}` : `NOT LAZY: ${l.notLazyReason ?? l.lastError?.message ?? 'unreadable'}`;
     const phases = l.prefetch !== null ? Object.entries(l.prefetch).map(([k, v]) => `${k} ${v}`).join(', ') : '';
