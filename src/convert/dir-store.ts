@@ -3,13 +3,13 @@
 // numbers), and a minimal config for the given platform. Extended attributes are not
 // read: Node has no API for them.
 import { lstat, open } from 'node:fs/promises';
-import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { sha256 } from '../http/digest.js';
 import { ImageError } from '../errors.js';
 import type { Descriptor, Platform } from '../http/image.js';
 import { OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST } from '../http/media-types.js';
-import { emptyHeader, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader, type TarType } from '../toc/tar.js';
+import { encodeHeader, END_OF_ARCHIVE, padding } from '../toc/tar.js';
+import { walkTree } from '../toc/dir-entries.js';
 import type { ImageStore } from './input.js';
 
 /** The layer has no digest before it is written; the converter is told not to check one. */
@@ -62,67 +62,23 @@ export class DirStore implements ImageStore {
   async close(): Promise<void> {}
 }
 
-const major = (rdev: number): number => Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
-const minor = (rdev: number): number => (rdev & 0xff) | Number((BigInt(rdev) >> 12n) & ~0xffn);
-
-function typeOf(s: Stats): TarType | undefined {
-  if (s.isDirectory()) return 'dir';
-  if (s.isFile()) return 'reg';
-  if (s.isSymbolicLink()) return 'symlink';
-  if (s.isCharacterDevice()) return 'char';
-  if (s.isBlockDevice()) return 'block';
-  if (s.isFIFO()) return 'fifo';
-  return undefined; // sockets have no tar form
-}
-
 /** Files up to this size are read whole, synchronously: a converter has nothing else to do meanwhile, and a thread-pool round trip per small file costs more than the read. */
 const SMALL = 1 << 20;
 
 /** The tree under `root` as a tar stream, parents before children. */
 export async function* treeTar(root: string): AsyncGenerator<Buffer> {
-  const links = new Map<string, string>();
-  async function* walk(rel: string): AsyncGenerator<Buffer> {
-    const names = readdirSync(join(root, rel)).sort();
-    for (const name of names) {
-      const path = rel === '' ? name : `${rel}/${name}`;
-      const abs = join(root, path);
-      const s = lstatSync(abs);
-      const type = typeOf(s);
-      if (type === undefined) continue;
-      const h: TarHeader = {
-        ...emptyHeader(type === 'dir' ? `${path}/` : path, type),
-        mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtime: Math.floor(s.mtimeMs / 1000),
-      };
-      if (type === 'symlink') h.linkName = readlinkSync(abs);
-      if (type === 'char' || type === 'block') {
-        h.devMajor = major(s.rdev);
-        h.devMinor = minor(s.rdev);
-      }
-      if (type === 'reg' && s.nlink > 1) {
-        const key = `${s.dev}:${s.ino}`;
-        const first = links.get(key);
-        if (first !== undefined) {
-          yield encodeHeader({ ...h, type: 'hardlink', linkName: first, size: 0 });
-          continue;
-        }
-        links.set(key, path);
-      }
-      if (type !== 'reg') {
-        yield encodeHeader(h);
-        if (type === 'dir') yield* walk(path);
-        continue;
-      }
-      if (s.size <= SMALL) {
-        const body = readFileSync(abs);
-        if (body.length !== s.size) throw new ImageError(`${abs} changed size while it was read (${s.size} → ${body.length} bytes)`);
-        yield Buffer.concat([encodeHeader({ ...h, size: s.size }), body, Buffer.alloc(padding(s.size))]);
-        continue;
-      }
-      yield encodeHeader({ ...h, size: s.size });
-      yield* fileBody(abs, s.size);
+  for (const { header, path } of walkTree(root)) {
+    if (path === undefined) {
+      yield encodeHeader(header);
+    } else if (header.size <= SMALL) {
+      const body = readFileSync(path);
+      if (body.length !== header.size) throw new ImageError(`${path} changed size while it was read (${header.size} → ${body.length} bytes)`);
+      yield Buffer.concat([encodeHeader(header), body, Buffer.alloc(padding(header.size))]);
+    } else {
+      yield encodeHeader(header);
+      yield* fileBody(path, header.size);
     }
   }
-  yield* walk('');
   yield END_OF_ARCHIVE;
 }
 

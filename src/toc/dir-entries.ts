@@ -1,9 +1,10 @@
-// A local directory tree as tar entries (the writer's input): regular files, directories,
-// symlinks, hard links (by inode), devices and fifos, in sorted depth-first order as tar
-// writes them. Used to build images from a directory (benchmarks now, convert later).
+// A local directory tree as tar entries: regular files, directories, symlinks, hard links
+// (by inode), devices and fifos, in sorted depth-first order as tar writes them, parents
+// before children. `convert dir:` streams it (bodies read as they are written); the
+// benchmarks build images from it in memory.
 import { lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { emptyHeader, type TarEntry, type TarType } from './tar.js';
+import { emptyHeader, type TarEntry, type TarHeader, type TarType } from './tar.js';
 
 function typeOf(st: Stats): TarType | undefined {
   if (st.isFile()) return 'reg';
@@ -15,13 +16,23 @@ function typeOf(st: Stats): TarType | undefined {
   return undefined; // sockets have no tar form
 }
 
-/** Entries for everything under `dir`, named `prefix/…` (prefix without slashes at its ends). */
-export function directoryEntries(dir: string, prefix: string): TarEntry[] {
-  const out: TarEntry[] = [];
+// Linux's dev_t encoding (glibc's major()/minor()).
+const major = (rdev: number): number => Number((BigInt(rdev) >> 8n) & 0xfffn) | Number((BigInt(rdev) >> 32n) & ~0xfffn);
+const minor = (rdev: number): number => (rdev & 0xff) | Number((BigInt(rdev) >> 12n) & ~0xffn);
+
+export interface TreeItem {
+  /** `size` is the file's size for a regular file with a body, else 0. */
+  readonly header: TarHeader;
+  /** Where a regular file's body is (undefined for everything else, hard links included). */
+  readonly path: string | undefined;
+}
+
+/** Everything under `dir`, named `prefix/…` (prefix without slashes at its ends; its own directories first). */
+export function* walkTree(dir: string, prefix = ''): Generator<TreeItem> {
   const links = new Map<string, string>();
   const parts = prefix.split('/').filter(Boolean);
-  for (let i = 1; i <= parts.length; i++) out.push({ header: emptyHeader(`${parts.slice(0, i).join('/')}/`, 'dir'), body: Buffer.alloc(0) });
-  const walk = (abs: string, name: string): void => {
+  for (let i = 1; i <= parts.length; i++) yield { header: emptyHeader(`${parts.slice(0, i).join('/')}/`, 'dir'), path: undefined };
+  function* walk(abs: string, name: string): Generator<TreeItem> {
     const st = lstatSync(abs);
     const type = typeOf(st);
     if (type === undefined) return;
@@ -30,24 +41,31 @@ export function directoryEntries(dir: string, prefix: string): TarEntry[] {
     h.uid = st.uid;
     h.gid = st.gid;
     h.mtime = Math.floor(st.mtimeMs / 1000);
-    let body = Buffer.alloc(0);
+    let path: string | undefined;
     const key = `${st.dev}:${st.ino}`;
     if (type === 'reg' && st.nlink > 1 && links.has(key)) {
       h.type = 'hardlink';
       h.linkName = links.get(key) as string;
     } else if (type === 'reg') {
       if (st.nlink > 1) links.set(key, name);
-      body = readFileSync(abs);
-      h.size = body.length;
+      h.size = st.size;
+      path = abs;
     } else if (type === 'symlink') {
       h.linkName = readlinkSync(abs);
     } else if (type === 'char' || type === 'block') {
-      h.devMajor = Math.floor(st.rdev / 256);
-      h.devMinor = st.rdev % 256;
+      h.devMajor = major(st.rdev);
+      h.devMinor = minor(st.rdev);
     }
-    out.push({ header: h, body });
-    if (type === 'dir') for (const child of readdirSync(abs).sort()) walk(join(abs, child), `${name}/${child}`);
-  };
-  for (const child of readdirSync(dir).sort()) walk(join(dir, child), parts.length > 0 ? `${parts.join('/')}/${child}` : child);
-  return out;
+    yield { header: h, path };
+    if (type === 'dir') for (const child of readdirSync(abs).sort()) yield* walk(join(abs, child), `${name}/${child}`);
+  }
+  for (const child of readdirSync(dir).sort()) yield* walk(join(dir, child), parts.length > 0 ? `${parts.join('/')}/${child}` : child);
+}
+
+/** The tree's entries with their bodies in memory. */
+export function directoryEntries(dir: string, prefix: string): TarEntry[] {
+  return [...walkTree(dir, prefix)].map(({ header, path }) => {
+    const body = path !== undefined ? readFileSync(path) : Buffer.alloc(0);
+    return { header: { ...header, size: body.length }, body };
+  });
 }

@@ -9,35 +9,24 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pushLayoutImage } from '../../src/http/push.js';
 import { entry } from '../helpers/entries.js';
-import { fixtureManifest, fixturesDir } from '../helpers/paths.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { withClient } from '../helpers/client.js';
+import { fixturesDir } from '../helpers/paths.js';
+import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
 import { serveImage, type ServedImage } from '../helpers/served-image.js';
-import { tempDir } from '../helpers/tmp.js';
 import { cliJson, runCli } from '../helpers/cli.js';
 import { compareTree, mountDaemon, type TestMount } from '../helpers/mount.js';
 import { bytes, rng } from '../helpers/random.js';
 import type { TarEntry } from '../../src/toc/tar.js';
 
 describe('stargzfs convert, then mount (real registry, real FUSE)', () => {
-  let reg: TestRegistry;
-  let dir: string;
-  let cleanup: () => void;
-  let n = 0;
-  const fresh = (name: string): string => join(dir, `${name}-${++n}`);
+  let fx: FixtureRegistry;
+  const fresh = (name: string): string => fx.fresh(name);
 
   before(async () => {
-    ({ dir, cleanup } = tempDir());
-    reg = await startRegistry();
-    await withClient((client) =>
-      pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: 'fixture/gzip' }, join(fixturesDir(), 'gzip', 'oci'), fixtureManifest('gzip'), 'latest'),
-    );
+    fx = await fixtureRegistry(['gzip']);
   });
   after(async () => {
-    await reg?.stop();
-    cleanup?.();
+    await fx?.stop();
   });
 
   const variants = [
@@ -49,8 +38,8 @@ describe('stargzfs convert, then mount (real registry, real FUSE)', () => {
   ];
   for (const v of variants) {
     it(`gzip converted by stargzfs (${v.name}) from the registry to the registry mounts to EXPECTED.tsv`, async () => {
-      const dst = `${reg.host}/converted/${v.name}:latest`;
-      const r = await runCli(['--root', fresh('root'), 'convert', ...v.args, `${reg.host}/fixture/gzip:latest`, dst]);
+      const dst = `${fx.reg.host}/converted/${v.name}:latest`;
+      const r = await runCli(['--root', fresh('root'), 'convert', ...v.args, fx.ref('gzip'), dst]);
       assert.equal(r.code, 0, r.stderr);
       const inspect = await cliJson<{ layers: Array<{ format: string; verified: boolean; landmark: string }> }>(['--root', fresh('root'), 'inspect', '--json', dst]);
       const format = v.name === 'zstdchunked' ? 'zstd:chunked (flavor A)' : 'eStargz';

@@ -7,11 +7,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { pushLayoutImage } from '../../src/http/push.js';
 import { FIXTURE_VARIANTS, fixtureManifest, fixturesDir } from '../helpers/paths.js';
-import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { withClient } from '../helpers/client.js';
-import { tempDir } from '../helpers/tmp.js';
+import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
 import { runCli } from '../helpers/cli.js';
 import { compareTree, forceUnmount, mountDaemon, type TestMount } from '../helpers/mount.js';
 
@@ -20,30 +17,20 @@ const layersOf = (v: string): number =>
   (JSON.parse(readFileSync(join(fixturesDir(), v, 'oci', 'blobs', ...fixtureManifest(v).split(':')), 'utf8')) as { layers: unknown[] }).layers.length;
 
 describe('stargzfs mount (real FUSE, real overlayfs)', () => {
-  let reg: TestRegistry;
-  let dir: string;
-  let cleanup: () => void;
-  let n = 0;
-  const fresh = (name: string): string => join(dir, `${name}-${++n}`);
+  let fx: FixtureRegistry;
+  const fresh = (name: string): string => fx.fresh(name);
 
   before(async () => {
-    ({ dir, cleanup } = tempDir());
-    reg = await startRegistry();
-    await withClient(async (client) => {
-      for (const v of VARIANTS) {
-        await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: `fixture/${v}` }, join(fixturesDir(), v, 'oci'), fixtureManifest(v), 'latest');
-      }
-    });
+    fx = await fixtureRegistry(VARIANTS);
   });
   after(async () => {
-    await reg?.stop();
-    cleanup?.();
+    await fx?.stop();
   });
 
   for (const v of VARIANTS) {
     for (const from of ['oci', 'registry'] as const) {
       it(`${v} from ${from === 'oci' ? 'its OCI layout' : 'a registry'}: the mounted tree equals EXPECTED.tsv`, async () => {
-        const src = from === 'oci' ? `oci:${join(fixturesDir(), v, 'oci')}` : `${reg.host}/fixture/${v}:latest`;
+        const src = from === 'oci' ? `oci:${join(fixturesDir(), v, 'oci')}` : fx.ref(v);
         let m: TestMount | undefined;
         try {
           m = await mountDaemon(['--root', fresh('root'), src], fresh('mnt'));
@@ -127,7 +114,7 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
   it('--daemon fails with the reason and a non-zero code when the image cannot be mounted', async () => {
     const mnt = fresh('mnt');
     mkdirSync(mnt, { recursive: true });
-    const r = await runCli(['--root', fresh('root'), 'mount', '--daemon', `oci:${join(dir, 'no-such-layout')}`, mnt]);
+    const r = await runCli(['--root', fresh('root'), 'mount', '--daemon', `oci:${fresh('no-such-layout')}`, mnt]);
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /did not start/);
     forceUnmount(mnt);
