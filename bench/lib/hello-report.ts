@@ -1,0 +1,109 @@
+// The start-up benchmark's report: a markdown table per network profile (median time,
+// spread, requests and bytes, the speed-up over the full pull of the same run) and an
+// SVG chart of the median times, one panel per profile, a bar group per scenario.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface ReportRow {
+  readonly profile: string;
+  readonly scenario: string;
+  readonly image: string;
+  readonly variant: string;
+  /** Median wall time from the command's start to the workload's end. */
+  readonly seconds: number;
+  readonly min: number;
+  readonly max: number;
+  /** Median time until the tree was there (mount served, or pull extracted). */
+  readonly readySeconds: number;
+  readonly requests: number;
+  readonly bytes: number;
+  readonly runs: readonly number[];
+}
+
+export interface HelloResults {
+  readonly date: string;
+  readonly machine: { readonly cpus: number; readonly model?: string | undefined; readonly node: string };
+  readonly runs: number;
+  readonly profiles: ReadonlyArray<{ readonly name: string; readonly rttMs: number; readonly bitsPerSecond: number }>;
+  readonly scenarios: ReadonlyArray<{ readonly name: string; readonly image: string; readonly what: string }>;
+  readonly images: Readonly<Record<string, { readonly files: number; readonly tarBytes: number; readonly gzipBytes: number; readonly esgzBytes: number }>>;
+  readonly rows: readonly ReportRow[];
+}
+
+const VARIANTS = ['lazy', 'landmark', 'learned', 'full pull'] as const;
+const COLORS: Record<string, string> = { lazy: '#4e79a7', landmark: '#59a14f', learned: '#f28e2b', 'full pull': '#9c9c9c' };
+const mb = (n: number): string => (n / 1e6).toFixed(1);
+
+export function markdown(r: HelloResults): string {
+  const lines = [
+    `# Start-up benchmark (${r.date.slice(0, 10)})`,
+    '',
+    `${r.machine.cpus} cores (${r.machine.model ?? '?'}), Node ${r.machine.node}; ${r.runs} cold runs per cell (new state root, page cache dropped), median, with min–max.`,
+    'Time is from the command\'s start (`stargzfs mount --daemon`, or the pull: manifest, config and blob through the same proxy, `tar -xz`) to the workload\'s end; "ready" is when the tree was there.',
+    'Variants: **lazy** (eStargz, no prefetch), **landmark** (eStargz converted by `stargzfs convert --prioritize` with the workload\'s recorded profile), **learned** (eStargz without landmark, second mount: profile kept, chunk cache cleared), **full pull** (the plain gzip image). Background fetch is off in the lazy variants.',
+    '',
+    '| image | entries | tar | gzip | eStargz |',
+    '| --- | --- | --- | --- | --- |',
+    ...Object.entries(r.images).map(([n, i]) => `| ${n} | ${i.files} | ${mb(i.tarBytes)} MB | ${mb(i.gzipBytes)} MB | ${mb(i.esgzBytes)} MB |`),
+    '',
+    '| scenario | what |',
+    '| --- | --- |',
+    ...r.scenarios.map((s) => `| ${s.name} (${s.image}) | ${s.what} |`),
+  ];
+  for (const p of r.profiles) {
+    lines.push('', `## ${p.name}: ${p.rttMs} ms per request, ${p.bitsPerSecond > 0 ? `${p.bitsPerSecond / 1e6} Mbit/s` : 'unlimited'}`, '');
+    lines.push(`| scenario | ${VARIANTS.join(' | ')} | best lazy vs pull |`, `| --- | ${VARIANTS.map(() => '---').join(' | ')} | --- |`);
+    for (const s of r.scenarios) {
+      const cells = VARIANTS.map((v) => r.rows.find((x) => x.profile === p.name && x.scenario === s.name && x.variant === v));
+      const pull = cells[3];
+      const best = Math.min(...cells.slice(0, 3).map((c) => c?.seconds ?? Infinity));
+      const fmt = (c: ReportRow | undefined): string =>
+        c === undefined ? '–' : `${c.seconds.toFixed(2)} s (${c.min.toFixed(2)}–${c.max.toFixed(2)}), ready ${c.readySeconds.toFixed(2)} s, ${c.requests} req, ${mb(c.bytes)} MB`;
+      lines.push(`| ${s.name} | ${cells.map(fmt).join(' | ')} | ${pull !== undefined && Number.isFinite(best) ? `${(pull.seconds / best).toFixed(1)}×` : '–'} |`);
+    }
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export function svg(r: HelloResults): string {
+  const W = 900;
+  const rowH = 14;
+  const groupGap = 10;
+  const panelPad = 40;
+  const left = 110;
+  const panels: string[] = [];
+  let y = 30;
+  for (const p of r.profiles) {
+    const rows = r.rows.filter((x) => x.profile === p.name);
+    const max = Math.max(0.001, ...rows.map((x) => x.max));
+    const scale = (W - left - 90) / max;
+    panels.push(`<text x="10" y="${y}" font-size="14" font-weight="bold">${p.name}</text>`);
+    y += 12;
+    for (const s of r.scenarios) {
+      const top = y;
+      for (const v of VARIANTS) {
+        const c = rows.find((x) => x.scenario === s.name && x.variant === v);
+        if (c === undefined) continue;
+        const w = Math.max(1, c.seconds * scale);
+        panels.push(
+          `<rect x="${left}" y="${y}" width="${w.toFixed(1)}" height="${rowH - 3}" fill="${COLORS[v]}"><title>${s.name} ${v}: ${c.seconds} s</title></rect>`,
+          `<line x1="${(left + c.min * scale).toFixed(1)}" x2="${(left + c.max * scale).toFixed(1)}" y1="${y + (rowH - 3) / 2}" y2="${y + (rowH - 3) / 2}" stroke="#222" stroke-width="1"/>`,
+          `<text x="${(left + w + 4).toFixed(1)}" y="${y + rowH - 4}" font-size="10">${c.seconds.toFixed(2)} s</text>`,
+        );
+        y += rowH;
+      }
+      panels.push(`<text x="${left - 6}" y="${(top + y) / 2 + 4}" font-size="11" text-anchor="end">${s.name}</text>`);
+      y += groupGap;
+    }
+    y += panelPad - groupGap;
+  }
+  const legend = VARIANTS.map((v, i) => `<rect x="${left + i * 120}" y="8" width="10" height="10" fill="${COLORS[v]}"/><text x="${left + i * 120 + 14}" y="17" font-size="11">${v}</text>`).join('');
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${legend}${panels.join('')}</svg>\n`;
+}
+
+export function writeReport(dir: string, r: HelloResults): void {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'hello.json'), `${JSON.stringify(r, null, 2)}\n`);
+  writeFileSync(join(dir, 'hello.md'), `${markdown(r)}\n![time per scenario and variant](hello.svg)\n`);
+  writeFileSync(join(dir, 'hello.svg'), svg(r));
+}

@@ -1,0 +1,89 @@
+// Root filesystems for the start-up benchmark, built on this machine without internet:
+// a Debian minbase by debootstrap from the configured apt mirror, one with python3
+// installed into it, and one with a large file set. Kept in a cache directory between
+// runs (each is rebuilt only when missing).
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The first `URIs:` of the Debian sources apt uses here (deb822 or one-line format). */
+export function aptMirror(): string {
+  for (const file of ['/etc/apt/sources.list.d/debian.sources', '/etc/apt/sources.list']) {
+    if (!existsSync(file)) continue;
+    const text = readFileSync(file, 'utf8');
+    const deb822 = /^URIs:\s*(\S+)/m.exec(text)?.[1];
+    if (deb822 !== undefined) return deb822;
+    const line = /^deb\s+(?:\[[^\]]*\]\s+)?(\S+)/m.exec(text)?.[1];
+    if (line !== undefined) return line;
+  }
+  return 'http://deb.debian.org/debian';
+}
+
+const run = (cmd: string, args: string[], log: (s: string) => void): void => {
+  log(`$ ${cmd} ${args.join(' ')}`);
+  execFileSync(cmd, args, { stdio: ['ignore', 'ignore', 'inherit'] });
+};
+
+/** A cached tree: built into DIR.tmp, renamed to DIR when complete. */
+function cached(dir: string, build: (tmp: string) => void): string {
+  if (existsSync(join(dir, '.stargzfs-bench-complete'))) return dir;
+  const tmp = `${dir}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  build(tmp);
+  writeFileSync(join(tmp, '.stargzfs-bench-complete'), '');
+  rmSync(dir, { recursive: true, force: true });
+  execFileSync('mv', [tmp, dir]);
+  return dir;
+}
+
+export function debianMinbase(cache: string, log: (s: string) => void): string {
+  return cached(join(cache, 'debian'), (tmp) => {
+    run('debootstrap', ['--variant=minbase', 'bookworm', tmp, aptMirror()], log);
+    // What an image build leaves out: apt's lists and caches.
+    rmSync(join(tmp, 'var/cache/apt/archives'), { recursive: true, force: true });
+    mkdirSync(join(tmp, 'var/cache/apt/archives/partial'), { recursive: true });
+  });
+}
+
+export function debianPython(cache: string, log: (s: string) => void): string {
+  const base = debianMinbase(cache, log);
+  return cached(join(cache, 'python'), (tmp) => {
+    // cp -a: device nodes and ownership, which fs.cp cannot copy.
+    run('cp', ['-a', base, tmp], log);
+    rmSync(join(tmp, '.stargzfs-bench-complete'));
+    cpSync('/etc/resolv.conf', join(tmp, 'etc/resolv.conf'));
+    writeFileSync(join(tmp, 'etc/apt/sources.list'), `deb ${aptMirror()} bookworm main\n`);
+    run('chroot', [tmp, 'apt-get', 'update', '-q'], log);
+    run('chroot', [tmp, 'apt-get', 'install', '-y', '-q', '--no-install-recommends', 'python3'], log);
+    run('chroot', [tmp, 'apt-get', 'clean'], log);
+    rmSync(join(tmp, 'var/lib/apt/lists'), { recursive: true, force: true });
+    mkdirSync(join(tmp, 'var/lib/apt/lists/partial'), { recursive: true });
+  });
+}
+
+/** Debian plus /data: one 192 MiB file and 4,000 files of 4–60 KiB, partly compressible. */
+export function debianLarge(cache: string, log: (s: string) => void): string {
+  const base = debianMinbase(cache, log);
+  return cached(join(cache, 'large'), (tmp) => {
+    // cp -a: device nodes and ownership, which fs.cp cannot copy.
+    run('cp', ['-a', base, tmp], log);
+    rmSync(join(tmp, '.stargzfs-bench-complete'));
+    let seed = 42;
+    const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    // Half random, half repeated text: gzip gets it to about 60%.
+    const block = Buffer.alloc(8 << 20);
+    for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((rand() * 2 ** 32) >>> 0, i);
+    const text = Buffer.from('the quick brown fox jumps over the lazy dog 0123456789\n'.repeat(80_000)).subarray(0, 4 << 20);
+    text.copy(block, 0);
+    mkdirSync(join(tmp, 'data/files'), { recursive: true });
+    const big: Buffer[] = [];
+    for (let i = 0; i < 24; i++) big.push(block);
+    writeFileSync(join(tmp, 'data/large.bin'), Buffer.concat(big));
+    for (let i = 0; i < 4000; i++) {
+      const size = 4096 + Math.floor(rand() * 56 * 1024);
+      const off = Math.floor(rand() * (block.length - size));
+      mkdirSync(join(tmp, `data/files/d${i % 40}`), { recursive: true });
+      writeFileSync(join(tmp, `data/files/d${i % 40}/f${i}.dat`), block.subarray(off, off + size));
+    }
+  });
+}
