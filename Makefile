@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 TS_SOURCES := $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
 TEST_TIMEOUT ?= 600000
 
-.PHONY: setup system-deps deps build test lint bench demo install uninstall clean
+.PHONY: setup system-deps deps build test lint bench bench-hello demo install uninstall clean
 
 ## setup: install Debian packages and npm dependencies, build everything
 setup: system-deps deps build
@@ -18,7 +18,7 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-## build: compile TypeScript to dist/ and the FUSE addon to build/Release/
+## build: compile TypeScript to dist/, bundle the CLI (dist/bundle/stargzfs.mjs), the FUSE addon to build/Release/
 build: dist/.stamp build/Release/stargzfs_fuse.node
 
 build/Release/stargzfs_fuse.node: binding.gyp native/fuse_session.cc node_modules/.stamp
@@ -27,6 +27,7 @@ build/Release/stargzfs_fuse.node: binding.gyp native/fuse_session.cc node_module
 dist/.stamp: node_modules/.stamp $(TS_SOURCES)
 	npx tsc -p tsconfig.json
 	chmod +x dist/src/cli/main.js
+	scripts/bundle.sh
 	@touch $@
 
 ## test: set up if needed, then run every test (unit, fixtures, end-to-end)
@@ -40,6 +41,7 @@ lint: deps
 
 ## bench: benchmarks with JSON results in bench/results/
 bench: setup
+	@scripts/install-bench-deps.sh
 	@mkdir -p bench/results
 	node dist/bench/toc-index.bench.js | tee bench/results/toc-index.json
 	node dist/bench/micro/decode.bench.js | tee bench/results/decode.json
@@ -47,6 +49,13 @@ bench: setup
 	node dist/bench/micro/cache-verify.bench.js | tee bench/results/cache-verify.json
 	node dist/bench/read-path.bench.js | tee bench/results/read-path.json
 	node dist/bench/convert.bench.js | tee bench/results/convert.json
+	BENCH_REPORT=bench/report node dist/bench/hello.bench.js | tee bench/results/hello-$$(date +%F).json
+
+## bench-hello: only the start-up benchmark (report in bench/report/hello.md)
+bench-hello: setup
+	@scripts/install-bench-deps.sh
+	@mkdir -p bench/results
+	BENCH_REPORT=bench/report node dist/bench/hello.bench.js | tee bench/results/hello-$$(date +%F).json
 
 ## demo: build a local image with our own writer and look inside it
 demo: setup
@@ -55,7 +64,7 @@ demo: setup
 ## install: put stargzfs on the PATH
 install: setup
 	install -d $(DESTDIR)$(PREFIX)/bin
-	ln -sf $(CURDIR)/dist/src/cli/main.js $(DESTDIR)$(PREFIX)/bin/stargzfs
+	ln -sf $(CURDIR)/dist/bundle/stargzfs.mjs $(DESTDIR)$(PREFIX)/bin/stargzfs
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/stargzfs

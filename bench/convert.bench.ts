@@ -13,7 +13,7 @@ import { join, resolve } from 'node:path';
 import { rng, bytes } from '../test/helpers/random.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/bundle/stargzfs.mjs');
 const work = mkdtempSync(join(tmpdir(), 'stargzfs-bench-convert-'));
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 

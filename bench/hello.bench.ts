@@ -20,7 +20,7 @@ import { writeReport, type ReportRow } from './lib/hello-report.js';
 
 const CACHE = process.env['BENCH_CACHE'] ?? '/var/tmp/stargzfs-bench';
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
-const CLI = resolve('dist/src/cli/main.js');
+const CLI = resolve('dist/bundle/stargzfs.mjs');
 const ALL_PROFILES: NetworkProfile[] = [
   { name: 'loopback', rttMs: 0, bitsPerSecond: 0 },
   { name: '20ms-200mbit', rttMs: 20, bitsPerSecond: 200e6 },

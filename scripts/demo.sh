@@ -9,12 +9,12 @@ work=$(pwd)/build/demo
 umount -l "$work/mnt" 2>/dev/null || true
 rm -rf "$work"
 mkdir -p "$work/registry" "$work/mnt"
-sgz() { echo; echo "\$ stargzfs $*"; node dist/src/cli/main.js --root "$work/root" "$@"; }
+sgz() { echo; echo "\$ stargzfs $*"; node dist/bundle/stargzfs.mjs --root "$work/root" "$@"; }
 
 registry_pid=
 cleanup() {
   if mountpoint -q "$work/mnt" 2>/dev/null || ! stat "$work/mnt" >/dev/null 2>&1; then
-    node dist/src/cli/main.js unmount "$work/mnt" 2>/dev/null || umount -l "$work/mnt" 2>/dev/null || true
+    node dist/bundle/stargzfs.mjs unmount "$work/mnt" 2>/dev/null || umount -l "$work/mnt" 2>/dev/null || true
   fi
   if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null || true; wait "$registry_pid" 2>/dev/null || true; fi
 }

@@ -110,9 +110,11 @@ const viewOptions = <T>(y: Argv<T>) =>
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
   const run = (fn: () => Promise<void>): Promise<void> =>
-    // Through a promise, so that a synchronous throw (a bad option value) is handled too.
-    Promise.resolve()
-      .then(fn)
+    // Started at once, inside yargs' handler call: yargs renders its help text right after
+    // that call returns (to show on a later error), which then overlaps the first network
+    // round trip instead of delaying it. A synchronous throw (a bad option value) still
+    // becomes a rejection.
+    new Promise<void>((resolve) => resolve(fn()))
       .catch((err: unknown) => {
       if ((err as NodeJS.ErrnoException).code === 'EPIPE') return;
       if (err instanceof StargzfsError) {

@@ -55,8 +55,24 @@ interface Addon {
 
 let addon: Addon | undefined;
 
+/** build/Release/stargzfs_fuse.node, from wherever this module was built to. */
+function loadAddon(): Addon {
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  // dist/src/fs/ (tsc), dist/bundle/chunks/ or dist/bundle/ (the bundle).
+  for (const rel of ['../../../build/Release/stargzfs_fuse.node', '../../build/Release/stargzfs_fuse.node']) {
+    try {
+      return require(rel) as Addon;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
+      tried.push(rel);
+    }
+  }
+  throw new Error(`the FUSE addon is missing (tried ${tried.join(', ')} from ${import.meta.url}): run make build`);
+}
+
 /** Mounts and starts serving; requests arrive at `handler` on the main thread. */
 export function openSession(mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning): FuseSession {
-  addon ??= createRequire(import.meta.url)('../../../build/Release/stargzfs_fuse.node') as Addon;
+  addon ??= loadAddon();
   return new addon.Session(mountpoint, options, handler, tuning);
 }

@@ -233,7 +233,33 @@ export class TocJsonParser {
 
 /** The whole TOC in one buffer. Go decodes a missing "entries" as nil: an empty layer. */
 export function forEachTocEntry(json: Buffer, onEntry: (raw: unknown, index: number) => void, ctx: ErrorContext = {}): TocHeader {
+  const fast = parseWhole(json);
+  if (fast !== undefined) {
+    fast.entries.forEach((e, i) => onEntry(e, i));
+    return fast.header;
+  }
   const parser = new TocJsonParser(onEntry, ctx);
   parser.push(json);
   return parser.end();
+}
+
+/**
+ * JSON.parse of the whole document, several times faster than walking it: for TOCs
+ * small enough to hold. Undefined when the document is not a well-formed TOC; the
+ * walking parser then says exactly what is wrong where.
+ */
+export function parseWhole(json: Buffer): { header: TocHeader; entries: readonly object[] } | undefined {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return undefined;
+  const { version, entries } = doc as { version?: unknown; entries?: unknown };
+  if (version !== undefined && typeof version !== 'number') return undefined;
+  if (entries !== undefined && entries !== null && !Array.isArray(entries)) return undefined;
+  const list = (entries ?? []) as unknown[];
+  if (!list.every((e) => e !== null && typeof e === 'object' && !Array.isArray(e))) return undefined;
+  return { header: { version: version as number | undefined, sawEntries: 'entries' in doc }, entries: list as object[] };
 }

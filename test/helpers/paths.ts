@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 
 /** Repository root (tests run from dist/test/…). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-export const cliPath = resolve(repoRoot, 'dist/src/cli/main.js');
+/** The CLI as it ships: the bundle `make build` writes (scripts/bundle.sh). */
+export const cliPath = resolve(repoRoot, 'dist/bundle/stargzfs.mjs');
 
 /** ../shared/fixtures beside the repository, read in place (never copied). */
 export function fixturesDir(): string {

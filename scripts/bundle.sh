@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The CLI as a few ES modules (dist/bundle/): a process starts by reading and compiling
+# them instead of resolving some 500 module files, most of a command's start-up. The
+# entry (stargzfs.mjs) is small: `mount --daemon` starts its server from it without
+# loading the CLI (src/cli/bin.ts); the rest is a chunk loaded on demand. Native addons
+# and packages that load files of their own at run time stay external.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rm -rf dist/bundle
+npx esbuild dist/src/cli/bin.js --bundle --splitting --platform=node --format=esm --target=node20 \
+  --outdir=dist/bundle --entry-names=stargzfs --chunk-names='chunks/[name]-[hash]' --out-extension:.js=.mjs \
+  --log-level=warning \
+  --external:better-sqlite3 --external:zstd-napi --external:pino-pretty \
+  --banner:js="import { createRequire as __stargzfsRequire } from 'node:module'; const require = __stargzfsRequire(import.meta.url);"
+chmod +x dist/bundle/stargzfs.mjs
