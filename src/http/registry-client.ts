@@ -3,7 +3,9 @@
 // expire, or Basic), redirects followed by hand so Authorization never leaves the
 // registry's origin, retries with jittered backoff on connection errors, 429 and 5xx
 // (honouring Retry-After), and exact-length checks on every ranged body.
-import { Agent, request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
+import Agent from 'undici/lib/dispatcher/agent.js';
+import apiRequest from 'undici/lib/api/api-request.js';
 import type { Logger } from '../log.js';
 import { BlobRangeError, RegistryError } from '../errors.js';
 import { parseChallenge } from './challenge.js';
@@ -75,7 +77,7 @@ export interface HostStats {
 export class RegistryClient {
   /** Per host (endpoint), since this client was made. */
   readonly hostStats = new Map<string, HostStats>();
-  private readonly agent: Agent;
+  private readonly agent: InstanceType<typeof Agent>;
   private readonly log: Logger;
   private readonly tokens = new Map<string, { authorization: string; expires: number }>();
   private readonly mirrorDownUntil = new Map<string, number>();
@@ -96,6 +98,10 @@ export class RegistryClient {
 
   async close(): Promise<void> {
     await this.agent.close();
+  }
+
+  private request(url: URL, opts: Omit<Dispatcher.RequestOptions, 'origin' | 'path'>): Promise<Dispatcher.ResponseData> {
+    return apiRequest.call(this.agent, { ...opts, origin: url.origin, path: `${url.pathname}${url.search}` } as Dispatcher.RequestOptions);
   }
 
   /**
@@ -196,8 +202,7 @@ export class RegistryClient {
       if (auth !== undefined) headers['authorization'] = auth;
       // The timeout covers the whole exchange, so a body that trickles in cannot hold a read forever.
       const signal = AbortSignal.timeout(this.opts.timeoutMs);
-      const r = await request(url, {
-        dispatcher: this.agent as Dispatcher,
+      const r = await this.request(url, {
         method: spec.method,
         headers,
         body: url.origin === home ? spec.body : undefined,
@@ -269,7 +274,7 @@ export class RegistryClient {
     if (creds !== undefined && creds.username !== '') {
       headers['authorization'] = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
     }
-    const r = await request(url, { dispatcher: this.agent as Dispatcher, method: 'GET', headers });
+    const r = await this.request(url, { method: 'GET', headers });
     const body = Buffer.from(await r.body.arrayBuffer());
     if (r.statusCode !== 200) {
       throw new RegistryError(`token server ${url.host} refused ${scope}: HTTP ${r.statusCode}${registryMessage(body)}`, r.statusCode);

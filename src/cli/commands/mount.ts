@@ -11,8 +11,7 @@ import { detach, isDeadMount, isDirectory, setReadAhead } from '../mountpoint.js
 import { NotADirectoryError } from '../../errors.js';
 import { inspectReport } from './inspect.js';
 import { followProgress } from '../progress-line.js';
-import { MountMetrics } from '../../metrics/metrics.js';
-import { serveMetrics } from '../../metrics/server.js';
+import type { MountMetrics } from '../../metrics/metrics.js';
 
 export interface MountArgs {
   readonly mountpoint: string;
@@ -28,7 +27,9 @@ export interface MountArgs {
 }
 
 /** The mount's metrics, read from the counters the image and the registry client keep. */
-function mountMetrics(ctx: CommandContext): MountMetrics {
+async function mountMetrics(ctx: CommandContext): Promise<MountMetrics> {
+  // prom-client is loaded only for --metrics.
+  const { MountMetrics } = await import('../../metrics/metrics.js');
   const metrics = new MountMetrics({
     layers: () => {
       const progress = new Map(ctx.image.progress.snapshot().map((p) => [p.digest, p]));
@@ -89,8 +90,8 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const startedAt = new Date().toISOString();
   let ended!: (why: string) => void;
   const exited = new Promise<string>((resolve) => { ended = resolve; });
-  const metrics = args.metrics !== undefined ? mountMetrics(ctx) : undefined;
-  const endpoint = metrics !== undefined ? await serveMetrics(args.metrics as string, metrics, log) : undefined;
+  const metrics = args.metrics !== undefined ? await mountMetrics(ctx) : undefined;
+  const endpoint = metrics !== undefined ? await (await import('../../metrics/server.js')).serveMetrics(args.metrics as string, metrics, log) : undefined;
   const ops = new FsOperations(view, ctx.image.reader, ctx.log.child({ mod: 'fs' }), {
     observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
     status: () => ({ ...(mountStatus(ctx, args.mountpoint, startedAt) as object), metrics: endpoint?.address ?? null }),
