@@ -28,6 +28,8 @@ export interface HelloResults {
   readonly scenarios: ReadonlyArray<{ readonly name: string; readonly image: string; readonly what: string }>;
   readonly images: Readonly<Record<string, { readonly files: number; readonly tarBytes: number; readonly gzipBytes: number; readonly esgzBytes: number }>>;
   readonly rows: readonly ReportRow[];
+  /** Anything a reader of the numbers must know about this run. */
+  readonly note?: string | undefined;
 }
 
 const VARIANTS = ['lazy', 'landmark', 'learned', 'full pull'] as const;
@@ -40,7 +42,8 @@ export function markdown(r: HelloResults): string {
     '',
     `${r.machine.cpus} cores (${r.machine.model ?? '?'}), Node ${r.machine.node}; ${r.runs} cold runs per cell (new state root, page cache dropped), median, with min–max.`,
     'Time is from the command\'s start (`stargzfs mount --daemon`, or the pull: manifest, config and blob through the same proxy, `tar -xz`) to the workload\'s end; "ready" is when the tree was there.',
-    'Variants: **lazy** (eStargz, no prefetch), **landmark** (eStargz converted by `stargzfs convert --prioritize` with the workload\'s recorded profile), **learned** (eStargz without landmark, second mount: profile kept, chunk cache cleared), **full pull** (the plain gzip image). Background fetch is off in the lazy variants.',
+    'Variants: **lazy** (eStargz, no prefetch), **landmark** (eStargz converted by `stargzfs convert --prioritize` with the workload\'s recorded profile), **learned** (eStargz without landmark, a second mount on the same machine: meta.db — the layer index and the recorded profile — kept, the chunk cache cleared), **full pull** (the plain gzip image). Background fetch is off in the lazy variants.',
+    ...(r.note !== undefined ? ['', `Note: ${r.note}.`] : []),
     '',
     '| image | entries | tar | gzip | eStargz |',
     '| --- | --- | --- | --- | --- |',

@@ -3,6 +3,7 @@
 // installed into it, and one with a large file set. Kept in a cache directory between
 // runs (each is rebuilt only when missing).
 import { execFileSync } from 'node:child_process';
+import { createCipheriv } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -68,16 +69,21 @@ export function debianLarge(cache: string, log: (s: string) => void): string {
     // cp -a: device nodes and ownership, which fs.cp cannot copy.
     run('cp', ['-a', base, tmp], log);
     rmSync(join(tmp, '.stargzfs-bench-complete'));
+    // Every 4 MiB different (the chunk cache stores a repeated chunk once, which would
+    // make the file look smaller than it is): half AES-CTR keystream of a fixed key (the
+    // same bytes every build, incompressible), half text numbered by its offset.
+    const keystream = createCipheriv('aes-128-ctr', Buffer.alloc(16, 7), Buffer.alloc(16, 0));
+    const piece = (i: number): Buffer => {
+      let text = '';
+      for (let n = 0; text.length < 2 << 20; n++) text += `block ${i} line ${n}: the quick brown fox jumps over the lazy dog\n`;
+      return Buffer.concat([Buffer.from(text).subarray(0, 2 << 20), keystream.update(Buffer.alloc(2 << 20))]);
+    };
+    const block = Buffer.concat([piece(-2), piece(-1)]);
     let seed = 42;
     const rand = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
-    // Half random, half repeated text: gzip gets it to about 60%.
-    const block = Buffer.alloc(8 << 20);
-    for (let i = 0; i < block.length; i += 4) block.writeUInt32LE((rand() * 2 ** 32) >>> 0, i);
-    const text = Buffer.from('the quick brown fox jumps over the lazy dog 0123456789\n'.repeat(80_000)).subarray(0, 4 << 20);
-    text.copy(block, 0);
     mkdirSync(join(tmp, 'data/files'), { recursive: true });
     const big: Buffer[] = [];
-    for (let i = 0; i < 24; i++) big.push(block);
+    for (let i = 0; i < 48; i++) big.push(piece(i));
     writeFileSync(join(tmp, 'data/large.bin'), Buffer.concat(big));
     for (let i = 0; i < 4000; i++) {
       const size = 4096 + Math.floor(rand() * 56 * 1024);

@@ -45,6 +45,7 @@ async function openSource(ref: string, config: Config, log: Logger): Promise<Ima
 
 export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
   const log = createLogger(config.log.level, undefined, config.log.pretty);
+  log.debug({ uptimeMs: Math.round(performance.now()) }, 'command starting');
   const dbFile = join(config.state.root, 'meta.db');
   const db = openMetaDb(dbFile);
   let source: ImageSource | undefined;

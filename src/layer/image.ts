@@ -114,6 +114,8 @@ export class OpenImage {
     source: ImageSource, platform: string, indexer: LayerIndexer, table: InodeTable, log: Logger, opts: OpenOptions,
   ): Promise<OpenImage> {
     const resolved = await source.resolve(platform);
+    // Start-up diagnosis: milliseconds since the process started.
+    log.debug({ uptimeMs: Math.round(performance.now()), layers: resolved.layers.length }, 'image resolved');
     const layers = await Promise.all(
       resolved.layers.map(async (desc, index): Promise<LayerState> => {
         try {

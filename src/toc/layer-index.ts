@@ -139,7 +139,7 @@ export class LayerIndexer {
     // the row we got as if it had been known from the start.
     const row = this.accept(imported, tocAnn, zstdB, ctx);
     this.log.debug(
-      { digest: desc.digest, entries: row.entry_count, ms: Math.round(performance.now() - started) },
+      { digest: desc.digest, entries: row.entry_count, ms: Math.round(performance.now() - started), uptimeMs: Math.round(performance.now()) },
       'layer TOC indexed',
     );
     if (row.warning_count > 0) {

@@ -120,7 +120,7 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   // Never stat the mountpoint here: that would be a FUSE request to this very thread.
   const readAheadKib = setReadAhead(args.mountpoint, 1024);
   if (readAheadKib === undefined) log.info('kernel read-ahead left at its default (could not set read_ahead_kb)');
-  log.info({ mountpoint: args.mountpoint, image: ctx.image.resolved.ref, readAheadKib }, 'mounted');
+  log.info({ mountpoint: args.mountpoint, image: ctx.image.resolved.ref, readAheadKib, uptimeMs: Math.round(performance.now()) }, 'mounted');
   if (args.readyFd !== undefined) {
     writeSync(args.readyFd, 'ready\n');
     closeSync(args.readyFd);
