@@ -125,7 +125,12 @@ export async function main(args: string[]): Promise<number> {
       throw err;
     });
 
-  await yargs(args)
+  const cli = yargs(args);
+  // yargs renders its whole help text after every command's handler is called, to show it
+  // on a later error: 0.1 s of a mount's start-up. Our errors never show it (see fail()).
+  (cli as unknown as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } })
+    .getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
+  await cli
     .scriptName('stargzfs')
     .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an image reference (registry/repo[:tag][@digest], docker.io by default) or an OCI layout (oci:DIR[:TAG|@DIGEST]).')
     .option('root', { type: 'string', describe: 'state root holding meta.db (default /var/lib/stargzfs for root, else $XDG_CACHE_HOME/stargzfs)' })
