@@ -140,6 +140,17 @@ try {
     for (const s of SCENARIOS) {
       const img = images[s.image] as (typeof images)[string];
       const variants: Array<{ name: string; run: () => Promise<{ seconds: number; ready: number }> }> = [];
+      /** Cold: page cache dropped, proxy counters reset; `prepare` makes the tree at `root`, then the workload runs there. */
+      const timed = async (prepare: () => Promise<unknown>, root: string): Promise<{ seconds: number; ready: number }> => {
+        await dropCaches();
+        proxy.reset();
+        const t0 = performance.now();
+        await prepare();
+        const ready = performance.now();
+        const [cmd, args] = s.cmd(root);
+        await sh(cmd, args, { quiet: true });
+        return { seconds: (performance.now() - t0) / 1000, ready: (ready - t0) / 1000 };
+      };
       const lazy = (name: string, tag: string, flags: string[], learnFirst: boolean): void => {
         variants.push({
           name,
@@ -159,15 +170,8 @@ try {
               }
               await cli(['--root', root, 'cache', 'clear']);
             }
-            await dropCaches();
-            proxy.reset();
-            const t0 = performance.now();
-            await cli(['--root', root, 'mount', '--daemon', ...flags, ref, mnt]);
-            const ready = performance.now();
             try {
-              const [cmd, args] = s.cmd(mnt);
-              await sh(cmd, args, { quiet: true });
-              return { seconds: (performance.now() - t0) / 1000, ready: (ready - t0) / 1000 };
+              return await timed(() => cli(['--root', root, 'mount', '--daemon', ...flags, ref, mnt]), mnt);
             } finally {
               await cli(['unmount', mnt]);
               rmSync(root, { recursive: true, force: true });
@@ -185,19 +189,12 @@ try {
           const dir = fresh('pull');
           mkdirSync(dir);
           const base = `http://${proxy.host}/v2/bench/${s.image}`;
-          await dropCaches();
-          proxy.reset();
-          const t0 = performance.now();
-          await sh('bash', ['-o', 'pipefail', '-c', [
-            `curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' ${base}/manifests/gzip -o /dev/null`,
-            `curl -sf ${base}/blobs/${img.configDigest} -o /dev/null`,
-            `curl -sf ${base}/blobs/${img.gzipDigest} | tar -xzf - -C ${dir}`,
-          ].join(' && ')]);
-          const ready = performance.now();
           try {
-            const [cmd, args] = s.cmd(dir);
-            await sh(cmd, args, { quiet: true });
-            return { seconds: (performance.now() - t0) / 1000, ready: (ready - t0) / 1000 };
+            return await timed(() => sh('bash', ['-o', 'pipefail', '-c', [
+              `curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' ${base}/manifests/gzip -o /dev/null`,
+              `curl -sf ${base}/blobs/${img.configDigest} -o /dev/null`,
+              `curl -sf ${base}/blobs/${img.gzipDigest} | tar -xzf - -C ${dir}`,
+            ].join(' && ')]), dir);
           } finally {
             rmSync(dir, { recursive: true, force: true });
           }

@@ -46,12 +46,19 @@ export function debianMinbase(cache: string, log: (s: string) => void): string {
   });
 }
 
-export function debianPython(cache: string, log: (s: string) => void): string {
+/** A cached tree made from the Debian minbase: copied, then changed by `build`. */
+function fromMinbase(cache: string, name: string, log: (s: string) => void, build: (tmp: string) => void): string {
   const base = debianMinbase(cache, log);
-  return cached(join(cache, 'python'), (tmp) => {
+  return cached(join(cache, name), (tmp) => {
     // cp -a: device nodes and ownership, which fs.cp cannot copy.
     run('cp', ['-a', base, tmp], log);
     rmSync(join(tmp, '.stargzfs-bench-complete'));
+    build(tmp);
+  });
+}
+
+export function debianPython(cache: string, log: (s: string) => void): string {
+  return fromMinbase(cache, 'python', log, (tmp) => {
     cpSync('/etc/resolv.conf', join(tmp, 'etc/resolv.conf'));
     writeFileSync(join(tmp, 'etc/apt/sources.list'), `deb ${aptMirror()} bookworm main\n`);
     run('chroot', [tmp, 'apt-get', 'update', '-q'], log);
@@ -64,11 +71,7 @@ export function debianPython(cache: string, log: (s: string) => void): string {
 
 /** Debian plus /data: one 192 MiB file and 4,000 files of 4–60 KiB, partly compressible. */
 export function debianLarge(cache: string, log: (s: string) => void): string {
-  const base = debianMinbase(cache, log);
-  return cached(join(cache, 'large'), (tmp) => {
-    // cp -a: device nodes and ownership, which fs.cp cannot copy.
-    run('cp', ['-a', base, tmp], log);
-    rmSync(join(tmp, '.stargzfs-bench-complete'));
+  return fromMinbase(cache, 'large', log, (tmp) => {
     // Every 4 MiB different (the chunk cache stores a repeated chunk once, which would
     // make the file look smaller than it is): half AES-CTR keystream of a fixed key (the
     // same bytes every build, incompressible), half text numbered by its offset.
