@@ -11,7 +11,7 @@ const args = process.argv.slice(2);
 const daemon = plainDaemonMount(args);
 if (daemon !== undefined) {
   const root = daemon.root ?? defaultRoot({ uid: process.getuid?.() ?? 0, home: process.env['HOME'], xdgCacheHome: process.env['XDG_CACHE_HOME'], arch: process.arch });
-  process.exitCode = await daemonize(args.filter((a) => a !== '--daemon'), root, daemon.mountpoint);
+  process.exitCode = await daemonize(args.filter((a) => !/^--daemon(=|$)/.test(a)), root, daemon.mountpoint);
 } else {
   await import('./main.js');
 }

@@ -203,7 +203,7 @@ export async function main(args: string[]): Promise<number> {
         run(async () => {
           const cfg = config(argv);
           if (argv.daemon) {
-            exitCode = await daemonize(process.argv.slice(2).filter((a) => a !== '--daemon'), cfg.state.root, argv.mountpoint);
+            exitCode = await daemonize(process.argv.slice(2).filter((a) => !/^--daemon(=|$)/.test(a)), cfg.state.root, argv.mountpoint);
             return;
           }
           const readyFd = process.env['STARGZFS_READY_FD'] !== undefined ? Number(process.env['STARGZFS_READY_FD']) : undefined;
