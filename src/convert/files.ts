@@ -105,14 +105,21 @@ export class TarFiles implements SourceFiles {
   }
 }
 
-async function readExactly(fh: FileHandle, offset: number, length: number, where: string): Promise<Buffer> {
+/** Up to `length` bytes at `offset`: fewer only where the file ends. */
+export async function readUpTo(fh: FileHandle, offset: number, length: number): Promise<Buffer> {
   const buf = Buffer.allocUnsafe(length);
   let done = 0;
   while (done < length) {
     const { bytesRead } = await fh.read(buf, done, length - done, offset + done);
-    if (bytesRead === 0) throw new ImageError(`${where} ends at ${offset + done}, inside a member that should end at ${offset + length}`);
+    if (bytesRead === 0) break;
     done += bytesRead;
   }
+  return buf.subarray(0, done);
+}
+
+async function readExactly(fh: FileHandle, offset: number, length: number, where: string): Promise<Buffer> {
+  const buf = await readUpTo(fh, offset, length);
+  if (buf.length < length) throw new ImageError(`${where} ends at ${offset + buf.length}, inside a member that should end at ${offset + length}`);
   return buf;
 }
 

@@ -7,6 +7,7 @@ import type { Descriptor } from '../http/image.js';
 import { OciLayoutWriter } from '../http/oci-layout-writer.js';
 import { pushBlob, pushBlobFrom, pushManifest } from '../http/push.js';
 import type { RegistryClient, RepoTarget } from '../http/registry-client.js';
+import { readUpTo } from './files.js';
 
 export interface ImageSink {
   /** How messages name the destination. */
@@ -64,9 +65,8 @@ export class RegistrySink implements ImageSink {
     const fh = await open(path, 'r');
     try {
       const read = async (offset: number, length: number): Promise<Buffer> => {
-        const buf = Buffer.allocUnsafe(length);
-        const { bytesRead } = await fh.read(buf, 0, length, offset);
-        if (bytesRead !== length) throw new Error(`${path}: short read at ${offset}`);
+        const buf = await readUpTo(fh, offset, length);
+        if (buf.length !== length) throw new Error(`${path} ends at ${offset + buf.length}, before the ${size} bytes written`);
         return buf;
       };
       await pushBlobFrom(this.client, this.target, { digest, size, read }, size > UPLOAD_PIECE ? UPLOAD_PIECE : 0);

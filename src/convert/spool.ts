@@ -12,6 +12,7 @@ import { zstdStream } from '../toc/codec.js';
 import { plainCompression, type PlainCompression } from '../toc/plain-layer.js';
 import { TarReader, type TarHeader } from '../toc/tar.js';
 import type { StreamEntry } from '../toc/writer.js';
+import { readUpTo } from './files.js';
 
 export interface SpooledLayer {
   readonly entries: readonly StreamEntry[];
@@ -165,14 +166,8 @@ class SpoolReader {
 
   /** Up to `want` bytes at `pos`, at least `need` (the spool may end sooner than a window). */
   private async readExactly(pos: number, want: number, need: number, name: string): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(want);
-    let done = 0;
-    while (done < want) {
-      const { bytesRead } = await this.fh.read(buf, done, want - done, pos + done);
-      if (bytesRead === 0) break;
-      done += bytesRead;
-    }
-    if (done < need) throw new Error(`spool file ends before ${name}'s body does`);
-    return buf.subarray(0, done);
+    const buf = await readUpTo(this.fh, pos, want);
+    if (buf.length < need) throw new Error(`spool file ends before ${name}'s body does`);
+    return buf;
   }
 }
