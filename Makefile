@@ -18,13 +18,13 @@ node_modules/.stamp: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-## build: compile TypeScript to dist/, bundle the CLI (dist/bundle/stargzfs.mjs), the FUSE addon to build/Release/
+## build: compile TypeScript to dist/, bundle the CLI (dist/bundle/stargzfs, stargzfs.mjs), the FUSE addon to build/Release/
 build: dist/.stamp build/Release/stargzfs_fuse.node
 
-build/Release/stargzfs_fuse.node: binding.gyp native/fuse_session.cc node_modules/.stamp
+build/Release/stargzfs_fuse.node: binding.gyp $(wildcard native/*.cc) node_modules/.stamp
 	scripts/build-native.sh
 
-dist/.stamp: node_modules/.stamp $(TS_SOURCES)
+dist/.stamp: node_modules/.stamp $(TS_SOURCES) src/cli/stargzfs.sh scripts/bundle.sh
 	npx tsc -p tsconfig.json
 	chmod +x dist/src/cli/main.js
 	scripts/bundle.sh
@@ -64,7 +64,7 @@ demo: setup
 ## install: put stargzfs on the PATH
 install: setup
 	install -d $(DESTDIR)$(PREFIX)/bin
-	ln -sf $(CURDIR)/dist/bundle/stargzfs.mjs $(DESTDIR)$(PREFIX)/bin/stargzfs
+	ln -sf $(CURDIR)/dist/bundle/stargzfs $(DESTDIR)$(PREFIX)/bin/stargzfs
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/stargzfs

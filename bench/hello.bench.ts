@@ -20,7 +20,8 @@ import { writeReport, type ReportRow } from './lib/hello-report.js';
 
 const CACHE = process.env['BENCH_CACHE'] ?? '/var/tmp/stargzfs-bench';
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
-const CLI = resolve('dist/bundle/stargzfs.mjs');
+/** The executable as people run it: the shell launcher in front of the bundle. */
+const CLI = resolve('dist/bundle/stargzfs');
 const ALL_PROFILES: NetworkProfile[] = [
   { name: 'loopback', rttMs: 0, bitsPerSecond: 0 },
   { name: '20ms-200mbit', rttMs: 20, bitsPerSecond: 200e6 },
@@ -46,7 +47,7 @@ function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean } = {}
     p.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} ${args.join(' ').slice(0, 300)}: exit ${code}: ${err.slice(-2000)}`))));
   });
 }
-const cli = (args: readonly string[], quiet = true): Promise<string> => sh(process.execPath, [CLI, ...args], { quiet });
+const cli = (args: readonly string[], quiet = true): Promise<string> => sh(CLI, args, { quiet });
 const dropCaches = async (): Promise<void> => {
   await sh('sync', []);
   writeFileSync('/proc/sys/vm/drop_caches', '3');

@@ -20,6 +20,10 @@
 #include <unordered_set>
 #include <vector>
 
+namespace stargzfs {
+void RegisterStdio(Napi::Env env, Napi::Object exports);  // native/stdio.cc
+}
+
 namespace {
 
 enum Op {
@@ -574,6 +578,7 @@ class Session : public Napi::ObjectWrap<Session> {
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", Session::Init(env));
+  stargzfs::RegisterStdio(env, exports);
   return exports;
 }
 

@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import type Database from 'better-sqlite3';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { isOciRef, OciLayoutSource, parseOciRef } from '../http/oci-layout.js';
@@ -47,18 +48,22 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   const log = createLogger(config.log.level, undefined, config.log.pretty);
   log.debug({ uptimeMs: Math.round(performance.now()) }, 'command starting');
   const dbFile = join(config.state.root, 'meta.db');
-  const db = openMetaDb(dbFile);
+  let db: Database.Database | undefined;
   let source: ImageSource | undefined;
   let cache: ChunkStore | undefined;
   let opened: OpenImage | undefined;
   try {
     source = await openSource(ref, config, log);
+    // The manifest request goes out first; the state opens while it is on the wire.
+    const resolving = source.resolve(config.image.platform);
+    resolving.catch(() => undefined); // awaited (and reported) by OpenImage.open
+    db = openMetaDb(dbFile);
     const table = new InodeTable(db);
     const store = new ChunkStore(db, { root: config.state.root, ...config.cache, writeBehind: true }, log);
     cache = store;
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log, (digest, data) => store.put(digest, data));
     const profiles = new ProfileStore(db);
-    const image = await OpenImage.open(source, config.image.platform, indexer, table, log, { fetch: config.fetch, cache: store, profiles });
+    const image = await OpenImage.open(source, resolving, indexer, table, log, { fetch: config.fetch, cache: store, profiles });
     opened = image;
     for (const l of image.layers) {
       if (l.row !== undefined && l.row.verified !== 1) {
@@ -71,7 +76,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     await cache?.drain();
     cache?.close();
     await source?.close();
-    db.close();
+    db?.close();
   }
 }
 

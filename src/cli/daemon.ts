@@ -1,38 +1,44 @@
-// `mount --daemon`: the same command re-run in the background, whose "ready" on a pipe
-// (fd 3) means the mount serves. The parent's exit code is the truth a snapshotter needs:
-// 0 once serving, else the child's code with its last log lines on stderr.
+// `mount --daemon` from Node (the shell launcher, src/cli/stargzfs.sh, does the same
+// without a Node process): the same command re-run in the background, which says on a
+// pipe (fd 3, src/cli/ready.ts) when the mount serves or why it did not.
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT } from './exit-codes.js';
+import { LOG_FILE_ENV, READY_FD_ENV, readOutcome } from './ready.js';
+
+/** Where the server for `mountpoint` logs (its directory is made). */
+export function daemonLogFile(root: string, mountpoint: string): string {
+  mkdirSync(join(root, 'logs'), { recursive: true });
+  return join(root, 'logs', `mount-${resolve(mountpoint).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
+}
 
 export async function daemonize(args: readonly string[], root: string, mountpoint: string): Promise<number> {
-  mkdirSync(join(root, 'logs'), { recursive: true });
-  const logFile = join(root, 'logs', `mount-${resolve(mountpoint).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
+  const logFile = daemonLogFile(root, mountpoint);
   const fd = openSync(logFile, 'a');
   const child = spawn(process.execPath, [process.argv[1] as string, ...args], {
     detached: true,
     stdio: ['ignore', fd, fd, 'pipe'],
-    env: { ...process.env, STARGZFS_READY_FD: '3' },
+    env: { ...process.env, [READY_FD_ENV]: '3', [LOG_FILE_ENV]: logFile },
   });
   closeSync(fd);
-  const ready = child.stdio[3] as NodeJS.ReadableStream;
-  const outcome = await new Promise<number>((done) => {
-    let said = '';
-    ready.on('data', (b: Buffer) => {
-      said += b.toString();
-      if (said.includes('ready')) done(EXIT.ok);
-    });
-    child.on('exit', (code) => done(code === 0 || code === null ? EXIT.error : code));
-    child.on('error', () => done(EXIT.error));
+  const pipe = child.stdio[3] as NodeJS.ReadableStream;
+  let said = '';
+  pipe.on('data', (b: Buffer) => void (said += b.toString()));
+  await new Promise<void>((done) => {
+    pipe.on('end', done);
+    pipe.on('error', done);
+    child.on('error', done);
   });
-  if (outcome === EXIT.ok) {
-    (ready as NodeJS.ReadableStream & { destroy(): void }).destroy();
+  const { shown, code } = readOutcome(said);
+  if (shown !== '') process.stderr.write(`${shown}\n`);
+  if (code === EXIT.ok) {
     child.unref();
-    process.stderr.write(`stargzfs: mounted at ${mountpoint} (pid ${child.pid ?? '?'}, log ${logFile})\n`);
     return EXIT.ok;
   }
+  if (code !== undefined) return code;
+  // It ended without a word (killed, or it never started): its log says why.
   const tail = readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-5).join('\n');
   process.stderr.write(`stargzfs: the mount did not start:\n${tail}\n`);
-  return outcome;
+  return EXIT.error;
 }

@@ -21,6 +21,7 @@ import { profileClear, profileExport } from './commands/profile.js';
 import { mountCommand } from './commands/mount.js';
 import { statusCommand, unmountCommand } from './commands/unmount.js';
 import { daemonize } from './daemon.js';
+import { isDaemonServer } from './ready.js';
 import { convertCommand, convertProgressLine } from './commands/convert.js';
 import { parsePrioritized } from '../convert/prioritized.js';
 import { parsePlatform } from '../http/image.js';
@@ -71,7 +72,7 @@ function config(argv: GlobalArgs): Config {
       arch: process.arch,
       dockerConfig: process.env['DOCKER_CONFIG'],
       // The --daemon child logs to a file: JSON there, whatever the parent's terminal.
-      stderrIsTTY: process.stderr.isTTY === true && process.env['STARGZFS_READY_FD'] === undefined,
+      stderrIsTTY: process.stderr.isTTY === true && !isDaemonServer(),
       freeBytes: freeBytes(argv.root ?? (process.getuid?.() === 0 ? '/var/lib/stargzfs' : (process.env['XDG_CACHE_HOME'] ?? `${process.env['HOME'] ?? '/tmp'}/.cache`))),
     },
   );
@@ -206,15 +207,13 @@ export async function main(args: string[]): Promise<number> {
             exitCode = await daemonize(process.argv.slice(2).filter((a) => !/^--daemon(=|$)/.test(a)), cfg.state.root, argv.mountpoint);
             return;
           }
-          const readyFd = process.env['STARGZFS_READY_FD'] !== undefined ? Number(process.env['STARGZFS_READY_FD']) : undefined;
           await withImage(cfg, argv.src, (ctx) =>
             mountCommand(ctx, {
               mountpoint: resolve(argv.mountpoint),
               layer: argv.layer,
               overlay: argv.layer !== undefined ? (argv.userxattr ? 'user' : 'trusted') : 'none',
               allowOther: argv['allow-other'],
-              readyFd,
-              tty: process.stderr.isTTY === true && readyFd === undefined,
+              tty: process.stderr.isTTY === true && !isDaemonServer(),
               metrics: argv.metrics,
             }),
           );

@@ -51,6 +51,7 @@ export interface SessionTuning {
 
 interface Addon {
   Session: new (mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning) => FuseSession;
+  redirectStdio(path: string): void;
 }
 
 let addon: Addon | undefined;
@@ -69,6 +70,12 @@ function loadAddon(): Addon {
     }
   }
   throw new Error(`the FUSE addon is missing (tried ${tried.join(', ')} from ${import.meta.url}): run make build`);
+}
+
+/** Points this process's stdout and stderr at `path` (appending); see native/stdio.cc. */
+export function redirectStdio(path: string): void {
+  addon ??= loadAddon();
+  addon.redirectStdio(path);
 }
 
 /** Mounts and starts serving; requests arrive at `handler` on the main thread. */

@@ -56,6 +56,11 @@ export class RegistrySource {
     return this.client.hostStats;
   }
 
+  /** The platform the image's config names (verified by digest). */
+  async configPlatform(config: Descriptor): Promise<Platform | undefined> {
+    return configPlatform(parseJson(await this.smallBlob(config), `config ${config.digest}`));
+  }
+
   /** A small blob (a config) read whole and checked against its digest. */
   async smallBlob(desc: Descriptor): Promise<Buffer> {
     const bytes = (await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/blobs/${desc.digest}` })).body;
@@ -88,8 +93,8 @@ export class RegistrySource {
       return this.resolveManifest(chosen.digest, chosen.platform, want, depth + 1);
     }
     const { config, layers } = manifestParts(doc, m.digest);
-    const cfgBytes = await this.smallBlob(config);
-    const platform = platformHint ?? configPlatform(parseJson(cfgBytes, `config ${config.digest}`));
-    return { ref: this.input, manifestDigest: m.digest, platform, config, layers };
+    // The config is not fetched here: a mount needs none of it, and it would be one more
+    // round trip before the first read. configPlatform() reads it for those who ask.
+    return { ref: this.input, manifestDigest: m.digest, platform: platformHint, config, layers };
   }
 }

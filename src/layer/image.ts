@@ -2,7 +2,7 @@
 // reason), views over them, and a file reader. The composition root builds one per
 // command or mount.
 import type { Logger } from '../log.js';
-import type { Descriptor, ResolvedImage } from '../http/image.js';
+import type { Descriptor, Platform, ResolvedImage } from '../http/image.js';
 import type { HostStats } from '../http/registry-client.js';
 import type { BlobReader } from '../toc/blob.js';
 import type { InodeTable, LayerRow } from '../toc/inode-db.js';
@@ -21,6 +21,8 @@ import { ProfileRecorder, type ProfileStore } from './profile.js';
 
 export interface ImageSource {
   resolve(platform: string): Promise<ResolvedImage>;
+  /** The platform a config names, for sources whose resolve() leaves it out. */
+  configPlatform?(config: Descriptor): Promise<Platform | undefined>;
   blob(desc: Descriptor): BlobReader;
   close(): Promise<void>;
   /** What each registry host answered (metrics); absent for local sources. */
@@ -109,11 +111,14 @@ export class OpenImage {
     );
   }
 
-  /** Indexes every layer in parallel; a layer that fails is recorded, not fatal. */
+  /**
+   * Indexes every layer in parallel; a layer that fails is recorded, not fatal.
+   * `resolving` is `source.resolve(…)`, started by the caller as early as it can.
+   */
   static async open(
-    source: ImageSource, platform: string, indexer: LayerIndexer, table: InodeTable, log: Logger, opts: OpenOptions,
+    source: ImageSource, resolving: Promise<ResolvedImage>, indexer: LayerIndexer, table: InodeTable, log: Logger, opts: OpenOptions,
   ): Promise<OpenImage> {
-    const resolved = await source.resolve(platform);
+    const resolved = await resolving;
     // Start-up diagnosis: milliseconds since the process started.
     log.debug({ uptimeMs: Math.round(performance.now()), layers: resolved.layers.length }, 'image resolved');
     const layers = await Promise.all(
@@ -130,6 +135,11 @@ export class OpenImage {
       }),
     );
     return new OpenImage(resolved, layers, table, source, opts, log);
+  }
+
+  /** The image's platform: from the index, else from the config (fetched only now). */
+  async platform(): Promise<Platform | undefined> {
+    return this.resolved.platform ?? (await this.source.configPlatform?.(this.resolved.config));
   }
 
   private indexed(): LayerRow[] {

@@ -27,3 +27,19 @@ export const ZSTD_A_CHECKSUM_ANNOTATION = 'io.containers.zstd-chunked.manifest-c
 export const ZSTD_A_POSITION_ANNOTATION = 'io.containers.zstd-chunked.manifest-position';
 export const ZSTD_B_CHECKSUM_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-checksum';
 export const ZSTD_B_POSITION_ANNOTATION = 'io.github.containers.zstd-chunked.manifest-position';
+/**
+ * Where an eStargz layer's TOC member starts, written by `stargzfs convert`: eStargz has
+ * no standard annotation for it (zstd:chunked's manifest-position is one). With it the
+ * TOC and footer come in one exact request however large the TOC; without it, a tail
+ * read guesses. Only a hint: the footer stays the truth, and the TOC is checked by digest.
+ */
+export const TOC_OFFSET_ANNOTATION = 'dev.stargzfs.estargz.toc-offset';
+
+/** The TOC's start offset a layer's annotations give, if any (ESTARGZ.md §3.5, §8). */
+export function tocOffsetHint(annotations: Readonly<Record<string, string>> | undefined): number | undefined {
+  if (annotations === undefined) return undefined;
+  const raw = annotations[TOC_OFFSET_ANNOTATION]
+    ?? (annotations[ZSTD_B_POSITION_ANNOTATION] ?? annotations[ZSTD_A_POSITION_ANNOTATION])?.split(':')[0];
+  if (raw === undefined || !/^[0-9]{1,15}$/.test(raw)) return undefined;
+  return Number(raw);
+}

@@ -248,7 +248,7 @@ export function forEachTocEntry(json: Buffer, onEntry: (raw: unknown, index: num
  * small enough to hold. Undefined when the document is not a well-formed TOC; the
  * walking parser then says exactly what is wrong where.
  */
-export function parseWhole(json: Buffer): { header: TocHeader; entries: readonly object[] } | undefined {
+function parseWhole(json: Buffer): { header: TocHeader; entries: readonly object[] } | undefined {
   let doc: unknown;
   try {
     doc = JSON.parse(json.toString('utf8'));

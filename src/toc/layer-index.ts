@@ -7,7 +7,7 @@ import type { TocConfig } from '../config.js';
 import { DigestMismatchError, NotEstargzError, UnverifiedTocError } from '../errors.js';
 import { streamPlainLayer } from './plain-layer.js';
 import {
-  TOC_DIGEST_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
+  TOC_DIGEST_ANNOTATION, tocOffsetHint, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
 import { importTocStream } from './importer.js';
 import type { InodeTable, LayerRow } from './inode-db.js';
@@ -103,7 +103,7 @@ export class LayerIndexer {
       kind === 'zstd-chunked-b' ? zstdB : kind === 'zstd-chunked-a' ? zstdA : undefined;
     let region;
     try {
-      region = await readTocRegion(blob, this.cfg, ctx, desc.mediaType);
+      region = await readTocRegion(blob, this.cfg, ctx, desc.mediaType, tocOffsetHint(desc.annotations));
     } catch (err) {
       if (err instanceof NotEstargzError && this.storeChunks !== undefined) return this.openPlain(desc, blob, err, this.storeChunks);
       throw err;

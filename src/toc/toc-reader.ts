@@ -40,8 +40,15 @@ export async function readFooter(blob: BlobReader, tailBytes: number, ctx: Error
   return { footer: parseFooter(tail, blob.size, ctx), tail, tailStart };
 }
 
-export async function readTocRegion(blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = ''): Promise<TocRegion> {
-  const { footer, tail, tailStart } = await readFooter(blob, opts.tailBytes, ctx);
+/**
+ * Reads footer and compressed TOC: one request when `tocOffsetHint` (from the layer's
+ * annotations) is right or the TOC fits the tail read, two otherwise.
+ */
+export async function readTocRegion(
+  blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = '', tocOffsetHint?: number,
+): Promise<TocRegion> {
+  const hinted = tocOffsetHint !== undefined && tocOffsetHint > 0 && tocOffsetHint < blob.size && blob.size - tocOffsetHint <= opts.maxTocBytes + MAX_FOOTER_SIZE;
+  const { footer, tail, tailStart } = await readFooter(blob, hinted ? blob.size - tocOffsetHint : opts.tailBytes, ctx);
   if (footer === undefined) throw new NotEstargzError(plainReason(mediaType), ctx);
   if (footer.kind === 'external-toc') throw new ExternalTocError(ctx);
   const zstd = footer.kind === 'zstd-chunked-a' || footer.kind === 'zstd-chunked-b';
@@ -113,8 +120,8 @@ export async function* tocJsonChunks(region: TocRegion, maxTocBytes: number, ctx
 }
 
 /** The whole TOC in memory (tools and tests; indexing streams instead). */
-export async function readToc(blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = ''): Promise<RawToc> {
-  const region = await readTocRegion(blob, opts, ctx, mediaType);
+export async function readToc(blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = '', tocOffsetHint?: number): Promise<RawToc> {
+  const region = await readTocRegion(blob, opts, ctx, mediaType, tocOffsetHint);
   const parts: Buffer[] = [];
   for await (const piece of tocJsonChunks(region, opts.maxTocBytes, ctx)) parts.push(piece);
   const json = Buffer.concat(parts);

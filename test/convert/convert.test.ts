@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { decompress as zstdDecompress } from 'zstd-napi';
 import { fixturesDir } from '../helpers/paths.js';
+import { TOC_OFFSET_ANNOTATION } from '../../src/toc/blob.js';
 import { runCli, cliJson } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blob, blobPath, copyLayout, indexEntry, json, manifestOf, putImage, sha256, tocBytes, type LayerDesc, type Manifest } from '../helpers/layout.js';
@@ -73,8 +74,10 @@ describe('stargzfs convert (OCI layouts and archives)', () => {
         const r = ref.layers[i] as LayerDesc;
         const b = blob(out, l.digest);
         assert.equal(l.mediaType, r.mediaType);
-        assert.deepEqual(Object.keys(l.annotations ?? {}).sort(), Object.keys(r.annotations ?? {}).sort(), `layer ${i} annotation keys`);
+        // The reference's keys, plus our TOC offset hint (a reader that does not know it ignores it).
+        assert.deepEqual(Object.keys(l.annotations ?? {}).sort(), [...Object.keys(r.annotations ?? {}), TOC_OFFSET_ANNOTATION].sort(), `layer ${i} annotation keys`);
         const toc = tocBytes(b);
+        assert.equal(l.annotations?.[TOC_OFFSET_ANNOTATION], String(toc.tocOffset), `layer ${i}: the TOC offset hint is the footer's`);
         assert.equal(l.annotations?.[TOC], sha256(toc.json), `layer ${i}: the TOC digest annotation is the TOC's sha256`);
         const tar = gunzipSync(b);
         assert.equal(l.annotations?.[SIZE], String(tar.length), `layer ${i}: uncompressed size`);

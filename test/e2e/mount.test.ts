@@ -111,12 +111,52 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
     }
   });
 
-  it('--daemon fails with the reason and a non-zero code when the image cannot be mounted', async () => {
-    const mnt = fresh('mnt');
-    mkdirSync(mnt, { recursive: true });
-    const r = await runCli(['--root', fresh('root'), 'mount', '--daemon', `oci:${fresh('no-such-layout')}`, mnt]);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /did not start/);
-    forceUnmount(mnt);
+  // Both launchers: the shell one people run, and the bundle's own under node.
+  for (const launcher of ['shell', 'node'] as const) {
+    const viaNode = launcher === 'node';
+    it(`--daemon (${launcher} launcher): exit 0 once serving, the server's pid and log named, the server detached`, async () => {
+      const mnt = fresh('mnt');
+      const root = fresh('root');
+      mkdirSync(mnt, { recursive: true });
+      let pid: number | undefined;
+      try {
+        const r = await runCli(['--root', root, '--log-level', 'info', 'mount', '--daemon', `oci:${join(fixturesDir(), 'esgz', 'oci')}`, mnt], { node: viaNode });
+        assert.equal(r.code, 0, r.stderr);
+        const said = /mounted at (.+) \(pid ([0-9]+), log (.+)\)/.exec(r.stderr);
+        assert.ok(said !== null, r.stderr);
+        pid = Number(said[2]);
+        assert.equal(said[1], mnt);
+        assert.equal((JSON.parse(readFileSync(join(mnt, '.stargzfs', 'status.json'), 'utf8')) as { pid: number }).pid, pid);
+        // The server's output went to its log, not to the launcher's stderr.
+        assert.match(readFileSync(said[3] as string, 'utf8'), /"msg":"mounted"/);
+        assert.doesNotMatch(r.stderr, /"msg":/);
+        // Its own session: a signal to the launcher's process group does not reach it.
+        assert.equal(execFileSync('ps', ['-o', 'sid=', '-p', String(pid)]).toString().trim(), String(pid));
+        assert.ok(compareTree(mnt, join(fixturesDir(), 'esgz', 'EXPECTED.tsv')).ok);
+        const u = await runCli(['unmount', mnt]);
+        assert.equal(u.code, 0, u.stderr);
+      } finally {
+        forceUnmount(mnt, pid);
+      }
+    });
+
+    it(`--daemon (${launcher} launcher) fails with the reason and the command's exit code when the image cannot be mounted`, async () => {
+      const mnt = fresh('mnt');
+      mkdirSync(mnt, { recursive: true });
+      try {
+        const r = await runCli(['--root', fresh('root'), 'mount', '--daemon', `${fx.ref('esgz').replace(/:[^:/]+$/, '')}-missing:latest`, mnt], { node: viaNode });
+        assert.equal(r.code, 7, r.stderr);
+        assert.match(r.stderr, /did not start:\n(.*\n)*.*HTTP 404/);
+        assert.throws(() => execFileSync('mountpoint', ['-q', mnt]));
+      } finally {
+        forceUnmount(mnt);
+      }
+    });
+  }
+
+  it('--daemon with arguments the plain reader leaves to the full CLI still works through the shell launcher', async () => {
+    const r = await runCli(['mount', '--daemon', '--help']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.toString(), /serve the image lazily/);
   });
 });

@@ -1,6 +1,6 @@
 // Runs the built CLI as a person would, capturing stdout (bytes), stderr and the exit code.
 import { spawn } from 'node:child_process';
-import { cliPath } from './paths.js';
+import { cliPath, launcherPath } from './paths.js';
 
 export interface CliResult {
   code: number;
@@ -8,9 +8,17 @@ export interface CliResult {
   stderr: string;
 }
 
-export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[] } = {}): Promise<CliResult> {
+/**
+ * Through the shell launcher people run (`stargzfs`), or, with `node: true` or node
+ * arguments, the bundle under node directly (its own `mount --daemon` launcher).
+ */
+export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[]; node?: boolean } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...args], { env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const direct = opts.node === true || opts.nodeArgs !== undefined;
+    const env = { ...(opts.env ?? process.env), STARGZFS_NODE: process.execPath };
+    const child = direct
+      ? spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(launcherPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -5,8 +5,10 @@ import { fileURLToPath } from 'node:url';
 
 /** Repository root (tests run from dist/test/…). */
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-/** The CLI as it ships: the bundle `make build` writes (scripts/bundle.sh). */
+/** The CLI's bundle `make build` writes (scripts/bundle.sh), run with node. */
 export const cliPath = resolve(repoRoot, 'dist/bundle/stargzfs.mjs');
+/** The executable as it ships: the shell launcher in front of the bundle (src/cli/stargzfs.sh). */
+export const launcherPath = resolve(repoRoot, 'dist/bundle/stargzfs');
 
 /** ../shared/fixtures beside the repository, read in place (never copied). */
 export function fixturesDir(): string {

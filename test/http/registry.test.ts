@@ -64,6 +64,10 @@ describe('registry source (open registry)', () => {
       const [inR, inL] = await both('inspect', '--json', 'SRC');
       const layers = (s: string) => (JSON.parse(s) as { layers: Array<Record<string, unknown>> }).layers.map((l) => ({ ...l, indexedFromCache: null }));
       assert.deepEqual(layers(inR), layers(inL));
+      // The registry source reads the config only when asked (inspect), not before a mount.
+      const platform = (s: string) => (JSON.parse(s) as { platform: unknown }).platform;
+      assert.equal(platform(inR), platform(inL));
+      assert.match(String(platform(inR)), /^linux\/[a-z0-9]+/);
     });
   }
 

@@ -40,7 +40,7 @@ export interface LayerReport {
   error: { code: string; message: string } | null;
 }
 
-export function inspectReport(image: OpenImage, table: InodeTable): { ref: string; manifest: string; platform: string | null; layers: LayerReport[] } {
+export function inspectReport(image: OpenImage, table: InodeTable, platform = image.resolved.platform): { ref: string; manifest: string; platform: string | null; layers: LayerReport[] } {
   const layers = image.layers.map((l): LayerReport => {
     const r = l.row;
     const ann = l.desc.annotations ?? {};
@@ -79,13 +79,13 @@ export function inspectReport(image: OpenImage, table: InodeTable): { ref: strin
   return {
     ref: image.resolved.ref,
     manifest: image.resolved.manifestDigest,
-    platform: image.resolved.platform !== undefined ? formatPlatform(image.resolved.platform) : null,
+    platform: platform !== undefined ? formatPlatform(platform) : null,
     layers,
   };
 }
 
 export async function inspect(image: OpenImage, table: InodeTable, json: boolean): Promise<void> {
-  const report = inspectReport(image, table);
+  const report = inspectReport(image, table, await image.platform());
   if (json) {
     await writeJson(report);
     return;

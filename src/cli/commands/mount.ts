@@ -2,7 +2,6 @@
 // --layer) through FUSE until it is unmounted (`stargzfs unmount`, SIGINT/SIGTERM, or
 // umount from outside), with prefetch and background fetch running behind the reads.
 // `--daemon` returns once the mount serves, or fails with the reason.
-import { closeSync, writeSync } from 'node:fs';
 import type { CommandContext } from '../context.js';
 import { selectView } from '../context.js';
 import { FsOperations } from '../../fs/operations.js';
@@ -11,6 +10,7 @@ import { detach, isDeadMount, isDirectory, setReadAhead } from '../mountpoint.js
 import { NotADirectoryError } from '../../errors.js';
 import { inspectReport } from './inspect.js';
 import { followProgress } from '../progress-line.js';
+import { signalReady } from '../ready.js';
 import type { MountMetrics } from '../../metrics/metrics.js';
 
 export interface MountArgs {
@@ -18,8 +18,6 @@ export interface MountArgs {
   readonly layer?: string | undefined;
   readonly overlay?: string | undefined;
   readonly allowOther: boolean;
-  /** File descriptor to write "ready" to once serving (--daemon's child). */
-  readonly readyFd?: number | undefined;
   /** stderr is a terminal: show a progress line while prefetch runs. */
   readonly tty: boolean;
   /** Serve Prometheus metrics here (HOST:PORT, :PORT, unix:PATH). */
@@ -121,10 +119,7 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const readAheadKib = setReadAhead(args.mountpoint, 1024);
   if (readAheadKib === undefined) log.info('kernel read-ahead left at its default (could not set read_ahead_kb)');
   log.info({ mountpoint: args.mountpoint, image: ctx.image.resolved.ref, readAheadKib, uptimeMs: Math.round(performance.now()) }, 'mounted');
-  if (args.readyFd !== undefined) {
-    writeSync(args.readyFd, 'ready\n');
-    closeSync(args.readyFd);
-  }
+  signalReady(args.mountpoint);
   const line = followProgress(ctx.image, `mounted at ${args.mountpoint}`, args.tty);
   line.draw();
   const warming = ctx.image

@@ -1,0 +1,37 @@
+#!/bin/sh
+# The executable (installed as `stargzfs`; scripts/bundle.sh puts it beside the bundle).
+# Every command runs the bundled CLI, stargzfs.mjs. `mount … --daemon` is waited for
+# here, in the shell: its parent only starts the server and waits for "ready", and doing
+# that in a Node process put a second Node start-up (about a tenth of a second, a third
+# of a cold mount) before the server's own.
+#
+# The server (src/cli/bin.ts, STARGZFS_DAEMON=sh) takes its output to its log file and
+# tells, on fd 3, lines to show followed by one status line: `ready`, `exit N`, or
+# `use-node` when it would rather the full CLI ran the daemon (arguments it does not
+# read plainly). Anything it printed before that (a crash at start) arrives here too.
+self=$(readlink -f -- "$0" 2>/dev/null) || self=$0
+main="${self%/*}/stargzfs.mjs"
+node=${STARGZFS_NODE:-node}
+
+daemon=
+for a in "$@"; do
+  case $a in
+    --daemon | --daemon=true) daemon=1 ;;
+    --) break ;;
+  esac
+done
+[ -n "$daemon" ] || exec "$node" "$main" "$@"
+
+said=$(STARGZFS_DAEMON=sh setsid "$node" "$main" "$@" 3>&1 2>&1 >/dev/null </dev/null &)
+status=${said##*"
+"}
+shown=${said%"$status"}
+[ -n "$shown" ] && printf '%s' "$shown" >&2
+case $status in
+  ready) exit 0 ;;
+  use-node) exec "$node" "$main" "$@" ;;
+  "exit "[0-9]*) exit "${status#exit }" ;;
+esac
+[ "$status" != "$said" ] || printf '%s\n' "$said" >&2
+echo "stargzfs: the mount's server ended before it served" >&2
+exit 1
