@@ -135,6 +135,8 @@ try {
 
   // ---------------------------------------------------------------- runs
   const rows: ReportRow[] = [];
+  // The registry speaks plain HTTP, and the mount is told so, as the pull's curl is
+  // (without it a loopback registry costs a TLS attempt first, as docker does).
   const LAZY = ['--no-prefetch', '--no-learned-prefetch', '--no-background-fetch'];
   for (const profile of PROFILES) {
     const proxy = await startShapingProxy(reg.host, profile);
@@ -162,7 +164,7 @@ try {
             const ref = `${proxy.host}/bench/${s.image}:${tag}`;
             if (learnFirst) {
               // An earlier run on this machine recorded the profile; its chunks are gone.
-              await cli(['--root', root, 'mount', '--daemon', '--no-background-fetch', `${reg.host}/bench/${s.image}:${tag}`, mnt]);
+              await cli(['--root', root, '--plain-http', 'mount', '--daemon', '--no-background-fetch', `${reg.host}/bench/${s.image}:${tag}`, mnt]);
               try {
                 const [cmd, args] = s.cmd(mnt);
                 await sh(cmd, args, { quiet: true });
@@ -172,7 +174,7 @@ try {
               await cli(['--root', root, 'cache', 'clear']);
             }
             try {
-              return await timed(() => cli(['--root', root, 'mount', '--daemon', ...flags, ref, mnt]), mnt);
+              return await timed(() => cli(['--root', root, '--plain-http', 'mount', '--daemon', ...flags, ref, mnt]), mnt);
             } finally {
               await cli(['unmount', mnt]);
               rmSync(root, { recursive: true, force: true });

@@ -54,9 +54,12 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
   let opened: OpenImage | undefined;
   try {
     source = await openSource(ref, config, log);
-    // The manifest request goes out first; the state opens while it is on the wire.
+    // The manifest request goes out first, and the state opens (synchronously, some 20 ms)
+    // while it is on the wire: one turn of the event loop lets the connection complete
+    // and the request be written before that.
     const resolving = source.resolve(config.image.platform);
     resolving.catch(() => undefined); // awaited (and reported) by OpenImage.open
+    await new Promise((next) => setImmediate(next));
     db = openMetaDb(dbFile);
     const table = new InodeTable(db);
     const store = new ChunkStore(db, { root: config.state.root, ...config.cache, writeBehind: true }, log);
