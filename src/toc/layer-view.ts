@@ -61,7 +61,7 @@ export class LayerView implements ImageView {
 
   xattrs(node: ViewNode): Xattr[] {
     if (node.whiteout === true) return [];
-    const own = this.table.xattrs(node.dataId);
+    const own = node.noXattrs === true ? [] : this.table.xattrs(node.dataId);
     if (this.overlay === 'none' || this.table.child(node.ino, OPAQUE_MARKER) === undefined) return own;
     const extra: Xattr[] = [];
     if (this.overlay === 'trusted' || this.overlay === 'both') extra.push({ name: 'trusted.overlay.opaque', value: OPAQUE_VALUE });

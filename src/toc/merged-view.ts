@@ -59,7 +59,7 @@ export class MergedView implements ImageView {
   }
 
   xattrs(node: ViewNode): Xattr[] {
-    return this.table.xattrs(node.dataId);
+    return node.noXattrs === true ? [] : this.table.xattrs(node.dataId);
   }
 
   private isRoot(dir: ViewNode): boolean {

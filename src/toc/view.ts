@@ -2,7 +2,7 @@
 // attributes, looked up by name under a directory. Two implementations: one layer
 // (raw, or overlayfs-encoded) and the merged image. Both are queries over meta.db.
 import { NotADirectoryError, NotFoundError } from '../errors.js';
-import { S_IFDIR, S_IFMT, type NodeRow } from './inode-db.js';
+import { NODE_HAS_XATTRS, S_IFDIR, S_IFMT, type NodeRow } from './inode-db.js';
 
 export interface ViewNode {
   /** Inode number: a node id from meta.db (stable across remounts; hard links share it). */
@@ -26,6 +26,11 @@ export interface ViewNode {
   readonly dirs?: readonly number[];
   /** A whiteout shown as overlayfs's char 0/0 in the layer view. */
   readonly whiteout?: boolean;
+  /**
+   * Its meta.db node has no xattrs (the importer's flag): answered without a query, as
+   * find + stat asks for every entry it looks up. Absent: not known, ask meta.db.
+   */
+  readonly noXattrs?: boolean;
 }
 
 export interface Xattr {
@@ -58,6 +63,7 @@ export function fromRow(r: NodeRow): ViewNode {
     rdevMajor: r.rdev_major,
     rdevMinor: r.rdev_minor,
     link: r.link,
+    noXattrs: (r.flags & NODE_HAS_XATTRS) === 0,
   };
 }
 

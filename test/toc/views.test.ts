@@ -96,3 +96,32 @@ describe('layer view with overlayfs encoding', () => {
     });
   }
 });
+
+describe('xattrs through the views', () => {
+  // A directory's xattrs come from its explicit entry, which replaces the implicit one:
+  // the importer's has-xattrs flag must follow that replacement, both ways.
+  const { table, layers } = tocDb([
+    {
+      entries: [
+        { name: 'd/f', type: 'reg', xattrs: { 'user.a': Buffer.from('1').toString('base64') } },
+        { name: 'd/', type: 'dir', xattrs: { 'user.dir': Buffer.from('2').toString('base64') } },
+        { name: 'plain', type: 'reg' },
+        { name: 'e/', type: 'dir', xattrs: { 'user.gone': Buffer.from('3').toString('base64') } },
+        { name: 'e/', type: 'dir' },
+      ],
+    },
+  ]);
+  const v = new MergedView(table, layers);
+  const names = (p: string): string[] => v.xattrs(resolvePath(v, p)).map((x) => `${x.name}=${x.value.toString()}`);
+
+  it('are read where the node has them, and known empty without a query where it has none', () => {
+    assert.deepEqual(names('d/f'), ['user.a=1']);
+    assert.deepEqual(names('d'), ['user.dir=2']);
+    assert.deepEqual(names('plain'), []);
+    assert.deepEqual(names('e'), [], 'a later entry without xattrs replaces them');
+    assert.equal(resolvePath(v, 'plain').noXattrs, true);
+    assert.equal(resolvePath(v, 'e').noXattrs, true);
+    assert.equal(resolvePath(v, 'd').noXattrs, false);
+    assert.equal(resolvePath(v, 'd/f').noXattrs, false);
+  });
+});
