@@ -78,6 +78,19 @@ function config(argv: GlobalArgs): Config {
   );
 }
 
+/**
+ * Our package.json's version. yargs looks for a package.json upwards from the working
+ * directory, which names some other package or none ("unknown"). dist/src/cli/ and
+ * dist/bundle/chunks/ are both three levels below the package.
+ */
+function ownVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
 function readPrioritized(path: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -311,7 +324,7 @@ export async function main(args: string[]): Promise<number> {
     })
     .help()
     .alias('help', 'h')
-    .version()
+    .version(ownVersion())
     .wrap(Math.min(110, process.stdout.columns ?? 100))
     .parseAsync();
   return exitCode;
