@@ -127,6 +127,9 @@ export interface Environment {
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
 
+/** How TOCs are read unless options say otherwise (also what the early fetch assumes). */
+export const TOC_DEFAULTS = Object.freeze({ maxTocBytes: 150 << 20, tailBytes: 256 << 10 });
+
 export function defaultRoot(env: Environment): string {
   if (env.uid === 0) return '/var/lib/stargzfs';
   const base = env.xdgCacheHome ?? (env.home !== undefined ? `${env.home}/.cache` : '/tmp');
@@ -154,8 +157,8 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
     throw new ConfigError('log-format', `must be json or pretty, got ${JSON.stringify(input.logFormat)}`);
   }
   const pretty = input.logFormat === 'pretty' || (input.logFormat === undefined && env.stderrIsTTY === true);
-  const maxTocBytes = positiveInt('max-toc-bytes', input.maxTocBytes, 150 << 20);
-  const tailBytes = positiveInt('tail-bytes', input.tailBytes, 256 << 10);
+  const maxTocBytes = positiveInt('max-toc-bytes', input.maxTocBytes, TOC_DEFAULTS.maxTocBytes);
+  const tailBytes = positiveInt('tail-bytes', input.tailBytes, TOC_DEFAULTS.tailBytes);
   const platform = input.platform ?? `linux/${ociArch(env.arch)}`;
   if (!/^[a-z0-9_.-]+\/[a-z0-9_.-]+(\/[a-z0-9_.-]+)?$/i.test(platform)) {
     throw new ConfigError('platform', `expected os/arch[/variant], got ${JSON.stringify(platform)}`);

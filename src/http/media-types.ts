@@ -8,6 +8,8 @@ export const DOCKER_LIST = 'application/vnd.docker.distribution.manifest.list.v2
 export const DOCKER_MANIFEST = 'application/vnd.docker.distribution.manifest.v2+json';
 export const DOCKER_CONFIG = 'application/vnd.docker.container.image.v1+json';
 export const DOCKER_LAYER_GZIP = 'application/vnd.docker.image.rootfs.diff.tar.gzip';
+/** What a manifest request accepts: indexes and manifests, OCI and Docker. */
+export const MANIFEST_ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
 
 export const isIndex = (mt: string | undefined): boolean => mt === OCI_INDEX || mt === DOCKER_LIST;
 export const isManifest = (mt: string | undefined): boolean => mt === OCI_MANIFEST || mt === DOCKER_MANIFEST;

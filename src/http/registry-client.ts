@@ -11,6 +11,7 @@ import { BlobRangeError, RegistryError } from '../errors.js';
 import { parseChallenge } from './challenge.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
+import { takeEarly } from './early-responses.js';
 import { coalesce, extract, parseByteranges, type Extent, type Part } from './ranges.js';
 
 export interface RegistryClientOptions {
@@ -201,15 +202,23 @@ export class RegistryClient {
       const auth = url.origin === home ? this.cachedAuth(t, scope) : undefined;
       if (auth !== undefined) headers['authorization'] = auth;
       // The timeout covers the whole exchange, so a body that trickles in cannot hold a read forever.
-      const signal = AbortSignal.timeout(this.opts.timeoutMs);
-      const r = await this.request(url, {
-        method: spec.method,
-        headers,
-        body: url.origin === home ? spec.body : undefined,
-        signal,
-      });
-      const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'));
-      const res = { status: r.statusCode, headers: r.headers, body };
+      // The same request sent early, while the CLI loaded (early-responses.ts).
+      const early = spec.method === 'GET' && auth === undefined ? await takeEarly(url.href, headers['range']) : undefined;
+      let res: HttpResult;
+      if (early !== undefined) {
+        this.log.debug({ path: redact(url.pathname), range: headers['range'] }, 'answered by the request sent early');
+        res = { status: early.status, headers: early.headers, body: early.body };
+      } else {
+        const signal = AbortSignal.timeout(this.opts.timeoutMs);
+        const r = await this.request(url, {
+          method: spec.method,
+          headers,
+          body: url.origin === home ? spec.body : undefined,
+          signal,
+        });
+        const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'));
+        res = { status: r.statusCode, headers: r.headers, body };
+      }
       if (url.origin !== home && (res.status === 401 || res.status === 403 || res.status === 404)) {
         if (this.redirects.delete(redirectKey) || hops === 0) {
           this.log.debug({ status: res.status }, 'signed blob URL refused; asking the registry again');

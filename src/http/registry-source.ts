@@ -4,12 +4,11 @@ import { sha256 } from './digest.js';
 import { ImageError } from '../errors.js';
 import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } from './image.js';
 import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
-import { DOCKER_LIST, DOCKER_MANIFEST, isIndex, isManifest, OCI_INDEX, OCI_MANIFEST } from './media-types.js';
+import { isIndex, isManifest, MANIFEST_ACCEPT } from './media-types.js';
 import { formatImageRef, parseImageRef, type ImageRef } from './reference.js';
 import type { HostStats, RegistryClient, RepoTarget } from './registry-client.js';
 import type { Extent } from './ranges.js';
 
-const ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST].join(', ');
 
 export class RegistryBlob {
   constructor(
@@ -70,7 +69,7 @@ export class RegistrySource {
 
   /** A manifest or index by tag or digest; digests are always checked. */
   async fetchManifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
-    const r = await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/manifests/${reference}`, headers: { accept: ACCEPT } });
+    const r = await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/manifests/${reference}`, headers: { accept: MANIFEST_ACCEPT } });
     const digest = sha256(r.body);
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new ImageError(`${formatImageRef(this.ref)}: manifest ${reference} has digest ${digest}`);

@@ -41,14 +41,23 @@ export async function readFooter(blob: BlobReader, tailBytes: number, ctx: Error
 }
 
 /**
- * Reads footer and compressed TOC: one request when `tocOffsetHint` (from the layer's
- * annotations) is right or the TOC fits the tail read, two otherwise.
+ * The blob's tail read first: from the TOC's start when `tocOffsetHint` (from the layer's
+ * annotations) is usable, else `tailBytes`, at least a footer's worth.
+ */
+export function tocTailExtent(size: number, tocOffsetHint: number | undefined, opts: TocReadOptions): { offset: number; length: number } {
+  const hinted = tocOffsetHint !== undefined && tocOffsetHint > 0 && tocOffsetHint < size && size - tocOffsetHint <= opts.maxTocBytes + MAX_FOOTER_SIZE;
+  const length = Math.min(size, Math.max(hinted ? size - tocOffsetHint : opts.tailBytes, MAX_FOOTER_SIZE));
+  return { offset: size - length, length };
+}
+
+/**
+ * Reads footer and compressed TOC: one request when the hint is right or the TOC fits the
+ * tail read, two otherwise.
  */
 export async function readTocRegion(
   blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = '', tocOffsetHint?: number,
 ): Promise<TocRegion> {
-  const hinted = tocOffsetHint !== undefined && tocOffsetHint > 0 && tocOffsetHint < blob.size && blob.size - tocOffsetHint <= opts.maxTocBytes + MAX_FOOTER_SIZE;
-  const { footer, tail, tailStart } = await readFooter(blob, hinted ? blob.size - tocOffsetHint : opts.tailBytes, ctx);
+  const { footer, tail, tailStart } = await readFooter(blob, tocTailExtent(blob.size, tocOffsetHint, opts).length, ctx);
   if (footer === undefined) throw new NotEstargzError(plainReason(mediaType), ctx);
   if (footer.kind === 'external-toc') throw new ExternalTocError(ctx);
   const zstd = footer.kind === 'zstd-chunked-a' || footer.kind === 'zstd-chunked-b';

@@ -6,10 +6,12 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FIXTURE_VARIANTS, fixtureManifest, fixturesDir } from '../helpers/paths.js';
 import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
 import { runCli } from '../helpers/cli.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { compareTree, forceUnmount, mountDaemon, type TestMount } from '../helpers/mount.js';
 
 const VARIANTS = [...FIXTURE_VARIANTS, 'gzip'];
@@ -153,6 +155,41 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
       }
     });
   }
+
+  it("a mount's first requests go out while the CLI loads and are used, not sent again; a failed one is sent again", async () => {
+    const proxy = await startFaultProxy(fx.reg.host);
+    const layers = layersOf('esgz');
+    try {
+      for (const fault of [false, true]) {
+        proxy.reset();
+        if (fault) proxy.inject({ kind: 'status', status: 500 }, 1, /\/manifests\//);
+        const root = fresh('root');
+        const mnt = fresh('mnt');
+        mkdirSync(mnt, { recursive: true });
+        let pid: number | undefined;
+        try {
+          const r = await runCli(['--root', root, '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-prefetch', '--no-learned-prefetch', '--no-background-fetch', `${proxy.host}/fixture/esgz:latest`, mnt]);
+          assert.equal(r.code, 0, r.stderr);
+          pid = Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
+          const log = readFileSync(/log (.+)\)/.exec(r.stderr)?.[1] as string, 'utf8');
+          const used = log.split('\n').filter((l) => l.includes('answered by the request sent early'));
+          // The manifest (unless the early one failed), then one TOC read per layer: each sent once.
+          assert.equal(used.filter((l) => l.includes('/manifests/')).length, fault ? 0 : 1, log);
+          assert.equal(used.filter((l) => l.includes('/blobs/')).length, fault ? 0 : layers, log);
+          assert.equal(proxy.stats.ranges.length, layers, proxy.stats.ranges.join(' '));
+          assert.equal(proxy.stats.requests, (fault ? 2 : 1) + layers);
+          // Read asynchronously: the proxy runs in this process (compare-tree.py would block it).
+          assert.ok((await readdir(mnt)).includes('dup'));
+          assert.ok((await readFile(join(mnt, 'dup', 'twice'))).length > 0);
+        } finally {
+          const u = await runCli(['unmount', mnt]);
+          if (u.code !== 0) forceUnmount(mnt, pid);
+        }
+      }
+    } finally {
+      await proxy.stop();
+    }
+  });
 
   it('--daemon with arguments the plain reader leaves to the full CLI still works through the shell launcher', async () => {
     const r = await runCli(['mount', '--daemon', '--help']);

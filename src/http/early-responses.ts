@@ -1,0 +1,46 @@
+// Requests sent before the registry client exists, and their answers kept for it. A
+// mount's first requests (the manifest, the TOCs) go out from the bundle's small entry
+// while the CLI's modules load (layer/early-fetch.ts): some 0.2 s of CPU during which
+// nothing else could be on the wire. node:http is in Node already; undici is part of
+// what is loading. RegistryClient takes an answer when it is about to send the very same
+// request, and then treats it as its own: status, digests and lengths checked as usual.
+// Only a 200 or 206 is kept; anything else (a 401, a redirect, an error) is dropped, and
+// the client asks again itself.
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { createRequire } from 'node:module';
+
+export interface EarlyResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+const kept = new Map<string, Promise<EarlyResponse | undefined>>();
+const keyOf = (url: string, range: string | undefined): string => `${url} ${range ?? ''}`;
+
+/** Sends a GET now; its 200/206 answer waits for takeEarly. Resolves undefined for anything else. */
+export function sendEarly(url: URL, headers: Readonly<Record<string, string>>): Promise<EarlyResponse | undefined> {
+  const answer = new Promise<EarlyResponse | undefined>((resolve) => {
+    // node:https (and so tls) only for an https registry.
+    const send = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
+    const req = send(url, { method: 'GET', headers: { 'user-agent': 'stargzfs/0.1', ...headers }, agent: false }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      res.on('end', () => resolve(res.statusCode === 200 || res.statusCode === 206 ? { status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) } : undefined));
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('error', () => resolve(undefined));
+    req.setTimeout(30_000, () => req.destroy());
+    req.end();
+  });
+  kept.set(keyOf(url.href, headers['range']), answer);
+  return answer;
+}
+
+/** The early answer to exactly this GET (taken: one use), or undefined when none was sent. */
+export function takeEarly(url: string, range: string | undefined): Promise<EarlyResponse | undefined> | undefined {
+  const key = keyOf(url, range);
+  const answer = kept.get(key);
+  kept.delete(key);
+  return answer;
+}

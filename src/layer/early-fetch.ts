@@ -1,0 +1,44 @@
+// A mount's first requests, sent from the bundle's small entry while the CLI's modules
+// load (http/early-responses.ts says why and how they are used): the manifest by the
+// reference given and, when that is an image manifest, each layer's TOC tail exactly as
+// toc/toc-reader.ts will ask for it (from the TOC offset hint when the layer has one).
+// An index, an error or an odd answer ends it; the normal path then does everything.
+import { MANIFEST_ACCEPT } from '../http/media-types.js';
+import { parseImageRef } from '../http/reference.js';
+import { sendEarly } from '../http/early-responses.js';
+import { tocOffsetHint } from '../toc/blob.js';
+import { tocTailExtent, type TocReadOptions } from '../toc/toc-reader.js';
+
+export interface EarlyFetchTarget {
+  /** The image reference as given to the command. */
+  readonly ref: string;
+  readonly plainHttp: boolean;
+  readonly toc: TocReadOptions;
+}
+
+/** Sends the requests and returns at once; the answers wait for the registry client. */
+export function startEarlyFetch(target: EarlyFetchTarget): void {
+  let ref;
+  try {
+    ref = parseImageRef(target.ref);
+  } catch {
+    return; // the command reports it
+  }
+  const origin = `${target.plainHttp ? 'http' : 'https'}://${ref.endpoint}`;
+  const manifest = new URL(`/v2/${ref.repository}/manifests/${ref.digest ?? ref.tag}`, origin);
+  void sendEarly(manifest, { accept: MANIFEST_ACCEPT }).then((m) => {
+    if (m === undefined) return;
+    let layers: unknown;
+    try {
+      layers = (JSON.parse(m.body.toString('utf8')) as { layers?: unknown }).layers;
+    } catch {
+      return;
+    }
+    if (!Array.isArray(layers)) return; // an index: the platform choice is the CLI's
+    for (const l of layers as Array<{ digest?: unknown; size?: unknown; annotations?: Record<string, string> }>) {
+      if (typeof l.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(l.digest) || typeof l.size !== 'number' || !Number.isSafeInteger(l.size) || l.size <= 0) continue;
+      const { offset, length } = tocTailExtent(l.size, tocOffsetHint(l.annotations), target.toc);
+      void sendEarly(new URL(`/v2/${ref.repository}/blobs/${l.digest}`, origin), { range: `bytes=${offset}-${offset + length - 1}` });
+    }
+  });
+}
