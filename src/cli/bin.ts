@@ -7,6 +7,7 @@
 // the CLI loads (layer/early-fetch.ts). Everything else, and any `mount` this cannot read
 // plainly, goes to main.ts.
 import { closeSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { defaultRoot, TOC_DEFAULTS } from '../config.js';
 import { daemonize, daemonLogFile } from './daemon.js';
 import { earlyFetchable, plainMount, type PlainMount } from './daemon-args.js';
@@ -25,7 +26,7 @@ delete process.env['STARGZFS_DAEMON'];
 /** This process serves the mount: its first requests go out now, then the CLI loads. */
 async function serve(m: PlainMount | undefined): Promise<void> {
   const early = m !== undefined ? earlyFetchable(m) : undefined;
-  if (early !== undefined) startEarlyFetch({ ...early, toc: TOC_DEFAULTS });
+  if (early !== undefined && m !== undefined) startEarlyFetch({ ...early, toc: TOC_DEFAULTS, metaDb: join(root(m), 'meta.db') });
   armReadyChannel();
   await import('./main.js');
 }

@@ -32,6 +32,7 @@ case $status in
   use-node) exec "$node" "$main" "$@" ;;
   "exit "[0-9]*) exit "${status#exit }" ;;
 esac
-[ "$status" != "$said" ] || printf '%s\n' "$said" >&2
+# No status line: the server ended before it could say (killed, or it never started).
+[ -n "$status" ] && printf '%s\n' "$status" >&2
 echo "stargzfs: the mount's server ended before it served" >&2
 exit 1

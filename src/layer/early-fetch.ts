@@ -1,19 +1,23 @@
 // A mount's first requests, sent from the bundle's small entry while the CLI's modules
 // load (http/early-responses.ts says why and how they are used): the manifest by the
-// reference given and, when that is an image manifest, each layer's TOC tail exactly as
-// toc/toc-reader.ts will ask for it (from the TOC offset hint when the layer has one).
+// reference given and, when that is an image manifest, the TOC tail of each layer not
+// indexed yet, exactly as toc/toc-reader.ts will ask for it (from the TOC offset hint
+// when the layer has one).
 // An index, an error or an odd answer ends it; the normal path then does everything.
 import { MANIFEST_ACCEPT } from '../http/media-types.js';
 import { parseImageRef } from '../http/reference.js';
 import { sendEarly } from '../http/early-responses.js';
 import { tocOffsetHint } from '../toc/blob.js';
 import { tocTailExtent, type TocReadOptions } from '../toc/toc-reader.js';
+import { indexedLayerDigests } from '../toc/inode-db.js';
 
 export interface EarlyFetchTarget {
   /** The image reference as given to the command. */
   readonly ref: string;
   readonly plainHttp: boolean;
   readonly toc: TocReadOptions;
+  /** The state's meta.db: layers indexed there already need no TOC. */
+  readonly metaDb: string;
 }
 
 /** Sends the requests and returns at once; the answers wait for the registry client. */
@@ -35,8 +39,13 @@ export function startEarlyFetch(target: EarlyFetchTarget): void {
       return;
     }
     if (!Array.isArray(layers)) return; // an index: the platform choice is the CLI's
-    for (const l of layers as Array<{ digest?: unknown; size?: unknown; annotations?: Record<string, string> }>) {
-      if (typeof l.digest !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(l.digest) || typeof l.size !== 'number' || !Number.isSafeInteger(l.size) || l.size <= 0) continue;
+    const descs = (layers as Array<{ digest?: unknown; size?: unknown; annotations?: Record<string, string> }>).filter(
+      (l): l is { digest: string; size: number; annotations?: Record<string, string> } =>
+        typeof l.digest === 'string' && /^sha256:[0-9a-f]{64}$/.test(l.digest) && typeof l.size === 'number' && Number.isSafeInteger(l.size) && l.size > 0,
+    );
+    const indexed = indexedLayerDigests(target.metaDb, descs.map((l) => l.digest));
+    for (const l of descs) {
+      if (indexed.has(l.digest)) continue;
       const { offset, length } = tocTailExtent(l.size, tocOffsetHint(l.annotations), target.toc);
       void sendEarly(new URL(`/v2/${ref.repository}/blobs/${l.digest}`, origin), { range: `bytes=${offset}-${offset + length - 1}` });
     }

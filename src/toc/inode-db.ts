@@ -20,7 +20,7 @@
 // Whiteouts and landmarks are stored as the TOC has them and hidden at query time by
 // the views, so the raw layer stays inspectable.
 import Database from 'better-sqlite3';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 export const SCHEMA_VERSION = 1;
@@ -165,6 +165,28 @@ CREATE TABLE IF NOT EXISTS layer_warnings (
   PRIMARY KEY (layer_id, seq)
 ) WITHOUT ROWID;
 `;
+
+/**
+ * Which of `digests` meta.db has indexed already, read without opening it for writing
+ * (no schema set-up, no WAL switch); an empty set when there is no meta.db or it cannot
+ * be read. For guesses only (the early fetch): the indexer decides for real.
+ */
+export function indexedLayerDigests(file: string, digests: readonly string[]): Set<string> {
+  const found = new Set<string>();
+  if (!existsSync(file)) return found;
+  try {
+    const db = new Database(file, { readonly: true, fileMustExist: true });
+    try {
+      const q = db.prepare('SELECT 1 FROM layers WHERE digest = ?').pluck();
+      for (const d of digests) if (q.get(d) !== undefined) found.add(d);
+    } finally {
+      db.close();
+    }
+  } catch {
+    // Unreadable, locked or of another schema: guess "none".
+  }
+  return found;
+}
 
 /** Opens (creating if needed) meta.db in WAL mode, safe to share between processes. */
 export function openMetaDb(file: string): Database.Database {

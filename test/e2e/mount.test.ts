@@ -4,11 +4,11 @@
 // read-only refusals, a dead mount left by a killed server, and --daemon's exit codes.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FIXTURE_VARIANTS, fixtureManifest, fixturesDir } from '../helpers/paths.js';
+import { FIXTURE_VARIANTS, fixtureManifest, fixturesDir, launcherPath } from '../helpers/paths.js';
 import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
 import { runCli } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
@@ -159,11 +159,14 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
   it("a mount's first requests go out while the CLI loads and are used, not sent again; a failed one is sent again", async () => {
     const proxy = await startFaultProxy(fx.reg.host);
     const layers = layersOf('esgz');
+    const warmRoot = fresh('root');
     try {
-      for (const fault of [false, true]) {
+      // cold: manifest and every TOC early; failed: the early manifest gets a 500 and the
+      // client asks again; warm: meta.db has every layer, so only the manifest goes early.
+      for (const round of ['cold', 'failed', 'warm'] as const) {
         proxy.reset();
-        if (fault) proxy.inject({ kind: 'status', status: 500 }, 1, /\/manifests\//);
-        const root = fresh('root');
+        if (round === 'failed') proxy.inject({ kind: 'status', status: 500 }, 1, /\/manifests\//);
+        const root = round === 'failed' ? fresh('root') : warmRoot;
         const mnt = fresh('mnt');
         mkdirSync(mnt, { recursive: true });
         let pid: number | undefined;
@@ -171,13 +174,13 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
           const r = await runCli(['--root', root, '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-prefetch', '--no-learned-prefetch', '--no-background-fetch', `${proxy.host}/fixture/esgz:latest`, mnt]);
           assert.equal(r.code, 0, r.stderr);
           pid = Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
-          const log = readFileSync(/log (.+)\)/.exec(r.stderr)?.[1] as string, 'utf8');
-          const used = log.split('\n').filter((l) => l.includes('answered by the request sent early'));
-          // The manifest (unless the early one failed), then one TOC read per layer: each sent once.
-          assert.equal(used.filter((l) => l.includes('/manifests/')).length, fault ? 0 : 1, log);
-          assert.equal(used.filter((l) => l.includes('/blobs/')).length, fault ? 0 : layers, log);
-          assert.equal(proxy.stats.ranges.length, layers, proxy.stats.ranges.join(' '));
-          assert.equal(proxy.stats.requests, (fault ? 2 : 1) + layers);
+          const log = readFileSync(/log (.+)\)/.exec(r.stderr)?.[1] as string, 'utf8').split('\n').filter((l) => l.includes(`"pid":${pid}`));
+          const used = log.filter((l) => l.includes('answered by the request sent early'));
+          assert.equal(used.filter((l) => l.includes('/manifests/')).length, round === 'failed' ? 0 : 1, round);
+          assert.equal(used.filter((l) => l.includes('/blobs/')).length, round === 'cold' ? layers : 0, round);
+          // Each sent once: the manifest (twice when the first failed), and a TOC read per layer not indexed yet.
+          assert.equal(proxy.stats.ranges.length, round === 'warm' ? 0 : layers, `${round}: ${proxy.stats.ranges.join(' ')}`);
+          assert.equal(proxy.stats.requests, (round === 'failed' ? 2 : 1) + (round === 'warm' ? 0 : layers), round);
           // Read asynchronously: the proxy runs in this process (compare-tree.py would block it).
           assert.ok((await readdir(mnt)).includes('dup'));
           assert.ok((await readFile(join(mnt, 'dup', 'twice'))).length > 0);
@@ -189,6 +192,18 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
     } finally {
       await proxy.stop();
     }
+  });
+
+  it('--daemon through the shell launcher: a server that dies without a word is an error, with what it printed', () => {
+    const mnt = fresh('mnt');
+    mkdirSync(mnt, { recursive: true });
+    // A "node" that prints a crash and exits: no status line ever comes.
+    const fake = join(fresh('bin'), 'node');
+    mkdirSync(join(fake, '..'), { recursive: true });
+    writeFileSync(fake, '#!/bin/sh\necho "first line of a crash" >&2\necho "last line of a crash" >&2\nexit 9\n', { mode: 0o755 });
+    const r = spawnSync(launcherPath, ['mount', '--daemon', 'oci:/nowhere:x', mnt], { env: { ...process.env, STARGZFS_NODE: fake } });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr.toString(), /first line of a crash\nlast line of a crash\nstargzfs: the mount's server ended before it served/);
   });
 
   it('--daemon with arguments the plain reader leaves to the full CLI still works through the shell launcher', async () => {
