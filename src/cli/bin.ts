@@ -13,7 +13,6 @@ import { daemonize, daemonLogFile } from './daemon.js';
 import { earlyFetchable, plainMount, type PlainMount } from './daemon-args.js';
 import { armReadyChannel, LOG_FILE_ENV, READY_FD_ENV } from './ready.js';
 import { redirectStdio } from '../fs/fuse-binding.js';
-import { startEarlyFetch } from '../layer/early-fetch.js';
 
 const args = process.argv.slice(2);
 const mount = plainMount(args);
@@ -26,7 +25,12 @@ delete process.env['STARGZFS_DAEMON'];
 /** This process serves the mount: its first requests go out now, then the CLI loads. */
 async function serve(m: PlainMount | undefined): Promise<void> {
   const early = m !== undefined ? earlyFetchable(m) : undefined;
-  if (early !== undefined && m !== undefined) startEarlyFetch({ ...early, toc: TOC_DEFAULTS, metaDb: join(root(m), 'meta.db') });
+  if (early !== undefined && m !== undefined) {
+    // Loaded here, not with this entry: it brings meta.db's reader and the TOC reader,
+    // which a launcher or any other command does not need.
+    const { startEarlyFetch } = await import('../layer/early-fetch.js');
+    startEarlyFetch({ ...early, toc: TOC_DEFAULTS, metaDb: join(root(m), 'meta.db') });
+  }
   armReadyChannel();
   await import('./main.js');
 }

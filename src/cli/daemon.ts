@@ -2,10 +2,10 @@
 // without a Node process): the same command re-run in the background, which says on a
 // pipe (fd 3, src/cli/ready.ts) when the mount serves or why it did not.
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { EXIT } from './exit-codes.js';
-import { LOG_FILE_ENV, READY_FD_ENV, readOutcome } from './ready.js';
+import { lastLines, LOG_FILE_ENV, READY_FD_ENV, readOutcome } from './ready.js';
 
 /** Where the server for `mountpoint` logs (its directory is made). */
 export function daemonLogFile(root: string, mountpoint: string): string {
@@ -38,7 +38,7 @@ export async function daemonize(args: readonly string[], root: string, mountpoin
   }
   if (code !== undefined) return code;
   // It ended without a word (killed, or it never started): its log says why.
-  const tail = readFileSync(logFile, 'utf8').trimEnd().split('\n').slice(-5).join('\n');
+  const tail = lastLines(logFile, 5);
   process.stderr.write(`stargzfs: the mount did not start:\n${tail}\n`);
   return EXIT.error;
 }

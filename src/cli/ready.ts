@@ -45,7 +45,8 @@ function say(text: string): void {
   }
 }
 
-function lastLines(file: string, n: number): string {
+/** The last `n` lines of a log file ('' when it cannot be read). */
+export function lastLines(file: string, n: number): string {
   try {
     return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-n).join('\n');
   } catch {

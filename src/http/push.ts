@@ -1,6 +1,7 @@
 // The push path: blobs (monolithic, or chunked with PATCH) and manifests. Tests use it
 // to put images into a local registry; `convert` will use it to publish.
 import { sha256 } from './digest.js';
+import { blobPath, manifestPath } from './api-paths.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { RegistryError } from '../errors.js';
@@ -8,7 +9,7 @@ import type { RegistryClient, RepoTarget } from './registry-client.js';
 
 
 export async function blobExists(client: RegistryClient, t: RepoTarget, digest: string): Promise<boolean> {
-  const r = await client.call(t, { method: 'HEAD', path: `/v2/${t.repository}/blobs/${digest}`, actions: 'pull,push', accept: [404] });
+  const r = await client.call(t, { method: 'HEAD', path: blobPath(t.repository, digest), actions: 'pull,push', accept: [404] });
   return r.status === 200;
 }
 
@@ -54,7 +55,7 @@ export async function pushBlobFrom(client: RegistryClient, t: RepoTarget, blob: 
 
 export async function pushManifest(client: RegistryClient, t: RepoTarget, reference: string, bytes: Buffer, mediaType: string): Promise<string> {
   await client.call(t, {
-    method: 'PUT', path: `/v2/${t.repository}/manifests/${reference}`, actions: 'pull,push', body: bytes,
+    method: 'PUT', path: manifestPath(t.repository, reference), actions: 'pull,push', body: bytes,
     headers: { 'content-type': mediaType }, accept: [201],
   });
   return sha256(bytes);

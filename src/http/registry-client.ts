@@ -12,6 +12,7 @@ import { parseChallenge } from './challenge.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
 import { takeEarly } from './early-responses.js';
+import { blobPath, byteRange } from './api-paths.js';
 import { coalesce, extract, parseByteranges, type Extent, type Part } from './ranges.js';
 
 export interface RegistryClientOptions {
@@ -309,10 +310,10 @@ export class RegistryClient {
 
   /** The blob's size from HEAD, or from Content-Range of `GET bytes=0-0` when HEAD is refused. */
   async blobSize(t: RepoTarget, digest: string): Promise<number> {
-    const head = await this.call(t, { method: 'HEAD', path: `/v2/${t.repository}/blobs/${digest}`, accept: [403, 405] });
+    const head = await this.call(t, { method: 'HEAD', path: blobPath(t.repository, digest), accept: [403, 405] });
     const len = Number(header(head.headers, 'content-length'));
     if (head.status === 200 && Number.isSafeInteger(len)) return len;
-    const r = await this.call(t, { method: 'GET', path: `/v2/${t.repository}/blobs/${digest}`, headers: { range: 'bytes=0-0' } });
+    const r = await this.call(t, { method: 'GET', path: blobPath(t.repository, digest), headers: { range: byteRange(0, 1) } });
     const total = /\/(\d+)$/.exec(header(r.headers, 'content-range') ?? '')?.[1];
     if (total === undefined) throw new RegistryError(`${t.endpoint}: cannot learn the size of blob ${digest}`);
     return Number(total);
@@ -330,7 +331,7 @@ export class RegistryClient {
     if (groups.length > 1 && !this.singleRangeOnly.has(t.endpoint)) {
       const r = await this.call(t, {
         method: 'GET',
-        path: `/v2/${t.repository}/blobs/${digest}`,
+        path: blobPath(t.repository, digest),
         headers: { range: `bytes=${groups.map((g) => `${g.offset}-${g.offset + g.length - 1}`).join(',')}` },
         accept: [400, 416],
       });
@@ -360,8 +361,8 @@ export class RegistryClient {
     const ctx = { layer: digest, offset };
     const r = await this.call(t, {
       method: 'GET',
-      path: `/v2/${t.repository}/blobs/${digest}`,
-      headers: { range: `bytes=${offset}-${offset + length - 1}` },
+      path: blobPath(t.repository, digest),
+      headers: { range: byteRange(offset, length) },
     });
     if (r.status === 206) {
       const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(r.headers, 'content-range') ?? '');

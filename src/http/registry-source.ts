@@ -1,6 +1,7 @@
 // A registry image as an image source: manifests negotiated by Accept and verified by
 // digest, the platform chosen from an index, layers read by exact byte ranges.
 import { sha256 } from './digest.js';
+import { blobPath, manifestPath } from './api-paths.js';
 import { ImageError } from '../errors.js';
 import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } from './image.js';
 import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
@@ -62,14 +63,14 @@ export class RegistrySource {
 
   /** A small blob (a config) read whole and checked against its digest. */
   async smallBlob(desc: Descriptor): Promise<Buffer> {
-    const bytes = (await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/blobs/${desc.digest}` })).body;
+    const bytes = (await this.client.call(this.target, { method: 'GET', path: blobPath(this.target.repository, desc.digest) })).body;
     if (sha256(bytes) !== desc.digest) throw new ImageError(`${formatImageRef(this.ref)}: blob ${desc.digest} has digest ${sha256(bytes)}`);
     return bytes;
   }
 
   /** A manifest or index by tag or digest; digests are always checked. */
   async fetchManifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
-    const r = await this.client.call(this.target, { method: 'GET', path: `/v2/${this.target.repository}/manifests/${reference}`, headers: { accept: MANIFEST_ACCEPT } });
+    const r = await this.client.call(this.target, { method: 'GET', path: manifestPath(this.target.repository, reference), headers: { accept: MANIFEST_ACCEPT } });
     const digest = sha256(r.body);
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new ImageError(`${formatImageRef(this.ref)}: manifest ${reference} has digest ${digest}`);

@@ -5,6 +5,7 @@
 // when the layer has one).
 // An index, an error or an odd answer ends it; the normal path then does everything.
 import { MANIFEST_ACCEPT } from '../http/media-types.js';
+import { blobPath, byteRange, manifestPath } from '../http/api-paths.js';
 import { parseImageRef } from '../http/reference.js';
 import { sendEarly } from '../http/early-responses.js';
 import { tocOffsetHint } from '../toc/blob.js';
@@ -29,7 +30,9 @@ export function startEarlyFetch(target: EarlyFetchTarget): void {
     return; // the command reports it
   }
   const origin = `${target.plainHttp ? 'http' : 'https'}://${ref.endpoint}`;
-  const manifest = new URL(`/v2/${ref.repository}/manifests/${ref.digest ?? ref.tag}`, origin);
+  const reference = ref.digest ?? ref.tag;
+  if (reference === undefined) return;
+  const manifest = new URL(manifestPath(ref.repository, reference), origin);
   void sendEarly(manifest, { accept: MANIFEST_ACCEPT }).then((m) => {
     if (m === undefined) return;
     let layers: unknown;
@@ -47,7 +50,7 @@ export function startEarlyFetch(target: EarlyFetchTarget): void {
     for (const l of descs) {
       if (indexed.has(l.digest)) continue;
       const { offset, length } = tocTailExtent(l.size, tocOffsetHint(l.annotations), target.toc);
-      void sendEarly(new URL(`/v2/${ref.repository}/blobs/${l.digest}`, origin), { range: `bytes=${offset}-${offset + length - 1}` });
+      void sendEarly(new URL(blobPath(ref.repository, l.digest), origin), { range: byteRange(offset, length) });
     }
   });
 }

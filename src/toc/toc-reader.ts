@@ -32,14 +32,6 @@ export interface RawToc extends TocRegion {
   readonly tocDigest: string;
 }
 
-/** Reads the footer only: which format a blob is, without fetching its TOC. */
-export async function readFooter(blob: BlobReader, tailBytes: number, ctx: ErrorContext): Promise<{ footer: Footer | undefined; tail: Buffer; tailStart: number }> {
-  const len = Math.min(blob.size, Math.max(tailBytes, MAX_FOOTER_SIZE));
-  const tailStart = blob.size - len;
-  const tail = await blob.readAt(tailStart, len);
-  return { footer: parseFooter(tail, blob.size, ctx), tail, tailStart };
-}
-
 /**
  * The blob's tail read first: from the TOC's start when `tocOffsetHint` (from the layer's
  * annotations) is usable, else `tailBytes`, at least a footer's worth.
@@ -57,7 +49,9 @@ export function tocTailExtent(size: number, tocOffsetHint: number | undefined, o
 export async function readTocRegion(
   blob: BlobReader, opts: TocReadOptions, ctx: ErrorContext, mediaType = '', tocOffsetHint?: number,
 ): Promise<TocRegion> {
-  const { footer, tail, tailStart } = await readFooter(blob, tocTailExtent(blob.size, tocOffsetHint, opts).length, ctx);
+  const { offset: tailStart, length } = tocTailExtent(blob.size, tocOffsetHint, opts);
+  const tail = await blob.readAt(tailStart, length);
+  const footer = parseFooter(tail, blob.size, ctx);
   if (footer === undefined) throw new NotEstargzError(plainReason(mediaType), ctx);
   if (footer.kind === 'external-toc') throw new ExternalTocError(ctx);
   const zstd = footer.kind === 'zstd-chunked-a' || footer.kind === 'zstd-chunked-b';
