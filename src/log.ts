@@ -34,6 +34,10 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, p
       base: { pid: process.pid },
     },
     // Logs go to stderr: stdout carries command output (file bytes for `cat`, JSON for --json).
-    destination ?? pino.destination(2),
+    // Written synchronously: a --daemon server's stderr is its log file, and the launcher
+    // (and whoever reads the log after "ready" or after a crash) must find every line
+    // written before it. At info level a mount logs a handful of lines, so the main thread
+    // loses nothing measurable; the async default left lines in flight past "ready".
+    destination ?? pino.destination({ dest: 2, sync: true }),
   );
 }
