@@ -57,7 +57,16 @@ interface RequestSpec {
   readonly actions?: string;
   /** Statuses the caller handles itself (no error, no retry). */
   readonly accept?: readonly number[];
+  /**
+   * For a GET: given an answer's status and headers, a callback that sees its body as it
+   * arrives (the prefix received so far), or undefined. Called again from the start on a
+   * retry, redirect or mirror fallback.
+   */
+  readonly progress?: (status: number, headers: HttpResult['headers']) => BodyProgress | undefined;
 }
+
+/** Sees the prefix of a body received so far; the buffer's bytes never change afterwards. */
+export type BodyProgress = (prefix: Buffer) => void;
 
 const RETRYABLE = new Set([429, 500, 502, 503, 504]);
 
@@ -217,7 +226,8 @@ export class RegistryClient {
           body: url.origin === home ? spec.body : undefined,
           signal,
         });
-        const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'));
+        const progress = spec.method === 'GET' ? spec.progress?.(r.statusCode, r.headers) : undefined;
+        const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'), progress);
         res = { status: r.statusCode, headers: r.headers, body };
       }
       if (url.origin !== home && (res.status === 401 || res.status === 403 || res.status === 404)) {
@@ -355,18 +365,23 @@ export class RegistryClient {
     return out;
   }
 
-  /** Exactly `length` bytes of a blob at `offset`; a short, long or misplaced body is an error. */
-  async readRange(t: RepoTarget, digest: string, offset: number, length: number): Promise<Buffer> {
+  /**
+   * Exactly `length` bytes of a blob at `offset`; a short, long or misplaced body is an
+   * error. `progress` sees the bytes as they arrive, only from an answer whose headers
+   * already say it is exactly this range.
+   */
+  async readRange(t: RepoTarget, digest: string, offset: number, length: number, progress?: BodyProgress): Promise<Buffer> {
     if (length === 0) return Buffer.alloc(0);
     const ctx = { layer: digest, offset };
     const r = await this.call(t, {
       method: 'GET',
       path: blobPath(t.repository, digest),
       headers: { range: byteRange(offset, length) },
+      progress: progress === undefined ? undefined : (status, headers) =>
+        status === 206 && header(headers, 'content-length') === String(length) && contentRangeStart(header(headers, 'content-range')) === offset ? progress : undefined,
     });
     if (r.status === 206) {
-      const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header(r.headers, 'content-range') ?? '');
-      if (m === null || Number(m[1]) !== offset) {
+      if (contentRangeStart(header(r.headers, 'content-range')) !== offset) {
         throw new BlobRangeError(`registry answered range ${JSON.stringify(header(r.headers, 'content-range'))} for bytes ${offset}+${length}`, ctx);
       }
       if (r.body.length !== length) throw new BlobRangeError(`registry sent ${r.body.length} bytes for a range of ${length}`, ctx);
@@ -385,7 +400,7 @@ export class RegistryClient {
  * The whole body, into one buffer sized from Content-Length when there is one (a 16 MiB
  * range then costs no re-copying); more bytes than announced is an error, not data.
  */
-async function readBody(body: AsyncIterable<Buffer>, contentLength: string | undefined): Promise<Buffer> {
+async function readBody(body: AsyncIterable<Buffer>, contentLength: string | undefined, progress?: BodyProgress): Promise<Buffer> {
   const len = contentLength !== undefined ? Number(contentLength) : Number.NaN;
   if (!Number.isSafeInteger(len)) {
     const parts: Buffer[] = [];
@@ -398,8 +413,15 @@ async function readBody(body: AsyncIterable<Buffer>, contentLength: string | und
     if (at + chunk.length > len) throw new Error(`body longer than its Content-Length ${len}`);
     chunk.copy(out, at);
     at += chunk.length;
+    progress?.(out.subarray(0, at));
   }
   return at === len ? out : out.subarray(0, at);
+}
+
+/** Where a single-range answer's Content-Range says its bytes start (undefined: not a single range). */
+function contentRangeStart(value: string | undefined): number | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(value ?? '');
+  return m === null ? undefined : Number(m[1]);
 }
 
 /** Paths may carry upload state or signed queries; keep only the path. */

@@ -7,7 +7,7 @@ import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } fro
 import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
 import { isIndex, isManifest, MANIFEST_ACCEPT } from './media-types.js';
 import { formatImageRef, parseImageRef, type ImageRef } from './reference.js';
-import type { HostStats, RegistryClient, RepoTarget } from './registry-client.js';
+import type { BodyProgress, HostStats, RegistryClient, RepoTarget } from './registry-client.js';
 import type { Extent } from './ranges.js';
 
 
@@ -19,8 +19,8 @@ export class RegistryBlob {
     readonly size: number,
   ) {}
 
-  readAt(offset: number, length: number): Promise<Buffer> {
-    return this.client.readRange(this.target, this.digest, offset, length);
+  readAt(offset: number, length: number, progress?: BodyProgress): Promise<Buffer> {
+    return this.client.readRange(this.target, this.digest, offset, length, progress);
   }
 
   /** Several extents in as few requests as the registry allows (see RegistryClient.readRanges). */

@@ -174,7 +174,7 @@ export class FileReader {
       let j = i + 1;
       const start = (members[i] as Member).start;
       while (j < members.length && (members[j] as Member).end - start <= batchBytes) j++;
-      jobs.push(this.fetch(layer, members.slice(i, j), priority));
+      jobs.push(Promise.all(this.fetch(layer, members.slice(i, j), priority)));
       i = j;
     }
     let failed = 0;
@@ -239,12 +239,12 @@ export class FileReader {
       const { members, neighbours } = this.plan(layer, dataId, groupMembers(missing), priority);
       const results = this.fetch(layer, members, priority);
       // Failures there are reported by fetch(); a read that joins them gets the error.
-      if (neighbours.length > 0) void this.fetch(layer, neighbours, PREFETCH).catch(() => undefined);
+      if (neighbours.length > 0) this.fetch(layer, neighbours, PREFETCH);
       for (let i = 0, j = 0; i < rows.length; i++) {
         const c = missing[j];
         if (c === undefined || rows[i] !== c) continue;
         const mi = members.findIndex((m) => m.start === c.blob_offset);
-        out[i] = results.then((rs) => this.pick(layer, rs[mi] as DecodedMember, c, ctx) ?? this.missingFromMember(layer, c, ctx));
+        out[i] = (results[mi] as Promise<DecodedMember>).then((m) => this.pick(layer, m, c, ctx) ?? this.missingFromMember(layer, c, ctx));
         j++;
       }
     }
@@ -277,10 +277,19 @@ export class FileReader {
     return { members: whole.sort((a, b) => a.start - b.start), neighbours: groupMembers(next) };
   }
 
-  /** One scheduled job for these members; each is registered as in flight until it is decoded. */
-  private fetch(layer: LayerRow, members: readonly Member[], priority: Priority): Promise<DecodedMember[]> {
+  /**
+   * One scheduled job for these members; each is registered as in flight until it is
+   * decoded. Returns each member's result on its own: a member is usable as soon as its
+   * bytes are in and checked, while the rest of a large read is still arriving.
+   */
+  private fetch(layer: LayerRow, members: readonly Member[], priority: Priority): Array<Promise<DecodedMember>> {
     const counters = this.stats(layer.id);
     const gap = this.tuning.coalesceGapBytes;
+    const each = members.map(() => {
+      let settle!: { resolve: (m: DecodedMember) => void; reject: (err: unknown) => void };
+      const done = new Promise<DecodedMember>((resolve, reject) => void (settle = { resolve, reject }));
+      return { done, ...settle };
+    });
     const job = this.scheduler.schedule(priority, spanBytes(members, gap), () =>
       fetchMembers(layer, this.blobFor(layer), members, gap, {
         put: async (digest, data) => {
@@ -293,19 +302,25 @@ export class FileReader {
           if (requests === 1) this.link.observe(bytes, ms);
           this.hooks.onFetched?.(layer, bytes, { priority, requests, ms });
         },
-      }),
+      }, (i, m) => each[i]?.resolve(m)),
     );
-    job.done.catch((err: unknown) => this.hooks.onError?.(layer, err as Error, priority !== ON_DEMAND));
+    job.done.then(
+      (rs) => rs.forEach((m, i) => each[i]?.resolve(m)),
+      (err: unknown) => {
+        for (const e of each) e.reject(err);
+        this.hooks.onError?.(layer, err as Error, priority !== ON_DEMAND);
+      },
+    );
     members.forEach((m, i) => {
       const key = memberKey(layer.id, m.start);
-      const done = job.done.then((rs) => rs[i] as DecodedMember);
+      const done = (each[i] as { done: Promise<DecodedMember> }).done;
       this.inflight.set(key, { done, promote: job.promote });
       const clear = (): void => {
         if (this.inflight.get(key)?.done === done) this.inflight.delete(key);
       };
       done.then(clear, clear);
     });
-    return job.done;
+    return each.map((e) => e.done);
   }
 
   /** The chunk from a decoded member; undefined when that fetch did not include it. Bad bytes throw. */

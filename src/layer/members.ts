@@ -72,8 +72,12 @@ export function spanBytes(members: readonly Member[], gap: number): number {
   return start >= 0 ? total + end - start : 0;
 }
 
-/** Reads the members' bytes: one request when they are close, else a multi-range request or parallel ones. */
-async function readMembers(blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink): Promise<Buffer[]> {
+/**
+ * Reads the members' bytes: one request when they are close, else a multi-range request
+ * or parallel ones. `arrived(i, bytes)` is told of each member whose bytes are in, as soon
+ * as they are (a single range streams), and at the latest when its request completes.
+ */
+async function readMembers(blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink, arrived: (i: number, comp: Buffer) => void): Promise<void> {
   const spans: Array<{ start: number; end: number; first: number; last: number }> = [];
   members.forEach((m, i) => {
     const s = spans[spans.length - 1];
@@ -91,30 +95,52 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: nu
     spanData = await blob.readRanges(spans.map((s) => ({ offset: s.start, length: s.end - s.start })));
     sink.fetched(1, bytes, performance.now() - t0);
   } else {
-    spanData = await Promise.all(spans.map((s) => blob.readAt(s.start, s.end - s.start)));
+    spanData = await Promise.all(spans.map((s) => {
+      // Members come in blob order, so each is handed on once the prefix covers its end.
+      let next = s.first;
+      return blob.readAt(s.start, s.end - s.start, (prefix) => {
+        for (let m = members[next]; next <= s.last && m !== undefined && m.end - s.start <= prefix.length; m = members[++next]) {
+          arrived(next, prefix.subarray(m.start - s.start, m.end - s.start));
+        }
+      });
+    }));
     sink.fetched(spans.length, bytes, performance.now() - t0);
   }
-  const out: Buffer[] = [];
   spans.forEach((s, si) => {
     const data = spanData[si] as Buffer;
     for (let i = s.first; i <= s.last; i++) {
       const m = members[i] as Member;
-      out.push(data.subarray(m.start - s.start, m.end - s.start));
+      arrived(i, data.subarray(m.start - s.start, m.end - s.start));
     }
   });
-  return out;
 }
 
 /**
  * Fetches, decodes and verifies `members` (sorted by start), caching every good chunk.
- * Returns one result per member, in order. Only a failed request rejects; bad bytes are
- * reported per chunk.
+ * Returns one result per member, in order; `decoded` hears of each as soon as it is done,
+ * while later members may still be on the wire. Only a failed request rejects; bad bytes
+ * are reported per chunk.
  */
 export async function fetchMembers(
   layer: LayerRow, blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink,
+  decoded?: (i: number, m: DecodedMember) => void,
 ): Promise<DecodedMember[]> {
-  const raw = await readMembers(blob, members, gap, sink);
-  return Promise.all(members.map((m, i) => decodeMember(layer, m, raw[i] as Buffer, sink)));
+  const out: Array<Promise<DecodedMember> | undefined> = new Array<Promise<DecodedMember> | undefined>(members.length);
+  // A member is decoded once, from the first complete copy of its bytes (a retried request
+  // brings the same bytes again).
+  const arrived = (i: number, comp: Buffer): void => {
+    out[i] ??= decodeMember(layer, members[i] as Member, comp, sink).then((d) => {
+      decoded?.(i, d);
+      return d;
+    });
+  };
+  try {
+    await readMembers(blob, members, gap, sink, arrived);
+  } finally {
+    // Decodes started from a streamed prefix are finished (and cached) even when the rest failed.
+    await Promise.allSettled(out.filter((p) => p !== undefined));
+  }
+  return Promise.all(out as Array<Promise<DecodedMember>>);
 }
 
 async function decodeMember(layer: LayerRow, m: Member, comp: Buffer, sink: FetchSink): Promise<DecodedMember> {

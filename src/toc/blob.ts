@@ -4,8 +4,13 @@
 export interface BlobReader {
   /** Blob size in bytes, as the descriptor (and the source) say. */
   readonly size: number;
-  /** Exactly `length` bytes at `offset`; never fewer. Rejects a range outside the blob. */
-  readAt(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Exactly `length` bytes at `offset`; never fewer. Rejects a range outside the blob.
+   * `progress`, when the source streams, sees the bytes as they arrive: a growing prefix
+   * of the result, which may start over (a retry) but is always the blob's own bytes at
+   * `offset` as far as the source can tell before the end.
+   */
+  readAt(offset: number, length: number, progress?: (prefix: Buffer) => void): Promise<Buffer>;
   /**
    * Several extents, in as few requests as the source allows; extents closer than `gap`
    * bytes may be read as one. Optional: readers fall back to readAt.

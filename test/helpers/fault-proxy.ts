@@ -1,6 +1,6 @@
 // A small HTTP proxy in front of the real registry, for what the registry cannot do by
 // itself: count requests and bytes, and inject faults (Range ignored, 5xx/429 with
-// Retry-After, connection resets and truncated bodies) for the next N matching requests.
+// Retry-After, connection resets, truncated and stalled bodies) for the next N matching requests.
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -12,6 +12,8 @@ export type Fault =
   | { kind: 'redirect'; location: (path: string) => string }
   | { kind: 'overlong'; extra: number }
   | { kind: 'trickle'; bytesPerTick: number; tickMs: number }
+  /** The first `afterBytes` of the body, then nothing more until `until` settles. */
+  | { kind: 'hold'; afterBytes: number; until: Promise<void> }
   | { kind: 'corrupt' };
 
 export interface ProxyStats {
@@ -81,9 +83,23 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       if (typeof h.location === 'string') h.location = h.location.replace(`http://${upstream}`, '');
       res.writeHead(ur.statusCode ?? 502, h);
       let sent = 0;
+      let held = false;
       const total = Number(ur.headers['content-length'] ?? 0);
       ur.on('data', (input: Buffer) => {
         let chunk = input;
+        if (fault?.kind === 'hold' && !held && sent + chunk.length > fault.afterBytes) {
+          held = true;
+          const cut = fault.afterBytes - sent;
+          res.write(chunk.subarray(0, cut));
+          ur.pause();
+          void fault.until.finally(() => {
+            res.write(chunk.subarray(cut));
+            ur.resume();
+          });
+          sent += chunk.length;
+          if (isBlob) stats.blobBytes += chunk.length;
+          return;
+        }
         if (fault?.kind === 'reset-mid-body' && sent + chunk.length > total / 2) {
           res.socket?.destroy();
           ur.destroy();

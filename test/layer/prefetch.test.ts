@@ -12,6 +12,8 @@ import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { buildEstargzImage } from '../../src/layer/build-image.js';
 import { entries } from '../helpers/entries.js';
+import { serveImage } from '../helpers/served-image.js';
+import { bytes, rng } from '../helpers/random.js';
 
 describe('landmark prefetch', () => {
   it('esgz-prefetch: after prefetch, every prioritized file reads with no request; other files still need theirs', async () => {
@@ -74,6 +76,43 @@ describe('landmark prefetch', () => {
       });
     } finally {
       cleanup();
+    }
+  });
+
+  it('a file at the front of the region is served as soon as its bytes are in, while the rest of the one large read is still on the wire', { timeout: 30_000 }, async () => {
+    const big = bytes(rng(9), 6 << 20);
+    const served = await serveImage('prefetch/stream', [entries([
+      { name: 'first.txt', body: 'needed first\n' }, { name: 'big.bin', body: big }, { name: 'later.txt', body: 'not prioritized\n' },
+    ])], { chunkSize: 1 << 20, compressionLevel: 1, prioritized: ['first.txt', 'big.bin'] });
+    let release = (): void => undefined;
+    const until = new Promise<void>((res) => void (release = res));
+    try {
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
+        const layer = image.layers[0]?.row;
+        assert.ok(layer && layer.prefetch_size > 6 << 20, 'the region holds both files');
+        served.proxy.reset();
+        // The region's one read stalls after its first 2 MiB: first.txt and big.bin's first chunk.
+        served.proxy.inject({ kind: 'hold', afterBytes: 2 << 20, until }, 1, /\/blobs\//, { rangedOnly: true });
+        const prefetching = image.prefetch();
+        let prefetched = false;
+        void prefetching.then(() => void (prefetched = true), () => undefined);
+        const view = image.merged();
+        const first = await image.reader.read(resolvePath(view, 'first.txt'), 'first.txt', 0, 100);
+        assert.equal(first.toString(), 'needed first\n');
+        const head = await image.reader.read(resolvePath(view, 'big.bin'), 'big.bin', 0, 1 << 20);
+        assert.ok(head.equals(big.subarray(0, 1 << 20)));
+        assert.equal(prefetched, false, 'served while the region is still arriving');
+        assert.equal(served.proxy.stats.ranges.length, 1, `joined the region's read: ${served.proxy.stats.ranges.join(' ')}`);
+        release();
+        const [r] = await prefetching;
+        assert.equal(r?.corrupt, 0);
+        const all = await image.reader.read(resolvePath(view, 'big.bin'), 'big.bin', 0, big.length);
+        assert.ok(all.equals(big));
+        assert.equal(served.proxy.stats.ranges.length, 1, 'the rest came with the same read');
+      });
+    } finally {
+      release();
+      await served.stop();
     }
   });
 });
