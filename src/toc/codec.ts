@@ -1,7 +1,7 @@
 // Decompression of one gzip member or one zstd frame. The member at a chunk's offset
 // continues with tar padding and the next entries' headers, so chunk reads ask for a
 // prefix (`need` bytes) and stop there instead of inflating the whole member.
-import { createGunzip } from 'node:zlib';
+import { createGunzip, gunzipSync } from 'node:zlib';
 import { createRequire } from 'node:module';
 
 // zstd-napi's low-level binding lets us stop after `need` bytes; its high-level API
@@ -10,11 +10,29 @@ const zstdBinding = createRequire(import.meta.url)('zstd-napi/binding') as typeo
 
 export type Compression = 'gzip' | 'zstd';
 
+/** Compressed members up to this size inflate synchronously (gunzipPrefix). */
+const SMALL_MEMBER = 64 << 10;
+/** Output past `need` a small member may have (tar padding, the next entries' headers). */
+const SMALL_MEMBER_SLACK = 16 << 10;
+
 /**
  * The first `need` bytes that `comp` decompresses to (fewer only if the stream ends
- * first; callers check). Runs on libuv's thread pool.
+ * first; callers check). Runs on libuv's thread pool, except for small members.
  */
 export function gunzipPrefix(comp: Buffer, need: number): Promise<Buffer> {
+  if (comp.length <= SMALL_MEMBER && need > 0) {
+    // A small member (a small file's chunk) inflates in tens of microseconds: on this
+    // thread, not through a stream and the thread pool, which cost more than the inflating
+    // and queued a read's member behind a neighbour window of a hundred others. A chunk's
+    // member goes on with tar padding and the next headers, hence the slack; one that
+    // inflates to much more (several files packed in it) takes the stream path.
+    try {
+      const out = gunzipSync(comp, { maxOutputLength: need + SMALL_MEMBER_SLACK });
+      return Promise.resolve(out.length > need ? out.subarray(0, need) : out);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') return Promise.reject(err as Error);
+    }
+  }
   return new Promise((resolve, reject) => {
     if (need === 0) {
       resolve(Buffer.alloc(0));
