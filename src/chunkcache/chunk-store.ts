@@ -4,10 +4,13 @@
 // place, so a reader sees a whole chunk or none; a file that is torn or corrupt anyway
 // (disk trouble, someone's hand) fails its size check or its sha256 on first use in this
 // process, is deleted, and counts as a miss. Hot chunks stay in a memory LRU bounded in
-// bytes. The index in meta.db (cache_chunks) holds size and last use, the latter written
-// in batches rather than once per read; a size quota evicts least recently used chunks.
+// bytes. The index in meta.db (cache_chunks) holds size and last use, both written in
+// batches: a transaction per chunk was the largest single cost of a cold read of many
+// small files. A row can therefore trail its file by up to INDEX_FLUSH_MS (a crash in
+// between leaves a file gc() adopts). A size quota evicts least recently used chunks.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdirSync } from 'node:fs';
+import { open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
@@ -40,6 +43,8 @@ CREATE INDEX IF NOT EXISTS cache_chunks_lru ON cache_chunks(last_use);
 `;
 
 const LAST_USE_FLUSH_MS = 5000;
+/** New chunks' index rows wait at most this long, for one transaction with the others. */
+const INDEX_FLUSH_MS = 50;
 /** Chunk files kept open for reads. */
 const MAX_OPEN_CHUNK_FILES = 256;
 /** Chunk bytes written behind reads before put() makes its caller wait. */
@@ -54,6 +59,9 @@ export class ChunkStore {
   });
   private readonly verified = new Set<string>();
   private readonly touched = new Map<string, number>();
+  /** Chunks in place on disk, not yet in the index: hex → [digest, size, stored at]. */
+  private readonly unindexed = new Map<string, [Buffer, number, number]>();
+  private indexTimer: NodeJS.Timeout | undefined;
   private readonly log: Logger;
   private readonly sPut;
   private readonly sTouch;
@@ -88,7 +96,8 @@ export class ChunkStore {
    * (unless a torn file is found on read, which then counts as a miss).
    */
   has(digest: Buffer): boolean {
-    return this.memory.has(digest.toString('hex')) || this.sHas.get(digest) !== undefined;
+    const hex = digest.toString('hex');
+    return this.memory.has(hex) || this.unindexed.has(hex) || this.sHas.get(digest) !== undefined;
   }
 
   private path(hex: string): string {
@@ -172,9 +181,10 @@ export class ChunkStore {
     if (this.cfg.writeBehind !== true || this.pendingBytes > WRITE_BEHIND_BYTES) await write;
   }
 
-  /** Waits for every chunk write in flight. */
+  /** Waits for every chunk write in flight, and indexes them. */
   async drain(): Promise<void> {
     while (this.pending.size > 0) await Promise.all([...this.pending]);
+    this.flush();
   }
 
   private async write(hex: string, digest: Buffer, data: Buffer): Promise<void> {
@@ -192,16 +202,34 @@ export class ChunkStore {
     const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
     const tmpDir = join(this.cfg.root, 'tmp');
     const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
-    for (const d of [dir, tmpDir]) {
-      if (this.dirs.has(d)) continue;
-      await mkdir(d, { recursive: true });
-      this.dirs.add(d);
-    }
+    if (!this.dirs.has(dir) || !this.dirs.has(tmpDir)) this.makeDirs();
     await writeFile(tmp, data);
     await rename(tmp, this.path(hex));
-    this.sPut.run(digest, data.length, Date.now());
+    this.unindexed.set(hex, [digest, data.length, Date.now()]);
+    this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
     this.used += data.length;
     if (this.used > this.cfg.quotaBytes) await this.evict(this.cfg.quotaBytes);
+  }
+
+  /**
+   * The 256 fan-out directories and tmp/, all at once: as many `mkdir -p` through the
+   * thread pool, one per first chunk in each, cost more main-thread time than these few
+   * synchronous calls.
+   */
+  private makeDirs(): void {
+    const chunks = join(this.cfg.root, 'chunks');
+    mkdirSync(join(this.cfg.root, 'tmp'), { recursive: true });
+    mkdirSync(chunks, { recursive: true });
+    this.dirs.add(join(this.cfg.root, 'tmp'));
+    for (let i = 0; i < 256; i++) {
+      const d = join(chunks, i.toString(16).padStart(2, '0'));
+      try {
+        mkdirSync(d);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      this.dirs.add(d);
+    }
   }
 
   private touch(hex: string): void {
@@ -209,15 +237,20 @@ export class ChunkStore {
     this.flushTimer ??= setTimeout(() => this.flush(), LAST_USE_FLUSH_MS).unref();
   }
 
-  /** Writes the batched last-use times. */
+  /** Writes the batched index rows of new chunks, then the batched last-use times. */
   flush(): void {
     if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
+    if (this.indexTimer !== undefined) clearTimeout(this.indexTimer);
     this.flushTimer = undefined;
-    if (this.touched.size === 0) return;
-    const batch = [...this.touched];
+    this.indexTimer = undefined;
+    if (this.touched.size === 0 && this.unindexed.size === 0) return;
+    const rows = [...this.unindexed.values()];
+    const touched = [...this.touched];
+    this.unindexed.clear();
     this.touched.clear();
     this.db.transaction(() => {
-      for (const [hex, at] of batch) this.sTouch.run(at, Buffer.from(hex, 'hex'));
+      for (const [digest, size, at] of rows) this.sPut.run(digest, size, at);
+      for (const [hex, at] of touched) this.sTouch.run(at, Buffer.from(hex, 'hex'));
     })();
   }
 
@@ -259,7 +292,7 @@ export class ChunkStore {
     this.fds.delete(hex);
     this.verified.delete(hex);
     this.touched.delete(hex);
-    const removed = this.sDel.run(digest).changes === 1;
+    const removed = this.unindexed.delete(hex) || this.sDel.run(digest).changes === 1;
     try {
       await unlink(this.path(hex));
     } catch (err) {
@@ -278,6 +311,7 @@ export class ChunkStore {
   async clear(): Promise<CacheUsage> {
     const before = this.usage();
     this.db.prepare('DELETE FROM cache_chunks').run();
+    this.unindexed.clear();
     this.memory.clear();
     this.fds.clear();
     this.verified.clear();

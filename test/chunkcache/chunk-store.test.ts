@@ -46,6 +46,32 @@ describe('chunk store', () => {
     }
   });
 
+  it('many chunks are indexed in one batch: known to this process at once, to another within moments, and after close', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const datas = Array.from({ length: 50 }, () => randomBytes(2000));
+      // A memory LRU too small to hold any: has() must know them from the pending index rows.
+      const a = new ChunkStore(openMetaDb(join(dir, 'meta.db')), { root: dir, quotaBytes: 1 << 30, memoryBytes: 1 }, log);
+      for (const d of datas) await a.put(sha(d), d);
+      assert.ok(datas.every((d) => a.has(sha(d))), 'known here before the rows are written');
+      const other = store(dir);
+      await new Promise((res) => setTimeout(res, 200));
+      assert.ok(datas.every((d) => other.has(sha(d))), 'in the index for another process shortly after');
+      assert.equal(other.usage().chunks, 50);
+      other.close();
+      // Dropped before its row was written: no row appears afterwards.
+      const late = randomBytes(3000);
+      await a.put(sha(late), late);
+      await a.evict(0);
+      a.close();
+      const b = store(dir);
+      assert.deepEqual([b.usage().chunks, b.usage().bytes], [0, 0]);
+      b.close();
+    } finally {
+      cleanup();
+    }
+  });
+
   it('a torn or corrupt chunk file is dropped and counts as a miss, never served', async () => {
     const { dir, cleanup } = tempDir();
     try {
