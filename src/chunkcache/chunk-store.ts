@@ -248,10 +248,17 @@ export class ChunkStore {
     const touched = [...this.touched];
     this.unindexed.clear();
     this.touched.clear();
-    this.db.transaction(() => {
-      for (const [digest, size, at] of rows) this.sPut.run(digest, size, at);
-      for (const [hex, at] of touched) this.sTouch.run(at, Buffer.from(hex, 'hex'));
-    })();
+    // A fetch decoded after close() still stores its chunks; their rows are left for gc()
+    // to adopt. This also runs from a timer, where a throw would end the process.
+    if (!this.db.open) return;
+    try {
+      this.db.transaction(() => {
+        for (const [digest, size, at] of rows) this.sPut.run(digest, size, at);
+        for (const [hex, at] of touched) this.sTouch.run(at, Buffer.from(hex, 'hex'));
+      })();
+    } catch (err) {
+      this.log.warn({ err, chunks: rows.length }, 'chunk cache index not updated; gc() adopts the files');
+    }
   }
 
   /** Evicts least recently used chunks until the cache holds at most `target` bytes. */

@@ -67,6 +67,19 @@ describe('chunk store', () => {
       const b = store(dir);
       assert.deepEqual([b.usage().chunks, b.usage().bytes], [0, 0]);
       b.close();
+      // A fetch that finishes after the state closed still stores its chunk: the row is
+      // left for gc(), and the batch timer must not throw on the closed database.
+      const db = openMetaDb(join(dir, 'meta.db'));
+      const c = new ChunkStore(db, { root: dir, quotaBytes: 1 << 30, memoryBytes: 1 << 20 }, log);
+      c.close();
+      db.close();
+      const after = randomBytes(1000);
+      await c.put(sha(after), after);
+      await new Promise((res) => setTimeout(res, 150));
+      const d = store(dir);
+      assert.equal((await d.gc()).adopted, 1);
+      assert.ok((await d.get(sha(after), after.length))?.equals(after));
+      d.close();
     } finally {
       cleanup();
     }
