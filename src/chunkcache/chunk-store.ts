@@ -9,8 +9,9 @@
 // small files. A row can therefore trail its file by up to INDEX_FLUSH_MS (a crash in
 // between leaves a file gc() adopts). A size quota evicts least recently used chunks.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { open, readdir, rename, rm, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdirSync, rename as renameCb, writeFile as writeFileCb } from 'node:fs';
+import { open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
@@ -41,6 +42,11 @@ CREATE TABLE IF NOT EXISTS cache_chunks (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS cache_chunks_lru ON cache_chunks(last_use);
 `;
+
+// The callback forms: fs/promises makes a FileHandle per file written, which a profile of
+// a cold read of many small files put among its larger main-thread costs.
+const writeFileAsync = promisify(writeFileCb);
+const renameAsync = promisify(renameCb);
 
 const LAST_USE_FLUSH_MS = 5000;
 /** New chunks' index rows wait at most this long, for one transaction with the others. */
@@ -203,8 +209,8 @@ export class ChunkStore {
     const tmpDir = join(this.cfg.root, 'tmp');
     const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
     if (!this.dirs.has(dir) || !this.dirs.has(tmpDir)) this.makeDirs();
-    await writeFile(tmp, data);
-    await rename(tmp, this.path(hex));
+    await writeFileAsync(tmp, data);
+    await renameAsync(tmp, this.path(hex));
     this.unindexed.set(hex, [digest, data.length, Date.now()]);
     this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
     this.used += data.length;
