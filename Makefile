@@ -21,12 +21,11 @@ node_modules/.stamp: package.json package-lock.json
 ## build: compile TypeScript to dist/, bundle the CLI (dist/bundle/stargzfs, stargzfs.mjs), the FUSE addon to build/Release/
 build: dist/.stamp build/Release/stargzfs_fuse.node
 
-build/Release/stargzfs_fuse.node: binding.gyp $(wildcard native/*.cc) node_modules/.stamp
+build/Release/stargzfs_fuse.node: binding.gyp $(wildcard native/*.cc native/*.c) node_modules/.stamp
 	scripts/build-native.sh
 
 dist/.stamp: node_modules/.stamp $(TS_SOURCES) src/cli/stargzfs.sh scripts/bundle.sh
 	npx tsc -p tsconfig.json
-	chmod +x dist/src/cli/main.js
 	scripts/bundle.sh
 	@touch $@
 

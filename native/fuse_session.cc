@@ -22,6 +22,7 @@
 
 namespace stargzfs {
 void RegisterStdio(Napi::Env env, Napi::Object exports);  // native/stdio.cc
+void RegisterSpare(Napi::Env env, Napi::Object exports);  // native/spare.cc
 }
 
 namespace {
@@ -579,6 +580,7 @@ class Session : public Napi::ObjectWrap<Session> {
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", Session::Init(env));
   stargzfs::RegisterStdio(env, exports);
+  stargzfs::RegisterSpare(env, exports);
   return exports;
 }
 

@@ -4,8 +4,9 @@
 // modules load (they are most of a process's start-up, and the server loads them again).
 // Started by the shell launcher (src/cli/stargzfs.sh, STARGZFS_DAEMON=sh), this process
 // is that server already. A mount's first registry requests go out from here too, while
-// the CLI loads (layer/early-fetch.ts). Everything else, and any `mount` this cannot read
-// plainly, goes to main.ts.
+// the CLI loads (layer/early-fetch.ts). A spare (STARGZFS_SPARE=1, src/cli/spare.ts)
+// loads the CLI first and becomes such a server when a launcher hands it a mount.
+// Everything else, and any `mount` this cannot read plainly, goes to main.ts.
 import { closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultRoot, TOC_DEFAULTS } from '../config.js';
@@ -14,40 +15,70 @@ import { earlyFetchable, plainMount, type PlainMount } from './daemon-args.js';
 import { armReadyChannel, LOG_FILE_ENV, READY_FD_ENV } from './ready.js';
 import { redirectStdio } from '../fs/fuse-binding.js';
 
-const args = process.argv.slice(2);
-const mount = plainMount(args);
+const EARLY_WIRE_WAIT_MS = 25;
+
 const root = (m: PlainMount): string =>
   m.root ?? defaultRoot({ uid: process.getuid?.() ?? 0, home: process.env['HOME'], xdgCacheHome: process.env['XDG_CACHE_HOME'], arch: process.arch });
-const withoutDaemon = args.filter((a) => !/^--daemon(=|$)/.test(a));
-const fromShell = process.env['STARGZFS_DAEMON'] === 'sh';
-delete process.env['STARGZFS_DAEMON'];
+const withoutDaemon = (args: readonly string[]): string[] => args.filter((a) => !/^--daemon(=|$)/.test(a));
 
-/** This process serves the mount: its first requests go out now, then the CLI loads. */
+/** The full CLI, on process.argv. */
+async function runCli(): Promise<void> {
+  const { runMain } = await import('./main.js');
+  runMain();
+}
+
+/** This process serves the mount: its first requests go out now, then the CLI runs. */
 async function serve(m: PlainMount | undefined): Promise<void> {
   const early = m !== undefined ? earlyFetchable(m) : undefined;
   if (early !== undefined && m !== undefined) {
     // Loaded here, not with this entry: it brings meta.db's reader and the TOC reader,
     // which a launcher or any other command does not need.
     const { startEarlyFetch } = await import('../layer/early-fetch.js');
-    startEarlyFetch({ ...early, toc: TOC_DEFAULTS, metaDb: join(root(m), 'meta.db') });
+    const onWire = startEarlyFetch({ ...early, toc: TOC_DEFAULTS, metaDb: join(root(m), 'meta.db') });
+    // A few milliseconds (a loopback or LAN connect) that the CLI's synchronous start would
+    // otherwise add to the first round trip; bounded for a registry slow to accept.
+    await Promise.race([onWire, new Promise((resolve) => setTimeout(resolve, EARLY_WIRE_WAIT_MS).unref())]);
   }
   armReadyChannel();
-  await import('./main.js');
+  await runCli();
 }
 
-if (fromShell && mount?.daemon !== true) {
+/** A `mount … --daemon` whose launcher waits on `readyFd`: this process is its server. */
+async function serveLauncher(m: PlainMount, args: readonly string[], readyFd: number): Promise<void> {
+  const logFile = daemonLogFile(root(m), m.mountpoint);
+  redirectStdio(logFile);
+  process.env[READY_FD_ENV] = String(readyFd);
+  process.env[LOG_FILE_ENV] = logFile;
+  process.argv.splice(2, Infinity, ...withoutDaemon(args));
+  await serve(m);
+}
+
+/** A spare: loads what a mount needs, then serves the mount a launcher hands it. */
+async function spare(): Promise<void> {
+  const { adoptClaim, becomeSpare } = await import('./spare.js');
+  const { claim, fd } = await becomeSpare(process.argv[1] as string, async () => {
+    await Promise.all([import('./main.js'), import('../layer/early-fetch.js'), import('./spare-warm.js').then((w) => w.warm())]);
+  });
+  adoptClaim(claim);
+  await serveLauncher(plainMount(claim.args) as PlainMount, claim.args, fd);
+}
+
+const args = process.argv.slice(2);
+const mount = plainMount(args);
+const fromShell = process.env['STARGZFS_DAEMON'] === 'sh';
+delete process.env['STARGZFS_DAEMON'];
+
+if (process.env['STARGZFS_SPARE'] === '1') {
+  delete process.env['STARGZFS_SPARE'];
+  await spare();
+} else if (fromShell && mount?.daemon !== true) {
   // Arguments only the full CLI reads: the shell runs it in the foreground instead.
   writeSync(3, 'use-node\n');
   closeSync(3);
 } else if (fromShell && mount !== undefined) {
-  const logFile = daemonLogFile(root(mount), mount.mountpoint);
-  redirectStdio(logFile);
-  process.env[READY_FD_ENV] = '3';
-  process.env[LOG_FILE_ENV] = logFile;
-  process.argv.splice(2, Infinity, ...withoutDaemon);
-  await serve(mount);
+  await serveLauncher(mount, args, 3);
 } else if (mount?.daemon === true) {
-  process.exitCode = await daemonize(withoutDaemon, root(mount), mount.mountpoint);
+  process.exitCode = await daemonize(withoutDaemon(args), root(mount), mount.mountpoint);
 } else {
   await serve(mount);
 }

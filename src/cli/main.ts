@@ -20,6 +20,7 @@ import { fetchCommand } from './commands/fetch.js';
 import { profileClear, profileExport } from './commands/profile.js';
 import { mountCommand } from './commands/mount.js';
 import { statusCommand, unmountCommand } from './commands/unmount.js';
+import { spareCommand } from './commands/spare.js';
 import { daemonize } from './daemon.js';
 import { isDaemonServer } from './ready.js';
 import { convertCommand, convertProgressLine } from './commands/convert.js';
@@ -239,6 +240,17 @@ export async function main(args: string[]): Promise<number> {
       (argv) => run(() => unmountCommand(argv.mountpoint)),
     )
     .command(
+      'spare',
+      'start a spare server that the next `mount … --daemon` takes over (no Node start-up or CLI loading on its path); --list, --stop',
+      (y) =>
+        y
+          .option('count', { type: 'number', default: 1, describe: 'how many to start (each one taken is replaced after a moment)' })
+          .option('list', { type: 'boolean', default: false, describe: 'list the spares waiting' })
+          .option('stop', { type: 'boolean', default: false, describe: 'stop every spare waiting' })
+          .option('json', { type: 'boolean', default: false }),
+      (argv) => run(() => spareCommand(process.argv[1] as string, { count: argv.count, list: argv.list, stop: argv.stop, json: argv.json })),
+    )
+    .command(
       'status <mountpoint>',
       'a mount’s layers: format, verified, lazy or NOT LAZY and why, bytes fetched of the total, prefetch state, errors',
       (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
@@ -330,12 +342,15 @@ export async function main(args: string[]): Promise<number> {
   return exitCode;
 }
 
-main(hideBin(process.argv)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    process.stderr.write(`stargzfs: internal error: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = EXIT.error;
-  },
-);
+/** Runs the command on process.argv and sets the exit code (the bundle's entry, bin.ts, calls it). */
+export function runMain(): void {
+  main(hideBin(process.argv)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`stargzfs: internal error: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = EXIT.error;
+    },
+  );
+}

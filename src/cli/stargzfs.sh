@@ -9,6 +9,11 @@
 # tells, on fd 3, lines to show followed by one status line: `ready`, `exit N`, or
 # `use-node` when it would rather the full CLI ran the daemon (arguments it does not
 # read plainly). Anything it printed before that (a crash at start) arrives here too.
+#
+# A spare server waiting (`stargzfs spare`, src/cli/spare.ts) is handed the mount first,
+# through native/spare_client.c: it says the same lines on its socket, and the mount
+# starts without a Node start-up or the CLI's loading. Exit 75 from the client: no spare
+# took it, and the server is started here as without spares.
 self=$(readlink -f -- "$0" 2>/dev/null) || self=$0
 main="${self%/*}/stargzfs.mjs"
 node=${STARGZFS_NODE:-node}
@@ -22,7 +27,12 @@ for a in "$@"; do
 done
 [ -n "$daemon" ] || exec "$node" "$main" "$@"
 
-said=$(STARGZFS_DAEMON=sh setsid "$node" "$main" "$@" 3>&1 2>&1 >/dev/null </dev/null &)
+client="${self%/*}/../../build/Release/stargzfs-spare-client"
+said=
+if [ -x "$client" ]; then
+  said=$("$client" "$main" "$@" </dev/null) || said=
+fi
+[ -n "$said" ] || said=$(STARGZFS_DAEMON=sh setsid "$node" "$main" "$@" 3>&1 2>&1 >/dev/null </dev/null &)
 status=${said##*"
 "}
 shown=${said%"$status"}

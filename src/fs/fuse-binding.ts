@@ -52,6 +52,9 @@ export interface SessionTuning {
 interface Addon {
   Session: new (mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning) => FuseSession;
   redirectStdio(path: string): void;
+  listenSpare(path: string): number;
+  acceptClaim(fd: number): Promise<{ fd: number; request: Buffer }>;
+  stopListening(fd: number): void;
 }
 
 let addon: Addon | undefined;
@@ -76,6 +79,29 @@ function loadAddon(): Addon {
 export function redirectStdio(path: string): void {
   addon ??= loadAddon();
   addon.redirectStdio(path);
+}
+
+/** A spare server's listening socket at `path` (see native/spare.cc); returns its fd. */
+export function listenSpare(path: string): number {
+  addon ??= loadAddon();
+  return addon.listenSpare(path);
+}
+
+/** The first whole request from this user on a spare's socket: the connection's (blocking) fd and the bytes. */
+export function acceptClaim(fd: number): Promise<{ fd: number; request: Buffer }> {
+  addon ??= loadAddon();
+  return addon.acceptClaim(fd);
+}
+
+/** Wakes acceptClaim on `fd`, which rejects ("stopped"). */
+export function stopListening(fd: number): void {
+  addon ??= loadAddon();
+  addon.stopListening(fd);
+}
+
+/** Loads the addon now (a spare does, so that a mount it serves does not wait for it). */
+export function preloadAddon(): void {
+  addon ??= loadAddon();
 }
 
 /** Mounts and starts serving; requests arrive at `handler` on the main thread. */

@@ -18,8 +18,11 @@ export interface EarlyResponse {
 const kept = new Map<string, Promise<EarlyResponse | undefined>>();
 const keyOf = (url: string, range: string | undefined): string => `${url} ${range ?? ''}`;
 
-/** Sends a GET now; its 200/206 answer waits for takeEarly. Resolves undefined for anything else. */
-export function sendEarly(url: URL, headers: Readonly<Record<string, string>>): Promise<EarlyResponse | undefined> {
+/**
+ * Sends a GET now; its 200/206 answer waits for takeEarly. Resolves undefined for anything
+ * else. `onSent` is called once the request is on the wire (or has failed).
+ */
+export function sendEarly(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void): Promise<EarlyResponse | undefined> {
   const answer = new Promise<EarlyResponse | undefined>((resolve) => {
     // node:https (and so tls) only for an https registry.
     const send = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
@@ -29,7 +32,11 @@ export function sendEarly(url: URL, headers: Readonly<Record<string, string>>): 
       res.on('end', () => resolve(res.statusCode === 200 || res.statusCode === 206 ? { status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) } : undefined));
       res.on('error', () => resolve(undefined));
     });
-    req.on('error', () => resolve(undefined));
+    req.on('error', () => {
+      onSent?.();
+      resolve(undefined);
+    });
+    if (onSent !== undefined) req.on('finish', onSent);
     req.setTimeout(30_000, () => req.destroy());
     req.end();
   });

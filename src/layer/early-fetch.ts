@@ -21,19 +21,26 @@ export interface EarlyFetchTarget {
   readonly metaDb: string;
 }
 
-/** Sends the requests and returns at once; the answers wait for the registry client. */
-export function startEarlyFetch(target: EarlyFetchTarget): void {
+/**
+ * Sends the requests; the answers wait for the registry client. Resolves once the first
+ * is on the wire: a connection is made, and the request written, only when this thread
+ * gets back to its event loop, so the caller waits for that before it runs a stretch of
+ * synchronous work (loading or starting the CLI).
+ */
+export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
   let ref;
   try {
     ref = parseImageRef(target.ref);
   } catch {
-    return; // the command reports it
+    return Promise.resolve(); // the command reports it
   }
   const origin = `${target.plainHttp ? 'http' : 'https'}://${ref.endpoint}`;
   const reference = ref.digest ?? ref.tag;
-  if (reference === undefined) return;
+  if (reference === undefined) return Promise.resolve();
   const manifest = new URL(manifestPath(ref.repository, reference), origin);
-  void sendEarly(manifest, { accept: MANIFEST_ACCEPT }).then((m) => {
+  let sent!: () => void;
+  const onWire = new Promise<void>((resolve) => (sent = resolve));
+  void sendEarly(manifest, { accept: MANIFEST_ACCEPT }, sent).then((m) => {
     if (m === undefined) return;
     let layers: unknown;
     try {
@@ -53,4 +60,5 @@ export function startEarlyFetch(target: EarlyFetchTarget): void {
       void sendEarly(new URL(blobPath(ref.repository, l.digest), origin), { range: byteRange(offset, length) });
     }
   });
+  return onWire;
 }

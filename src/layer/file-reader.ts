@@ -12,6 +12,7 @@ import { DecodeError, DigestMismatchError, TocFormatError, type ErrorContext } f
 import { streamPlainLayer } from '../toc/plain-layer.js';
 import { chunkKey, fetchMembers, groupMembers, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Member } from './members.js';
 import { LinkEstimator } from './link-estimator.js';
+import { DecodeQueue } from './decode-queue.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
@@ -99,6 +100,8 @@ export class FileReader {
   private readonly layers = new Map<number, LayerRow>();
   /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
+  /** Decodes of members fetched for no read in particular (neighbours, prefetch, background). */
+  private readonly decodes = new DecodeQueue();
 
   constructor(
     private readonly table: InodeTable,
@@ -302,7 +305,7 @@ export class FileReader {
           if (requests === 1) this.link.observe(bytes, ms);
           this.hooks.onFetched?.(layer, bytes, { priority, requests, ms });
         },
-      }, (i, m) => each[i]?.resolve(m)),
+      }, (i, m) => each[i]?.resolve(m), priority === ON_DEMAND ? undefined : this.decodes.defer),
     );
     job.done.then(
       (rs) => rs.forEach((m, i) => each[i]?.resolve(m)),

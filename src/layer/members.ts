@@ -119,20 +119,24 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: nu
  * Fetches, decodes and verifies `members` (sorted by start), caching every good chunk.
  * Returns one result per member, in order; `decoded` hears of each as soon as it is done,
  * while later members may still be on the wire. Only a failed request rejects; bad bytes
- * are reported per chunk.
+ * are reported per chunk. With `defer`, each member is decoded when `defer` runs its task
+ * (work nobody waits for: see DecodeQueue), else as soon as its bytes are in.
  */
 export async function fetchMembers(
   layer: LayerRow, blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink,
-  decoded?: (i: number, m: DecodedMember) => void,
+  decoded?: (i: number, m: DecodedMember) => void, defer?: (task: () => void) => void,
 ): Promise<DecodedMember[]> {
   const out: Array<Promise<DecodedMember> | undefined> = new Array<Promise<DecodedMember> | undefined>(members.length);
   // A member is decoded once, from the first complete copy of its bytes (a retried request
   // brings the same bytes again).
   const arrived = (i: number, comp: Buffer): void => {
-    out[i] ??= decodeMember(layer, members[i] as Member, comp, sink).then((d) => {
-      decoded?.(i, d);
-      return d;
-    });
+    if (out[i] !== undefined) return;
+    const decode = (): Promise<DecodedMember> =>
+      decodeMember(layer, members[i] as Member, comp, sink).then((d) => {
+        decoded?.(i, d);
+        return d;
+      });
+    out[i] = defer === undefined ? decode() : new Promise((resolve) => defer(() => resolve(decode())));
   };
   try {
     await readMembers(blob, members, gap, sink, arrived);

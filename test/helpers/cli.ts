@@ -12,13 +12,13 @@ export interface CliResult {
  * Through the shell launcher people run (`stargzfs`), or, with `node: true` or node
  * arguments, the bundle under node directly (its own `mount --daemon` launcher).
  */
-export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[]; node?: boolean } = {}): Promise<CliResult> {
+export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[]; node?: boolean; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const direct = opts.node === true || opts.nodeArgs !== undefined;
     const env = { ...(opts.env ?? process.env), STARGZFS_NODE: process.execPath };
     const child = direct
-      ? spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
-      : spawn(launcherPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      ? spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...args], { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
+      : spawn(launcherPath, args, { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));

@@ -6,6 +6,7 @@ import { detach, mountInfo } from '../mountpoint.js';
 import { STATUS_DIR, STATUS_FILE } from '../../fs/operations.js';
 import { NotFoundError } from '../../errors.js';
 import { mib, write, writeJson } from '../output.js';
+import { alive } from '../pids.js';
 
 interface StatusJson {
   pid: number;
@@ -28,15 +29,6 @@ function readStatus(mountpoint: string): StatusJson {
     throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
   }
 }
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 export async function unmountCommand(mountpoint: string): Promise<void> {
   if (mountInfo(mountpoint)?.fstype !== 'fuse.stargzfs') throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });

@@ -1,0 +1,35 @@
+// The spare's side of native/spare_client.c's request, and where spares listen.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseClaim, spareDir } from '../../src/cli/spare.js';
+
+/** A request as native/spare_client.c writes it (without the length prefix). */
+const request = (fields: string[]): Buffer => Buffer.from(fields.map((f) => `${f}\0`).join(''));
+
+describe('spare claims', () => {
+  it('reads the bundle, directory, arguments and environment', () => {
+    const c = parseClaim(request(['stargzfs-spare/1', '/opt/stargzfs.mjs', '/home/x', '3', 'mount', 'reg/img:1', 'a b', 'HOME=/home/x', 'EMPTY=', 'EQ=a=b']));
+    assert.deepEqual(c, { main: '/opt/stargzfs.mjs', cwd: '/home/x', args: ['mount', 'reg/img:1', 'a b'], env: { HOME: '/home/x', EMPTY: '', EQ: 'a=b' } });
+  });
+
+  it('takes no arguments and no environment', () => {
+    assert.deepEqual(parseClaim(request(['stargzfs-spare/1', '/m', '/', '0'])), { main: '/m', cwd: '/', args: [], env: {} });
+  });
+
+  it('refuses another protocol, a short or unterminated request, or a count past the end', () => {
+    assert.equal(parseClaim(request(['stargzfs-spare/2', '/m', '/', '0'])), undefined);
+    assert.equal(parseClaim(request(['stargzfs-spare/1', '/m', '/'])), undefined);
+    assert.equal(parseClaim(Buffer.from('stargzfs-spare/1\0/m\0/\x000')), undefined);
+    assert.equal(parseClaim(request(['stargzfs-spare/1', '/m', '/', '3', 'mount'])), undefined);
+    assert.equal(parseClaim(request(['stargzfs-spare/1', '/m', '/', '-1'])), undefined);
+  });
+});
+
+describe('spareDir', () => {
+  it('is STARGZFS_SPARE_DIR, else /run/stargzfs/spares for root, else under XDG_RUNTIME_DIR, else none', () => {
+    assert.equal(spareDir({ STARGZFS_SPARE_DIR: '/tmp/s', XDG_RUNTIME_DIR: '/run/user/1' }, 1000), '/tmp/s');
+    assert.equal(spareDir({}, 0), '/run/stargzfs/spares');
+    assert.equal(spareDir({ XDG_RUNTIME_DIR: '/run/user/1000' }, 1000), '/run/user/1000/stargzfs/spares');
+    assert.equal(spareDir({}, 1000), undefined);
+  });
+});
