@@ -26,6 +26,7 @@ build/Release/stargzfs_fuse.node: binding.gyp $(wildcard native/*.cc native/*.c)
 
 dist/.stamp: node_modules/.stamp $(TS_SOURCES) src/cli/stargzfs.sh scripts/bundle.sh
 	npx tsc -p tsconfig.json
+	chmod +x dist/src/cli/main.js
 	scripts/bundle.sh
 	@touch $@
 

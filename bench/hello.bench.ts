@@ -35,10 +35,16 @@ const work = mkdtempSync(join(tmpdir(), 'stargzfs-hello-'));
 let seq = 0;
 const fresh = (name: string): string => join(work, `${name}-${++seq}`);
 
+// Spare servers (`stargzfs spare`) for the "+ spare" variants wait here; every other
+// command is pointed at an empty directory, so that no spare of the machine's serves it.
+const SPARES = join(work, 'spares');
+const NO_SPARES = join(work, 'no-spares');
+const env = (spares: string): NodeJS.ProcessEnv => ({ ...process.env, STARGZFS_SPARE_DIR: spares });
+
 /** Runs a command; resolves when it exits 0. */
-function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean } = {}): Promise<string> {
+function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean; spares?: string } = {}): Promise<string> {
   return new Promise((res, rej) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env(opts.spares ?? NO_SPARES) });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => void (opts.quiet ? undefined : (out += d.toString())));
@@ -47,7 +53,16 @@ function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean } = {}
     p.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} ${args.join(' ').slice(0, 300)}: exit ${code}: ${err.slice(-2000)}`))));
   });
 }
-const cli = (args: readonly string[], quiet = true): Promise<string> => sh(CLI, args, { quiet });
+const cli = (args: readonly string[], quiet = true, spares = NO_SPARES): Promise<string> => sh(CLI, args, { quiet, spares });
+
+let spareTaken = false;
+/** A spare waiting in SPARES: the replacement of the one the last run took, or a new one. Not timed. */
+async function spareReady(): Promise<void> {
+  const waiting = async (): Promise<number> => (JSON.parse(await cli(['spare', '--list', '--json'], false, SPARES)) as { pids: number[] }).pids.length;
+  for (let i = 0; spareTaken && i < 100 && (await waiting()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  if ((await waiting()) === 0) await cli(['spare'], true, SPARES);
+  spareTaken = true;
+}
 const dropCaches = async (): Promise<void> => {
   await sh('sync', []);
   writeFileSync('/proc/sys/vm/drop_caches', '3');
@@ -154,9 +169,9 @@ try {
         await sh(cmd, args, { quiet: true });
         return { seconds: (performance.now() - t0) / 1000, ready: (ready - t0) / 1000 };
       };
-      const lazy = (name: string, tag: string, flags: string[], learnFirst: boolean): void => {
+      const lazy = (name: string, tag: string, flags: string[], learnFirst: boolean, spare = false): void => {
         variants.push({
-          name,
+          name: spare ? `${name} + spare` : name,
           run: async () => {
             const root = fresh('root');
             const mnt = fresh('mnt');
@@ -173,8 +188,9 @@ try {
               }
               await cli(['--root', root, 'cache', 'clear']);
             }
+            if (spare) await spareReady();
             try {
-              return await timed(() => cli(['--root', root, '--plain-http', 'mount', '--daemon', ...flags, ref, mnt]), mnt);
+              return await timed(() => cli(['--root', root, '--plain-http', 'mount', '--daemon', ...flags, ref, mnt], true, spare ? SPARES : NO_SPARES), mnt);
             } finally {
               await cli(['unmount', mnt]);
               rmSync(root, { recursive: true, force: true });
@@ -183,9 +199,11 @@ try {
           },
         });
       };
-      lazy('lazy', 'esgz', LAZY, false);
-      lazy('landmark', `prio-${s.name}`, ['--no-learned-prefetch', '--no-background-fetch'], false);
-      lazy('learned', 'esgz', ['--no-prefetch', '--no-background-fetch'], true);
+      for (const spare of [false, true]) {
+        lazy('lazy', 'esgz', LAZY, false, spare);
+        lazy('landmark', `prio-${s.name}`, ['--no-learned-prefetch', '--no-background-fetch'], false, spare);
+        lazy('learned', 'esgz', ['--no-prefetch', '--no-background-fetch'], true, spare);
+      }
       variants.push({
         name: 'full pull',
         run: async () => {
@@ -234,6 +252,7 @@ try {
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   if (process.env['BENCH_REPORT'] !== undefined) writeReport(process.env['BENCH_REPORT'], out);
 } finally {
+  await cli(['spare', '--stop'], true, SPARES).catch(() => undefined);
   await reg.stop();
   rmSync(work, { recursive: true, force: true });
 }

@@ -6,7 +6,8 @@ import { dirname, resolve } from 'node:path';
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { parseSize, resolveConfig, type Config } from '../config.js';
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
 import { StargzfsError } from '../errors.js';
 import { selectView, withCache, withConverter, withImage } from './context.js';
@@ -354,3 +355,14 @@ export function runMain(): void {
     },
   );
 }
+
+/** Whether this module is the script node was started with (dist/src/cli/main.js, tsc's output), not imported by the bundle's entry. */
+function runAsScript(): boolean {
+  try {
+    return process.argv[1] !== undefined && import.meta.url === pathToFileURL(realpathSync(process.argv[1])).href;
+  } catch {
+    return false;
+  }
+}
+
+if (runAsScript()) runMain();
