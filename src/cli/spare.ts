@@ -8,7 +8,7 @@
 // exactly as on the launcher's pipe (src/cli/ready.ts). A taken spare starts its own
 // replacement a little later, so the number waiting stays what `stargzfs spare` made.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, rmSync, writeFileSync, readdirSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync, realpathSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { acceptClaim, listenSpare, stopListening } from '../fs/fuse-binding.js';
@@ -19,8 +19,16 @@ export const SPARE_ENV = 'STARGZFS_SPARE';
 export const SPARE_DIR_ENV = 'STARGZFS_SPARE_DIR';
 const SPARE_READY_FD_ENV = 'STARGZFS_SPARE_READY_FD';
 const PROTOCOL = 'stargzfs-spare/1';
-/** After a spare is taken, its replacement starts this much later: not during the mount's own start-up. */
-const REPLACE_AFTER_MS = 1500;
+/**
+ * A taken spare starts its replacement once the machine has been quiet for a second (the
+ * CPUs at least three-quarters idle), not while the workload that wanted the mount is
+ * starting: loading Node and the CLI is a second of CPU and, after a cold boot, disk reads.
+ * At the latest after REPLACE_WITHIN_MS, or when the server exits.
+ */
+const QUIET_SAMPLE_MS = 250;
+const QUIET_SAMPLES = 4;
+const QUIET_IDLE = 0.75;
+const REPLACE_WITHIN_MS = 30_000;
 
 /** Where a user's spares listen (native/spare_client.c chooses the same way); undefined: nowhere. */
 export function spareDir(env: NodeJS.ProcessEnv, euid: number): string | undefined {
@@ -148,18 +156,42 @@ export async function becomeSpare(main: string, warm: () => Promise<void>): Prom
   }
 }
 
-/** Starts a spare in this one's place, once the mount it now serves is under way (or at exit, if sooner). */
+/** Starts a spare in this one's place once the machine is quiet (or at exit, if sooner). */
 function replaceLater(main: string, env: NodeJS.ProcessEnv): void {
   let done = false;
   const replace = (): void => {
     if (done) return;
     done = true;
+    clearInterval(sampler);
     const child = spawn(process.execPath, [main, 'spare'], { detached: true, stdio: 'ignore', cwd: '/', env: { ...env, [SPARE_ENV]: '1' } });
     child.on('error', () => {});
     child.unref();
   };
-  setTimeout(replace, REPLACE_AFTER_MS).unref();
+  const started = Date.now();
+  let last = cpuTimes();
+  let quiet = 0;
+  const sampler = setInterval(() => {
+    const now = cpuTimes();
+    const idle = now !== undefined && last !== undefined && now.total > last.total ? (now.idle - last.idle) / (now.total - last.total) : 0;
+    last = now;
+    quiet = idle >= QUIET_IDLE ? quiet + 1 : 0;
+    if (quiet >= QUIET_SAMPLES || Date.now() - started >= REPLACE_WITHIN_MS) replace();
+  }, QUIET_SAMPLE_MS).unref();
   process.on('exit', replace);
+}
+
+/** All CPUs' idle and total time since boot (/proc/stat, in clock ticks); undefined where there is none. */
+export function cpuTimes(stat?: string): { idle: number; total: number } | undefined {
+  let text = stat;
+  try {
+    text ??= readFileSync('/proc/stat', 'utf8');
+  } catch {
+    return undefined;
+  }
+  const f = /^cpu\s+([0-9 ]+)/.exec(text)?.[1]?.trim().split(/\s+/).map(Number);
+  if (f === undefined || f.length < 5) return undefined;
+  // user nice system idle iowait irq softirq steal …: waiting for the disk counts as idle.
+  return { idle: (f[3] as number) + (f[4] as number), total: f.slice(0, 8).reduce((a, b) => a + b, 0) };
 }
 
 /** This process becomes the claim's command: its directory, environment and arguments. */

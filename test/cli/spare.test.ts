@@ -1,7 +1,7 @@
 // The spare's side of native/spare_client.c's request, and where spares listen.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseClaim, spareDir } from '../../src/cli/spare.js';
+import { cpuTimes, parseClaim, spareDir } from '../../src/cli/spare.js';
 
 /** A request as native/spare_client.c writes it (without the length prefix). */
 const request = (fields: string[]): Buffer => Buffer.from(fields.map((f) => `${f}\0`).join(''));
@@ -31,5 +31,14 @@ describe('spareDir', () => {
     assert.equal(spareDir({}, 0), '/run/stargzfs/spares');
     assert.equal(spareDir({ XDG_RUNTIME_DIR: '/run/user/1000' }, 1000), '/run/user/1000/stargzfs/spares');
     assert.equal(spareDir({}, 1000), undefined);
+  });
+});
+
+describe('cpuTimes', () => {
+  it('reads the idle (with iowait) and total ticks of all CPUs from /proc/stat', () => {
+    assert.deepEqual(cpuTimes('cpu  100 5 50 800 40 3 2 0 0 0\ncpu0 50 2 25 400 20 1 1 0 0 0\n'), { idle: 840, total: 1000 });
+    assert.equal(cpuTimes('intr 1 2 3\n'), undefined);
+    const live = cpuTimes();
+    assert.ok(live !== undefined && live.total >= live.idle && live.idle > 0);
   });
 });

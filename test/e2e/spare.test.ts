@@ -104,7 +104,7 @@ describe('stargzfs spare (real FUSE)', () => {
       const cmp = compareTree(join(cwd, 'mnt'), truth());
       assert.ok(cmp.ok, cmp.report);
       assert.deepEqual(sockets(s.dir).filter((p) => p === spare), [], 'a taken spare no longer listens');
-      const next = await until('a replacement spare', 20_000, () => sockets(s.dir).find((p) => p !== spare));
+      const next = await until('a replacement spare', 45_000, () => sockets(s.dir).find((p) => p !== spare));
       assert.notEqual(next, spare);
     } finally {
       await s.cleanUp([join(cwd, 'mnt')]);
