@@ -83,6 +83,16 @@ describe('stargzfs spare (real FUSE)', () => {
     return pids[0] as number;
   }
 
+  /** `mount --daemon` of the esgz fixture at `mnt` through the launcher; the pid of the server that serves it. */
+  async function mountWith(env: NodeJS.ProcessEnv, mnt: string): Promise<number> {
+    const r = await runCli(['--root', fx.fresh('root'), 'mount', '--daemon', fx.ref('esgz'), mnt], { env });
+    assert.equal(r.code, 0, r.stderr);
+    return Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
+  }
+
+  const exited = (dir: string, pid: number): Promise<true> =>
+    until(`process ${pid} to exit`, 5000, () => (startedWith(dir).includes(pid) ? undefined : true));
+
   it('the next mount --daemon is served by the spare, from the launcher\'s directory; a replacement follows', async () => {
     const s = spares();
     const cwd = fx.fresh('cwd');
@@ -133,11 +143,9 @@ describe('stargzfs spare (real FUSE)', () => {
       const spare = await startSpare(s.env);
       // The bundle rebuilt in place (a new mtime): the spare's code is not the launcher's.
       utimesSync(cliPath, atime, new Date(mtime.getTime() + 1000));
-      const r = await runCli(['--root', fx.fresh('root'), 'mount', '--daemon', fx.ref('esgz'), mnt], { env: s.env });
-      assert.equal(r.code, 0, r.stderr);
-      assert.notEqual(Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]), spare);
+      assert.notEqual(await mountWith(s.env, mnt), spare);
       assert.ok(compareTree(mnt, truth()).ok);
-      await until('the stale spare to exit', 5000, () => (startedWith(s.dir).includes(spare) ? undefined : true));
+      await exited(s.dir, spare);
       assert.deepEqual(sockets(s.dir), []);
     } finally {
       utimesSync(cliPath, atime, mtime);
@@ -152,10 +160,9 @@ describe('stargzfs spare (real FUSE)', () => {
     try {
       const spare = await startSpare(s.env);
       process.kill(spare, 'SIGKILL');
-      await until('the killed spare to be gone', 5000, () => (startedWith(s.dir).includes(spare) ? undefined : true));
+      await exited(s.dir, spare);
       assert.deepEqual(sockets(s.dir), [spare], 'its socket file is left behind');
-      const r = await runCli(['--root', fx.fresh('root'), 'mount', '--daemon', fx.ref('esgz'), mnt], { env: s.env });
-      assert.equal(r.code, 0, r.stderr);
+      assert.notEqual(await mountWith(s.env, mnt), spare);
       assert.ok(compareTree(mnt, truth()).ok);
       assert.deepEqual(sockets(s.dir), []);
     } finally {
@@ -169,9 +176,7 @@ describe('stargzfs spare (real FUSE)', () => {
     mkdirSync(mnt, { recursive: true });
     try {
       const spare = await startSpare(s.env);
-      const r = await runCli(['--root', fx.fresh('root'), 'mount', '--daemon', fx.ref('esgz'), mnt], { env: s.env });
-      assert.equal(r.code, 0, r.stderr);
-      assert.equal(Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]), spare);
+      assert.equal(await mountWith(s.env, mnt), spare);
       const extra = await startSpare(s.env);
       const stop = await runCli(['spare', '--stop', '--json'], { env: s.env });
       assert.deepEqual((JSON.parse(stop.stdout.toString('utf8')) as { pids: number[] }).pids, [extra]);
