@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { acceptClaim, listenSpare, stopListening } from '../fs/fuse-binding.js';
 import { plainMount } from './daemon-args.js';
 import { alive } from './pids.js';
+import { readOutcome } from './ready.js';
+import { EXIT } from './exit-codes.js';
 
 export const SPARE_ENV = 'STARGZFS_SPARE';
 export const SPARE_DIR_ENV = 'STARGZFS_SPARE_DIR';
@@ -220,16 +222,16 @@ function startOne(main: string): Promise<number> {
   let said = '';
   pipe.on('data', (b: Buffer) => void (said += b.toString()));
   return new Promise((resolve, reject) => {
-    const done = (): void => {
-      const lines = said.trimEnd().split('\n');
-      if (lines.at(-1) === 'ready' && child.pid !== undefined) {
+    // The spare tells its start as a mount's server tells its own (src/cli/ready.ts).
+    pipe.on('end', () => {
+      const { shown, code } = readOutcome(said);
+      if (code === EXIT.ok && child.pid !== undefined) {
         child.unref();
         resolve(child.pid);
       } else {
-        reject(new Error(lines.filter((l) => !/^exit [0-9]+$/.test(l)).join('\n') || 'a spare ended before it was ready'));
+        reject(new Error(shown !== '' ? shown : 'a spare ended before it was ready'));
       }
-    };
-    pipe.on('end', done);
+    });
     child.on('error', reject);
   });
 }

@@ -75,6 +75,18 @@ describe('stargzfs spare (real FUSE)', () => {
     };
   }
 
+  /** A spare directory and a mountpoint of the test's own, cleaned up whatever `body` does. */
+  async function withSpares(body: (s: ReturnType<typeof spares>, mnt: string) => Promise<void>): Promise<void> {
+    const s = spares();
+    const mnt = fx.fresh('mnt');
+    mkdirSync(mnt, { recursive: true });
+    try {
+      await body(s, mnt);
+    } finally {
+      await s.cleanUp([mnt]);
+    }
+  }
+
   async function startSpare(env: NodeJS.ProcessEnv): Promise<number> {
     const r = await runCli(['spare', '--json'], { env });
     assert.equal(r.code, 0, r.stderr);
@@ -121,43 +133,33 @@ describe('stargzfs spare (real FUSE)', () => {
     }
   });
 
-  it('a command the spare does not serve is run by the launcher, and the spare keeps waiting', async () => {
-    const s = spares();
-    try {
+  it('a command the spare does not serve is run by the launcher, and the spare keeps waiting', () =>
+    withSpares(async (s) => {
       const spare = await startSpare(s.env);
       const r = await runCli(['mount', '--daemon', '--help'], { env: s.env });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout.toString('utf8'), /--daemon/);
       assert.deepEqual(sockets(s.dir), [spare]);
-    } finally {
-      await s.cleanUp([]);
-    }
-  });
+    }));
 
-  it('a spare of another build retires, and the mount starts without it', async () => {
-    const s = spares();
-    const mnt = fx.fresh('mnt');
-    mkdirSync(mnt, { recursive: true });
-    const { atime, mtime } = statSync(cliPath);
-    try {
-      const spare = await startSpare(s.env);
-      // The bundle rebuilt in place (a new mtime): the spare's code is not the launcher's.
-      utimesSync(cliPath, atime, new Date(mtime.getTime() + 1000));
-      assert.notEqual(await mountWith(s.env, mnt), spare);
-      assert.ok(compareTree(mnt, truth()).ok);
-      await exited(s.dir, spare);
-      assert.deepEqual(sockets(s.dir), []);
-    } finally {
-      utimesSync(cliPath, atime, mtime);
-      await s.cleanUp([mnt]);
-    }
-  });
+  it('a spare of another build retires, and the mount starts without it', () =>
+    withSpares(async (s, mnt) => {
+      const { atime, mtime } = statSync(cliPath);
+      try {
+        const spare = await startSpare(s.env);
+        // The bundle rebuilt in place (a new mtime): the spare's code is not the launcher's.
+        utimesSync(cliPath, atime, new Date(mtime.getTime() + 1000));
+        assert.notEqual(await mountWith(s.env, mnt), spare);
+        assert.ok(compareTree(mnt, truth()).ok);
+        await exited(s.dir, spare);
+        assert.deepEqual(sockets(s.dir), []);
+      } finally {
+        utimesSync(cliPath, atime, mtime);
+      }
+    }));
 
-  it('a killed spare\'s socket is removed and the mount starts without it', async () => {
-    const s = spares();
-    const mnt = fx.fresh('mnt');
-    mkdirSync(mnt, { recursive: true });
-    try {
+  it('a killed spare\'s socket is removed and the mount starts without it', () =>
+    withSpares(async (s, mnt) => {
       const spare = await startSpare(s.env);
       process.kill(spare, 'SIGKILL');
       await exited(s.dir, spare);
@@ -165,16 +167,10 @@ describe('stargzfs spare (real FUSE)', () => {
       assert.notEqual(await mountWith(s.env, mnt), spare);
       assert.ok(compareTree(mnt, truth()).ok);
       assert.deepEqual(sockets(s.dir), []);
-    } finally {
-      await s.cleanUp([mnt]);
-    }
-  });
+    }));
 
-  it('spare --stop stops every spare, and a replacement already on its way does not stay', async () => {
-    const s = spares();
-    const mnt = fx.fresh('mnt');
-    mkdirSync(mnt, { recursive: true });
-    try {
+  it('spare --stop stops every spare, and a replacement already on its way does not stay', () =>
+    withSpares(async (s, mnt) => {
       const spare = await startSpare(s.env);
       assert.equal(await mountWith(s.env, mnt), spare);
       const extra = await startSpare(s.env);
@@ -185,8 +181,5 @@ describe('stargzfs spare (real FUSE)', () => {
       assert.equal(u.code, 0, u.stderr);
       await until('every process of this spare directory to end', 20_000, () => (startedWith(s.dir).length === 0 ? true : undefined));
       assert.deepEqual(sockets(s.dir), []);
-    } finally {
-      await s.cleanUp([mnt]);
-    }
-  });
+    }));
 });
