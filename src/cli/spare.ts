@@ -112,7 +112,8 @@ export async function becomeSpare(main: string, warm: () => Promise<void>): Prom
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   if (existsSync(join(dir, STOPPED))) {
     // `spare --stop` ran while this one was starting (a replacement): stop means stop.
-    tell('stargzfs: spares were stopped meanwhile\nexit 0');
+    // Said as a failure to whoever waits for it: `exit 0` would read as started (ready.ts).
+    tell(`stargzfs: spares were stopped meanwhile\nexit ${EXIT.error}`);
     process.exit(0);
   }
   const path = join(dir, `${process.pid}.sock`);
