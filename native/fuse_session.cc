@@ -23,6 +23,7 @@
 namespace stargzfs {
 void RegisterStdio(Napi::Env env, Napi::Object exports);  // native/stdio.cc
 void RegisterSpare(Napi::Env env, Napi::Object exports);  // native/spare.cc
+void RegisterMemory(Napi::Env env, Napi::Object exports);  // native/memory.cc
 }
 
 namespace {
@@ -581,6 +582,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", Session::Init(env));
   stargzfs::RegisterStdio(env, exports);
   stargzfs::RegisterSpare(env, exports);
+  stargzfs::RegisterMemory(env, exports);
   return exports;
 }
 

@@ -55,9 +55,12 @@ interface Addon {
   listenSpare(path: string): number;
   acceptClaim(fd: number): Promise<{ fd: number; request: Buffer }>;
   stopListening(fd: number): void;
+  reserveHeap(bytes: number): Promise<boolean>;
+  releaseHeap(): void;
 }
 
 let addon: Addon | undefined;
+let heapReserved = false;
 
 /** build/Release/stargzfs_fuse.node, from wherever this module was built to. */
 function loadAddon(): Addon {
@@ -97,6 +100,24 @@ export function acceptClaim(fd: number): Promise<{ fd: number; request: Buffer }
 export function stopListening(fd: number): void {
   addon ??= loadAddon();
   addon.stopListening(fd);
+}
+
+/**
+ * Keeps the malloc heap from shrinking, and warms `bytes` of it on a pool thread, for a
+ * mount's start-up burst (native/memory.cc says why). The settings hold at once; the
+ * promise says when the warming is done, false if glibc refused the settings.
+ */
+export function reserveHeap(bytes: number): Promise<boolean> {
+  addon ??= loadAddon();
+  heapReserved = true;
+  return addon.reserveHeap(bytes);
+}
+
+/** Gives the heap reserveHeap kept back to the kernel and lets it shrink again; nothing if none was. */
+export function releaseHeap(): void {
+  if (!heapReserved || addon === undefined) return;
+  heapReserved = false;
+  addon.releaseHeap();
 }
 
 /** Loads the addon now (a spare does, so that a mount it serves does not wait for it). */

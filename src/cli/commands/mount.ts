@@ -12,6 +12,10 @@ import { inspectReport } from './inspect.js';
 import { followProgress } from '../progress-line.js';
 import { signalReady } from '../ready.js';
 import type { MountMetrics } from '../../metrics/metrics.js';
+import { releaseHeap } from '../../fs/fuse-binding.js';
+
+/** How long the start-up heap (see bin.ts) stays after prefetch ends, for the reads that follow it. */
+const HEAP_RELEASE_DELAY_MS = 30_000;
 
 export interface MountArgs {
   readonly mountpoint: string;
@@ -128,6 +132,7 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
     .finally(() => {
       line.draw();
       line.stop();
+      setTimeout(releaseHeap, HEAP_RELEASE_DELAY_MS).unref();
     });
   try {
     const why = await exited;
