@@ -44,7 +44,7 @@ async function openSource(ref: string, config: Config, log: Logger): Promise<Ima
   return new RegistrySource(ref, client);
 }
 
-export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>): Promise<T> {
+export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>, opts: { prefetching?: boolean } = {}): Promise<T> {
   const log = createLogger(config.log.level, undefined, config.log.pretty);
   log.debug({ uptimeMs: Math.round(performance.now()) }, 'command starting');
   const dbFile = join(config.state.root, 'meta.db');
@@ -66,7 +66,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     cache = store;
     const indexer = new LayerIndexer(db, dbFile, table, config.toc, log, (digest, data) => store.put(digest, data));
     const profiles = new ProfileStore(db);
-    const image = await OpenImage.open(source, resolving, indexer, table, log, { fetch: config.fetch, cache: store, profiles });
+    const image = await OpenImage.open(source, resolving, indexer, table, log, { fetch: config.fetch, cache: store, profiles, prefetching: opts.prefetching === true });
     opened = image;
     for (const l of image.layers) {
       if (l.row !== undefined && l.row.verified !== 1) {

@@ -231,7 +231,7 @@ export async function main(args: string[]): Promise<number> {
               tty: process.stderr.isTTY === true && !isDaemonServer(),
               metrics: argv.metrics,
             }),
-          );
+          { prefetching: true });
         }),
     )
     .command(
@@ -263,7 +263,7 @@ export async function main(args: string[]): Promise<number> {
       (y) => y.positional('src', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
       (argv) =>
         run(async () => {
-          await withImage(config(argv), argv.src, ({ image }) => fetchCommand(image, argv.json, process.stderr.isTTY === true));
+          await withImage(config(argv), argv.src, ({ image }) => fetchCommand(image, argv.json, process.stderr.isTTY === true), { prefetching: true });
         }),
     )
     .command(

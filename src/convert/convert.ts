@@ -14,7 +14,7 @@ import { DigestMismatchError, ImageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Descriptor, Platform } from '../http/image.js';
 import { DOCKER_LAYER_GZIP, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, OCI_MANIFEST } from '../http/media-types.js';
-import { TOC_DIGEST_ANNOTATION, TOC_OFFSET_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_A_POSITION_ANNOTATION } from '../toc/blob.js';
+import { PREFETCH_SIZE_ANNOTATION, TOC_DIGEST_ANNOTATION, TOC_OFFSET_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_A_POSITION_ANNOTATION } from '../toc/blob.js';
 import { writeEstargzStream, type LayerFormat } from '../toc/writer.js';
 import { readInput, type ImageStore, type InputImage, type InputLayer } from './input.js';
 import type { ImageSink } from './output.js';
@@ -211,6 +211,7 @@ export class Converter {
             ...(result.manifestChecksum !== undefined
               ? { [ZSTD_A_CHECKSUM_ANNOTATION]: result.manifestChecksum, [ZSTD_A_POSITION_ANNOTATION]: result.manifestPosition as string }
               : { [TOC_OFFSET_ANNOTATION]: String(result.tocOffset) }),
+            ...(result.prefetchSize !== undefined ? { [PREFETCH_SIZE_ANNOTATION]: String(result.prefetchSize) } : {}),
           },
         },
         diffId: result.diffId,

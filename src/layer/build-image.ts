@@ -2,7 +2,7 @@
 // reference converter writes. The demo and the tests make their images with it; the
 // convert command will stream through the same writer.
 import { writeEstargz, type WriteResult, type WriterOptions } from '../toc/writer.js';
-import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../toc/blob.js';
+import { PREFETCH_SIZE_ANNOTATION, TOC_DIGEST_ANNOTATION, TOC_OFFSET_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../toc/blob.js';
 import type { TarEntry } from '../toc/tar.js';
 import { writeOciImage } from '../http/oci-layout-writer.js';
 import { OCI_LAYER_GZIP } from '../http/media-types.js';
@@ -12,6 +12,10 @@ export interface BuildOptions extends WriterOptions {
   readonly refName?: string;
   /** Leave out the TOC digest annotation (an unverifiable layer). */
   readonly omitTocDigest?: boolean;
+  /** Add the hints `stargzfs convert` writes (TOC offset, prefetch size) to the reference's annotations. */
+  readonly hints?: boolean;
+  /** Set last, over the others (tests use it to make a lying annotation). */
+  readonly extraAnnotations?: Readonly<Record<string, string>>;
   /** Rewrite a blob before it is stored (tests use it to make hostile layers). */
   readonly transform?: (blob: Buffer, layer: number, result: WriteResult) => Buffer;
 }
@@ -41,6 +45,9 @@ export async function buildEstargzImage(dir: string, layers: readonly (readonly 
         annotations: {
           ...(opts.omitTocDigest ? {} : { [TOC_DIGEST_ANNOTATION]: r.tocDigest }),
           [UNCOMPRESSED_SIZE_ANNOTATION]: String(r.uncompressedSize),
+          ...(opts.hints === true && opts.format !== 'zstdchunked' ? { [TOC_OFFSET_ANNOTATION]: String(r.tocOffset) } : {}),
+          ...(opts.hints === true && r.prefetchSize !== undefined ? { [PREFETCH_SIZE_ANNOTATION]: String(r.prefetchSize) } : {}),
+          ...opts.extraAnnotations,
         },
       };
     }),

@@ -4,7 +4,7 @@
 import type { Logger } from '../log.js';
 import type { Descriptor, Platform, ResolvedImage } from '../http/image.js';
 import type { HostStats } from '../http/registry-client.js';
-import type { BlobReader } from '../toc/blob.js';
+import { prefetchSizeHint, type BlobReader } from '../toc/blob.js';
 import type { InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { LayerIndexer } from '../toc/layer-index.js';
 import { LayerView, type OverlayEncoding } from '../toc/layer-view.js';
@@ -18,6 +18,7 @@ import { backgroundFetch } from './background.js';
 import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH } from './scheduler.js';
 import { FetchProgress } from './progress.js';
 import { ProfileRecorder, type ProfileStore } from './profile.js';
+import { BlobHead } from './blob-head.js';
 
 export interface ImageSource {
   resolve(platform: string): Promise<ResolvedImage>;
@@ -46,6 +47,11 @@ export interface OpenOptions {
   readonly cache?: ChunkCache | undefined;
   /** Where first reads are recorded and learned prefetch reads from; none: neither. */
   readonly profiles?: ProfileStore | undefined;
+  /**
+   * The command will run landmark prefetch (a mount, `fetch`): a layer not indexed yet
+   * whose annotations give its region's size has that region fetched with its TOC.
+   */
+  readonly prefetching?: boolean;
 }
 
 export interface WarmResult {
@@ -69,6 +75,8 @@ export class OpenImage {
     private readonly source: ImageSource,
     private readonly opts: OpenOptions,
     log: Logger,
+    /** Landmark regions being fetched ahead, by layer digest, until their prefetch is done. */
+    private readonly heads: Map<string, BlobHead>,
   ) {
     this.log = log.child({ mod: 'image' });
     const byLayerId = new Map<number, Descriptor>(layers.flatMap((l) => (l.row ? [[l.row.id, l.desc] as const] : [])));
@@ -85,7 +93,7 @@ export class OpenImage {
       (row) => {
         const desc = byLayerId.get(row.id);
         if (desc === undefined) throw new Error(`layer ${row.digest} is not part of this image`);
-        return source.blob(desc);
+        return heads.get(desc.digest) ?? source.blob(desc);
       },
       this.scheduler,
       opts.fetch,
@@ -121,12 +129,29 @@ export class OpenImage {
     const resolved = await resolving;
     // Start-up diagnosis: milliseconds since the process started.
     log.debug({ uptimeMs: Math.round(performance.now()), layers: resolved.layers.length }, 'image resolved');
+    const heads = new Map<string, BlobHead>();
     const layers = await Promise.all(
       resolved.layers.map(async (desc, index): Promise<LayerState> => {
+        const hint = prefetchSizeHint(desc.annotations);
+        if (opts.prefetching === true && opts.fetch.prefetch && opts.cache !== undefined && hint !== undefined && table.layerByDigest(desc.digest) === undefined) {
+          heads.set(desc.digest, new BlobHead(source.blob(desc), hint, (err) =>
+            log.child({ mod: 'image' }).warn({ layer: desc.digest, err: err.message }, 'the landmark region fetched ahead failed; prefetch fetches it itself')));
+        }
         try {
           const { row, reused } = await indexer.open(desc, source.blob(desc));
+          const head = heads.get(desc.digest);
+          if (head !== undefined && (row.landmark !== 'prefetch' || row.prefetch_size !== hint)) {
+            log.child({ mod: 'image' }).warn(
+              { layer: desc.digest, annotation: hint, toc: row.landmark === 'prefetch' ? row.prefetch_size : null },
+              'the prefetch-size annotation disagrees with the TOC; the TOC is followed',
+            );
+            head.release();
+            heads.delete(desc.digest);
+          }
           return { index, desc, row, reused, error: undefined };
         } catch (err) {
+          heads.get(desc.digest)?.release();
+          heads.delete(desc.digest);
           if (!(err instanceof StargzfsError)) throw err;
           // Commands report the layer's error themselves; the log keeps it for mounts.
           log.child({ mod: 'image' }).info({ digest: desc.digest, code: err.code }, err.message);
@@ -134,7 +159,7 @@ export class OpenImage {
         }
       }),
     );
-    return new OpenImage(resolved, layers, table, source, opts, log);
+    return new OpenImage(resolved, layers, table, source, opts, log, heads);
   }
 
   /** The image's platform: from the index, else from the config (fetched only now). */
@@ -160,7 +185,13 @@ export class OpenImage {
       this.progress.phase(row.digest, 'landmark', 'none');
       return prefetchLandmarkRegion(this.table, row, this.reader);
     }
-    return this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader));
+    return this.phase(row, 'landmark', () => prefetchLandmarkRegion(this.table, row, this.reader)).finally(() => this.dropHead(row.digest));
+  }
+
+  /** The region fetched ahead is in the cache now (or failed): later reads go to the registry. */
+  private dropHead(digest: string): void {
+    this.heads.get(digest)?.release();
+    this.heads.delete(digest);
   }
 
   /** Fetches the files earlier runs of this image read first, in that order. */
@@ -215,6 +246,7 @@ export class OpenImage {
 
   close(): void {
     this.closed = true;
+    for (const digest of [...this.heads.keys()]) this.dropHead(digest);
     this.scheduler.close();
     this.recorder?.flush();
   }

@@ -40,6 +40,20 @@ export const ZSTD_B_POSITION_ANNOTATION = 'io.github.containers.zstd-chunked.man
  */
 export const TOC_OFFSET_ANNOTATION = 'dev.stargzfs.estargz.toc-offset';
 
+/**
+ * Where `.prefetch.landmark`'s member starts, written by `stargzfs convert` for a layer
+ * with prioritized files: a mount can start fetching that region with the TOC instead of
+ * after indexing it (layer/blob-head.ts). Only a hint, checked against the TOC.
+ */
+export const PREFETCH_SIZE_ANNOTATION = 'dev.stargzfs.estargz.prefetch-size';
+
+/** The prioritized region's size a layer's annotations give, if any. */
+export function prefetchSizeHint(annotations: Readonly<Record<string, string>> | undefined): number | undefined {
+  const raw = annotations?.[PREFETCH_SIZE_ANNOTATION];
+  if (raw === undefined || !/^[0-9]{1,15}$/.test(raw) || raw === '0') return undefined;
+  return Number(raw);
+}
+
 /** The TOC's start offset a layer's annotations give, if any (ESTARGZ.md §3.5, §8). */
 export function tocOffsetHint(annotations: Readonly<Record<string, string>> | undefined): number | undefined {
   if (annotations === undefined) return undefined;

@@ -103,6 +103,8 @@ export interface WriteResult {
   readonly blobDigest: string;
   readonly blobSize: number;
   readonly tocOffset: number;
+  /** Where `.prefetch.landmark`'s member starts: the prioritized region is [0, this). Absent without one. */
+  readonly prefetchSize?: number;
   /** Prioritized paths not found in the layer (left where they were). */
   readonly missedPrioritized: readonly string[];
   /** zstd:chunked only: sha256 of the compressed TOC, and `offset:compressed:uncompressed:1`. */
@@ -303,6 +305,11 @@ class Encoder {
     if (f.landmark) this.closeMember();
   }
 
+  /** The `.prefetch.landmark` entry's member offset (after tocJson filled them in), if the layer has one. */
+  landmarkOffset(): number | undefined {
+    return this.toc.find((e) => e.name === PREFETCH_LANDMARK)?.offset;
+  }
+
   /** The TOC JSON, with every entry's member offset filled in. */
   tocJson(memberOffsets: readonly number[]): Buffer {
     for (const [e, m] of this.memberOf) e.offset = memberOffsets[m] as number;
@@ -377,7 +384,9 @@ class Emitter {
   result(enc: Encoder, toc: { json: Buffer; checksum?: string; position?: string }, missed: readonly string[]): WriteResult {
     // offsets: data members…, the TOC member (or skippable frame), the footer.
     const tocOffset = this.offsets[this.offsets.length - 2] as number;
+    const prefetchSize = enc.landmarkOffset();
     return {
+      ...(prefetchSize !== undefined ? { prefetchSize } : {}),
       ...(toc.checksum !== undefined ? { manifestChecksum: toc.checksum, manifestPosition: toc.position } : {}),
       tocDigest: `sha256:${createHash('sha256').update(toc.json).digest('hex')}`,
       uncompressedSize: enc.uncompressed,

@@ -1,0 +1,127 @@
+// A prioritized layer's landmark region, fetched with its TOC (layer/blob-head.ts), from
+// a real registry behind the fault proxy: one request, started before the layer is
+// indexed, serving the first files while the rest is on the wire; a hint the TOC does
+// not confirm, or a failed head request, leaves prefetch to fetch for itself.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { withImage } from '../../src/cli/context.js';
+import { resolvePath } from '../../src/toc/view.js';
+import { PREFETCH_SIZE_ANNOTATION } from '../../src/toc/blob.js';
+import { testConfig } from '../helpers/config.js';
+import { entries } from '../helpers/entries.js';
+import { serveImage, type ServedImage } from '../helpers/served-image.js';
+import { bytes, rng } from '../helpers/random.js';
+import type { BuildOptions } from '../../src/layer/build-image.js';
+
+const big = bytes(rng(11), 6 << 20);
+const files = [{ name: 'first.txt', body: 'needed first\n' }, { name: 'big.bin', body: big }, { name: 'later.txt', body: 'not prioritized\n' }];
+const PRIORITIZED = ['first.txt', 'big.bin'];
+
+async function serve(name: string, opts: BuildOptions): Promise<ServedImage> {
+  return serveImage(`head/${name}`, [entries(files)], { chunkSize: 1 << 20, compressionLevel: 1, ...opts });
+}
+
+/** Reads every file through the image and checks its bytes. */
+async function readAll(image: Parameters<Parameters<typeof withImage>[2]>[0]['image']): Promise<void> {
+  const view = image.merged();
+  for (const f of files) {
+    const node = resolvePath(view, f.name);
+    const got = await image.reader.read(node, f.name, 0, node.size);
+    assert.ok(got.equals(Buffer.from(f.body)), `${f.name}: wrong bytes`);
+  }
+}
+
+describe('the landmark region fetched with the TOC', () => {
+  it('one request from offset 0, sent while the TOC is indexed; the first file is served before the region is all in; prefetch adds no request', { timeout: 30_000 }, async () => {
+    const served = await serve('ahead', { prioritized: PRIORITIZED, hints: true });
+    let release = (): void => undefined;
+    const until = new Promise<void>((res) => void (release = res));
+    try {
+      // The head stalls after 2 MiB (first.txt and big.bin's first chunk) until released.
+      served.proxy.inject({ kind: 'hold', afterBytes: 2 << 20, until }, 1, /\/blobs\//, { rangedOnly: true, range: /^bytes=0-/ });
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
+        const layer = image.layers[0];
+        assert.ok(layer?.row && layer.row.landmark === 'prefetch');
+        assert.equal(layer.desc.annotations?.[PREFETCH_SIZE_ANNOTATION], String(layer.row.prefetch_size), 'the converter wrote the region size');
+        const head = `bytes=0-${layer.row.prefetch_size - 1}`;
+        assert.ok(served.proxy.stats.ranges.includes(head), `the region was asked for while opening: ${served.proxy.stats.ranges.join(' ')}`);
+        const before = served.proxy.stats.ranges.length;
+        const prefetching = image.prefetch();
+        let prefetched = false;
+        void prefetching.then(() => void (prefetched = true), () => undefined);
+        const view = image.merged();
+        const first = await image.reader.read(resolvePath(view, 'first.txt'), 'first.txt', 0, 100);
+        assert.equal(first.toString(), 'needed first\n');
+        assert.equal(prefetched, false, 'served while the region is still arriving');
+        release();
+        const [r] = await prefetching;
+        assert.equal(r?.corrupt, 0);
+        assert.ok((r?.cached ?? 0) >= 7, JSON.stringify(r));
+        await readAll(image);
+        // later.txt lies past the region: the only request after opening.
+        assert.equal(served.proxy.stats.ranges.length, before + 1, served.proxy.stats.ranges.slice(before).join(' '));
+      }, { prefetching: true });
+      // Indexed now: a second open fetches no region ahead.
+      served.proxy.reset();
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async () => undefined, { prefetching: true });
+      assert.deepEqual(served.proxy.stats.ranges, []);
+    } finally {
+      release();
+      await served.stop();
+    }
+  });
+
+  it('a size the TOC does not confirm is dropped: prefetch fetches the region itself, and every byte is right', { timeout: 30_000 }, async () => {
+    const served = await serve('lying', { prioritized: PRIORITIZED, hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: '4096' } });
+    try {
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
+        assert.ok(served.proxy.stats.ranges.includes('bytes=0-4095'), served.proxy.stats.ranges.join(' '));
+        const before = served.proxy.stats.ranges.length;
+        const [r] = await image.prefetch();
+        assert.equal(r?.corrupt, 0);
+        assert.ok(served.proxy.stats.ranges.length > before, 'prefetch made its own request');
+        await readAll(image);
+      }, { prefetching: true });
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it('on a layer without a landmark, a size annotation is dropped too', { timeout: 30_000 }, async () => {
+    const served = await serve('none', { hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: String(1 << 20) } });
+    try {
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
+        assert.notEqual(image.layers[0]?.row?.landmark, 'prefetch');
+        await readAll(image);
+      }, { prefetching: true });
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it('a failed head request leaves the region to prefetch', { timeout: 30_000 }, async () => {
+    const served = await serve('failed', { prioritized: PRIORITIZED, hints: true });
+    try {
+      served.proxy.inject({ kind: 'status', status: 403 }, 1, /\/blobs\//, { rangedOnly: true, range: /^bytes=0-/ });
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
+        const [r] = await image.prefetch();
+        assert.equal(r?.corrupt, 0);
+        assert.equal(served.proxy.stats.faults, 1);
+        await readAll(image);
+      }, { prefetching: true });
+    } finally {
+      await served.stop();
+    }
+  });
+
+  it('commands that do not prefetch fetch no region ahead', { timeout: 30_000 }, async () => {
+    const served = await serve('ls', { prioritized: PRIORITIZED, hints: true });
+    try {
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async () => undefined);
+      assert.ok(!served.proxy.stats.ranges.some((r) => r.startsWith('bytes=0-')), served.proxy.stats.ranges.join(' '));
+    } finally {
+      await served.stop();
+    }
+  });
+});
