@@ -5,32 +5,85 @@
 // what is loading. RegistryClient takes an answer when it is about to send the very same
 // request, and then treats it as its own: status, digests and lengths checked as usual.
 // Only a 200 or 206 is kept; anything else (a 401, a redirect, an error) is dropped, and
-// the client asks again itself.
+// the client asks again itself. The body streams: a reader (the landmark region fetched
+// ahead) gets its bytes as they arrive, as from its own request.
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
 
 export interface EarlyResponse {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
+  /**
+   * The body, from its first byte, as it arrives (each call reads it from the start). It
+   * is read off the socket as soon as it comes, whether or not anyone iterates yet: a
+   * paused response would stop the transfer it was sent early for.
+   */
+  body(): AsyncIterable<Buffer>;
+}
+
+/** Collects a response's body while it arrives; any number of readers follow it from the start. */
+function collect(res: import('node:http').IncomingMessage): () => AsyncIterable<Buffer> {
+  const parts: Buffer[] = [];
+  let ended = false;
+  let failed: Error | undefined;
+  const waiting = new Set<() => void>();
+  const wake = (): void => {
+    for (const w of waiting) w();
+    waiting.clear();
+  };
+  res.on('data', (b: Buffer) => {
+    parts.push(b);
+    wake();
+  });
+  res.on('end', () => {
+    ended = true;
+    wake();
+  });
+  const fail = (err: Error): void => {
+    failed ??= err;
+    wake();
+  };
+  res.on('error', fail);
+  res.on('aborted', () => fail(new Error('the early response was cut off')));
+  res.on('close', () => {
+    if (!ended) fail(new Error('the early response was cut off'));
+  });
+  return async function* body(): AsyncGenerator<Buffer> {
+    for (let i = 0; ; ) {
+      while (i < parts.length) yield parts[i++] as Buffer;
+      if (failed !== undefined) throw failed;
+      if (ended) return;
+      await new Promise<void>((resolve) => waiting.add(resolve));
+    }
+  };
+}
+
+/** The whole body of an early response. */
+export async function earlyBody(r: EarlyResponse): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const b of r.body()) parts.push(b);
+  return Buffer.concat(parts);
 }
 
 const kept = new Map<string, Promise<EarlyResponse | undefined>>();
 const keyOf = (url: string, range: string | undefined): string => `${url} ${range ?? ''}`;
 
 /**
- * Sends a GET now; its 200/206 answer waits for takeEarly. Resolves undefined for anything
- * else. `onSent` is called once the request is on the wire (or has failed).
+ * Sends a GET now; its 200/206 answer waits for takeEarly, resolved when its headers are
+ * in. Resolves undefined for anything else. `onSent` is called once the request is on the
+ * wire (or has failed).
  */
 export function sendEarly(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void): Promise<EarlyResponse | undefined> {
   const answer = new Promise<EarlyResponse | undefined>((resolve) => {
     // node:https (and so tls) only for an https registry.
     const send = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
     const req = send(url, { method: 'GET', headers: { 'user-agent': 'stargzfs/0.1', ...headers }, agent: false }, (res) => {
-      const parts: Buffer[] = [];
-      res.on('data', (b: Buffer) => parts.push(b));
-      res.on('end', () => resolve(res.statusCode === 200 || res.statusCode === 206 ? { status: res.statusCode, headers: res.headers, body: Buffer.concat(parts) } : undefined));
-      res.on('error', () => resolve(undefined));
+      if (res.statusCode !== 200 && res.statusCode !== 206) {
+        res.resume();
+        resolve(undefined);
+        return;
+      }
+      resolve({ status: res.statusCode, headers: res.headers, body: collect(res) });
     });
     req.on('error', () => {
       onSent?.();

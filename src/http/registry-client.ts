@@ -217,7 +217,8 @@ export class RegistryClient {
       let res: HttpResult;
       if (early !== undefined) {
         this.log.debug({ path: redact(url.pathname), range: headers['range'] }, 'answered by the request sent early');
-        res = { status: early.status, headers: early.headers, body: early.body };
+        const progress = spec.progress?.(early.status, early.headers);
+        res = { status: early.status, headers: early.headers, body: await readBody(early.body(), header(early.headers, 'content-length'), progress) };
       } else {
         const signal = AbortSignal.timeout(this.opts.timeoutMs);
         const r = await this.request(url, {

@@ -12,6 +12,9 @@ import type { BlobReader } from '../toc/blob.js';
 /** The largest head fetched ahead (a longer region is fetched in part, the rest after the TOC). */
 export const MAX_HEAD_BYTES = 64 << 20;
 
+/** The head fetched for a region of `hint` bytes in a blob of `size`: the same in the early fetch and here. */
+export const headLength = (hint: number, size: number): number => Math.max(0, Math.min(hint, size, MAX_HEAD_BYTES));
+
 interface Waiter {
   readonly offset: number;
   readonly end: number;
@@ -28,15 +31,25 @@ export class BlobHead implements BlobReader {
   readonly length: number;
   /** What has arrived: a prefix of the head (it may start over when the request is retried). */
   private have: Buffer = EMPTY;
-  private state: 'fetching' | 'done' | 'failed' = 'fetching';
+  private state: 'waiting' | 'fetching' | 'done' | 'failed' = 'waiting';
   private released = false;
   private readonly waiters = new Set<Waiter>();
 
-  /** Starts the request for [0, length) now; `onError` hears why it failed (reads then go to `inner`). */
-  constructor(private readonly inner: BlobReader, length: number, onError: (err: Error) => void) {
+  /** `onError` hears why the head's request failed (reads then go to `inner`). */
+  constructor(private readonly inner: BlobReader, hint: number, private readonly onError: (err: Error) => void) {
     this.size = inner.size;
-    this.length = Math.max(0, Math.min(length, inner.size, MAX_HEAD_BYTES));
-    inner.readAt(0, this.length, (prefix) => {
+    this.length = headLength(hint, inner.size);
+  }
+
+  /**
+   * Sends the request for [0, length) (once). Reads of the head wait for it until then.
+   * The owner starts it once the TOC has arrived: the TOC is on the way to the mount being
+   * ready, and on a shared link the head's bytes would slow it down.
+   */
+  start(): void {
+    if (this.state !== 'waiting') return;
+    this.state = 'fetching';
+    this.inner.readAt(0, this.length, (prefix) => {
       this.have = prefix;
       this.wake();
     }).then(
@@ -48,15 +61,10 @@ export class BlobHead implements BlobReader {
       (err: unknown) => {
         this.have = EMPTY;
         this.state = 'failed';
-        onError(err as Error);
+        this.onError(err as Error);
         this.wake();
       },
     );
-  }
-
-  /** Whether the head's request is over (its bytes all in, or failed). */
-  get settled(): boolean {
-    return this.state !== 'fetching';
   }
 
   readAt(offset: number, length: number, progress?: (prefix: Buffer) => void): Promise<Buffer> {
@@ -80,6 +88,7 @@ export class BlobHead implements BlobReader {
   /** From now on reads go to the blob; the head's bytes are dropped once nothing waits for them. */
   release(): void {
     this.released = true;
+    if (this.state === 'waiting') this.state = 'failed';
     if (this.state !== 'fetching' && this.waiters.size === 0) this.have = EMPTY;
   }
 

@@ -2,15 +2,17 @@
 // load (http/early-responses.ts says why and how they are used): the manifest by the
 // reference given and, when that is an image manifest, the TOC tail of each layer not
 // indexed yet, exactly as toc/toc-reader.ts will ask for it (from the TOC offset hint
-// when the layer has one).
+// when the layer has one), then, once that has arrived, the landmark region of a layer
+// whose annotations give its size (layer/blob-head.ts asks for exactly that range).
 // An index, an error or an odd answer ends it; the normal path then does everything.
 import { MANIFEST_ACCEPT } from '../http/media-types.js';
 import { blobPath, byteRange, manifestPath } from '../http/api-paths.js';
 import { parseImageRef } from '../http/reference.js';
-import { sendEarly } from '../http/early-responses.js';
-import { tocOffsetHint } from '../toc/blob.js';
+import { earlyBody, sendEarly } from '../http/early-responses.js';
+import { prefetchSizeHint, tocOffsetHint } from '../toc/blob.js';
 import { tocTailExtent, type TocReadOptions } from '../toc/toc-reader.js';
 import { indexedLayerDigests } from '../toc/inode-db.js';
+import { headLength } from './blob-head.js';
 
 export interface EarlyFetchTarget {
   /** The image reference as given to the command. */
@@ -19,6 +21,8 @@ export interface EarlyFetchTarget {
   readonly toc: TocReadOptions;
   /** The state's meta.db: layers indexed there already need no TOC. */
   readonly metaDb: string;
+  /** The mount will prefetch landmark regions (no --no-prefetch). */
+  readonly prefetch: boolean;
 }
 
 /**
@@ -40,11 +44,11 @@ export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
   const manifest = new URL(manifestPath(ref.repository, reference), origin);
   let sent!: () => void;
   const onWire = new Promise<void>((resolve) => (sent = resolve));
-  void sendEarly(manifest, { accept: MANIFEST_ACCEPT }, sent).then((m) => {
+  void sendEarly(manifest, { accept: MANIFEST_ACCEPT }, sent).then(async (m) => {
     if (m === undefined) return;
     let layers: unknown;
     try {
-      layers = (JSON.parse(m.body.toString('utf8')) as { layers?: unknown }).layers;
+      layers = (JSON.parse((await earlyBody(m)).toString('utf8')) as { layers?: unknown }).layers;
     } catch {
       return;
     }
@@ -57,7 +61,13 @@ export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
     for (const l of descs) {
       if (indexed.has(l.digest)) continue;
       const { offset, length } = tocTailExtent(l.size, tocOffsetHint(l.annotations), target.toc);
-      void sendEarly(new URL(blobPath(ref.repository, l.digest), origin), { range: byteRange(offset, length) });
+      const blob = new URL(blobPath(ref.repository, l.digest), origin);
+      const toc = sendEarly(blob, { range: byteRange(offset, length) });
+      const hint = prefetchSizeHint(l.annotations);
+      // After the TOC: on a shared link the region's bytes would slow the TOC down.
+      if (target.prefetch && hint !== undefined) {
+        void toc.then(async (r) => (r !== undefined ? earlyBody(r) : undefined)).catch(() => undefined).then(() => sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }));
+      }
     }
   });
   return onWire;

@@ -30,6 +30,35 @@ export interface ImageSource {
   hostStats?(): ReadonlyMap<string, HostStats>;
 }
 
+/**
+ * `blob`, calling `then` once its first read is over (the TOC's, when the indexer reads
+ * it), and letting I/O run before the reader goes on: a request `then` sends is on the
+ * wire before indexing holds the thread.
+ */
+function startsAfterFirstRead(blob: BlobReader, then: () => void): BlobReader {
+  let first = true;
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+  return {
+    size: blob.size,
+    readAt: (offset, length, progress) => {
+      const read = blob.readAt(offset, length, progress);
+      if (!first) return read;
+      first = false;
+      return read.then(
+        async (b) => {
+          then();
+          await turn();
+          return b;
+        },
+        async (err: unknown) => {
+          then();
+          throw err;
+        },
+      );
+    },
+  };
+}
+
 const PRIORITY_NAMES = { [ON_DEMAND]: 'on_demand', [PREFETCH]: 'prefetch', [BACKGROUND]: 'background' } as const;
 
 export interface LayerState {
@@ -133,12 +162,15 @@ export class OpenImage {
     const layers = await Promise.all(
       resolved.layers.map(async (desc, index): Promise<LayerState> => {
         const hint = prefetchSizeHint(desc.annotations);
+        let blob = source.blob(desc);
         if (opts.prefetching === true && opts.fetch.prefetch && opts.cache !== undefined && hint !== undefined && table.layerByDigest(desc.digest) === undefined) {
-          heads.set(desc.digest, new BlobHead(source.blob(desc), hint, (err) =>
-            log.child({ mod: 'image' }).warn({ layer: desc.digest, err: err.message }, 'the landmark region fetched ahead failed; prefetch fetches it itself')));
+          const head = new BlobHead(source.blob(desc), hint, (err) =>
+            log.child({ mod: 'image' }).warn({ layer: desc.digest, err: err.message }, 'the landmark region fetched ahead failed; prefetch fetches it itself'));
+          heads.set(desc.digest, head);
+          blob = startsAfterFirstRead(blob, () => head.start());
         }
         try {
-          const { row, reused } = await indexer.open(desc, source.blob(desc));
+          const { row, reused } = await indexer.open(desc, blob);
           const head = heads.get(desc.digest);
           if (head !== undefined && (row.landmark !== 'prefetch' || row.prefetch_size !== hint)) {
             log.child({ mod: 'image' }).warn(
