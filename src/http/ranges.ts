@@ -38,28 +38,78 @@ export interface Part {
   readonly data: Buffer;
 }
 
-/** The parts of a multipart/byteranges body; each part's length comes from its Content-Range. */
-export function parseByteranges(body: Buffer, contentType: string): Part[] {
+/** The boundary a multipart/byteranges Content-Type names. */
+function boundaryOf(contentType: string): Buffer {
   const m = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
   const boundary = m?.[1] ?? m?.[2];
   if (boundary === undefined) throw new Error('multipart answer without a boundary');
-  const delim = Buffer.from(`--${boundary}`);
-  const parts: Part[] = [];
-  let p = body.indexOf(delim);
-  while (p >= 0) {
-    p += delim.length;
-    if (body[p] === 0x2d && body[p + 1] === 0x2d) break; // closing delimiter
-    const headerEnd = body.indexOf('\r\n\r\n', p);
-    if (headerEnd < 0) throw new Error('multipart part without a header end');
-    const headers = body.toString('latin1', p, headerEnd);
-    const cr = /content-range:\s*bytes (\d+)-(\d+)\/(\d+|\*)/i.exec(headers);
-    if (cr === null) throw new Error('multipart part without a Content-Range');
-    const offset = Number(cr[1]);
-    const length = Number(cr[2]) - offset + 1;
-    const start = headerEnd + 4;
-    if (start + length > body.length) throw new Error('multipart part shorter than its Content-Range');
-    parts.push({ offset, data: body.subarray(start, start + length) });
-    p = body.indexOf(delim, start + length);
+  return Buffer.from(`--${boundary}`);
+}
+
+/**
+ * Reads a multipart/byteranges body as it grows: each feed() of a longer prefix returns
+ * the parts completed since the last (each part's length comes from its Content-Range).
+ * A prefix that is not a continuation (a retried request) starts it over.
+ */
+export class ByterangesReader {
+  private readonly delim: Buffer;
+  private body: Buffer | undefined;
+  /** Where the next part's delimiter is looked for. */
+  private pos = 0;
+  private closed = false;
+
+  constructor(contentType: string) {
+    this.delim = boundaryOf(contentType);
+  }
+
+  /** Whether the closing delimiter has been read. */
+  get complete(): boolean {
+    return this.closed;
+  }
+
+  /** Where the parts read so far end. */
+  get position(): number {
+    return this.pos;
+  }
+
+  feed(prefix: Buffer): Part[] {
+    if (this.body === undefined || prefix.buffer !== this.body.buffer || prefix.byteOffset !== this.body.byteOffset || prefix.length < this.pos) {
+      this.pos = 0;
+      this.closed = false;
+    }
+    this.body = prefix;
+    const parts: Part[] = [];
+    while (!this.closed) {
+      const p = prefix.indexOf(this.delim, this.pos);
+      if (p < 0 || p + this.delim.length + 2 > prefix.length) break;
+      const after = p + this.delim.length;
+      if (prefix[after] === 0x2d && prefix[after + 1] === 0x2d) {
+        this.closed = true; // closing delimiter
+        break;
+      }
+      const headerEnd = prefix.indexOf('\r\n\r\n', after);
+      if (headerEnd < 0) break;
+      const headers = prefix.toString('latin1', after, headerEnd);
+      const cr = /content-range:\s*bytes (\d+)-(\d+)\/(\d+|\*)/i.exec(headers);
+      if (cr === null) throw new Error('multipart part without a Content-Range');
+      const offset = Number(cr[1]);
+      const length = Number(cr[2]) - offset + 1;
+      const start = headerEnd + 4;
+      if (start + length > prefix.length) break;
+      parts.push({ offset, data: prefix.subarray(start, start + length) });
+      this.pos = start + length;
+    }
+    return parts;
+  }
+}
+
+/** The parts of a whole multipart/byteranges body; a part cut short is an error. */
+export function parseByteranges(body: Buffer, contentType: string): Part[] {
+  const reader = new ByterangesReader(contentType);
+  const parts = reader.feed(body);
+  const next = body.indexOf(boundaryOf(contentType), reader.position);
+  if (!reader.complete && next >= 0) {
+    throw new Error(body.indexOf('\r\n\r\n', next) < 0 ? 'multipart part without a header end' : 'multipart part shorter than its Content-Range');
   }
   return parts;
 }

@@ -13,7 +13,7 @@ import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
 import { takeEarly } from './early-responses.js';
 import { blobPath, byteRange } from './api-paths.js';
-import { coalesce, extract, parseByteranges, type Extent, type Part } from './ranges.js';
+import { ByterangesReader, coalesce, extract, parseByteranges, type Extent, type Part } from './ranges.js';
 
 export interface RegistryClientOptions {
   /** Speak plain HTTP to every registry (loopback registries always may). Default false. */
@@ -336,7 +336,7 @@ export class RegistryClient {
    * the registry serves those (multipart/byteranges). A registry that refuses them (400,
    * 416, or a single range back) is remembered and asked one range at a time.
    */
-  async readRanges(t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0): Promise<Buffer[]> {
+  async readRanges(t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void): Promise<Buffer[]> {
     const groups = coalesce(extents, gap);
     let parts: Part[] | undefined;
     if (groups.length > 1 && !this.singleRangeOnly.has(t.endpoint)) {
@@ -345,6 +345,10 @@ export class RegistryClient {
         path: blobPath(t.repository, digest),
         headers: { range: `bytes=${groups.map((g) => `${g.offset}-${g.offset + g.length - 1}`).join(',')}` },
         accept: [400, 416],
+        progress: arrived === undefined ? undefined : (status, headers) => {
+          const ct = header(headers, 'content-type') ?? '';
+          return status === 206 && /^multipart\/byteranges/i.test(ct) ? partsAsTheyCome(ct, extents, arrived) : undefined;
+        },
       });
       const ct = header(r.headers, 'content-type') ?? '';
       if (r.status === 206 && /^multipart\/byteranges/i.test(ct)) {
@@ -360,7 +364,11 @@ export class RegistryClient {
         this.log.info({ endpoint: t.endpoint, status: r.status }, 'registry refuses multi-range requests; using single ranges');
       }
     }
-    parts ??= await Promise.all(groups.map(async (g) => ({ offset: g.offset, data: await this.readRange(t, digest, g.offset, g.length) })));
+    parts ??= await Promise.all(groups.map(async (g) => {
+      const part = { offset: g.offset, data: await this.readRange(t, digest, g.offset, g.length) };
+      if (arrived !== undefined) for (const i of g.members) arrived(i, extract([extents[i] as Extent], [part])?.[0] as Buffer);
+      return part;
+    }));
     const out = extract(extents, parts);
     if (out === undefined) throw new BlobRangeError('registry answer does not cover every requested range', { layer: digest });
     return out;
@@ -417,6 +425,32 @@ async function readBody(body: AsyncIterable<Buffer>, contentLength: string | und
     progress?.(out.subarray(0, at));
   }
   return at === len ? out : out.subarray(0, at);
+}
+
+/** A body progress that hands each requested extent over once the part holding it is in. */
+function partsAsTheyCome(contentType: string, extents: readonly Extent[], arrived: (index: number, data: Buffer) => void): BodyProgress | undefined {
+  let reader: ByterangesReader;
+  try {
+    reader = new ByterangesReader(contentType);
+  } catch {
+    return undefined;
+  }
+  const given = new Set<number>();
+  return (prefix) => {
+    let parts: Part[];
+    try {
+      parts = reader.feed(prefix);
+    } catch {
+      return; // the whole answer is checked when it is in
+    }
+    for (const p of parts) {
+      extents.forEach((e, i) => {
+        if (given.has(i) || e.offset < p.offset || e.offset + e.length > p.offset + p.data.length) return;
+        given.add(i);
+        arrived(i, p.data.subarray(e.offset - p.offset, e.offset - p.offset + e.length));
+      });
+    }
+  };
 }
 
 /** Where a single-range answer's Content-Range says its bytes start (undefined: not a single range). */

@@ -77,10 +77,23 @@ export class BlobHead implements BlobReader {
     });
   }
 
-  async readRanges(extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number): Promise<Buffer[]> {
-    const rest = extents.filter((e) => !this.covers(e.offset, e.length));
-    const fromInner = rest.length === 0 ? [] : this.inner.readRanges !== undefined ? this.inner.readRanges(rest, gap) : Promise.all(rest.map((e) => this.inner.readAt(e.offset, e.length)));
-    const [inner, head] = await Promise.all([fromInner, Promise.all(extents.map((e) => (this.covers(e.offset, e.length) ? this.readAt(e.offset, e.length) : undefined)))]);
+  async readRanges(
+    extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number, arrived?: (index: number, data: Buffer) => void,
+  ): Promise<Buffer[]> {
+    const restAt = extents.flatMap((e, i) => (this.covers(e.offset, e.length) ? [] : [i]));
+    const rest = restAt.map((i) => extents[i] as { readonly offset: number; readonly length: number });
+    const fromInner = rest.length === 0
+      ? Promise.resolve([])
+      : this.inner.readRanges !== undefined
+        ? this.inner.readRanges(rest, gap, arrived === undefined ? undefined : (j, b) => arrived(restAt[j] as number, b))
+        : Promise.all(rest.map((e) => this.inner.readAt(e.offset, e.length)));
+    const fromHead = Promise.all(extents.map((e, i) => {
+      if (!this.covers(e.offset, e.length)) return undefined;
+      const read = this.readAt(e.offset, e.length);
+      if (arrived !== undefined) void read.then((b) => arrived(i, b), () => undefined);
+      return read;
+    }));
+    const [inner, head] = await Promise.all([fromInner, fromHead]);
     let next = 0;
     return head.map((b) => b ?? (inner[next++] as Buffer));
   }

@@ -1,6 +1,8 @@
 // Learned prefetch: the files an earlier mount of this image read first (profile.ts),
-// fetched in that order at prefetch priority, a few files per job so that the first
-// files arrive first and the rest still travel in large reads.
+// fetched in that order at prefetch priority: a few files per job, each job one request
+// (multi-range when its files lie apart, handed on part by part), and two jobs on the
+// wire at a time. All jobs at once (seven at 20 ms and 200 Mbit/s for python3's 8 MB)
+// shared the link: python's own binary, in the first, arrived last.
 import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import { S_IFMT, S_IFREG } from '../toc/inode-db.js';
 import { LayerView } from '../toc/layer-view.js';
@@ -10,7 +12,10 @@ import type { ProfileEntry } from './profile.js';
 import { PREFETCH } from './scheduler.js';
 
 const FILES_PER_JOB = 64;
-const BYTES_PER_JOB = 4 << 20;
+/** Compressed bytes per job (a file larger than this is a job of its own). */
+const BYTES_PER_JOB = 512 << 10;
+/** Jobs on the wire at once: while one's last bytes arrive, the next one's request is out. */
+const LANES = 3;
 
 export interface LearnedResult {
   /** Profile entries found in the image as regular files. */
@@ -23,7 +28,7 @@ export async function prefetchLearned(
   entries: readonly ProfileEntry[], layers: ReadonlyMap<string, LayerRow>, table: InodeTable, reader: FileReader,
 ): Promise<LearnedResult> {
   const views = new Map<string, LayerView>();
-  const jobs: Array<Promise<{ fetched: number; failed: number }>> = [];
+  const jobs: Array<() => Promise<{ fetched: number; failed: number }>> = [];
   const pending = new Map<string, { rows: ChunkRow[]; files: number; bytes: number }>();
   let files = 0;
   const flush = (digest: string): void => {
@@ -31,7 +36,7 @@ export async function prefetchLearned(
     const layer = layers.get(digest);
     if (p === undefined || layer === undefined) return;
     pending.delete(digest);
-    jobs.push(reader.warm(layer, p.rows, PREFETCH, BYTES_PER_JOB));
+    jobs.push(() => reader.warm(layer, p.rows, PREFETCH, Number.MAX_SAFE_INTEGER));
   };
   for (const e of entries) {
     const layer = layers.get(e.layer);
@@ -60,9 +65,14 @@ export async function prefetchLearned(
   for (const digest of [...pending.keys()]) flush(digest);
   let fetched = 0;
   let failed = 0;
-  for (const r of await Promise.all(jobs)) {
-    fetched += r.fetched;
-    failed += r.failed;
-  }
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    for (let job = jobs[next++]; job !== undefined; job = jobs[next++]) {
+      const r = await job();
+      fetched += r.fetched;
+      failed += r.failed;
+    }
+  };
+  await Promise.all(Array.from({ length: LANES }, lane));
   return { files, fetched, failed };
 }

@@ -92,7 +92,15 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: nu
   const t0 = performance.now();
   let spanData: Buffer[];
   if (spans.length > 1 && blob.readRanges !== undefined) {
-    spanData = await blob.readRanges(spans.map((s) => ({ offset: s.start, length: s.end - s.start })));
+    // Each span's members are handed on as soon as its part of the answer is in.
+    spanData = await blob.readRanges(spans.map((s) => ({ offset: s.start, length: s.end - s.start })), 0, (si, data) => {
+      const s = spans[si];
+      if (s === undefined) return;
+      for (let i = s.first; i <= s.last; i++) {
+        const m = members[i] as Member;
+        arrived(i, data.subarray(m.start - s.start, m.end - s.start));
+      }
+    });
     sink.fetched(1, bytes, performance.now() - t0);
   } else {
     spanData = await Promise.all(spans.map((s) => {

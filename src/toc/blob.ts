@@ -13,9 +13,12 @@ export interface BlobReader {
   readAt(offset: number, length: number, progress?: (prefix: Buffer) => void): Promise<Buffer>;
   /**
    * Several extents, in as few requests as the source allows; extents closer than `gap`
-   * bytes may be read as one. Optional: readers fall back to readAt.
+   * bytes may be read as one. `arrived`, when the source streams, is told of each extent
+   * (by its index) as soon as its bytes are in. Optional: readers fall back to readAt.
    */
-  readRanges?(extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number): Promise<Buffer[]>;
+  readRanges?(
+    extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number, arrived?: (index: number, data: Buffer) => void,
+  ): Promise<Buffer[]>;
 }
 
 /** The parts of an OCI layer descriptor the format layer looks at. */

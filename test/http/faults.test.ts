@@ -154,11 +154,36 @@ describe('several extents in few requests', () => {
     });
   });
 
+  it('each extent is handed over once its part of the answer is in, while the rest is still held', async () => {
+    await withClient(async (client) => {
+      proxy.reset();
+      let release = (): void => undefined;
+      const until = new Promise<void>((res) => void (release = res));
+      // The first part (1000–1199: headers and 200 bytes) is in after 1000 bytes; the second is not.
+      proxy.inject({ kind: 'hold', afterBytes: 1000, until }, 1, /\/blobs\//, { range: /,/ });
+      const got = new Map<number, Buffer>();
+      const reading = client.readRanges(target(), digest, extents, 64, (i, data) => got.set(i, Buffer.from(data)));
+      try {
+        for (let i = 0; i < 200 && got.size < 2; i++) await new Promise((r) => setTimeout(r, 10));
+        assert.deepEqual([...got.keys()].sort(), [0, 1], 'the first part\'s two extents, and only those');
+        assert.deepEqual(got.get(0), want[0]);
+        assert.deepEqual(got.get(1), want[1]);
+      } finally {
+        release();
+      }
+      assert.deepEqual(await reading, want);
+      assert.deepEqual([...got.keys()].sort(), [0, 1, 2, 3]);
+      assert.deepEqual(got.get(2), want[2]);
+    });
+  });
+
   it('multi-range refused with 400: falls back to single ranges, and remembers', async () => {
     await withClient(async (client) => {
       proxy.reset();
       proxy.inject({ kind: 'status', status: 400 }, 100, /\/blobs\//, { range: /,/ });
-      assert.deepEqual(await client.readRanges(target(), digest, extents, 64), want);
+      const got = new Map<number, Buffer>();
+      assert.deepEqual(await client.readRanges(target(), digest, extents, 64, (i, data) => got.set(i, data)), want);
+      assert.deepEqual([...got.entries()].sort(([a], [b]) => a - b).map(([, b]) => b), want, 'each extent handed over from its own range');
       assert.equal(proxy.stats.faults, 1);
       assert.equal(proxy.stats.ranges.filter((r) => !r.includes(',')).length, 3);
       proxy.reset();
