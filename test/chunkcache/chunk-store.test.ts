@@ -150,6 +150,32 @@ describe('chunk store', () => {
   });
 });
 
+describe('write-behind', () => {
+  it('files are written once puts pause; meanwhile chunks are served from memory, even past the memory LRU; drain writes at once', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const s = new ChunkStore(openMetaDb(join(dir, 'meta.db')), { root: dir, quotaBytes: 1 << 30, memoryBytes: 64 << 10, writeBehind: true }, log);
+      const datas = Array.from({ length: 8 }, () => randomBytes(48 << 10));
+      for (const d of datas) await s.put(sha(d), d);
+      assert.ok(datas.every((d) => !existsSync(chunkFile(dir, sha(d)))), 'nothing written during the burst');
+      for (const d of datas) {
+        assert.equal(s.has(sha(d)), true);
+        assert.ok((await s.get(sha(d), d.length))?.equals(d), 'served while queued, though the memory LRU holds one');
+      }
+      const deadline = Date.now() + 5000;
+      while (!datas.every((d) => existsSync(chunkFile(dir, sha(d)))) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.ok(datas.every((d) => existsSync(chunkFile(dir, sha(d)))), 'written once the puts paused');
+      const late = randomBytes(1000);
+      await s.put(sha(late), late);
+      await s.drain();
+      assert.ok(existsSync(chunkFile(dir, sha(late))), 'drain() wrote the queued chunk');
+      s.close();
+    } finally {
+      cleanup();
+    }
+  });
+});
+
 describe('the cache under reads', () => {
   it('two layers sharing content store it once; a second read hits the cache; the quota holds for a layer bigger than it', async () => {
     const { dir, cleanup } = tempDir();
@@ -174,8 +200,9 @@ describe('the cache under reads', () => {
         assert.equal(l1?.cacheHits, 3);
         assert.ok((await read('b/big.bin')).equals(big), 'a file twice the quota reads end to end');
         assert.ok((await read('a/shared.bin')).equals(shared));
-        assert.ok(readdirSync(join(root, 'chunks')).length > 0);
       });
+      // Written behind the reads, by the time the image is closed.
+      assert.ok(readdirSync(join(root, 'chunks')).length > 0);
       const du = JSON.parse((await runCli(['--root', root, '--cache-size', '6M', 'cache', 'du', '--json'])).stdout.toString()) as { bytes: number };
       assert.ok(du.bytes <= 6 << 20, `cache holds ${du.bytes} bytes with a 6 MiB quota`);
     } finally {
