@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { decompress as zstdDecompress } from 'zstd-napi';
 import { fixturesDir } from '../helpers/paths.js';
-import { TOC_OFFSET_ANNOTATION } from '../../src/toc/blob.js';
+import { PREFETCH_SIZE_ANNOTATION, TOC_OFFSET_ANNOTATION } from '../../src/toc/blob.js';
 import { runCli, cliJson } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { blob, blobPath, copyLayout, indexEntry, json, manifestOf, putImage, sha256, tocBytes, type LayerDesc, type Manifest } from '../helpers/layout.js';
@@ -74,9 +74,13 @@ describe('stargzfs convert (OCI layouts and archives)', () => {
         const r = ref.layers[i] as LayerDesc;
         const b = blob(out, l.digest);
         assert.equal(l.mediaType, r.mediaType);
-        // The reference's keys, plus our TOC offset hint (a reader that does not know it ignores it).
-        assert.deepEqual(Object.keys(l.annotations ?? {}).sort(), [...Object.keys(r.annotations ?? {}), TOC_OFFSET_ANNOTATION].sort(), `layer ${i} annotation keys`);
         const toc = tocBytes(b);
+        // The reference's keys, plus our hints (a reader that does not know them ignores them):
+        // the TOC offset, and the prioritized region's size when the layer has one.
+        const landmark = (JSON.parse(toc.json.toString('utf8')) as { entries: Array<{ name: string; offset?: number }> }).entries.find((e) => e.name === '.prefetch.landmark');
+        const hints = landmark !== undefined ? [TOC_OFFSET_ANNOTATION, PREFETCH_SIZE_ANNOTATION] : [TOC_OFFSET_ANNOTATION];
+        assert.deepEqual(Object.keys(l.annotations ?? {}).sort(), [...Object.keys(r.annotations ?? {}), ...hints].sort(), `layer ${i} annotation keys`);
+        if (landmark !== undefined) assert.equal(l.annotations?.[PREFETCH_SIZE_ANNOTATION], String(landmark.offset), `layer ${i}: the region ends at the landmark`);
         assert.equal(l.annotations?.[TOC_OFFSET_ANNOTATION], String(toc.tocOffset), `layer ${i}: the TOC offset hint is the footer's`);
         assert.equal(l.annotations?.[TOC], sha256(toc.json), `layer ${i}: the TOC digest annotation is the TOC's sha256`);
         const tar = gunzipSync(b);
