@@ -38,6 +38,38 @@ const COLORS: Record<string, string> = {
 };
 const mb = (n: number): string => (n / 1e6).toFixed(1);
 
+/** Issue 7's targets, on the 20 ms / 200 Mbit/s profile, cold; each also at least 5× the full pull. */
+const TARGET_PROFILE = '20ms-200mbit';
+const TARGETS: ReadonlyArray<{ readonly what: string; readonly scenario: string; readonly variants: readonly string[]; readonly seconds: number }> = [
+  { what: 'first read of /etc/os-release', scenario: 'os-release', variants: ['lazy', 'landmark', 'learned'], seconds: 0.2 },
+  { what: '200 .py files', scenario: 'py200', variants: ['lazy', 'landmark', 'learned'], seconds: 0.7 },
+  { what: 'python3 start without a landmark (lazy or learned)', scenario: 'python3', variants: ['lazy', 'learned'], seconds: 0.6 },
+  { what: 'python3 start with a landmark', scenario: 'python3', variants: ['landmark'], seconds: 0.4 },
+];
+
+/** The targets table: the best variant that qualifies, with and without a spare, against the target and the pull. */
+function targets(r: HelloResults): string[] {
+  const rows = r.rows.filter((x) => x.profile === TARGET_PROFILE);
+  if (rows.length === 0) return [];
+  const out = [
+    '', `## Targets (${TARGET_PROFILE}, cold): met or not`, '',
+    '| target | best without a spare | best with a spare | vs pull (with / without) |', '| --- | --- | --- | --- |',
+  ];
+  for (const t of TARGETS) {
+    const pull = rows.find((x) => x.scenario === t.scenario && x.variant === 'full pull');
+    const best = (names: readonly string[]): ReportRow | undefined =>
+      rows.filter((x) => x.scenario === t.scenario && names.includes(x.variant)).sort((a, b) => a.seconds - b.seconds)[0];
+    const cold = best(t.variants);
+    const spare = best(t.variants.map((v) => `${v} + spare`));
+    const ratio = (c: ReportRow | undefined): number => (c !== undefined && pull !== undefined ? pull.seconds / c.seconds : Number.NaN);
+    const cell = (c: ReportRow | undefined): string =>
+      c === undefined ? '–' : `${c.seconds.toFixed(2)} s (${c.variant}) ${c.seconds <= t.seconds && ratio(c) >= 5 ? 'met' : 'missed'}`;
+    const ratios = [spare, cold].map((c) => (Number.isFinite(ratio(c)) ? `${ratio(c).toFixed(1)}×` : '–')).join(' / ');
+    out.push(`| ${t.what} ≤ ${t.seconds} s | ${cell(cold)} | ${cell(spare)} | ${ratios} |`);
+  }
+  return out;
+}
+
 export function markdown(r: HelloResults): string {
   const lines = [
     `# Start-up benchmark (${r.date.slice(0, 10)})`,
@@ -54,6 +86,7 @@ export function markdown(r: HelloResults): string {
     '| scenario | what |',
     '| --- | --- |',
     ...r.scenarios.map((s) => `| ${s.name} (${s.image}) | ${s.what} |`),
+    ...targets(r),
   ];
   for (const p of r.profiles) {
     lines.push('', `## ${p.name}: ${p.rttMs} ms per request, ${p.bitsPerSecond > 0 ? `${p.bitsPerSecond / 1e6} Mbit/s` : 'unlimited'}`, '');
