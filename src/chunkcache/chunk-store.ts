@@ -62,6 +62,8 @@ const WRITE_BEHIND_BYTES = 64 << 20;
  */
 const WRITE_QUIET_MS = 250;
 const WRITE_MAX_DELAY_MS = 2000;
+/** Queued bytes past which writing starts at once: a long stream (a large file, background fetch) is written as it comes. */
+const WRITE_DEFER_BYTES = 16 << 20;
 
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
@@ -88,8 +90,11 @@ export class ChunkStore {
   private readonly pending = new Set<Promise<void>>();
   /** Chunks put but not yet being written (write-behind), by hex digest. */
   private readonly queued = new Map<string, { digest: Buffer; data: Buffer }>();
+  /** Chunks being written, served from here if the memory LRU has dropped them. */
+  private readonly writing = new Map<string, Buffer>();
   private queueTimer: NodeJS.Timeout | undefined;
   private queuedSince = 0;
+  private queuedBytes = 0;
   /** Directories known to exist (clear() forgets them). */
   private readonly dirs = new Set<string>();
   private pendingBytes = 0;
@@ -114,7 +119,7 @@ export class ChunkStore {
    */
   has(digest: Buffer): boolean {
     const hex = digest.toString('hex');
-    return this.memory.has(hex) || this.queued.has(hex) || this.unindexed.has(hex) || this.sHas.get(digest) !== undefined;
+    return this.memory.has(hex) || this.queued.has(hex) || this.writing.has(hex) || this.unindexed.has(hex) || this.sHas.get(digest) !== undefined;
   }
 
   private path(hex: string): string {
@@ -124,7 +129,7 @@ export class ChunkStore {
   /** The chunk with this sha256, or undefined (a miss, or a cached file that failed its check). */
   async get(digest: Buffer, size: number): Promise<Buffer | undefined> {
     const hex = digest.toString('hex');
-    const hot = this.memory.get(hex) ?? this.queued.get(hex)?.data;
+    const hot = this.memory.get(hex) ?? this.queued.get(hex)?.data ?? this.writing.get(hex);
     if (hot !== undefined) {
       this.touch(hex);
       return hot;
@@ -178,49 +183,57 @@ export class ChunkStore {
   /**
    * Stores a verified chunk (callers hash before calling). Safe to race with other
    * processes. The chunk is in the memory LRU at once. With `writeBehind` its file is
-   * written later, once puts pause (a read never waits for the disk), unless
-   * WRITE_BEHIND_BYTES are already waiting, when the caller waits: a slow disk slows
-   * fetching instead of filling memory. Write errors are logged; drain() writes and
-   * waits for everything.
+   * written later, once puts pause or WRITE_DEFER_BYTES are queued (a read never waits
+   * for the disk), unless WRITE_BEHIND_BYTES are already waiting, when the caller waits:
+   * a slow disk slows fetching instead of filling memory. Write errors are logged;
+   * drain() writes and waits for everything.
    */
   async put(digest: Buffer, data: Buffer): Promise<void> {
     const hex = digest.toString('hex');
     this.memory.set(hex, data);
     this.verified.add(hex);
     if (this.cfg.writeBehind !== true) {
+      this.pendingBytes += data.length;
       await this.track(hex, digest, data).written;
       return;
     }
-    if (!this.queued.has(hex)) {
-      if (this.queued.size === 0) this.queuedSince = performance.now();
-      this.queued.set(hex, { digest, data });
-      this.pendingBytes += data.length;
+    if (this.queued.has(hex) || this.writing.has(hex)) return;
+    if (this.queued.size === 0) this.queuedSince = performance.now();
+    this.queued.set(hex, { digest, data });
+    this.queuedBytes += data.length;
+    this.pendingBytes += data.length;
+    if (this.queuedBytes > WRITE_DEFER_BYTES) {
+      this.writeQueued();
+    } else {
+      if (this.queueTimer !== undefined) clearTimeout(this.queueTimer);
+      const wait = Math.min(WRITE_QUIET_MS, Math.max(0, this.queuedSince + WRITE_MAX_DELAY_MS - performance.now()));
+      this.queueTimer = setTimeout(() => this.writeQueued(), wait).unref();
     }
     if (this.pendingBytes > WRITE_BEHIND_BYTES) {
-      await this.writeQueued();
-      return;
+      this.writeQueued();
+      await Promise.all([...this.pending]);
     }
-    if (this.queueTimer !== undefined) clearTimeout(this.queueTimer);
-    const wait = Math.min(WRITE_QUIET_MS, Math.max(0, this.queuedSince + WRITE_MAX_DELAY_MS - performance.now()));
-    this.queueTimer = setTimeout(() => void this.writeQueued(), wait).unref();
   }
 
-  /** Starts writing every queued chunk; resolves when those writes are done. */
-  private async writeQueued(): Promise<void> {
+  /** Starts writing every queued chunk. */
+  private writeQueued(): void {
     if (this.queueTimer !== undefined) clearTimeout(this.queueTimer);
     this.queueTimer = undefined;
-    const batch = [...this.queued];
-    await Promise.all(batch.map(([hex, { digest, data }]) => {
-      this.pendingBytes -= data.length;
-      return this.track(hex, digest, data).done.finally(() => {
-        if (this.queued.get(hex)?.data === data) this.queued.delete(hex);
+    for (const [hex, { digest, data }] of this.queued) {
+      this.writing.set(hex, data);
+      void this.track(hex, digest, data).done.finally(() => {
+        if (this.writing.get(hex) === data) this.writing.delete(hex);
       });
-    }));
+    }
+    this.queued.clear();
+    this.queuedBytes = 0;
   }
 
-  /** Writes one chunk's file, tracked for drain(): `written` rejects on failure, `done` logs it instead. */
+  /**
+   * Writes one chunk's file (its bytes already counted in pendingBytes), tracked for
+   * drain(): `written` rejects on failure, `done` logs it instead.
+   */
   private track(hex: string, digest: Buffer, data: Buffer): { written: Promise<void>; done: Promise<void> } {
-    this.pendingBytes += data.length;
     const written = this.write(hex, digest, data);
     const done = written
       .catch((err: unknown) => this.log.warn({ err, digest: hex }, 'chunk not written to the cache; it stays in memory only'))
@@ -234,7 +247,7 @@ export class ChunkStore {
 
   /** Writes every queued chunk, waits for every write in flight, and indexes them. */
   async drain(): Promise<void> {
-    await this.writeQueued();
+    this.writeQueued();
     while (this.pending.size > 0) await Promise.all([...this.pending]);
     this.flush();
   }
@@ -347,7 +360,12 @@ export class ChunkStore {
   /** Removes a chunk's file and index row; true if the row was still there. */
   private async drop(hex: string, digest: Buffer): Promise<boolean> {
     this.memory.delete(hex);
-    this.queued.delete(hex);
+    const q = this.queued.get(hex);
+    if (q !== undefined) {
+      this.queued.delete(hex);
+      this.queuedBytes -= q.data.length;
+      this.pendingBytes -= q.data.length;
+    }
     this.fds.delete(hex);
     this.verified.delete(hex);
     this.touched.delete(hex);
@@ -374,6 +392,7 @@ export class ChunkStore {
     this.queueTimer = undefined;
     for (const { data } of this.queued.values()) this.pendingBytes -= data.length;
     this.queued.clear();
+    this.queuedBytes = 0;
     this.unindexed.clear();
     this.memory.clear();
     this.fds.clear();

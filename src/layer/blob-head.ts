@@ -9,8 +9,12 @@
 // the head has failed or been released, go to the blob as before.
 import type { BlobReader } from '../toc/blob.js';
 
-/** The largest head fetched ahead (a longer region is fetched in part, the rest after the TOC). */
-export const MAX_HEAD_BYTES = 64 << 20;
+/**
+ * The largest head fetched ahead: a longer region is fetched in part, the rest by prefetch
+ * after the TOC (a start-up region is a few MB; a 64 MiB head held that much memory and
+ * made the 192 MiB file's region slower to come in than prefetch's parallel reads).
+ */
+export const MAX_HEAD_BYTES = 16 << 20;
 
 /** The head fetched for a region of `hint` bytes in a blob of `size`: the same in the early fetch and here. */
 export const headLength = (hint: number, size: number): number => Math.max(0, Math.min(hint, size, MAX_HEAD_BYTES));
@@ -68,7 +72,14 @@ export class BlobHead implements BlobReader {
   }
 
   readAt(offset: number, length: number, progress?: (prefix: Buffer) => void): Promise<Buffer> {
-    if (!this.covers(offset, length)) return this.inner.readAt(offset, length, progress);
+    if (!this.covers(offset, length)) {
+      // A read across the head's end: the head's part from it, only the rest from the blob.
+      if (offset < this.length && this.covers(offset, this.length - offset)) {
+        const inner = this.inner.readAt(this.length, offset + length - this.length);
+        return Promise.all([this.readAt(offset, this.length - offset, progress), inner]).then((parts) => Buffer.concat(parts, length));
+      }
+      return this.inner.readAt(offset, length, progress);
+    }
     if (this.have.length >= offset + length) return Promise.resolve(this.have.subarray(offset, offset + length));
     return new Promise((resolve, reject) => {
       const w: Waiter = { offset, end: offset + length, progress, resolve, reject };

@@ -13,6 +13,7 @@ import { entries } from '../helpers/entries.js';
 import { serveImage, type ServedImage } from '../helpers/served-image.js';
 import { bytes, rng } from '../helpers/random.js';
 import type { BuildOptions } from '../../src/layer/build-image.js';
+import { MAX_HEAD_BYTES } from '../../src/layer/blob-head.js';
 
 const big = bytes(rng(11), 6 << 20);
 const files = [{ name: 'first.txt', body: 'needed first\n' }, { name: 'big.bin', body: big }, { name: 'later.txt', body: 'not prioritized\n' }];
@@ -70,6 +71,27 @@ describe('the landmark region fetched with the TOC', () => {
       assert.deepEqual(served.proxy.stats.ranges, []);
     } finally {
       release();
+      await served.stop();
+    }
+  });
+
+  it('a region longer than the head: prefetch reads across the head\'s end fetch only what the head does not hold', { timeout: 60_000 }, async () => {
+    const huge = bytes(rng(12), 20 << 20);
+    const served = await serveImage('head/long', [entries([{ name: 'first.txt', body: 'needed first\n' }, { name: 'huge.bin', body: huge }])], {
+      chunkSize: 1 << 20, compressionLevel: 1, prioritized: ['first.txt', 'huge.bin'], hints: true,
+    });
+    try {
+      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
+        const row = image.layers[0]?.row;
+        assert.ok(row && row.prefetch_size > MAX_HEAD_BYTES, 'the region is longer than the head');
+        const [r] = await image.prefetch();
+        assert.equal(r?.corrupt, 0);
+        // The head (16 MiB) and the rest of the region once each, with the TOC: no byte twice.
+        assert.ok(served.proxy.stats.blobBytes < row.prefetch_size + (1 << 20), `${served.proxy.stats.blobBytes} bytes moved for a region of ${row.prefetch_size}`);
+        const node = resolvePath(image.merged(), 'huge.bin');
+        assert.ok((await image.reader.read(node, 'huge.bin', 0, node.size)).equals(huge));
+      }, { prefetching: true });
+    } finally {
       await served.stop();
     }
   });
