@@ -63,7 +63,7 @@ const WRITE_BEHIND_BYTES = 64 << 20;
 const WRITE_QUIET_MS = 250;
 const WRITE_MAX_DELAY_MS = 2000;
 /** Queued bytes past which writing starts at once: a long stream (a large file, background fetch) is written as it comes. */
-const WRITE_DEFER_BYTES = 16 << 20;
+const WRITE_DEFER_BYTES = 32 << 20;
 
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
