@@ -36,8 +36,6 @@ async function runCli(): Promise<void> {
 
 /** This process serves the mount: its first requests go out now, then the CLI runs. */
 async function serve(m: PlainMount | undefined): Promise<void> {
-  // Freed buffers are reused warm; a spare has warmed the heap already.
-  if (m !== undefined) void reserveHeap(0);
   const early = m !== undefined ? earlyFetchable(m) : undefined;
   if (early !== undefined && m !== undefined) {
     // Loaded here, not with this entry: it brings meta.db's reader and the TOC reader,
@@ -48,6 +46,9 @@ async function serve(m: PlainMount | undefined): Promise<void> {
     // otherwise add to the first round trip; bounded for a registry slow to accept.
     await Promise.race([onWire, new Promise((resolve) => setTimeout(resolve, EARLY_WIRE_WAIT_MS).unref())]);
   }
+  // Freed buffers are reused warm (a spare has warmed the heap already). After the early
+  // requests: loading the addon for it takes a few milliseconds in a foreground mount.
+  if (m !== undefined) void reserveHeap(0);
   armReadyChannel();
   await runCli();
 }
