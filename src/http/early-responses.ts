@@ -58,6 +58,12 @@ function collect(res: import('node:http').IncomingMessage): () => AsyncIterable<
   };
 }
 
+/** Resolves when an early response's body has all arrived (or failed). */
+export async function earlyEnd(r: EarlyResponse): Promise<void> {
+  const it = r.body()[Symbol.asyncIterator]();
+  while (!(await it.next()).done);
+}
+
 /** The whole body of an early response. */
 export async function earlyBody(r: EarlyResponse): Promise<Buffer> {
   const parts: Buffer[] = [];

@@ -8,7 +8,7 @@
 import { MANIFEST_ACCEPT } from '../http/media-types.js';
 import { blobPath, byteRange, manifestPath } from '../http/api-paths.js';
 import { parseImageRef } from '../http/reference.js';
-import { earlyBody, sendEarly } from '../http/early-responses.js';
+import { earlyBody, earlyEnd, sendEarly } from '../http/early-responses.js';
 import { prefetchSizeHint, tocOffsetHint } from '../toc/blob.js';
 import { tocTailExtent, type TocReadOptions } from '../toc/toc-reader.js';
 import { indexedLayerDigests } from '../toc/inode-db.js';
@@ -66,7 +66,7 @@ export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
       const hint = prefetchSizeHint(l.annotations);
       // After the TOC: on a shared link the region's bytes would slow the TOC down.
       if (target.prefetch && hint !== undefined) {
-        void toc.then(async (r) => (r !== undefined ? earlyBody(r) : undefined)).catch(() => undefined).then(() => sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }));
+        void toc.then(async (r) => (r !== undefined ? earlyEnd(r) : undefined)).catch(() => undefined).then(() => sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }));
       }
     }
   });

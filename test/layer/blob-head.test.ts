@@ -23,8 +23,21 @@ async function serve(name: string, opts: BuildOptions): Promise<ServedImage> {
   return serveImage(`head/${name}`, [entries(files)], { chunkSize: 1 << 20, compressionLevel: 1, ...opts });
 }
 
+type Image = Parameters<Parameters<typeof withImage>[2]>[0]['image'];
+
+/** Serves an image, lets `arm` set the proxy's faults, opens it as a mount would, and stops the registry after. */
+async function opened(name: string, opts: BuildOptions, fn: (image: Image, served: ServedImage) => Promise<void>, arm?: (served: ServedImage) => void): Promise<void> {
+  const served = await serve(name, opts);
+  try {
+    arm?.(served);
+    await withImage(testConfig(join(served.dir, 'root')), served.ref, ({ image }) => fn(image, served), { prefetching: true });
+  } finally {
+    await served.stop();
+  }
+}
+
 /** Reads every file through the image and checks its bytes. */
-async function readAll(image: Parameters<Parameters<typeof withImage>[2]>[0]['image']): Promise<void> {
+async function readAll(image: Image): Promise<void> {
   const view = image.merged();
   for (const f of files) {
     const node = resolvePath(view, f.name);
@@ -97,45 +110,29 @@ describe('the landmark region fetched with the TOC', () => {
   });
 
   it('a size the TOC does not confirm is dropped: prefetch fetches the region itself, and every byte is right', { timeout: 30_000 }, async () => {
-    const served = await serve('lying', { prioritized: PRIORITIZED, hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: '4096' } });
-    try {
-      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
-        const before = served.proxy.stats.ranges.length;
-        const [r] = await image.prefetch();
-        assert.equal(r?.corrupt, 0);
-        assert.ok(served.proxy.stats.ranges.length > before, 'prefetch made its own request');
-        await readAll(image);
-      }, { prefetching: true });
-    } finally {
-      await served.stop();
-    }
+    await opened('lying', { prioritized: PRIORITIZED, hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: '4096' } }, async (image, served) => {
+      const before = served.proxy.stats.ranges.length;
+      const [r] = await image.prefetch();
+      assert.equal(r?.corrupt, 0);
+      assert.ok(served.proxy.stats.ranges.length > before, 'prefetch made its own request');
+      await readAll(image);
+    });
   });
 
   it('on a layer without a landmark, a size annotation is dropped too', { timeout: 30_000 }, async () => {
-    const served = await serve('none', { hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: String(1 << 20) } });
-    try {
-      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
-        assert.notEqual(image.layers[0]?.row?.landmark, 'prefetch');
-        await readAll(image);
-      }, { prefetching: true });
-    } finally {
-      await served.stop();
-    }
+    await opened('none', { hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: String(1 << 20) } }, async (image) => {
+      assert.notEqual(image.layers[0]?.row?.landmark, 'prefetch');
+      await readAll(image);
+    });
   });
 
   it('a failed head request leaves the region to prefetch', { timeout: 30_000 }, async () => {
-    const served = await serve('failed', { prioritized: PRIORITIZED, hints: true });
-    try {
-      served.proxy.inject({ kind: 'status', status: 403 }, 1, /\/blobs\//, { rangedOnly: true, range: /^bytes=0-/ });
-      await withImage(testConfig(join(served.dir, 'root')), served.ref, async ({ image }) => {
-        const [r] = await image.prefetch();
-        assert.equal(r?.corrupt, 0);
-        assert.equal(served.proxy.stats.faults, 1);
-        await readAll(image);
-      }, { prefetching: true });
-    } finally {
-      await served.stop();
-    }
+    await opened('failed', { prioritized: PRIORITIZED, hints: true }, async (image, served) => {
+      const [r] = await image.prefetch();
+      assert.equal(r?.corrupt, 0);
+      assert.equal(served.proxy.stats.faults, 1);
+      await readAll(image);
+    }, (served) => served.proxy.inject({ kind: 'status', status: 403 }, 1, /\/blobs\//, { rangedOnly: true, range: /^bytes=0-/ }));
   });
 
   it('commands that do not prefetch fetch no region ahead', { timeout: 30_000 }, async () => {
