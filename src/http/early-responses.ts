@@ -7,7 +7,7 @@
 // Only a 200 or 206 is kept; anything else (a 401, a redirect, an error) is dropped, and
 // the client asks again itself. The body streams: a reader (the landmark region fetched
 // ahead) gets its bytes as they arrive, as from its own request.
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
 
 export interface EarlyResponse {
@@ -72,6 +72,22 @@ export async function earlyBody(r: EarlyResponse): Promise<Buffer> {
 }
 
 const kept = new Map<string, Promise<EarlyResponse | undefined>>();
+
+/**
+ * One keep-alive agent per scheme: the TOC's request goes out on the manifest's
+ * connection, not a new one (a round trip on a real network, three with TLS). A free
+ * socket does not hold the process up (the agent unrefs it) and closes after a while.
+ */
+const agents = new Map<string, HttpAgent>();
+function agentFor(protocol: string): HttpAgent {
+  let a = agents.get(protocol);
+  if (a === undefined) {
+    const Agent = protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).Agent : HttpAgent;
+    a = new Agent({ keepAlive: true, timeout: 30_000 });
+    agents.set(protocol, a);
+  }
+  return a;
+}
 const keyOf = (url: string, range: string | undefined): string => `${url} ${range ?? ''}`;
 
 /**
@@ -83,7 +99,7 @@ export function sendEarly(url: URL, headers: Readonly<Record<string, string>>, o
   const answer = new Promise<EarlyResponse | undefined>((resolve) => {
     // node:https (and so tls) only for an https registry.
     const send = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
-    const req = send(url, { method: 'GET', headers: { 'user-agent': 'stargzfs/0.1', ...headers }, agent: false }, (res) => {
+    const req = send(url, { method: 'GET', headers: { 'user-agent': 'stargzfs/0.1', ...headers }, agent: agentFor(url.protocol) }, (res) => {
       if (res.statusCode !== 200 && res.statusCode !== 206) {
         res.resume();
         resolve(undefined);

@@ -2,13 +2,14 @@
 // load (http/early-responses.ts says why and how they are used): the manifest by the
 // reference given and, when that is an image manifest, the TOC tail of each layer not
 // indexed yet, exactly as toc/toc-reader.ts will ask for it (from the TOC offset hint
-// when the layer has one), then, once that has arrived, the landmark region of a layer
-// whose annotations give its size (layer/blob-head.ts asks for exactly that range).
+// when the layer has one), then, as that arrives, the landmark region of a layer whose
+// annotations give its size (layer/blob-head.ts asks for exactly that range).
 // An index, an error or an odd answer ends it; the normal path then does everything.
+import type { EarlyResponse } from '../http/early-responses.js';
 import { MANIFEST_ACCEPT } from '../http/media-types.js';
 import { blobPath, byteRange, manifestPath } from '../http/api-paths.js';
 import { parseImageRef } from '../http/reference.js';
-import { earlyBody, earlyEnd, sendEarly } from '../http/early-responses.js';
+import { earlyBody, sendEarly } from '../http/early-responses.js';
 import { prefetchSizeHint, tocOffsetHint } from '../toc/blob.js';
 import { tocTailExtent, type TocReadOptions } from '../toc/toc-reader.js';
 import { indexedLayerDigests } from '../toc/inode-db.js';
@@ -62,13 +63,46 @@ export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
       if (indexed.has(l.digest)) continue;
       const { offset, length } = tocTailExtent(l.size, tocOffsetHint(l.annotations), target.toc);
       const blob = new URL(blobPath(ref.repository, l.digest), origin);
+      const sentAt = performance.now();
       const toc = sendEarly(blob, { range: byteRange(offset, length) });
       const hint = prefetchSizeHint(l.annotations);
-      // After the TOC: on a shared link the region's bytes would slow the TOC down.
       if (target.prefetch && hint !== undefined) {
-        void toc.then(async (r) => (r !== undefined ? earlyEnd(r) : undefined)).catch(() => undefined).then(() => sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }));
+        void toc.then(async (r) => (r !== undefined ? nearEnd(r, length, sentAt) : 0)).catch(() => undefined).then(() => sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }));
       }
     }
   });
   return onWire;
+}
+
+/**
+ * Whether a request sent now would get its first byte no sooner than a body that is
+ * `left` bytes from its end, arriving at `rate` bytes per ms, ends: its first byte takes
+ * `ttfb` ms (what the body's own request took). The region is asked for then, not at the
+ * TOC's end: that lost a round trip and the registry's lookup (50 ms at 20 ms per request),
+ * and the request waited for the indexer to let go of the thread. Not sooner either: on a
+ * shared link the region's bytes would slow the TOC down, and the mount is ready only
+ * once the TOC is in.
+ */
+export function dueBeforeEnd(left: number, rate: number, ttfb: number): boolean {
+  return left <= rate * ttfb;
+}
+
+/**
+ * Resolves once the TOC's remaining bytes would arrive before a request sent now is
+ * answered, or at its end; with how many bytes were still to come. `now` is the clock
+ * (performance.now, or a test's).
+ */
+export async function nearEnd(r: EarlyResponse, length: number, sentAt: number, now: () => number = () => performance.now()): Promise<number> {
+  const firstAt = now();
+  const ttfb = firstAt - sentAt;
+  let got = 0;
+  let withHeaders = -1;
+  for await (const b of r.body()) {
+    got += b.length;
+    // The first bytes come with the headers: the rate is what came after them.
+    if (withHeaders < 0) withHeaders = got;
+    const elapsed = now() - firstAt;
+    if (elapsed >= 1 && dueBeforeEnd(length - got, (got - withHeaders) / elapsed, ttfb)) return Math.max(0, length - got);
+  }
+  return 0;
 }

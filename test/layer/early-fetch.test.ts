@@ -1,0 +1,93 @@
+// A mount's early requests (layer/early-fetch.ts) on an emulated network: the bench's
+// shaping proxy (a round trip per request, one shared link) in front of the real
+// registry, and the CLI as people run it: the landmark region is asked for once, after
+// the TOC's first bytes, and its early answer is used. When exactly (`nearEnd`): once
+// the rest of the TOC would be in before the region's first byte could be, so the TOC's
+// bytes travel alone and the link does not idle between the two. On a clock of the
+// test's: in a server loading its CLI, the TOC's bytes are seen late and all at once.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startShapingProxy } from '../../bench/lib/shaping-proxy.js';
+import { serveImage } from '../helpers/served-image.js';
+import { entries, type Spec } from '../helpers/entries.js';
+import { runCli } from '../helpers/cli.js';
+import { nearEnd } from '../../src/layer/early-fetch.js';
+import type { EarlyResponse } from '../../src/http/early-responses.js';
+import { forceUnmount } from '../helpers/mount.js';
+import { bytes, rng } from '../helpers/random.js';
+
+describe('early fetch', () => {
+  it('asks for the landmark region once, after the TOC\'s first bytes, and uses the answer', { timeout: 60_000 }, async () => {
+    // 3,000 entries: a TOC of some 100 KB compressed, 40 ms on a 20 Mbit/s link.
+    const specs: Spec[] = [{ name: 'first.bin', body: bytes(rng(3), 256 << 10) }];
+    for (let i = 0; i < 3000; i++) specs.push({ name: `d${i % 30}/file-${i}.txt`, body: `file ${i}\n` });
+    const served = await serveImage('early/region', [entries(specs)], { prioritized: ['first.bin'], hints: true });
+    const net = await startShapingProxy(served.reg.host, { name: 'test', rttMs: 20, bitsPerSecond: 20e6 });
+    const mnt = join(served.dir, 'mnt');
+    mkdirSync(mnt, { recursive: true });
+    let pid: number | undefined;
+    try {
+      const ref = `${net.host}/early/region:v1`;
+      const r = await runCli(['--root', join(served.dir, 'root'), '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-learned-prefetch', '--no-background-fetch', ref, mnt]);
+      assert.equal(r.code, 0, r.stderr);
+      pid = Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
+      const blobs = net.seen.filter((s) => s.path.includes('/blobs/'));
+      const toc = blobs[0];
+      const region = blobs.find((s) => s.range?.startsWith('bytes=0-') === true);
+      const log = readFileSync(/log (.+)\)/.exec(r.stderr)?.[1] as string, 'utf8').split('\n').filter((l) => /early/.test(l));
+      const said = `${blobs.map((s) => `${s.range} at ${s.arrived.toFixed(0)}–${s.ended?.toFixed(0)}`).join(', ')}\n${log.join('\n')}`;
+      assert.ok(toc?.ended !== undefined && region !== undefined, said);
+      // The TOC's own round trip is 20 ms: its first byte leaves 20 ms after it arrived.
+      assert.ok(region.arrived > toc.arrived + 20, `the region was asked for before the TOC's first byte: ${said}`);
+      assert.equal(log.filter((l) => l.includes(`"range":"${region.range}"`)).length, 1, `the region's early answer was used: ${said}`);
+      assert.equal(blobs.filter((s) => s === region || s.range === region.range).length, 1, `the region was asked for once: ${said}`);
+    } finally {
+      const u = await runCli(['unmount', mnt]);
+      if (u.code !== 0) forceUnmount(mnt, pid);
+      await net.stop();
+      await served.stop();
+    }
+  });
+});
+
+describe('when the region is asked for', () => {
+  /** A TOC body of `chunks` pieces of 10 KB, one every `everyMs` on the test's clock, after a first byte `ttfb` ms after sending. */
+  function toc(chunks: number, everyMs: number): { r: EarlyResponse; clock: () => number; yielded: () => number } {
+    let t = 0;
+    let n = 0;
+    const r: EarlyResponse = {
+      status: 206,
+      headers: {},
+      body: async function* () {
+        for (let i = 0; i < chunks; i++) {
+          if (i > 0) t += everyMs;
+          n = i + 1;
+          yield Buffer.alloc(10_000);
+        }
+      },
+    };
+    return { r, clock: () => t, yielded: () => n };
+  }
+
+  it('once what is left of the TOC would be in within its own time to first byte', async () => {
+    // 200 KB at 2.5 KB/ms after a 40 ms first byte: asked for with 100 KB (40 ms) to go.
+    const t = toc(20, 4);
+    const left = await nearEnd(t.r, 200_000, -40, t.clock);
+    assert.equal(left, 100_000);
+    assert.equal(t.yielded(), 10);
+  });
+
+  it('not before the last bytes of a TOC that takes long against its time to first byte', async () => {
+    // A first byte after 1 ms: nothing is asked for before the last 2.5 KB.
+    const t = toc(20, 4);
+    assert.equal(await nearEnd(t.r, 200_000, -1, t.clock), 0);
+    assert.equal(t.yielded(), 20);
+  });
+
+  it('a TOC whose bytes come all at once (the thread was busy) ends it', async () => {
+    const t = toc(20, 0);
+    assert.equal(await nearEnd(t.r, 200_000, -40, t.clock), 0);
+  });
+});
