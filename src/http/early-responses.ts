@@ -91,15 +91,27 @@ function agentFor(protocol: string): HttpAgent {
 const keyOf = (url: string, range: string | undefined): string => `${url} ${range ?? ''}`;
 
 /**
- * Sends a GET now; its 200/206 answer waits for takeEarly, resolved when its headers are
- * in. Resolves undefined for anything else. `onSent` is called once the request is on the
- * wire (or has failed).
+ * Sends a GET now, or once `after` has settled; its 200/206 answer waits for takeEarly,
+ * resolved when its headers are in. Resolves undefined for anything else. `onSent` is
+ * called once the request is on the wire (or has failed). A request held by `after` is
+ * kept from the start: the client asking for it meanwhile waits for it, rather than send
+ * a second one.
  */
-export function sendEarly(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void): Promise<EarlyResponse | undefined> {
-  const answer = new Promise<EarlyResponse | undefined>((resolve) => {
+export function sendEarly(
+  url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void, after?: Promise<unknown>,
+): Promise<EarlyResponse | undefined> {
+  const answer = after === undefined
+    ? send(url, headers, onSent)
+    : after.then(() => send(url, headers, onSent), () => send(url, headers, onSent));
+  kept.set(keyOf(url.href, headers['range']), answer);
+  return answer;
+}
+
+function send(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void): Promise<EarlyResponse | undefined> {
+  return new Promise<EarlyResponse | undefined>((resolve) => {
     // node:https (and so tls) only for an https registry.
-    const send = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
-    const req = send(url, { method: 'GET', headers: { 'user-agent': 'stargzfs/0.1', ...headers }, agent: agentFor(url.protocol) }, (res) => {
+    const request = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
+    const req = request(url, { method: 'GET', headers: { 'user-agent': 'stargzfs/0.1', ...headers }, agent: agentFor(url.protocol) }, (res) => {
       if (res.statusCode !== 200 && res.statusCode !== 206) {
         res.resume();
         resolve(undefined);
@@ -115,8 +127,6 @@ export function sendEarly(url: URL, headers: Readonly<Record<string, string>>, o
     req.setTimeout(30_000, () => req.destroy());
     req.end();
   });
-  kept.set(keyOf(url.href, headers['range']), answer);
-  return answer;
 }
 
 /** The early answer to exactly this GET (taken: one use), or undefined when none was sent. */

@@ -67,7 +67,8 @@ export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
       const toc = sendEarly(blob, { range: byteRange(offset, length) });
       const hint = prefetchSizeHint(l.annotations);
       if (target.prefetch && hint !== undefined) {
-        void toc.then(async (r) => (r !== undefined ? nearEnd(r, length, sentAt) : 0)).catch(() => undefined).then(() => sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }));
+        const due = toc.then(async (r) => (r !== undefined ? nearEnd(r, length, sentAt) : 0));
+        void sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }, undefined, due);
       }
     }
   });

@@ -165,21 +165,32 @@ export class FileReader {
   /**
    * Fetches the chunks into the cache at the given priority (read-ahead, prefetch and
    * background use this), in jobs of at most `batchBytes` of blob each; resolves when all
-   * are cached or failed. Chunks already cached or in flight are skipped.
+   * are cached or failed. Chunks already cached or in flight are skipped. `arrived` is
+   * called once every job's bytes are in (or it failed), before they are all decoded.
    */
-  async warm(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, batchBytes = 4 << 20): Promise<{ fetched: number; failed: number }> {
+  async warm(
+    layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, batchBytes = 4 << 20, arrived?: () => void,
+  ): Promise<{ fetched: number; failed: number }> {
     const missing = rows.filter(
       (c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) !== true,
     );
     const members = groupMembers(missing);
     const jobs: Array<Promise<DecodedMember[]>> = [];
+    let toArrive = 1;
+    const oneArrived = (): void => {
+      if (--toArrive === 0) arrived?.();
+    };
     for (let i = 0; i < members.length; ) {
       let j = i + 1;
       const start = (members[i] as Member).start;
       while (j < members.length && (members[j] as Member).end - start <= batchBytes) j++;
-      jobs.push(Promise.all(this.fetch(layer, members.slice(i, j), priority)));
+      toArrive++;
+      const job = Promise.all(this.fetch(layer, members.slice(i, j), priority, oneArrived));
+      job.catch(() => undefined);
+      jobs.push(job);
       i = j;
     }
+    oneArrived();
     let failed = 0;
     for (const r of await Promise.all(jobs)) {
       for (const m of r) {
@@ -285,7 +296,8 @@ export class FileReader {
    * decoded. Returns each member's result on its own: a member is usable as soon as its
    * bytes are in and checked, while the rest of a large read is still arriving.
    */
-  private fetch(layer: LayerRow, members: readonly Member[], priority: Priority): Array<Promise<DecodedMember>> {
+  /** `arrived` hears once that the members' bytes are in, or that their fetch failed. */
+  private fetch(layer: LayerRow, members: readonly Member[], priority: Priority, arrived?: () => void): Array<Promise<DecodedMember>> {
     const counters = this.stats(layer.id);
     const gap = this.tuning.coalesceGapBytes;
     const each = members.map(() => {
@@ -304,12 +316,16 @@ export class FileReader {
           counters.bytesFetched += bytes;
           if (requests === 1) this.link.observe(bytes, ms);
           this.hooks.onFetched?.(layer, bytes, { priority, requests, ms });
+          arrived?.();
+          arrived = undefined;
         },
       }, (i, m) => each[i]?.resolve(m), priority === ON_DEMAND ? undefined : this.decodes.defer),
     );
     job.done.then(
       (rs) => rs.forEach((m, i) => each[i]?.resolve(m)),
       (err: unknown) => {
+        arrived?.();
+        arrived = undefined;
         for (const e of each) e.reject(err);
         this.hooks.onError?.(layer, err as Error, priority !== ON_DEMAND);
       },

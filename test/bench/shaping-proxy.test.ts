@@ -1,5 +1,5 @@
 // The benchmark's network emulation: a body is never delivered faster than the link, two
-// bodies share it, and a proxy that cannot run for a while (the benchmark's machine is
+// bodies share it in turn, and a proxy that cannot run for a while (the benchmark's machine is
 // busy with the mount and the workload) still delivers at the link's rate overall, as a
 // link would have carried the bytes meanwhile. What is under test is the proxy, so its
 // upstream is a server in this process that has the body in memory: the registry, a
@@ -48,7 +48,10 @@ test('shaping proxy: link rate, a shared link, and no time lost while the proxy 
 
     const both = await Promise.all([timedGet(proxy.host, path), timedGet(proxy.host, path)]);
     const last = Math.max(...both.map((r) => r.ms));
+    const first = Math.min(...both.map((r) => r.ms));
     assert.ok(last >= 2 * ideal * 0.95, `two bodies: the last ended after ${last.toFixed(0)} ms, faster than a shared link's ${(2 * ideal).toFixed(0)} ms`);
+    // In turn, not one after the other: the first to end did not have the link to itself.
+    assert.ok(first >= 1.5 * ideal, `two bodies: one ended after ${first.toFixed(0)} ms, as if alone on the link (${ideal.toFixed(0)} ms)`);
 
     // This process (proxy and client alike) is held for 150 ms once the body starts. Pacing
     // chunk by chunk lost all of it (the body ended 150 ms late); the link's schedule does not.

@@ -33,6 +33,9 @@ describe('early fetch', () => {
       const r = await runCli(['--root', join(served.dir, 'root'), '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-learned-prefetch', '--no-background-fetch', ref, mnt]);
       assert.equal(r.code, 0, r.stderr);
       pid = Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
+      // The region's request may still be on its way to the proxy when the mount is ready.
+      const regionSeen = (): boolean => net.seen.some((s) => s.range?.startsWith('bytes=0-') === true && s.ended !== undefined);
+      for (let i = 0; i < 200 && !regionSeen(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
       const blobs = net.seen.filter((s) => s.path.includes('/blobs/'));
       const toc = blobs[0];
       const region = blobs.find((s) => s.range?.startsWith('bytes=0-') === true);
