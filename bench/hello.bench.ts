@@ -77,6 +77,15 @@ interface Scenario {
 }
 
 const reg = await startRegistry();
+// Ctrl-C or a kill ends the run in progress, then the registry, the spares and the work
+// directory go as at the end (the default action would leave them behind).
+let stopping: string | undefined;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    stopping = sig;
+    log(`${sig}: stopping after the run in progress`);
+  });
+}
 try {
   // ---------------------------------------------------------------- images
   const roots = { debian: debianMinbase(CACHE, log), python: debianPython(CACHE, log), large: debianLarge(CACHE, log) };
@@ -224,6 +233,7 @@ try {
       for (const v of variants) {
         const runs: Array<{ seconds: number; ready: number; requests: number; bytes: number }> = [];
         for (let i = 0; i < RUNS; i++) {
+          if (stopping !== undefined) throw new Error(`stopped by ${stopping}`);
           const r = await v.run();
           runs.push({ ...r, requests: proxy.stats.requests, bytes: proxy.stats.blobBytes });
         }

@@ -334,10 +334,14 @@ export class RegistryClient {
    * Several extents of a blob in as few requests as possible: neighbours within `gap`
    * bytes are coalesced, and the groups are asked for in one multi-range request when
    * the registry serves those (multipart/byteranges). A registry that refuses them (400,
-   * 416, or a single range back) is remembered and asked one range at a time.
+   * 416, or a single range back) is remembered and asked one range at a time. With
+   * `inOrder`, each extent is a range of its own, in the order given: the distribution
+   * registry sends the parts in that order, so the first is handed on first.
    */
-  async readRanges(t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void): Promise<Buffer[]> {
-    const groups = coalesce(extents, gap);
+  async readRanges(
+    t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void, inOrder = false,
+  ): Promise<Buffer[]> {
+    const groups = inOrder ? extents.map((e, i) => ({ offset: e.offset, length: e.length, members: [i] })) : coalesce(extents, gap);
     let parts: Part[] | undefined;
     if (groups.length > 1 && !this.singleRangeOnly.has(t.endpoint)) {
       const r = await this.call(t, {
@@ -364,7 +368,8 @@ export class RegistryClient {
         this.log.info({ endpoint: t.endpoint, status: r.status }, 'registry refuses multi-range requests; using single ranges');
       }
     }
-    parts ??= await Promise.all(groups.map(async (g) => {
+    // Single ranges: the order cannot be kept across parallel requests, so fewer of them.
+    parts ??= await Promise.all((inOrder ? coalesce(extents, gap) : groups).map(async (g) => {
       const part = { offset: g.offset, data: await this.readRange(t, digest, g.offset, g.length) };
       if (arrived !== undefined) for (const i of g.members) arrived(i, extract([extents[i] as Extent], [part])?.[0] as Buffer);
       return part;

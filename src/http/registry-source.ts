@@ -24,8 +24,8 @@ export class RegistryBlob {
   }
 
   /** Several extents in as few requests as the registry allows (see RegistryClient.readRanges). */
-  readRanges(extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void): Promise<Buffer[]> {
-    return this.client.readRanges(this.target, this.digest, extents, gap, arrived);
+  readRanges(extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void, inOrder = false): Promise<Buffer[]> {
+    return this.client.readRanges(this.target, this.digest, extents, gap, arrived, inOrder);
   }
 }
 

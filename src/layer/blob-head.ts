@@ -89,14 +89,14 @@ export class BlobHead implements BlobReader {
   }
 
   async readRanges(
-    extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number, arrived?: (index: number, data: Buffer) => void,
+    extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number, arrived?: (index: number, data: Buffer) => void, inOrder?: boolean,
   ): Promise<Buffer[]> {
     const restAt = extents.flatMap((e, i) => (this.covers(e.offset, e.length) ? [] : [i]));
     const rest = restAt.map((i) => extents[i] as { readonly offset: number; readonly length: number });
     const fromInner = rest.length === 0
       ? Promise.resolve([])
       : this.inner.readRanges !== undefined
-        ? this.inner.readRanges(rest, gap, arrived === undefined ? undefined : (j, b) => arrived(restAt[j] as number, b))
+        ? this.inner.readRanges(rest, gap, arrived === undefined ? undefined : (j, b) => arrived(restAt[j] as number, b), inOrder)
         : Promise.all(rest.map((e) => this.inner.readAt(e.offset, e.length)));
     const fromHead = Promise.all(extents.map((e, i) => {
       if (!this.covers(e.offset, e.length)) return undefined;

@@ -10,7 +10,9 @@ import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { ViewNode } from '../toc/view.js';
 import { DecodeError, DigestMismatchError, TocFormatError, type ErrorContext } from '../errors.js';
 import { streamPlainLayer } from '../toc/plain-layer.js';
-import { chunkKey, fetchMembers, groupMembers, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Member } from './members.js';
+import {
+  chunkKey, fetchMembers, groupMembers, groupMembersInOrder, IN_ORDER, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Grouping, type Member,
+} from './members.js';
 import { LinkEstimator } from './link-estimator.js';
 import { DecodeQueue } from './decode-queue.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
@@ -165,34 +167,64 @@ export class FileReader {
   /**
    * Fetches the chunks into the cache at the given priority (read-ahead, prefetch and
    * background use this), in jobs of at most `batchBytes` of blob each; resolves when all
-   * are cached or failed. Chunks already cached or in flight are skipped. `arrived` is
-   * called once every job's bytes are in (or it failed), before they are all decoded.
+   * are cached or failed. Chunks already cached or in flight are skipped.
    */
-  async warm(
-    layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, batchBytes = 4 << 20, arrived?: () => void,
-  ): Promise<{ fetched: number; failed: number }> {
-    const missing = rows.filter(
-      (c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) !== true,
-    );
+  async warm(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, batchBytes = 4 << 20): Promise<{ fetched: number; failed: number }> {
+    const missing = this.notHeld(layer, rows);
     const members = groupMembers(missing);
-    const jobs: Array<Promise<DecodedMember[]>> = [];
-    let toArrive = 1;
-    const oneArrived = (): void => {
-      if (--toArrive === 0) arrived?.();
-    };
+    const jobs: Member[][] = [];
     for (let i = 0; i < members.length; ) {
       let j = i + 1;
       const start = (members[i] as Member).start;
       while (j < members.length && (members[j] as Member).end - start <= batchBytes) j++;
-      toArrive++;
-      const job = Promise.all(this.fetch(layer, members.slice(i, j), priority, oneArrived));
-      job.catch(() => undefined);
-      jobs.push(job);
+      jobs.push(members.slice(i, j));
       i = j;
     }
+    return this.warmJobs(layer, missing, jobs, priority, this.tuning.coalesceGapBytes);
+  }
+
+  /**
+   * Like warm, for chunks wanted in the order given (a learned profile): each member is a
+   * range of its own in one multi-range request per `maxRequest` bytes, asked for in that
+   * order, so that a registry that keeps the order (the distribution registry does) sends
+   * what is needed first first, at the link's whole rate. `arrived` is called once every
+   * request's bytes are in (or it failed), before they are all decoded.
+   */
+  async warmInOrder(
+    layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, maxRequest: number, arrived?: () => void,
+  ): Promise<{ fetched: number; failed: number }> {
+    const missing = this.notHeld(layer, rows);
+    const jobs: Member[][] = [];
+    let bytes = Infinity;
+    for (const m of groupMembersInOrder(missing)) {
+      if (bytes + m.end - m.start > maxRequest) {
+        jobs.push([]);
+        bytes = 0;
+      }
+      (jobs[jobs.length - 1] as Member[]).push(m);
+      bytes += m.end - m.start;
+    }
+    return this.warmJobs(layer, missing, jobs, priority, IN_ORDER, arrived);
+  }
+
+  /** The rows worth fetching: not zeros, not cached, not in flight. */
+  private notHeld(layer: LayerRow, rows: readonly ChunkRow[]): ChunkRow[] {
+    return rows.filter(
+      (c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) !== true,
+    );
+  }
+
+  private async warmJobs(
+    layer: LayerRow, missing: readonly ChunkRow[], jobs: readonly Member[][], priority: Priority, grouping: Grouping, arrived?: () => void,
+  ): Promise<{ fetched: number; failed: number }> {
+    let toArrive = jobs.length + 1;
+    const oneArrived = (): void => {
+      if (--toArrive === 0) arrived?.();
+    };
+    const fetches = jobs.map((members) => Promise.all(this.fetch(layer, members, priority, grouping, oneArrived)));
     oneArrived();
     let failed = 0;
-    for (const r of await Promise.all(jobs)) {
+    for (const r of await Promise.all(fetches)) {
       for (const m of r) {
         failed += m.failed.size;
         for (const [key, f] of m.failed) {
@@ -297,15 +329,17 @@ export class FileReader {
    * bytes are in and checked, while the rest of a large read is still arriving.
    */
   /** `arrived` hears once that the members' bytes are in, or that their fetch failed. */
-  private fetch(layer: LayerRow, members: readonly Member[], priority: Priority, arrived?: () => void): Array<Promise<DecodedMember>> {
+  private fetch(
+    layer: LayerRow, members: readonly Member[], priority: Priority, gap: Grouping = this.tuning.coalesceGapBytes, arrived?: () => void,
+  ): Array<Promise<DecodedMember>> {
     const counters = this.stats(layer.id);
-    const gap = this.tuning.coalesceGapBytes;
     const each = members.map(() => {
       let settle!: { resolve: (m: DecodedMember) => void; reject: (err: unknown) => void };
       const done = new Promise<DecodedMember>((resolve, reject) => void (settle = { resolve, reject }));
       return { done, ...settle };
     });
-    const job = this.scheduler.schedule(priority, spanBytes(members, gap), () =>
+    const bytes = gap === IN_ORDER ? members.reduce((n, m) => n + m.end - m.start, 0) : spanBytes(members, gap);
+    const job = this.scheduler.schedule(priority, bytes, () =>
       fetchMembers(layer, this.blobFor(layer), members, gap, {
         put: async (digest, data) => {
           if (this.cache === undefined || this.cache.has(digest)) return;

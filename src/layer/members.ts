@@ -41,7 +41,17 @@ export function chunkKey(layerId: number, c: ChunkRow): string {
 export const memberKey = (layerId: number, blobOffset: number): string => `${layerId}@${blobOffset}`;
 
 /** Chunks grouped by member, members in blob order. */
+/** Members asked for each as its own range, in the order given (see fetchMembers). */
+export const IN_ORDER = 'in-order';
+/** How a fetch groups members into ranges: merged when closer than this many bytes, or IN_ORDER. */
+export type Grouping = number | typeof IN_ORDER;
+
 export function groupMembers(chunks: Iterable<ChunkRow>): Member[] {
+  return groupMembersInOrder(chunks).sort((a, b) => a.start - b.start);
+}
+
+/** The members holding `chunks`, in the order their first chunk comes. */
+export function groupMembersInOrder(chunks: Iterable<ChunkRow>): Member[] {
   const by = new Map<number, { start: number; end: number; chunks: ChunkRow[] }>();
   for (const c of chunks) {
     let m = by.get(c.blob_offset);
@@ -52,7 +62,7 @@ export function groupMembers(chunks: Iterable<ChunkRow>): Member[] {
     if (!m.chunks.some((x) => x.inner_offset === c.inner_offset && x.chunk_size === c.chunk_size)) m.chunks.push(c);
   }
   for (const m of by.values()) m.chunks.sort((a, b) => a.inner_offset - b.inner_offset);
-  return [...by.values()].sort((a, b) => a.start - b.start);
+  return [...by.values()];
 }
 
 /** Compressed bytes of a set of members (the size of their reads, gaps included up to `gap`). */
@@ -77,11 +87,13 @@ export function spanBytes(members: readonly Member[], gap: number): number {
  * or parallel ones. `arrived(i, bytes)` is told of each member whose bytes are in, as soon
  * as they are (a single range streams), and at the latest when its request completes.
  */
-async function readMembers(blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink, arrived: (i: number, comp: Buffer) => void): Promise<void> {
+async function readMembers(blob: BlobReader, members: readonly Member[], gap: Grouping, sink: FetchSink, arrived: (i: number, comp: Buffer) => void): Promise<void> {
+  const inOrder = gap === IN_ORDER;
   const spans: Array<{ start: number; end: number; first: number; last: number }> = [];
   members.forEach((m, i) => {
     const s = spans[spans.length - 1];
-    if (s !== undefined && m.start - s.end <= gap) {
+    // In order, each member is a part of its own: a part is handed on only when all of it is in.
+    if (s !== undefined && !inOrder && m.start - s.end <= (gap as number)) {
       s.end = Math.max(s.end, m.end);
       s.last = i;
     } else {
@@ -100,7 +112,7 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: nu
         const m = members[i] as Member;
         arrived(i, data.subarray(m.start - s.start, m.end - s.start));
       }
-    });
+    }, inOrder);
     sink.fetched(1, bytes, performance.now() - t0);
   } else {
     spanData = await Promise.all(spans.map((s) => {
@@ -124,14 +136,16 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: nu
 }
 
 /**
- * Fetches, decodes and verifies `members` (sorted by start), caching every good chunk.
+ * Fetches, decodes and verifies `members`, caching every good chunk: sorted by start and
+ * read as one range where closer than `gap` bytes, or, with IN_ORDER, each its own range
+ * in the order given (one multi-range request).
  * Returns one result per member, in order; `decoded` hears of each as soon as it is done,
  * while later members may still be on the wire. Only a failed request rejects; bad bytes
  * are reported per chunk. With `defer`, each member is decoded when `defer` runs its task
  * (work nobody waits for: see DecodeQueue), else as soon as its bytes are in.
  */
 export async function fetchMembers(
-  layer: LayerRow, blob: BlobReader, members: readonly Member[], gap: number, sink: FetchSink,
+  layer: LayerRow, blob: BlobReader, members: readonly Member[], gap: Grouping, sink: FetchSink,
   decoded?: (i: number, m: DecodedMember) => void, defer?: (task: () => void) => void,
 ): Promise<DecodedMember[]> {
   const out: Array<Promise<DecodedMember> | undefined> = new Array<Promise<DecodedMember> | undefined>(members.length);

@@ -14,10 +14,12 @@ export interface BlobReader {
   /**
    * Several extents, in as few requests as the source allows; extents closer than `gap`
    * bytes may be read as one. `arrived`, when the source streams, is told of each extent
-   * (by its index) as soon as its bytes are in. Optional: readers fall back to readAt.
+   * (by its index) as soon as its bytes are in. With `inOrder`, each extent is its own
+   * range, asked for in the order given (a registry that keeps that order sends the
+   * first first). Optional: readers fall back to readAt.
    */
   readRanges?(
-    extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number, arrived?: (index: number, data: Buffer) => void,
+    extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>, gap?: number, arrived?: (index: number, data: Buffer) => void, inOrder?: boolean,
   ): Promise<Buffer[]>;
 }
 

@@ -177,6 +177,30 @@ describe('several extents in few requests', () => {
     });
   });
 
+  it('in order: each extent a range of its own, asked for and handed over in the order given', async () => {
+    await withClient(async (client) => {
+      proxy.reset();
+      const order = [3, 0, 2, 1];
+      const asked = order.map((i) => extents[i] as { offset: number; length: number });
+      const seen: number[] = [];
+      const got = await client.readRanges(target(), digest, asked, 64, (i) => seen.push(i), true);
+      assert.deepEqual(got, order.map((i) => want[i]));
+      // Neighbours 1000 and 1150 are not merged: each is its own part, so each is handed on once its own bytes are in.
+      assert.deepEqual(proxy.stats.ranges, ['bytes=900000-900009,1000-1099,500000-504095,1150-1199']);
+      assert.deepEqual(seen, [0, 1, 2, 3], 'the registry answered the parts in the order asked');
+    });
+  });
+
+  it('in order, multi-range refused: single ranges of the coalesced extents', async () => {
+    await withClient(async (client) => {
+      proxy.reset();
+      proxy.inject({ kind: 'status', status: 400 }, 1, /\/blobs\//, { range: /,/ });
+      const order = [3, 0, 2, 1];
+      assert.deepEqual(await client.readRanges(target(), digest, order.map((i) => extents[i] as { offset: number; length: number }), 64, undefined, true), order.map((i) => want[i]));
+      assert.deepEqual(proxy.stats.ranges.filter((r) => !r.includes(',')).sort(), ['bytes=1000-1199', 'bytes=500000-504095', 'bytes=900000-900009']);
+    });
+  });
+
   it('multi-range refused with 400: falls back to single ranges, and remembers', async () => {
     await withClient(async (client) => {
       proxy.reset();

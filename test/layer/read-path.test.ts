@@ -140,7 +140,8 @@ describe('read path through the registry', () => {
 
   it('learned prefetch: the files a run read first are exported in order and prefetched by the next run, without a landmark', async () => {
     const r0 = root();
-    const first = ['app/lib/mod010.py', 'app/lib/mod090.py', 'data/big.bin'];
+    // Against the blob's order: the learned fetch keeps this one.
+    const first = ['data/big.bin', 'app/lib/mod090.py', 'app/lib/mod010.py'];
     const read = await runCli(['--root', r0, 'cat', ref, ...first]);
     assert.equal(read.code, 0, read.stderr);
     const exported = await runCli(['--root', r0, 'profile', 'export', ref]);
@@ -148,8 +149,14 @@ describe('read path through the registry', () => {
     assert.equal((await runCli(['--root', r0, 'cache', 'clear'])).code, 0);
     const off = await cliJson<FetchJson>(['--root', r0, '--no-background-fetch', '--no-learned-prefetch', 'fetch', ref, '--json']);
     assert.equal(off.layers[0]?.fetchedBytes, 0, 'no landmark, no learned prefetch: nothing fetched');
+    proxy.reset();
     const warm = await cliJson<FetchJson>(['--root', r0, '--no-background-fetch', 'fetch', ref, '--json']);
     assert.equal(warm.layers[0]?.phases['learned'], 'done');
+    // One request, its ranges (a member each) in the profile's order: big.bin's first.
+    const learned = proxy.stats.ranges.filter((r) => r.includes(','));
+    assert.equal(learned.length, 1, proxy.stats.ranges.join(' '));
+    const starts = (learned[0] as string).slice('bytes='.length).split(',').map((r) => Number(r.split('-')[0]));
+    assert.ok((starts[0] as number) > (starts[starts.length - 1] as number), `ranges in the profile's order, not the blob's: ${learned[0]}`);
     proxy.reset();
     const again = await runCli(['--root', r0, 'cat', ref, ...first]);
     assert.equal(again.code, 0, again.stderr);
