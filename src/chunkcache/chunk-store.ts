@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
+import { CACHE_INDEX_SCHEMA, CACHED_SQL } from './cache-index.js';
 
 export interface ChunkCacheConfig {
   /** State root; chunks live in <root>/chunks. */
@@ -34,14 +35,6 @@ export interface CacheUsage {
   readonly quotaBytes: number;
 }
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS cache_chunks (
-  digest BLOB PRIMARY KEY,
-  size INTEGER NOT NULL,
-  last_use INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS cache_chunks_lru ON cache_chunks(last_use);
-`;
 
 // The callback forms: fs/promises makes a FileHandle per file written, which a profile of
 // a cold read of many small files put among its larger main-thread costs.
@@ -101,14 +94,14 @@ export class ChunkStore {
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
-    db.exec(SCHEMA);
+    db.exec(CACHE_INDEX_SCHEMA);
     this.memory = new LRUCache<string, Buffer>({ maxSize: Math.max(1, cfg.memoryBytes), sizeCalculation: (b) => Math.max(1, b.length) });
     this.sPut = db.prepare('INSERT OR REPLACE INTO cache_chunks (digest, size, last_use) VALUES (?, ?, ?)');
     this.sTouch = db.prepare('UPDATE cache_chunks SET last_use = max(last_use, ?) WHERE digest = ?');
     this.sDel = db.prepare('DELETE FROM cache_chunks WHERE digest = ?');
     this.sUsage = db.prepare('SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes FROM cache_chunks');
     this.sOldest = db.prepare('SELECT digest, size FROM cache_chunks ORDER BY last_use LIMIT ?');
-    this.sHas = db.prepare('SELECT 1 FROM cache_chunks WHERE digest = ?').pluck();
+    this.sHas = db.prepare(CACHED_SQL).pluck();
     this.used = (this.sUsage.get() as CacheUsage).bytes;
   }
 

@@ -68,6 +68,13 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     const profiles = new ProfileStore(db);
     const image = await OpenImage.open(source, resolving, indexer, table, log, { fetch: config.fetch, cache: store, profiles, prefetching: opts.prefetching === true });
     opened = image;
+    if (!isOciRef(ref)) {
+      try {
+        profiles.rememberRef(ref, image.resolved.manifestDigest);
+      } catch (err) {
+        log.debug({ err }, 'the image this reference names not noted; the next mount resolves it first');
+      }
+    }
     for (const l of image.layers) {
       if (l.row !== undefined && l.row.verified !== 1) {
         process.stderr.write(`stargzfs: warning: layer ${l.index} (${l.desc.digest}) is UNVERIFIED: its TOC has no digest annotation\n`);

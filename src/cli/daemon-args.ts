@@ -53,9 +53,9 @@ export function plainDaemonMount(args: readonly string[]): { mountpoint: string;
 /** Options that change where or how a mount's first requests go: with any of them, no early fetch. */
 const CHANGES_FIRST_REQUESTS = ['mirror', 'insecure', 'max-toc-bytes', 'tail-bytes'];
 
-/** A registry mount whose first requests can go out before the CLI loads: its reference, scheme, and whether it prefetches. */
-export function earlyFetchable(m: PlainMount): { ref: string; plainHttp: boolean; prefetch: boolean } | undefined {
+/** A registry mount whose first requests can go out before the CLI loads: its reference, scheme, and which prefetch it runs. */
+export function earlyFetchable(m: PlainMount): { ref: string; plainHttp: boolean; prefetch: boolean; learned: boolean } | undefined {
   if (/^(oci|oci-archive|docker-archive|dir):/.test(m.src)) return undefined;
   if (CHANGES_FIRST_REQUESTS.some((o) => m.options.has(o))) return undefined;
-  return { ref: m.src, plainHttp: m.options.get('plain-http') === true, prefetch: m.options.get('prefetch') !== false };
+  return { ref: m.src, plainHttp: m.options.get('plain-http') === true, prefetch: m.options.get('prefetch') !== false, learned: m.options.get('learned-prefetch') !== false };
 }

@@ -6,3 +6,9 @@ export const manifestPath = (repository: string, reference: string): string => `
 export const blobPath = (repository: string, digest: string): string => `/v2/${repository}/blobs/${digest}`;
 /** A Range header for `length` bytes at `offset`. */
 export const byteRange = (offset: number, length: number): string => `bytes=${offset}-${offset + length - 1}`;
+
+/** A Range header naming each extent, in the order given (one: a plain range). */
+export const rangesHeader = (extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>): string =>
+  extents.length === 1
+    ? byteRange((extents[0] as { offset: number }).offset, (extents[0] as { length: number }).length)
+    : `bytes=${extents.map((e) => `${e.offset}-${e.offset + e.length - 1}`).join(',')}`;

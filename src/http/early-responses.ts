@@ -71,7 +71,13 @@ export async function earlyBody(r: EarlyResponse): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-const kept = new Map<string, Promise<EarlyResponse | undefined>>();
+const kept = new Map<string, { answer: Promise<EarlyResponse | undefined>; cancel: () => void }>();
+/**
+ * An answer nobody took in this long is dropped, its transfer stopped: a mount that
+ * planned differently from its early requests (another process changed the chunk cache
+ * meanwhile) must not keep 16 MiB arriving, and held, for nothing.
+ */
+const KEEP_MS = 30_000;
 
 /**
  * One keep-alive agent per scheme: the TOC's request goes out on the manifest's
@@ -100,14 +106,28 @@ const keyOf = (url: string, range: string | undefined): string => `${url} ${rang
 export function sendEarly(
   url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void, after?: Promise<unknown>,
 ): Promise<EarlyResponse | undefined> {
-  const answer = after === undefined
-    ? send(url, headers, onSent)
-    : after.then(() => send(url, headers, onSent), () => send(url, headers, onSent));
-  kept.set(keyOf(url.href, headers['range']), answer);
+  let cancelled = false;
+  let cancel = (): void => void (cancelled = true);
+  const go = (): Promise<EarlyResponse | undefined> => {
+    if (!cancelled) return send(url, headers, onSent, (stop) => (cancel = stop));
+    onSent?.();
+    return Promise.resolve(undefined);
+  };
+  const answer = after === undefined ? go() : after.then(go, go);
+  const key = keyOf(url.href, headers['range']);
+  const entry = { answer, cancel: () => cancel() };
+  kept.set(key, entry);
+  setTimeout(() => {
+    if (kept.get(key) !== entry) return;
+    kept.delete(key);
+    entry.cancel();
+  }, KEEP_MS).unref();
   return answer;
 }
 
-function send(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void): Promise<EarlyResponse | undefined> {
+function send(
+  url: URL, headers: Readonly<Record<string, string>>, onSent: (() => void) | undefined, cancelWith: (stop: () => void) => void,
+): Promise<EarlyResponse | undefined> {
   return new Promise<EarlyResponse | undefined>((resolve) => {
     // node:https (and so tls) only for an https registry.
     const request = url.protocol === 'https:' ? (createRequire(import.meta.url)('node:https') as typeof import('node:https')).request : httpRequest;
@@ -125,6 +145,7 @@ function send(url: URL, headers: Readonly<Record<string, string>>, onSent?: () =
     });
     if (onSent !== undefined) req.on('finish', onSent);
     req.setTimeout(30_000, () => req.destroy());
+    cancelWith(() => req.destroy());
     req.end();
   });
 }
@@ -132,7 +153,15 @@ function send(url: URL, headers: Readonly<Record<string, string>>, onSent?: () =
 /** The early answer to exactly this GET (taken: one use), or undefined when none was sent. */
 export function takeEarly(url: string, range: string | undefined): Promise<EarlyResponse | undefined> | undefined {
   const key = keyOf(url, range);
-  const answer = kept.get(key);
+  const entry = kept.get(key);
   kept.delete(key);
-  return answer;
+  return entry?.answer;
+}
+
+/** Stops an early request nobody will take (a guess that turned out wrong) and forgets it. */
+export function dropEarly(url: string, range: string | undefined): void {
+  const key = keyOf(url, range);
+  const entry = kept.get(key);
+  kept.delete(key);
+  entry?.cancel();
 }

@@ -12,7 +12,7 @@ import { parseChallenge } from './challenge.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
 import { takeEarly } from './early-responses.js';
-import { blobPath, byteRange } from './api-paths.js';
+import { blobPath, byteRange, rangesHeader } from './api-paths.js';
 import { ByterangesReader, coalesce, extract, parseByteranges, type Extent, type Part } from './ranges.js';
 
 export interface RegistryClientOptions {
@@ -347,7 +347,7 @@ export class RegistryClient {
       const r = await this.call(t, {
         method: 'GET',
         path: blobPath(t.repository, digest),
-        headers: { range: `bytes=${groups.map((g) => `${g.offset}-${g.offset + g.length - 1}`).join(',')}` },
+        headers: { range: rangesHeader(groups) },
         accept: [400, 416],
         progress: arrived === undefined ? undefined : (status, headers) => {
           const ct = header(headers, 'content-type') ?? '';

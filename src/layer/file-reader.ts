@@ -58,8 +58,8 @@ export interface FetchJobInfo {
 export interface ReaderHooks {
   /** A cache write failed; the read goes on. */
   onCacheError?(err: unknown): void;
-  /** The first read of a file's contents in this process (the learned prefetch profile). */
-  onFirstRead?(node: ViewNode, path: string): void;
+  /** The chunks a read of a file's contents touches, before they are loaded (the learned prefetch profile). */
+  onChunksRead?(layer: LayerRow, path: string, rows: readonly ChunkRow[]): void;
   /**
    * A fetch for this layer failed or returned bad bytes. `background`: no reader is
    * waiting for it (read-ahead, prefetch, background fetch), so nobody else reports it.
@@ -98,7 +98,6 @@ export class FileReader {
   private readonly inflight = new Map<string, Scheduled<DecodedMember>>();
   private readonly plainRefetch = new Map<number, { wanted: Map<string, Buffer | undefined>; done: Promise<void> }>();
   private readonly sequential = new Map<number, Sequential>();
-  private readonly seen = new Set<number>();
   private readonly layers = new Map<number, LayerRow>();
   /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
@@ -130,11 +129,8 @@ export class FileReader {
     if (off >= end) return Buffer.alloc(0);
     const layer = this.layerOf(node);
     const ctx = { layer: layer.digest, path, inode: node.ino };
-    if (!this.seen.has(node.dataId)) {
-      this.seen.add(node.dataId);
-      this.hooks.onFirstRead?.(node, path);
-    }
     const rows = this.table.chunks(node.dataId, off, end);
+    this.hooks.onChunksRead?.(layer, path, rows);
     this.readAhead(layer, node, off, end);
     const datas = await this.load(layer, node.dataId, rows, ON_DEMAND, ctx);
     const parts: Buffer[] = [];
@@ -184,34 +180,26 @@ export class FileReader {
   }
 
   /**
-   * Like warm, for chunks wanted in the order given (a learned profile): each member is a
-   * range of its own in one multi-range request per `maxRequest` bytes, asked for in that
-   * order, so that a registry that keeps the order (the distribution registry does) sends
-   * what is needed first first, at the link's whole rate. `arrived` is called once every
-   * request's bytes are in (or it failed), before they are all decoded.
+   * Like warm, for chunks wanted in the order given (a learned profile, cut into requests
+   * by learned-plan.ts): each member is a range of its own in one multi-range request,
+   * asked for in that order, so that a registry that keeps the order (the distribution
+   * registry does) sends what is needed first first, at the link's whole rate. `arrived`
+   * is called once the request's bytes are in (or it failed), before they are all decoded.
    */
-  async warmInOrder(
-    layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, maxRequest: number, arrived?: () => void,
-  ): Promise<{ fetched: number; failed: number }> {
+  async warmInOrder(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, arrived?: () => void): Promise<{ fetched: number; failed: number }> {
     const missing = this.notHeld(layer, rows);
-    const jobs: Member[][] = [];
-    let bytes = Infinity;
-    for (const m of groupMembersInOrder(missing)) {
-      if (bytes + m.end - m.start > maxRequest) {
-        jobs.push([]);
-        bytes = 0;
-      }
-      (jobs[jobs.length - 1] as Member[]).push(m);
-      bytes += m.end - m.start;
-    }
+    const jobs = missing.length > 0 ? [groupMembersInOrder(missing)] : [];
     return this.warmJobs(layer, missing, jobs, priority, IN_ORDER, arrived);
+  }
+
+  /** Whether a chunk is cached or being fetched already. */
+  held(layer: LayerRow, c: ChunkRow): boolean {
+    return this.inflight.has(memberKey(layer.id, c.blob_offset)) || (c.digest !== null && this.cache?.has(c.digest) === true);
   }
 
   /** The rows worth fetching: not zeros, not cached, not in flight. */
   private notHeld(layer: LayerRow, rows: readonly ChunkRow[]): ChunkRow[] {
-    return rows.filter(
-      (c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) !== true,
-    );
+    return rows.filter((c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.held(layer, c));
   }
 
   private async warmJobs(

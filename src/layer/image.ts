@@ -129,11 +129,8 @@ export class OpenImage {
       opts.cache,
       {
         onCacheError: (err) => this.log.warn({ err }, 'chunk cache write failed; the read goes on'),
-        onFirstRead: recorder !== undefined
-          ? (node, path) => {
-            const layer = table.layer(node.layerId);
-            if (layer !== undefined) recorder.record(layer.digest, path.replace(/^(\.?\/)+/, ''));
-          }
+        onChunksRead: recorder !== undefined
+          ? (layer, path, rows) => recorder.record(layer.digest, path.replace(/^(\.?\/)+/, ''), rows)
           : undefined,
         onFetched: (layer, bytes, job) => this.progress.fetched(layer.digest, bytes, PRIORITY_NAMES[job.priority], job.ms),
         onError: (layer, err, background) => {

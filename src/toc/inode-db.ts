@@ -167,25 +167,29 @@ CREATE TABLE IF NOT EXISTS layer_warnings (
 `;
 
 /**
- * Which of `digests` meta.db has indexed already, read without opening it for writing
- * (no schema set-up, no WAL switch); an empty set when there is no meta.db or it cannot
- * be read. For guesses only (the early fetch): the indexer decides for real.
+ * `read` on meta.db opened read-only, without opening it for writing (no schema set-up,
+ * no WAL switch); `none` when there is no meta.db or it cannot be read. For guesses only
+ * (the early fetch): the indexer and the mount decide for real.
  */
-export function indexedLayerDigests(file: string, digests: readonly string[]): Set<string> {
-  const found = new Set<string>();
-  if (!existsSync(file)) return found;
+export function peekMetaDb<T>(file: string, none: T, read: (db: Database.Database) => T): T {
+  if (!existsSync(file)) return none;
   try {
     const db = new Database(file, { readonly: true, fileMustExist: true });
     try {
-      const q = db.prepare('SELECT 1 FROM layers WHERE digest = ?').pluck();
-      for (const d of digests) if (q.get(d) !== undefined) found.add(d);
+      return read(db);
     } finally {
       db.close();
     }
   } catch {
-    // Unreadable, locked or of another schema: guess "none".
+    // Unreadable, locked or of another schema: guess `none`.
+    return none;
   }
-  return found;
+}
+
+/** Which of `digests` meta.db has indexed already (a guess: see peekMetaDb). */
+export function indexedLayerDigests(db: Database.Database, digests: readonly string[]): Set<string> {
+  const q = db.prepare('SELECT 1 FROM layers WHERE digest = ?').pluck();
+  return new Set(digests.filter((d) => q.get(d) !== undefined));
 }
 
 /** Opens (creating if needed) meta.db in WAL mode, safe to share between processes. */

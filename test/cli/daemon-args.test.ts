@@ -36,10 +36,11 @@ describe('mount read plainly for its first requests (the early fetch)', () => {
 
   it('fetches early only from a registry, and not when options change the first requests', () => {
     const early = (args: string[]) => earlyFetchable(plainMount(args) ?? assert.fail(args.join(' ')));
-    assert.deepEqual(early(['mount', 'reg:5000/a:1', '/m']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: true });
-    assert.deepEqual(early(['--plain-http', 'mount', 'reg:5000/a:1', '/m', '--daemon']), { ref: 'reg:5000/a:1', plainHttp: true, prefetch: true });
-    assert.deepEqual(early(['--plain-http=false', 'mount', 'reg:5000/a:1', '/m']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: true });
-    assert.deepEqual(early(['mount', 'reg:5000/a:1', '/m', '--no-prefetch']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: false });
+    assert.deepEqual(early(['mount', 'reg:5000/a:1', '/m']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: true, learned: true });
+    assert.deepEqual(early(['--plain-http', 'mount', 'reg:5000/a:1', '/m', '--daemon']), { ref: 'reg:5000/a:1', plainHttp: true, prefetch: true, learned: true });
+    assert.deepEqual(early(['--plain-http=false', 'mount', 'reg:5000/a:1', '/m']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: true, learned: true });
+    assert.deepEqual(early(['mount', 'reg:5000/a:1', '/m', '--no-prefetch']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: false, learned: true });
+    assert.deepEqual(early(['mount', 'reg:5000/a:1', '/m', '--no-learned-prefetch']), { ref: 'reg:5000/a:1', plainHttp: false, prefetch: true, learned: false });
     for (const args of [
       ['mount', 'oci:/layout:1', '/m'],
       ['mount', 'dir:/rootfs', '/m'],

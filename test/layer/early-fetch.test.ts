@@ -8,9 +8,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startShapingProxy } from '../../bench/lib/shaping-proxy.js';
 import { serveImage } from '../helpers/served-image.js';
+import { buildEstargzImage } from '../../src/layer/build-image.js';
+import { pushLayoutImage } from '../../src/http/push.js';
+import { withClient } from '../helpers/client.js';
 import { entries, type Spec } from '../helpers/entries.js';
 import { runCli } from '../helpers/cli.js';
 import { nearEnd } from '../../src/layer/early-fetch.js';
@@ -46,6 +50,97 @@ describe('early fetch', () => {
       assert.ok(region.arrived > toc.arrived + 20, `the region was asked for before the TOC's first byte: ${said}`);
       assert.equal(log.filter((l) => l.includes(`"range":"${region.range}"`)).length, 1, `the region's early answer was used: ${said}`);
       assert.equal(blobs.filter((s) => s === region || s.range === region.range).length, 1, `the region was asked for once: ${said}`);
+    } finally {
+      const u = await runCli(['unmount', mnt]);
+      if (u.code !== 0) forceUnmount(mnt, pid);
+      await net.stop();
+      await served.stop();
+    }
+  });
+});
+
+describe('early fetch with a learned profile', () => {
+  it('sends the profile\'s first request with the manifest\'s, in chunk order, and the mount uses it', { timeout: 60_000 }, async () => {
+    // big.bin in chunks of 64 KiB; the run reads its last chunk, then a small file, then its first chunk.
+    const big = bytes(rng(5), 256 << 10);
+    const specs: Spec[] = [{ name: 'big.bin', body: big }];
+    for (let i = 0; i < 50; i++) specs.push({ name: `small/f${i}.txt`, body: `small ${i}\n`.repeat(50) });
+    const served = await serveImage('early/learned', [entries(specs)], { chunkSize: 64 << 10 });
+    const net = await startShapingProxy(served.reg.host, { name: 'test', rttMs: 20, bitsPerSecond: 50e6 });
+    const root = join(served.dir, 'root');
+    const mnt = join(served.dir, 'mnt');
+    mkdirSync(mnt, { recursive: true });
+    const ref = `${net.host}/early/learned:v1`;
+    let pid: number | undefined;
+    try {
+      // The recording run, in the order a program would: a read at the end of big.bin first.
+      const first = await runCli(['--root', root, '--plain-http', 'mount', '--daemon', '--no-background-fetch', ref, mnt]);
+      assert.equal(first.code, 0, first.stderr);
+      pid = Number(/pid ([0-9]+)/.exec(first.stderr)?.[1]);
+      // Not the sync calls: the proxy runs on this thread.
+      const fh = await open(join(mnt, 'big.bin'), 'r');
+      const tail = Buffer.alloc(1000);
+      await fh.read(tail, 0, 1000, big.length - 1000);
+      assert.ok(tail.equals(big.subarray(big.length - 1000)));
+      assert.equal(await readFile(join(mnt, 'small/f7.txt'), 'utf8'), 'small 7\n'.repeat(50));
+      await fh.read(Buffer.alloc(100), 0, 100, 0);
+      await fh.close();
+      assert.equal((await runCli(['unmount', mnt])).code, 0);
+      pid = undefined;
+      assert.equal((await runCli(['--root', root, 'cache', 'clear'])).code, 0);
+
+      net.reset();
+      const r = await runCli(['--root', root, '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-background-fetch', ref, mnt]);
+      assert.equal(r.code, 0, r.stderr);
+      pid = Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
+      const done = (): boolean => net.seen.some((s) => s.path.includes('/blobs/') && s.ended !== undefined);
+      for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      const blobs = net.seen.filter((s) => s.path.includes('/blobs/'));
+      const manifest = net.seen.find((s) => s.path.includes('/manifests/'));
+      const logFile = /log (.+)\)/.exec(r.stderr)?.[1] as string;
+      const earlyLines = (): string[] => readFileSync(logFile, 'utf8').split('\n').filter((l) => l.includes('sent early'));
+      // The server takes the answer when its prefetch starts, after "ready".
+      for (let i = 0; i < 200 && !earlyLines().some((l) => l.includes('/blobs/')); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      const log = earlyLines();
+      const said = `${net.seen.map((s) => `${s.path.slice(-20)} ${s.range ?? ''} at ${s.arrived.toFixed(0)}–${s.ended?.toFixed(0)}`).join(', ')}\n${log.join('\n')}`;
+      // One request, no TOC (meta.db has the layer): the learned one, a member a range.
+      assert.equal(blobs.length, 1, said);
+      const learned = blobs[0] as (typeof blobs)[number];
+      const starts = (learned.range ?? '').slice('bytes='.length).split(',').map((x) => Number(x.split('-')[0]));
+      assert.equal(starts.length, 3, `big.bin's last chunk, f7.txt's member, big.bin's first chunk: ${said}`);
+      // In the blob: big.bin's chunks, then the small files.
+      assert.ok((starts[2] as number) < (starts[0] as number) && (starts[0] as number) < (starts[1] as number), `in the order they were read, not the blob's: ${said}`);
+      // Sent with the manifest's request (the image this reference named last time), not after its answer.
+      assert.ok(manifest?.ended !== undefined && learned.arrived < manifest.ended, said);
+      assert.equal(log.filter((l) => l.includes(`"range":"${learned.range}"`)).length, 1, `the early answer was used: ${said}`);
+      // Read as before: nothing more is fetched.
+      net.reset();
+      assert.equal(await readFile(join(mnt, 'small/f7.txt'), 'utf8'), 'small 7\n'.repeat(50));
+      const again = await open(join(mnt, 'big.bin'), 'r');
+      await again.read(Buffer.alloc(100), 0, 100, 0);
+      await again.close();
+      assert.deepEqual(net.seen.filter((s) => s.path.includes('/blobs/')).map((s) => s.range), []);
+      assert.equal((await runCli(['unmount', mnt])).code, 0);
+      pid = undefined;
+
+      // The tag moves to another image: the guess goes out, is stopped, and never served.
+      const other = join(served.dir, 'other');
+      const built = await buildEstargzImage(other, [entries([{ name: 'moved.txt', body: 'the tag moved\n' }])]);
+      await withClient((c) => pushLayoutImage(c, { endpoint: served.reg.host, registry: served.reg.host, repository: 'early/learned' }, other, built.manifest.digest, 'v1'));
+      assert.equal((await runCli(['--root', root, 'cache', 'clear'])).code, 0);
+      net.reset();
+      const m = await runCli(['--root', root, '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-background-fetch', ref, mnt]);
+      assert.equal(m.code, 0, m.stderr);
+      pid = Number(/pid ([0-9]+)/.exec(m.stderr)?.[1]);
+      assert.equal(await readFile(join(mnt, 'moved.txt'), 'utf8'), 'the tag moved\n');
+      // This mount's part of the log (the file is the mountpoint's, appended to).
+      const thisMount = (): string => {
+        const text = readFileSync(/log (.+)\)/.exec(m.stderr)?.[1] as string, 'utf8');
+        return text.slice(text.lastIndexOf('"command starting"'));
+      };
+      for (let i = 0; i < 200 && !thisMount().includes('FUSE session initialised'); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      assert.ok(net.seen.some((s) => s.range === learned.range), 'the guess went out with the manifest\'s request');
+      assert.ok(thisMount().includes('"msg":"mounted"') && !thisMount().includes(learned.range as string), `the old image's request was not used: ${thisMount()}`);
     } finally {
       const u = await runCli(['unmount', mnt]);
       if (u.code !== 0) forceUnmount(mnt, pid);
