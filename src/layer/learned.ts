@@ -22,8 +22,8 @@ import type { ProfileEntry } from './profile.js';
 import { PREFETCH } from './scheduler.js';
 
 export interface LearnedResult {
-  /** Profile entries found in the image: chunks, or whole regular files. */
-  readonly files: number;
+  /** Chunks of the profile found in the image (a whole-file row counts its file's chunks). */
+  readonly chunks: number;
   readonly fetched: number;
   readonly failed: number;
 }
@@ -65,10 +65,10 @@ export async function prefetchLearned(
 ): Promise<LearnedResult> {
   const chunks = learnedChunks(entries, layers, table);
   const done: Array<Promise<{ fetched: number; failed: number }>> = [];
-  let files = 0;
+  let count = 0;
   for (const [digest, rows] of chunks) {
     const layer = layers.get(digest) as LayerRow;
-    files += rows.length;
+    count += rows.length;
     for (const request of orderedRequests(rows, (c) => reader.held(layer, c))) {
       let arrived!: () => void;
       const bytesIn = new Promise<void>((resolve) => (arrived = resolve));
@@ -78,5 +78,5 @@ export async function prefetchLearned(
     }
   }
   const results = await Promise.all(done);
-  return { files, fetched: results.reduce((n, r) => n + r.fetched, 0), failed: results.reduce((n, r) => n + r.failed, 0) };
+  return { chunks: count, fetched: results.reduce((n, r) => n + r.fetched, 0), failed: results.reduce((n, r) => n + r.failed, 0) };
 }
