@@ -8,7 +8,9 @@ export const blobPath = (repository: string, digest: string): string => `/v2/${r
 export const byteRange = (offset: number, length: number): string => `bytes=${offset}-${offset + length - 1}`;
 
 /** A Range header naming each extent, in the order given (one: a plain range). */
-export const rangesHeader = (extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>): string =>
-  extents.length === 1
-    ? byteRange((extents[0] as { offset: number }).offset, (extents[0] as { length: number }).length)
+export function rangesHeader(extents: ReadonlyArray<{ readonly offset: number; readonly length: number }>): string {
+  const [only] = extents;
+  return extents.length === 1 && only !== undefined
+    ? byteRange(only.offset, only.length)
     : `bytes=${extents.map((e) => `${e.offset}-${e.offset + e.length - 1}`).join(',')}`;
+}

@@ -130,7 +130,7 @@ export class OpenImage {
       {
         onCacheError: (err) => this.log.warn({ err }, 'chunk cache write failed; the read goes on'),
         onChunksRead: recorder !== undefined
-          ? (layer, path, rows) => recorder.record(layer.digest, path.replace(/^(\.?\/)+/, ''), rows)
+          ? (layer, path, rows) => recorder.record(layer.digest, path, rows)
           : undefined,
         onFetched: (layer, bytes, job) => this.progress.fetched(layer.digest, bytes, PRIORITY_NAMES[job.priority], job.ms),
         onError: (layer, err, background) => {

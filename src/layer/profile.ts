@@ -182,14 +182,17 @@ export class ProfileRecorder {
     private readonly onError: (err: unknown) => void,
   ) {}
 
-  /** The chunks a read touched; those read before in this process are skipped. */
+  /**
+   * The chunks a read touched; those read before in this process are skipped. Called on
+   * every read: the path is made relative (`./a`, `/a` → `a`) only for a chunk seen first.
+   */
   record(layer: string, path: string, chunks: readonly ChunkRow[]): void {
     for (const chunk of chunks) {
       if (this.seen.size >= MAX_ENTRIES) return;
       const key = `${layer}\0${path}\0${chunk.chunk_offset}`;
       if (this.seen.has(key)) continue;
       this.seen.add(key);
-      this.pending.push({ layer, path, chunk });
+      this.pending.push({ layer, path: path.replace(/^(\.?\/)+/, ''), chunk });
     }
     if (this.pending.length > 0) this.timer ??= setTimeout(() => this.flush(), FLUSH_MS).unref();
   }

@@ -17,7 +17,7 @@ describe('access profile', () => {
     const rec = new ProfileRecorder(store, 'img', (err) => assert.fail(String(err)));
     rec.record('L', 'bin/app', [chunk(1000, 4096)]);
     rec.record('L', 'lib/a.so', [chunk(50)]);
-    rec.record('L', 'bin/app', [chunk(1000, 4096), chunk(900, 0)]);
+    rec.record('L', './bin/app', [chunk(1000, 4096), chunk(900, 0)]);
     rec.flush();
     rec.record('L', 'bin/app', [chunk(900, 0)]);
     rec.flush();
