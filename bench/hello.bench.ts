@@ -188,7 +188,10 @@ try {
             const ref = `${proxy.host}/bench/${s.image}:${tag}`;
             if (learnFirst) {
               // An earlier run on this machine recorded the profile; its chunks are gone.
-              await cli(['--root', root, '--plain-http', 'mount', '--daemon', '--no-background-fetch', `${reg.host}/bench/${s.image}:${tag}`, mnt]);
+              // Under the same reference, as a user runs an image again: meta.db then
+              // knows which image the reference named, and the first learned request
+              // goes out with the manifest's (layer/early-fetch.ts).
+              await cli(['--root', root, '--plain-http', 'mount', '--daemon', '--no-background-fetch', ref, mnt]);
               try {
                 const [cmd, args] = s.cmd(mnt);
                 await sh(cmd, args, { quiet: true });
