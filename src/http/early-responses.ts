@@ -9,6 +9,8 @@
 // ahead) gets its bytes as they arrive, as from its own request.
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
+import { rangesHeader, byteRange } from './api-paths.js';
+import { ByterangesSplitter, type Extent, type PartSink } from './ranges.js';
 
 export interface EarlyResponse {
   readonly status: number;
@@ -21,41 +23,58 @@ export interface EarlyResponse {
   body(): AsyncIterable<Buffer>;
 }
 
-/** Collects a response's body while it arrives; any number of readers follow it from the start. */
+/** A body kept as it arrives, which any number of readers follow from its start. */
+class Arriving implements PartSink {
+  private readonly parts: Buffer[] = [];
+  private ended = false;
+  private failed: Error | undefined;
+  private readonly waiting = new Set<() => void>();
+
+  push(b: Buffer): void {
+    this.parts.push(b);
+    this.wake();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.wake();
+  }
+
+  /** Cut off: a reader past what came gets `err` (an ended body stays whole). */
+  fail(err: Error): void {
+    if (this.ended) return;
+    this.failed ??= err;
+    this.wake();
+  }
+
+  private wake(): void {
+    for (const w of this.waiting) w();
+    this.waiting.clear();
+  }
+
+  readonly body = (): AsyncIterable<Buffer> => {
+    const self = this;
+    return (async function* (): AsyncGenerator<Buffer> {
+      for (let i = 0; ; ) {
+        while (i < self.parts.length) yield self.parts[i++] as Buffer;
+        if (self.failed !== undefined) throw self.failed;
+        if (self.ended) return;
+        await new Promise<void>((resolve) => self.waiting.add(resolve));
+      }
+    })();
+  };
+}
+
+/** Collects a response's body while it arrives. */
 function collect(res: import('node:http').IncomingMessage): () => AsyncIterable<Buffer> {
-  const parts: Buffer[] = [];
-  let ended = false;
-  let failed: Error | undefined;
-  const waiting = new Set<() => void>();
-  const wake = (): void => {
-    for (const w of waiting) w();
-    waiting.clear();
-  };
-  res.on('data', (b: Buffer) => {
-    parts.push(b);
-    wake();
-  });
-  res.on('end', () => {
-    ended = true;
-    wake();
-  });
-  const fail = (err: Error): void => {
-    failed ??= err;
-    wake();
-  };
-  res.on('error', fail);
-  res.on('aborted', () => fail(new Error('the early response was cut off')));
-  res.on('close', () => {
-    if (!ended) fail(new Error('the early response was cut off'));
-  });
-  return async function* body(): AsyncGenerator<Buffer> {
-    for (let i = 0; ; ) {
-      while (i < parts.length) yield parts[i++] as Buffer;
-      if (failed !== undefined) throw failed;
-      if (ended) return;
-      await new Promise<void>((resolve) => waiting.add(resolve));
-    }
-  };
+  const a = new Arriving();
+  const cut = (): void => a.fail(new Error('the early response was cut off'));
+  res.on('data', (b: Buffer) => a.push(b));
+  res.on('end', () => a.end());
+  res.on('error', (err: Error) => a.fail(err));
+  res.on('aborted', cut);
+  res.on('close', cut);
+  return a.body;
 }
 
 /** Resolves when an early response's body has all arrived (or failed). */
@@ -96,6 +115,35 @@ function agentFor(protocol: string): HttpAgent {
 }
 const keyOf = (url: string, range: string | undefined): string => `${url} ${range ?? ''}`;
 
+interface Sent {
+  readonly answer: Promise<EarlyResponse | undefined>;
+  /** Stops the transfer (or the request, before it is sent). */
+  cancel(): void;
+}
+
+/** A GET sent now, or once `after` has settled (not at all if cancelled meanwhile). */
+function start(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void, after?: Promise<unknown>): Sent {
+  let cancelled = false;
+  let cancel = (): void => void (cancelled = true);
+  const go = (): Promise<EarlyResponse | undefined> => {
+    if (!cancelled) return send(url, headers, onSent, (stop) => (cancel = stop));
+    onSent?.();
+    return Promise.resolve(undefined);
+  };
+  return { answer: after === undefined ? go() : after.then(go, go), cancel: () => cancel() };
+}
+
+/** Keeps an answer for takeEarly under the request it answers, for KEEP_MS at most. */
+function keep(url: URL, range: string | undefined, entry: Sent): void {
+  const key = keyOf(url.href, range);
+  kept.set(key, entry);
+  setTimeout(() => {
+    if (kept.get(key) !== entry) return;
+    kept.delete(key);
+    entry.cancel();
+  }, KEEP_MS).unref();
+}
+
 /**
  * Sends a GET now, or once `after` has settled; its 200/206 answer waits for takeEarly,
  * resolved when its headers are in. Resolves undefined for anything else. `onSent` is
@@ -106,23 +154,90 @@ const keyOf = (url: string, range: string | undefined): string => `${url} ${rang
 export function sendEarly(
   url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void, after?: Promise<unknown>,
 ): Promise<EarlyResponse | undefined> {
-  let cancelled = false;
-  let cancel = (): void => void (cancelled = true);
-  const go = (): Promise<EarlyResponse | undefined> => {
-    if (!cancelled) return send(url, headers, onSent, (stop) => (cancel = stop));
-    onSent?.();
-    return Promise.resolve(undefined);
+  const sent = start(url, headers, onSent, after);
+  keep(url, headers['range'], sent);
+  return sent.answer;
+}
+
+/** Sends a GET for one extent on its own, as the fallback of sendEarlyParts. */
+export type SendAlone = (range: string, after?: Promise<unknown>) => Promise<EarlyResponse | undefined>;
+
+/**
+ * Several extents of one blob in one request (a multi-range GET), each kept as the answer
+ * to its own single-range GET: the registry client takes a part as if it had been sent
+ * alone, its bytes streaming as they come. One request, one round trip, and the parts
+ * follow each other on the link in the order given, where separate requests would share
+ * it or leave it idle between them. A registry that answers otherwise (the whole blob, a
+ * single range, an error) has that answer stopped; `alone(i, send)` then asks for extent
+ * i by itself, called in extent order. Resolves once the request is on the wire.
+ */
+export function sendEarlyParts(
+  url: URL, extents: readonly Extent[], alone: (i: number, send: SendAlone) => Promise<EarlyResponse | undefined>,
+): Promise<void> {
+  let sent!: () => void;
+  const onWire = new Promise<void>((resolve) => (sent = resolve));
+  const whole = start(url, { range: rangesHeader(extents) }, sent);
+  const parts = extents.map(() => {
+    let resolve!: (r: EarlyResponse | undefined | Promise<EarlyResponse | undefined>) => void;
+    const answer = new Promise<EarlyResponse | undefined>((r) => (resolve = r));
+    return { answer, resolve, given: false, cancelled: false, fallbacks: [] as Sent[] };
+  });
+  let fellBack = false;
+  const fallBack = (): void => {
+    if (fellBack) return;
+    fellBack = true;
+    parts.forEach((p, i) => {
+      if (p.given) return;
+      p.given = true;
+      p.resolve(p.cancelled ? undefined : alone(i, (range, after) => {
+        const f = start(url, { range }, undefined, after);
+        p.fallbacks.push(f);
+        return f.answer;
+      }));
+    });
   };
-  const answer = after === undefined ? go() : after.then(go, go);
-  const key = keyOf(url.href, headers['range']);
-  const entry = { answer, cancel: () => cancel() };
-  kept.set(key, entry);
-  setTimeout(() => {
-    if (kept.get(key) !== entry) return;
-    kept.delete(key);
-    entry.cancel();
-  }, KEEP_MS).unref();
-  return answer;
+  void whole.answer.then(async (r) => {
+    const ct = r?.headers['content-type'] ?? '';
+    if (r === undefined || r.status !== 206 || !/^multipart\/byteranges/i.test(ct)) {
+      whole.cancel();
+      fallBack();
+      return;
+    }
+    const bodies: Arriving[] = [];
+    const splitter = new ByterangesSplitter(ct, (e) => {
+      const i = extents.findIndex((x) => x.offset === e.offset && x.length === e.length);
+      const p = parts[i];
+      if (p === undefined || p.given) return undefined;
+      const body = new Arriving();
+      bodies.push(body);
+      p.given = true;
+      const total = /\/([0-9]+)\s*$/.exec(String(r.headers['content-range'] ?? ''))?.[1] ?? '*';
+      p.resolve({
+        status: 206,
+        headers: { 'content-length': String(e.length), 'content-range': `bytes ${e.offset}-${e.offset + e.length - 1}/${total}` },
+        body: body.body,
+      });
+      return body;
+    });
+    try {
+      for await (const b of r.body()) splitter.push(b);
+    } catch (err) {
+      for (const b of bodies) b.fail(err as Error);
+    }
+    // Parts the answer did not hold are asked for alone.
+    fallBack();
+  });
+  parts.forEach((p, i) => {
+    keep(url, byteRange((extents[i] as Extent).offset, (extents[i] as Extent).length), {
+      answer: p.answer,
+      cancel: () => {
+        p.cancelled = true;
+        if (parts.every((x) => x.cancelled)) whole.cancel();
+        for (const f of p.fallbacks) f.cancel();
+      },
+    });
+  });
+  return onWire;
 }
 
 function send(

@@ -38,12 +38,20 @@ export interface Part {
   readonly data: Buffer;
 }
 
-/** The boundary a multipart/byteranges Content-Type names. */
-function boundaryOf(contentType: string): Buffer {
+/** The delimiter (`--` and the boundary) a multipart/byteranges Content-Type names. */
+export function boundaryOf(contentType: string): Buffer {
   const m = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
   const boundary = m?.[1] ?? m?.[2];
   if (boundary === undefined) throw new Error('multipart answer without a boundary');
   return Buffer.from(`--${boundary}`);
+}
+
+/** Where a multipart/byteranges part's bytes lie in the blob, from its headers. */
+export function partExtent(headers: string): Extent {
+  const cr = /content-range:\s*bytes (\d+)-(\d+)\/(\d+|\*)/i.exec(headers);
+  if (cr === null) throw new Error('multipart part without a Content-Range');
+  const offset = Number(cr[1]);
+  return { offset, length: Number(cr[2]) - offset + 1 };
 }
 
 /**
@@ -89,11 +97,7 @@ export class ByterangesReader {
       }
       const headerEnd = prefix.indexOf('\r\n\r\n', after);
       if (headerEnd < 0) break;
-      const headers = prefix.toString('latin1', after, headerEnd);
-      const cr = /content-range:\s*bytes (\d+)-(\d+)\/(\d+|\*)/i.exec(headers);
-      if (cr === null) throw new Error('multipart part without a Content-Range');
-      const offset = Number(cr[1]);
-      const length = Number(cr[2]) - offset + 1;
+      const { offset, length } = partExtent(prefix.toString('latin1', after, headerEnd));
       const start = headerEnd + 4;
       if (start + length > prefix.length) break;
       parts.push({ offset, data: prefix.subarray(start, start + length) });
@@ -123,4 +127,71 @@ export function extract(extents: readonly Extent[], parts: readonly Part[]): Buf
     out.push(part.data.subarray(e.offset - part.offset, e.offset - part.offset + e.length));
   }
   return out;
+}
+
+/** Where a part's bytes go as they arrive. */
+export interface PartSink {
+  push(data: Buffer): void;
+  end(): void;
+}
+
+/**
+ * Splits a multipart/byteranges body into its parts while it arrives: a part's headers
+ * name its extent to `onPart`, whose sink then gets the part's bytes (views of the pieces
+ * pushed, not copies) as they come, and is ended once its last byte is in. A part
+ * `onPart` has no sink for is skipped.
+ */
+export class ByterangesSplitter {
+  private readonly delim: Buffer;
+  /** Bytes between parts not yet read as a delimiter and headers. */
+  private pending: Buffer = Buffer.alloc(0);
+  private part: { sink: PartSink | undefined; left: number } | undefined;
+  private closed = false;
+
+  constructor(contentType: string, private readonly onPart: (extent: Extent) => PartSink | undefined) {
+    this.delim = boundaryOf(contentType);
+  }
+
+  /** Whether the closing delimiter has been read. */
+  get complete(): boolean {
+    return this.closed;
+  }
+
+  push(data: Buffer): void {
+    let rest = data;
+    while (rest.length > 0 && !this.closed) {
+      if (this.part !== undefined) {
+        const n = Math.min(this.part.left, rest.length);
+        this.part.sink?.push(rest.subarray(0, n));
+        this.part.left -= n;
+        rest = rest.subarray(n);
+        if (this.part.left === 0) {
+          this.part.sink?.end();
+          this.part = undefined;
+        }
+        continue;
+      }
+      const text = this.pending.length === 0 ? rest : Buffer.concat([this.pending, rest]);
+      rest = Buffer.alloc(0);
+      const p = text.indexOf(this.delim);
+      const after = p + this.delim.length;
+      const headerEnd = p < 0 ? -1 : text.indexOf('\r\n\r\n', after);
+      if (p >= 0 && text.length >= after + 2 && text[after] === 0x2d && text[after + 1] === 0x2d) {
+        this.closed = true;
+      } else if (headerEnd < 0) {
+        // Headers are a few lines; more than this between parts is not multipart/byteranges.
+        if (text.length > 16 << 10) throw new Error('multipart answer without a part header');
+        this.pending = text;
+      } else {
+        const extent = partExtent(text.toString('latin1', after, headerEnd));
+        this.part = { sink: this.onPart(extent), left: extent.length };
+        this.pending = Buffer.alloc(0);
+        rest = text.subarray(headerEnd + 4);
+        if (extent.length === 0) {
+          this.part.sink?.end();
+          this.part = undefined;
+        }
+      }
+    }
+  }
 }

@@ -2,8 +2,10 @@
 // load (http/early-responses.ts says why and how they are used): the manifest by the
 // reference given and, when that is an image manifest, the TOC tail of each layer not
 // indexed yet, exactly as toc/toc-reader.ts will ask for it (from the TOC offset hint
-// when the layer has one), then, as that arrives, the landmark region of a layer whose
-// annotations give its size (layer/blob-head.ts asks for exactly that range). And the
+// when the layer has one), and the landmark region of a layer whose annotations give its
+// size (layer/blob-head.ts asks for exactly that range) right behind it, in the same
+// request: sent after the TOC's first bytes, its own request left the link idle for 15 ms
+// at 20 ms per request, the TOC being shorter than a round trip. And the
 // first request of the learned prefetch (learned-plan.ts), when meta.db keeps a profile
 // of the image: at 20 ms per request it used to leave 85 ms after the manifest's answer,
 // behind the CLI's start and the mount. It goes with the manifest's request, for the
@@ -15,7 +17,7 @@ import type { EarlyResponse } from '../http/early-responses.js';
 import { MANIFEST_ACCEPT } from '../http/media-types.js';
 import { blobPath, byteRange, manifestPath } from '../http/api-paths.js';
 import { parseImageRef } from '../http/reference.js';
-import { dropEarly, earlyBody, sendEarly } from '../http/early-responses.js';
+import { dropEarly, earlyBody, sendEarly, sendEarlyParts } from '../http/early-responses.js';
 import { prefetchSizeHint, tocOffsetHint } from '../toc/blob.js';
 import { tocTailExtent, type TocReadOptions } from '../toc/toc-reader.js';
 import { indexedLayerDigests, peekMetaDb } from '../toc/inode-db.js';
@@ -105,12 +107,28 @@ export function startEarlyFetch(target: EarlyFetchTarget): Promise<void> {
       if (indexed.has(l.digest)) continue;
       const { offset, length } = tocTailExtent(l.size, tocOffsetHint(l.annotations), target.toc);
       const blob = new URL(blobPath(ref.repository, l.digest), origin);
-      const sentAt = performance.now();
-      const toc = sendEarly(blob, { range: byteRange(offset, length) });
       const hint = prefetchSizeHint(l.annotations);
-      if (target.prefetch && hint !== undefined) {
-        const due = toc.then(async (r) => (r !== undefined ? nearEnd(r, length, sentAt) : 0));
-        void sendEarly(blob, { range: byteRange(0, headLength(hint, l.size)) }, undefined, due);
+      const head = target.prefetch && hint !== undefined ? headLength(hint, l.size) : 0;
+      if (head === 0) {
+        void sendEarly(blob, { range: byteRange(offset, length) });
+      } else if (head > offset) {
+        // They overlap (a small layer, all of it prioritized): the TOC's answer ends where the region starts to be needed.
+        void sendEarly(blob, { range: byteRange(offset, length) });
+        void sendEarly(blob, { range: byteRange(0, head) });
+      } else {
+        // The TOC, then the region right behind it, in one request. Should the registry
+        // not serve that, the TOC alone, and the region once the TOC's rest would be in
+        // before the region's first byte could be.
+        let toc: { answer: Promise<EarlyResponse | undefined>; sentAt: number } | undefined;
+        void sendEarlyParts(blob, [{ offset, length }, { offset: 0, length: head }], (i, send) => {
+          if (i === 0) {
+            toc = { answer: send(byteRange(offset, length)), sentAt: performance.now() };
+            return toc.answer;
+          }
+          const t = toc;
+          const due = t === undefined ? undefined : t.answer.then(async (r) => (r !== undefined ? nearEnd(r, length, t.sentAt) : 0));
+          return send(byteRange(0, head), due);
+        });
       }
     }
   });

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import type { BlobReader } from '../toc/blob.js';
 import type { ChunkRow, LayerRow } from '../toc/inode-db.js';
-import { decompressPrefix, type Compression } from '../toc/codec.js';
+import { decompressPrefix, GunzipAsItComes, STREAM_MIN_BYTES, type Compression } from '../toc/codec.js';
 
 export interface Member {
   readonly start: number;
@@ -87,7 +87,9 @@ export function spanBytes(members: readonly Member[], gap: number): number {
  * or parallel ones. `arrived(i, bytes)` is told of each member whose bytes are in, as soon
  * as they are (a single range streams), and at the latest when its request completes.
  */
-async function readMembers(blob: BlobReader, members: readonly Member[], gap: Grouping, sink: FetchSink, arrived: (i: number, comp: Buffer) => void): Promise<void> {
+async function readMembers(
+  blob: BlobReader, members: readonly Member[], gap: Grouping, sink: FetchSink, arrived: (i: number, comp: Buffer) => void, arriving?: (i: number, got: Buffer) => void,
+): Promise<void> {
   const inOrder = gap === IN_ORDER;
   const spans: Array<{ start: number; end: number; first: number; last: number }> = [];
   members.forEach((m, i) => {
@@ -122,6 +124,10 @@ async function readMembers(blob: BlobReader, members: readonly Member[], gap: Gr
         for (let m = members[next]; next <= s.last && m !== undefined && m.end - s.start <= prefix.length; m = members[++next]) {
           arrived(next, prefix.subarray(m.start - s.start, m.end - s.start));
         }
+        const m = members[next];
+        if (arriving !== undefined && next <= s.last && m !== undefined && prefix.length > m.start - s.start) {
+          arriving(next, prefix.subarray(m.start - s.start));
+        }
       });
     }));
     sink.fetched(spans.length, bytes, performance.now() - t0);
@@ -149,33 +155,63 @@ export async function fetchMembers(
   decoded?: (i: number, m: DecodedMember) => void, defer?: (task: () => void) => void,
 ): Promise<DecodedMember[]> {
   const out: Array<Promise<DecodedMember> | undefined> = new Array<Promise<DecodedMember> | undefined>(members.length);
+  // Large gzip members start inflating while their bytes arrive (GunzipAsItComes); `fed`
+  // is how many of a member's bytes its stream has had.
+  const inflating = new Map<number, { g: GunzipAsItComes; fed: number }>();
+  const feed = (i: number, got: Buffer): void => {
+    const m = members[i] as Member;
+    if (out[i] !== undefined || layer.compression !== 'gzip' || m.end - m.start <= STREAM_MIN_BYTES) return;
+    let f = inflating.get(i);
+    if (f === undefined) {
+      f = { g: new GunzipAsItComes(memberNeed(m)), fed: 0 };
+      inflating.set(i, f);
+    }
+    // A retried request's prefix starts over with the same bytes: only what is new goes in.
+    const upTo = Math.min(got.length, m.end - m.start);
+    if (upTo > f.fed) {
+      f.g.write(got.subarray(f.fed, upTo));
+      f.fed = upTo;
+    }
+  };
   // A member is decoded once, from the first complete copy of its bytes (a retried request
   // brings the same bytes again).
   const arrived = (i: number, comp: Buffer): void => {
     if (out[i] !== undefined) return;
+    let inflated: Promise<Buffer> | undefined;
+    const f = inflating.get(i);
+    if (f !== undefined) {
+      f.g.write(comp.subarray(f.fed));
+      inflating.delete(i);
+      inflated = f.g.end();
+    }
     const decode = (): Promise<DecodedMember> =>
-      decodeMember(layer, members[i] as Member, comp, sink).then((d) => {
+      decodeMember(layer, members[i] as Member, comp, sink, inflated).then((d) => {
         decoded?.(i, d);
         return d;
       });
     out[i] = defer === undefined ? decode() : new Promise((resolve) => defer(() => resolve(decode())));
   };
   try {
-    await readMembers(blob, members, gap, sink, arrived);
+    await readMembers(blob, members, gap, sink, arrived, feed);
   } finally {
+    for (const f of inflating.values()) f.g.abandon();
     // Decodes started from a streamed prefix are finished (and cached) even when the rest failed.
     await Promise.allSettled(out.filter((p) => p !== undefined));
   }
   return Promise.all(out as Array<Promise<DecodedMember>>);
 }
 
-async function decodeMember(layer: LayerRow, m: Member, comp: Buffer, sink: FetchSink): Promise<DecodedMember> {
+/** How much of a member's inflated bytes its chunks need. */
+const memberNeed = (m: Member): number => Math.max(...m.chunks.map((c) => c.inner_offset + c.chunk_size));
+
+/** Decodes and verifies a member's chunks; `inflated`, when given, is its bytes inflated already as they came. */
+async function decodeMember(layer: LayerRow, m: Member, comp: Buffer, sink: FetchSink, inflated?: Promise<Buffer>): Promise<DecodedMember> {
   const ok = new Map<string, Buffer>();
   const failed = new Map<string, ChunkFailure>();
-  const need = Math.max(...m.chunks.map((c) => c.inner_offset + c.chunk_size));
+  const need = memberNeed(m);
   let plain: Buffer;
   try {
-    plain = await decompressPrefix(layer.compression as Compression, comp, need);
+    plain = await (inflated ?? decompressPrefix(layer.compression as Compression, comp, need));
   } catch (err) {
     const message = `the member at blob bytes ${m.start}–${m.end} does not decompress: ${(err as Error).message}`;
     for (const c of m.chunks) failed.set(chunkKey(layer.id, c), { kind: 'decode', message });

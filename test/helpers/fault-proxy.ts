@@ -143,9 +143,17 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
         }
         sent += chunk.length;
         if (isBlob) stats.blobBytes += chunk.length;
-        res.write(chunk);
+        // Read upstream only as fast as the client takes it, as a registry sends.
+        if (!res.write(chunk)) {
+          ur.pause();
+          res.once('drain', () => ur.resume());
+        }
       });
       ur.on('end', () => res.end(fault?.kind === 'overlong' ? Buffer.alloc(fault.extra, 0x41) : undefined));
+      // A client that hangs up stops the transfer, as at a registry: what was sent is what was counted.
+      res.on('close', () => {
+        if (!res.writableFinished) ur.destroy();
+      });
     });
     up.on('error', () => res.destroy());
     req.pipe(up);

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ByterangesReader, coalesce, extract, parseByteranges } from '../../src/http/ranges.js';
+import { ByterangesReader, ByterangesSplitter, coalesce, extract, parseByteranges } from '../../src/http/ranges.js';
 
 describe('range arithmetic', () => {
   const table: Array<[string, Array<[number, number]>, number, Array<[number, number, number[]]>]> = [
@@ -51,5 +51,47 @@ describe('range arithmetic', () => {
     // Another buffer (a retried request) starts over.
     const again = Buffer.from(body);
     assert.deepEqual(reader.feed(again.subarray(0, firstEnd)).map((p) => p.offset), [5]);
+  });
+
+  describe('splitting a multipart/byteranges body as it arrives', () => {
+    const data = Buffer.from('--B\r\nabc'); // looks like a boundary inside the data
+    const body = Buffer.concat([
+      Buffer.from('--B\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes 5-12/100\r\n\r\n'), data,
+      Buffer.from('\r\n--B\r\nContent-Range: bytes 20-21/100\r\n\r\n'), Buffer.from('xy'),
+      Buffer.from('\r\n--B\r\nContent-Range: bytes 90-99/100\r\n\r\n'), Buffer.from('0123456789'),
+      Buffer.from('\r\n--B--\r\n'),
+    ]);
+    /** The parts as each sink saw them, and in what order things happened, with the body pushed in pieces of `step` bytes. */
+    function split(step: number, skip: number[] = []): { parts: Array<[number, string, boolean]>; complete: boolean } {
+      const parts: Array<[number, string, boolean]> = [];
+      const s = new ByterangesSplitter('multipart/byteranges; boundary=B', (e) => {
+        if (skip.includes(e.offset)) return undefined;
+        const got: [number, string, boolean] = [e.offset, '', false];
+        parts.push(got);
+        return { push: (b) => void (got[1] += b.toString('latin1')), end: () => void (got[2] = true) };
+      });
+      for (let at = 0; at < body.length; at += step) s.push(body.subarray(at, at + step));
+      return { parts, complete: s.complete };
+    }
+    for (const step of [1, 2, 3, 7, 16, 1000]) {
+      it(`in pieces of ${step} bytes: each part whole, once, ended, in order`, () => {
+        assert.deepEqual(split(step), { parts: [[5, '--B\r\nabc', true], [20, 'xy', true], [90, '0123456789', true]], complete: true });
+      });
+    }
+    it('a part without a sink is skipped, the next still found', () => {
+      assert.deepEqual(split(5, [20]).parts, [[5, '--B\r\nabc', true], [90, '0123456789', true]]);
+    });
+    it('a part is handed on as its bytes come, before its last', () => {
+      const seen: string[] = [];
+      const s = new ByterangesSplitter('multipart/byteranges; boundary=B', () => ({ push: (b) => void seen.push(b.toString('latin1')), end: () => void seen.push('end') }));
+      s.push(body.subarray(0, body.indexOf('abc') + 1));
+      assert.deepEqual(seen, ['--B\r\na']);
+    });
+    it('a body that is not multipart is an error, not data', () => {
+      const s = new ByterangesSplitter('multipart/byteranges; boundary=B', () => undefined);
+      assert.throws(() => s.push(Buffer.alloc(20_000, 0x41)), /without a part header/);
+      const t = new ByterangesSplitter('multipart/byteranges; boundary=B', () => undefined);
+      assert.throws(() => t.push(Buffer.from('--B\r\nContent-Type: x\r\n\r\n')), /without a Content-Range/);
+    });
   });
 });

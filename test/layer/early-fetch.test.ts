@@ -1,10 +1,13 @@
 // A mount's early requests (layer/early-fetch.ts) on an emulated network: the bench's
 // shaping proxy (a round trip per request, one shared link) in front of the real
-// registry, and the CLI as people run it: the landmark region is asked for once, after
-// the TOC's first bytes, and its early answer is used. When exactly (`nearEnd`): once
-// the rest of the TOC would be in before the region's first byte could be, so the TOC's
-// bytes travel alone and the link does not idle between the two. On a clock of the
-// test's: in a server loading its CLI, the TOC's bytes are seen late and all at once.
+// registry, and the CLI as people run it: the TOC and the landmark region go in one
+// request, TOC first, and each part is used as the answer to its own request. A registry
+// that answers with the whole blob instead (the fault proxy) has them asked for alone.
+// When the region is then asked for (`nearEnd`): once the rest of the TOC would be in
+// before the region's first byte could be, so the TOC's bytes travel alone and the link
+// does not idle between the two. On a clock of the test's: in a server loading its CLI,
+// the TOC's bytes are seen late and all at once.
+import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
@@ -23,37 +26,81 @@ import { forceUnmount } from '../helpers/mount.js';
 import { bytes, rng } from '../helpers/random.js';
 
 describe('early fetch', () => {
-  it('asks for the landmark region once, after the TOC\'s first bytes, and uses the answer', { timeout: 60_000 }, async () => {
-    // 3,000 entries: a TOC of some 100 KB compressed, 40 ms on a 20 Mbit/s link.
-    const specs: Spec[] = [{ name: 'first.bin', body: bytes(rng(3), 256 << 10) }];
+  /** An image whose one layer has a landmark region (first.bin) and a TOC of some 100 KB. */
+  const withRegion = (repository: string, extra: Spec[] = []): ReturnType<typeof serveImage> => {
+    const specs: Spec[] = [{ name: 'first.bin', body: bytes(rng(3), 256 << 10) }, ...extra];
     for (let i = 0; i < 3000; i++) specs.push({ name: `d${i % 30}/file-${i}.txt`, body: `file ${i}\n` });
-    const served = await serveImage('early/region', [entries(specs)], { prioritized: ['first.bin'], hints: true });
+    return serveImage(repository, [entries(specs)], { prioritized: ['first.bin'], hints: true });
+  };
+  /** Mounts `ref` with debug logs; the lines of its log about early answers, and the server's pid. */
+  async function mountLogged(dir: string, ref: string, mnt: string): Promise<{ log: string[]; pid: number }> {
+    const r = await runCli(['--root', join(dir, 'root'), '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-learned-prefetch', '--no-background-fetch', ref, mnt]);
+    assert.equal(r.code, 0, r.stderr);
+    const logFile = /log (.+)\)/.exec(r.stderr)?.[1] as string;
+    // The region is taken by the landmark prefetch, which may start after "ready".
+    let log: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      log = readFileSync(logFile, 'utf8').split('\n').filter((l) => /sent early/.test(l));
+      if (log.some((l) => l.includes('"range":"bytes=0-'))) break;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    return { log, pid: Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]) };
+  }
+
+  it('asks for the TOC and the landmark region in one request, TOC first, and uses both parts', { timeout: 60_000 }, async () => {
+    const served = await withRegion('early/region');
     const net = await startShapingProxy(served.reg.host, { name: 'test', rttMs: 20, bitsPerSecond: 20e6 });
     const mnt = join(served.dir, 'mnt');
     mkdirSync(mnt, { recursive: true });
     let pid: number | undefined;
     try {
-      const ref = `${net.host}/early/region:v1`;
-      const r = await runCli(['--root', join(served.dir, 'root'), '--plain-http', '--log-level', 'debug', 'mount', '--daemon', '--no-learned-prefetch', '--no-background-fetch', ref, mnt]);
-      assert.equal(r.code, 0, r.stderr);
-      pid = Number(/pid ([0-9]+)/.exec(r.stderr)?.[1]);
-      // The region's request may still be on its way to the proxy when the mount is ready.
-      const regionSeen = (): boolean => net.seen.some((s) => s.range?.startsWith('bytes=0-') === true && s.ended !== undefined);
-      for (let i = 0; i < 200 && !regionSeen(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+      const m = await mountLogged(served.dir, `${net.host}/early/region:v1`, mnt);
+      pid = m.pid;
       const blobs = net.seen.filter((s) => s.path.includes('/blobs/'));
-      const toc = blobs[0];
-      const region = blobs.find((s) => s.range?.startsWith('bytes=0-') === true);
-      const log = readFileSync(/log (.+)\)/.exec(r.stderr)?.[1] as string, 'utf8').split('\n').filter((l) => /early/.test(l));
-      const said = `${blobs.map((s) => `${s.range} at ${s.arrived.toFixed(0)}–${s.ended?.toFixed(0)}`).join(', ')}\n${log.join('\n')}`;
-      assert.ok(toc?.ended !== undefined && region !== undefined, said);
-      // The TOC's own round trip is 20 ms: its first byte leaves 20 ms after it arrived.
-      assert.ok(region.arrived > toc.arrived + 20, `the region was asked for before the TOC's first byte: ${said}`);
-      assert.equal(log.filter((l) => l.includes(`"range":"${region.range}"`)).length, 1, `the region's early answer was used: ${said}`);
-      assert.equal(blobs.filter((s) => s === region || s.range === region.range).length, 1, `the region was asked for once: ${said}`);
+      const said = `${blobs.map((s) => `${s.range} at ${s.arrived.toFixed(0)}–${s.ended?.toFixed(0)}`).join(', ')}\n${m.log.join('\n')}`;
+      assert.equal(blobs.length, 1, `one blob request: ${said}`);
+      const [toc, region] = (blobs[0]?.range ?? '').slice('bytes='.length).split(',');
+      assert.ok(toc !== undefined && region?.startsWith('0-') === true && Number(toc.split('-')[0]) > Number(region.split('-')[1]), `the TOC's range, then the region's: ${said}`);
+      // Each part was taken as the answer to its own single-range request.
+      assert.equal(m.log.filter((l) => l.includes(`"range":"bytes=${toc}"`)).length, 1, `the TOC part was used: ${said}`);
+      assert.equal(m.log.filter((l) => l.includes(`"range":"bytes=${region}"`)).length, 1, `the region part was used: ${said}`);
+      const first = bytes(rng(3), 256 << 10);
+      assert.ok((await readFile(join(mnt, 'first.bin'))).equals(first));
     } finally {
       const u = await runCli(['unmount', mnt]);
       if (u.code !== 0) forceUnmount(mnt, pid);
       await net.stop();
+      await served.stop();
+    }
+  });
+
+  it('a registry that answers a multi-range request with the whole blob: that answer is stopped, TOC and region are asked for alone', { timeout: 60_000 }, async () => {
+    // 32 MiB that do not compress: more than the socket buffers hold, so that stopping shows.
+    const served = await withRegion('early/whole', [{ name: 'big.bin', body: randomBytes(32 << 20) }]);
+    const mnt = join(served.dir, 'mnt');
+    mkdirSync(mnt, { recursive: true });
+    let pid: number | undefined;
+    try {
+      served.proxy.reset();
+      served.proxy.inject({ kind: 'ignore-range' }, 1, /\/blobs\//, { range: /,/ });
+      const m = await mountLogged(served.dir, served.ref, mnt);
+      pid = m.pid;
+      const ranges = served.proxy.stats.ranges;
+      const said = `${ranges.join(' | ')}\n${m.log.join('\n')}`;
+      assert.equal(served.proxy.stats.faults, 1, said);
+      assert.ok(ranges[0]?.includes(',') === true, `the multi-range request went first: ${said}`);
+      const [toc, region] = (ranges[0] ?? '').slice('bytes='.length).split(',');
+      assert.ok(ranges.includes(`bytes=${toc}`) && ranges.includes(`bytes=${region}`), `then each alone: ${said}`);
+      assert.ok(m.log.some((l) => l.includes(`"range":"bytes=${toc}"`)) && m.log.some((l) => l.includes(`"range":"bytes=${region}"`)), `both were used: ${said}`);
+      // The whole blob's answer was stopped, not read to its end (the TOC's tail ends the blob).
+      const size = Number(toc?.split('-')[1]) + 1;
+      const len = (r: string | undefined): number => Number(r?.split('-')[1]) - Number(r?.split('-')[0]) + 1;
+      const whole = served.proxy.stats.blobBytes - len(toc) - len(region);
+      assert.ok(whole < size, `${whole} bytes of the ${size}-byte blob sent whole`);
+      assert.ok((await readFile(join(mnt, 'first.bin'))).equals(bytes(rng(3), 256 << 10)));
+    } finally {
+      const u = await runCli(['unmount', mnt]);
+      if (u.code !== 0) forceUnmount(mnt, pid);
       await served.stop();
     }
   });
