@@ -52,17 +52,17 @@ class Arriving implements PartSink {
     this.waiting.clear();
   }
 
-  readonly body = (): AsyncIterable<Buffer> => {
-    const self = this;
-    return (async function* (): AsyncGenerator<Buffer> {
-      for (let i = 0; ; ) {
-        while (i < self.parts.length) yield self.parts[i++] as Buffer;
-        if (self.failed !== undefined) throw self.failed;
-        if (self.ended) return;
-        await new Promise<void>((resolve) => self.waiting.add(resolve));
-      }
-    })();
-  };
+  private async *read(): AsyncGenerator<Buffer> {
+    for (let i = 0; ; ) {
+      while (i < this.parts.length) yield this.parts[i++] as Buffer;
+      if (this.failed !== undefined) throw this.failed;
+      if (this.ended) return;
+      await new Promise<void>((resolve) => this.waiting.add(resolve));
+    }
+  }
+
+  /** The body from its first byte, as it arrives (each call reads it from the start). */
+  readonly body = (): AsyncIterable<Buffer> => this.read();
 }
 
 /** Collects a response's body while it arrives. */
