@@ -200,8 +200,10 @@ export function cpuTimes(stat?: string): { idle: number; total: number } | undef
 /** This process becomes the claim's command: its directory, environment and arguments. */
 export function adoptClaim(claim: Claim): void {
   process.chdir(claim.cwd);
-  for (const k of Object.keys(process.env)) delete process.env[k];
-  Object.assign(process.env, claim.env);
+  // Only what differs: each change is a setenv or unsetenv, and clearing and refilling
+  // forty variables took 2–3 ms on the way to the mount's first request.
+  for (const k of Object.keys(process.env)) if (!(k in claim.env)) delete process.env[k];
+  for (const [k, v] of Object.entries(claim.env)) if (process.env[k] !== v) process.env[k] = v;
   process.argv.splice(2, Infinity, ...claim.args);
 }
 

@@ -14,7 +14,16 @@
 # through native/spare_client.c: it says the same lines on its socket, and the mount
 # starts without a Node start-up or the CLI's loading. Exit 75 from the client: no spare
 # took it, and the server is started here as without spares.
-self=$(readlink -f -- "$0" 2>/dev/null) || self=$0
+# Where the bundle is: through the symlink `make install` puts on the PATH, or here. The
+# test is a builtin; `readlink` is a fork and an exec, a millisecond or two of every mount.
+if [ -L "$0" ]; then
+  self=$(readlink -f -- "$0" 2>/dev/null) || self=$0
+else
+  case $0 in
+    /*) self=$0 ;;
+    *) self=$PWD/$0 ;;
+  esac
+fi
 main="${self%/*}/stargzfs.mjs"
 node=${STARGZFS_NODE:-node}
 

@@ -254,12 +254,22 @@ export class FileReader {
         out.push(hit);
         continue;
       }
-      if (this.cache !== undefined && c.digest !== null) counters.cacheMisses++;
       if (c.blob_end === 0 && c.digest !== null) {
+        if (this.cache !== undefined) counters.cacheMisses++;
         out.push(this.fromPlainLayer(layer, c.digest, c.chunk_size, { ...ctx, offset: c.chunk_offset }));
         continue;
       }
       const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
+      if (pending === undefined && c.digest !== null && this.cache?.has(c.digest) === true) {
+        // Its fetch ended while the cache was looked at: the chunk is there now, not in flight.
+        const now = await this.cache.get(c.digest, c.chunk_size);
+        if (now !== undefined) {
+          counters.cacheHits++;
+          out.push(now);
+          continue;
+        }
+      }
+      if (this.cache !== undefined && c.digest !== null) counters.cacheMisses++;
       if (pending !== undefined) {
         if (priority === ON_DEMAND) pending.promote();
         // That fetch may have been for other chunks of the member only; then fetch this one.

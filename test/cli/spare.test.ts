@@ -1,7 +1,7 @@
 // The spare's side of native/spare_client.c's request, and where spares listen.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpuTimes, parseClaim, spareDir } from '../../src/cli/spare.js';
+import { adoptClaim, cpuTimes, parseClaim, spareDir } from '../../src/cli/spare.js';
 
 /** A request as native/spare_client.c writes it (without the length prefix). */
 const request = (fields: string[]): Buffer => Buffer.from(fields.map((f) => `${f}\0`).join(''));
@@ -40,5 +40,28 @@ describe('cpuTimes', () => {
     assert.equal(cpuTimes('intr 1 2 3\n'), undefined);
     const live = cpuTimes();
     assert.ok(live !== undefined && live.total >= live.idle && live.idle > 0);
+  });
+});
+
+describe('adoptClaim', () => {
+  it('takes the launcher\'s directory, arguments and environment exactly: what it lacks goes, what differs changes', () => {
+    const env = { ...process.env };
+    const cwd = process.cwd();
+    const argv = [...process.argv];
+    try {
+      process.env['STARGZFS_TEST_ONLY_HERE'] = 'spare';
+      process.env['STARGZFS_TEST_CHANGED'] = 'old';
+      const want: Record<string, string> = { ...(env as Record<string, string>), STARGZFS_TEST_CHANGED: 'new', STARGZFS_TEST_ADDED: 'x' };
+      delete want['STARGZFS_TEST_ONLY_HERE'];
+      adoptClaim({ main: 'm', cwd: '/', args: ['mount', 'a', 'b'], env: want });
+      assert.deepEqual({ ...process.env }, want);
+      assert.equal(process.cwd(), '/');
+      assert.deepEqual(process.argv.slice(2), ['mount', 'a', 'b']);
+    } finally {
+      for (const k of Object.keys(process.env)) if (!(k in env)) delete process.env[k];
+      Object.assign(process.env, env);
+      process.chdir(cwd);
+      process.argv.splice(0, Infinity, ...argv);
+    }
   });
 });

@@ -33,4 +33,32 @@ describe('file reader', () => {
       cleanup();
     }
   });
+
+  it('a read whose cache lookup outlasts the fetch of its chunk takes the chunk from the cache, not from the registry again', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const body = randomBytes(2 << 20);
+      await buildEstargzImage(join(dir, 'img'), [entries([{ name: 'f', body }])], { chunkSize: 1 << 20, compressionLevel: 1 });
+      await withImage(testConfig(join(dir, 'root')), `oci:${join(dir, 'img')}`, async ({ image }) => {
+        const node = resolvePath(image.merged(), 'f');
+        // In front of the real chunk store: the second read's lookup misses, and its answer
+        // is held until the first read's fetch has ended (decoded, cached, no longer in flight).
+        const cache = (image.reader as unknown as { cache: { get(d: Buffer, n: number): Promise<Buffer | undefined> } }).cache;
+        const get = cache.get.bind(cache);
+        let lookups = 0;
+        cache.get = async (d, n) => {
+          const r = await get(d, n);
+          if (++lookups === 2) await first.then(() => new Promise((resolve) => setImmediate(resolve)));
+          return r;
+        };
+        const first = image.reader.read(node, 'f', 0, 100);
+        const second = image.reader.read(node, 'f', 100, 100);
+        assert.ok((await first).equals(body.subarray(0, 100)));
+        assert.ok((await second).equals(body.subarray(100, 200)));
+        assert.equal(image.reader.stats(node.layerId).requests, 1, 'the chunk was fetched once');
+      });
+    } finally {
+      cleanup();
+    }
+  });
 });
