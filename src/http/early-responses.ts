@@ -145,16 +145,12 @@ function keep(url: URL, range: string | undefined, entry: Sent): void {
 }
 
 /**
- * Sends a GET now, or once `after` has settled; its 200/206 answer waits for takeEarly,
- * resolved when its headers are in. Resolves undefined for anything else. `onSent` is
- * called once the request is on the wire (or has failed). A request held by `after` is
- * kept from the start: the client asking for it meanwhile waits for it, rather than send
- * a second one.
+ * Sends a GET now; its 200/206 answer waits for takeEarly, resolved when its headers are
+ * in. Resolves undefined for anything else. `onSent` is called once the request is on the
+ * wire (or has failed).
  */
-export function sendEarly(
-  url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void, after?: Promise<unknown>,
-): Promise<EarlyResponse | undefined> {
-  const sent = start(url, headers, onSent, after);
+export function sendEarly(url: URL, headers: Readonly<Record<string, string>>, onSent?: () => void): Promise<EarlyResponse | undefined> {
+  const sent = start(url, headers, onSent);
   keep(url, headers['range'], sent);
   return sent.answer;
 }
