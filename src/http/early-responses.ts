@@ -207,19 +207,21 @@ export function sendEarlyParts(
       const body = new Arriving();
       bodies.push(body);
       p.given = true;
-      const total = /\/([0-9]+)\s*$/.exec(String(r.headers['content-range'] ?? ''))?.[1] ?? '*';
       p.resolve({
         status: 206,
-        headers: { 'content-length': String(e.length), 'content-range': `bytes ${e.offset}-${e.offset + e.length - 1}/${total}` },
+        headers: { 'content-length': String(e.length), 'content-range': `bytes ${e.offset}-${e.offset + e.length - 1}/*` },
         body: body.body,
       });
       return body;
     });
+    let cut = new Error('the multi-range answer ended inside this part');
     try {
       for await (const b of r.body()) splitter.push(b);
     } catch (err) {
-      for (const b of bodies) b.fail(err as Error);
+      cut = err as Error;
     }
+    // A part not ended by now never will be: its reader hears so (an ended one stays whole).
+    for (const b of bodies) b.fail(cut);
     // Parts the answer did not hold are asked for alone.
     fallBack();
   });

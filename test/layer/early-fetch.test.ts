@@ -104,6 +104,26 @@ describe('early fetch', () => {
       await served.stop();
     }
   });
+
+  it('a multi-range answer cut short: the parts it held are used, the rest is fetched again, the files are whole', { timeout: 60_000 }, async () => {
+    const served = await withRegion('early/cut', [{ name: 'big.bin', body: randomBytes(4 << 20) }]);
+    const mnt = join(served.dir, 'mnt');
+    mkdirSync(mnt, { recursive: true });
+    let pid: number | undefined;
+    try {
+      served.proxy.reset();
+      served.proxy.inject({ kind: 'truncate' }, 1, /\/blobs\//, { range: /,/ });
+      const m = await mountLogged(served.dir, served.ref, mnt);
+      pid = m.pid;
+      assert.equal(served.proxy.stats.faults, 1);
+      assert.ok((await readFile(join(mnt, 'first.bin'))).equals(bytes(rng(3), 256 << 10)));
+      assert.equal((await readFile(join(mnt, 'd7/file-7.txt'), 'utf8')), 'file 7\n');
+    } finally {
+      const u = await runCli(['unmount', mnt]);
+      if (u.code !== 0) forceUnmount(mnt, pid);
+      await served.stop();
+    }
+  });
 });
 
 describe('early fetch with a learned profile', () => {
