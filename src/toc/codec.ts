@@ -2,6 +2,7 @@
 // continues with tar padding and the next entries' headers, so chunk reads ask for a
 // prefix (`need` bytes) and stop there instead of inflating the whole member.
 import { createGunzip, gunzipSync, type Gunzip } from 'node:zlib';
+import { Readable } from 'node:stream';
 import { createRequire } from 'node:module';
 
 // zstd-napi's low-level binding lets us stop after `need` bytes; its high-level API
@@ -145,5 +146,41 @@ export async function* zstdStream(src: AsyncIterable<Buffer>, outSize = 1 << 20)
       if (input.length === 0 && wrote < outSize) break;
       if (wrote === 0 && consumed === 0) throw new Error('zstd stream makes no progress');
     }
+  }
+}
+
+/**
+ * What a member inflates to, piece by piece, at most `need` bytes in all (fewer only if
+ * the input ends first; callers check): for chunks too large to hold in memory. The
+ * consumer's pace bounds memory (zlib waits for it), and the inflating stops as soon as
+ * `need` bytes are out, however far the member would go on.
+ */
+export async function* inflateMember(compression: Compression, comp: AsyncIterable<Buffer>, need: number, pieceBytes = 1 << 20): AsyncGenerator<Buffer> {
+  let have = 0;
+  if (need <= 0) return;
+  if (compression === 'zstd') {
+    for await (const b of zstdStream(comp, pieceBytes)) {
+      const take = Math.min(b.length, need - have);
+      have += take;
+      yield take === b.length ? b : b.subarray(0, take);
+      if (have >= need) return;
+    }
+    return;
+  }
+  const src = Readable.from(comp, { objectMode: false });
+  const z = createGunzip({ chunkSize: pieceBytes });
+  src.on('error', (err) => z.destroy(err));
+  src.pipe(z);
+  try {
+    for await (const b of z as AsyncIterable<Buffer>) {
+      const take = Math.min(b.length, need - have);
+      have += take;
+      yield take === b.length ? b : b.subarray(0, take);
+      if (have >= need) return;
+    }
+  } finally {
+    src.unpipe(z);
+    src.destroy();
+    z.destroy();
   }
 }
