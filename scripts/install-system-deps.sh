@@ -23,6 +23,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "install-system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Another process (unattended-upgrades, a second install) may hold the dpkg lock: wait for it.
 # Packages may not start their services (docker-registry would listen on :5000): the
 # tests start their own registries on free loopback ports and stop them.
 policy=/usr/sbin/policy-rc.d
@@ -31,7 +32,7 @@ if [ ! -e "$policy" ]; then
   printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
 fi
 trap 'if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi' EXIT
-if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
-  apt-get update
-  apt-get install -y --no-install-recommends "${missing[@]}"
+if ! apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"; then
+  apt-get -o DPkg::Lock::Timeout=600 update
+  apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}"
 fi
