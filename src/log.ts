@@ -2,6 +2,7 @@
 // Redaction is configured once here so that no module has to remember it.
 import { pino, type Logger, type DestinationStream } from 'pino';
 import { createRequire } from 'node:module';
+import { writeSync as fsWriteSync } from 'node:fs';
 
 export type { Logger };
 
@@ -38,6 +39,62 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, p
     // (and whoever reads the log after "ready" or after a crash) must find every line
     // written before it. At info level a mount logs a handful of lines, so the main thread
     // loses nothing measurable; the async default left lines in flight past "ready".
-    destination ?? pino.destination({ dest: 2, sync: true }),
+    destination ?? new SafeDestination(2),
   );
+}
+
+/** How often a write that would block (EAGAIN: a non-blocking pipe) is tried before its line is dropped. */
+const EAGAIN_TRIES = 50;
+const pause = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * Log lines written synchronously to a file descriptor, where a failed write is never
+ * fatal: a --daemon server's stderr is its log file on the state root's disk, and once
+ * that disk was full (ENOSPC) pino's own destination emitted an 'error' nobody handles,
+ * which ended a server that could still serve every file from memory. A line that cannot
+ * be written is dropped and counted; the next line that can be written is preceded by
+ * one saying how many were lost and why.
+ */
+export class SafeDestination implements DestinationStream {
+  /** Lines lost since the last one written. */
+  private dropped = 0;
+  private lastError = '';
+  /** A line was cut off part-way: the next write starts a new line. */
+  private torn = false;
+
+  constructor(private readonly fd: number, private readonly writeSync: typeof fsWriteSync = fsWriteSync) {}
+
+  write(line: string): void {
+    if (this.dropped > 0) {
+      const note = JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, mod: 'log', dropped: this.dropped, code: this.lastError, msg: 'log lines lost: the log could not be written' });
+      if (!this.put(`${note}\n`)) {
+        this.dropped++;
+        return;
+      }
+      this.dropped = 0;
+    }
+    if (!this.put(line)) this.dropped++;
+  }
+
+  /** Writes all of `text`, or as much as goes before an error; false then. */
+  private put(text: string): boolean {
+    const b = Buffer.from(this.torn ? `\n${text}` : text);
+    let at = 0;
+    for (let tries = 0; at < b.length; ) {
+      try {
+        at += this.writeSync(this.fd, b, at);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code ?? 'EIO';
+        if (code === 'EAGAIN' && ++tries < EAGAIN_TRIES) {
+          Atomics.wait(pause, 0, 0, 2);
+          continue;
+        }
+        this.lastError = code;
+        this.torn ||= at > 0;
+        return false;
+      }
+    }
+    this.torn = false;
+    return true;
+  }
 }

@@ -17,6 +17,9 @@ export function armReadyChannel(): void {
   const raw = process.env[READY_FD_ENV];
   if (raw === undefined || !/^[0-9]+$/.test(raw)) return;
   fd = Number(raw);
+  // stdout and stderr are the log file: a write failing there (ENOSPC on a full disk) makes
+  // Node's stream emit an 'error' that, unhandled, would end a server still able to serve.
+  for (const s of [process.stdout, process.stderr]) s.on('error', () => undefined);
   process.on('exit', (code) => {
     if (fd === undefined) return;
     const log = process.env[LOG_FILE_ENV];
