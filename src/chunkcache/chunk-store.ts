@@ -9,10 +9,10 @@
 // small files. A row can therefore trail its file by up to INDEX_FLUSH_MS (a crash in
 // between leaves a file gc() adopts). A size quota evicts least recently used chunks.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, rename as renameCb, writeFile as writeFileCb } from 'node:fs';
+import { mkdirSync, rename as renameCb, statfsSync, writeFile as writeFileCb } from 'node:fs';
 import { open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
@@ -33,6 +33,23 @@ export interface CacheUsage {
   readonly chunks: number;
   readonly bytes: number;
   readonly quotaBytes: number;
+}
+
+/** How writing chunk files goes (a mount's status.json shows it). */
+export interface CacheHealth {
+  /** Chunk files that could not be written since the store opened. */
+  readonly writeErrors: number;
+  /** The errno code of the last one (ENOSPC, EIO, …), or null. */
+  readonly lastWriteError: string | null;
+  /** The disk is full: new chunks are kept in memory only until it has room again. */
+  readonly diskFull: boolean;
+  /** Chunks kept in memory only because their file could not be written. */
+  readonly memoryOnlyChunks: number;
+  /** The quota in effect: the configured one, lowered to what the disk can hold (bytes). */
+  readonly quotaBytes: number;
+  readonly configuredQuotaBytes: number;
+  /** Chunk bytes on disk, as this process last counted them. */
+  readonly usedBytes: number;
 }
 
 
@@ -57,6 +74,16 @@ const WRITE_QUIET_MS = 250;
 const WRITE_MAX_DELAY_MS = 2000;
 /** Queued bytes past which writing starts at once: a long stream (a large file, background fetch) is written as it comes. */
 const WRITE_DEFER_BYTES = 32 << 20;
+/**
+ * Room the cache leaves free on its filesystem (a sixteenth of it, at most this): the
+ * state root's logs and meta.db live there too.
+ */
+const DISK_RESERVE_MAX_BYTES = 64 << 20;
+/** How often, at most, the free space is looked at again (statfs) to raise a lowered quota. */
+const SPACE_CHECK_MS = 1000;
+/** Write errors that mean the disk (or the user's disk quota) is full. */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
+const errnoCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? 'EIO';
 
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
@@ -91,6 +118,23 @@ export class ChunkStore {
   /** Directories known to exist (clear() forgets them). */
   private readonly dirs = new Set<string>();
   private pendingBytes = 0;
+  /** The quota in effect: cfg.quotaBytes, lowered to what the disk can hold (see capacity). */
+  private quota: number;
+  private nextSpaceCheck = 0;
+  private writeErrors = 0;
+  private lastWriteError: string | undefined;
+  private memoryOnly = 0;
+  /**
+   * The errno code chunk files are failing to be written with, until one is written again:
+   * warned about once, not per chunk (a full disk made that thousands of lines).
+   */
+  private failing: string | undefined;
+  /** Index rows are failing to be written (warned once). */
+  private indexFailing = false;
+  /** The quota was lowered for a full disk before (warned the first time only). */
+  private lowered = false;
+  /** When the quota may be lowered again: writes in flight together fail together, and lower it once. */
+  private lowerAfter = 0;
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
@@ -103,6 +147,52 @@ export class ChunkStore {
     this.sOldest = db.prepare('SELECT digest, size FROM cache_chunks ORDER BY last_use LIMIT ?');
     this.sHas = db.prepare(CACHED_SQL).pluck();
     this.used = (this.sUsage.get() as CacheUsage).bytes;
+    this.quota = Math.min(cfg.quotaBytes, this.capacity() ?? Infinity);
+  }
+
+  /**
+   * Chunk bytes the disk can hold: what the cache holds plus the free space, less a reserve.
+   * The default quota (a fifth of the free space, at least 512 MiB) can be larger than the
+   * filesystem, and then it never evicted: past the full disk every chunk was kept in
+   * memory only and fetched again once it left. Undefined when statfs fails.
+   */
+  private capacity(): number | undefined {
+    for (let p = resolve(this.cfg.root); ; p = dirname(p)) {
+      try {
+        const s = statfsSync(p);
+        const reserve = Math.min(DISK_RESERVE_MAX_BYTES, Math.floor((s.blocks * s.bsize) / 16));
+        return Math.max(0, this.used + s.bavail * s.bsize - reserve);
+      } catch {
+        // The root is made on first write: its nearest existing parent is on the same disk.
+        if (p === dirname(p)) return undefined;
+      }
+    }
+  }
+
+  /** The quota in effect; a lowered one rises again, at most once a second, as the disk has room. */
+  private quotaNow(): number {
+    if (this.quota < this.cfg.quotaBytes && Date.now() >= this.nextSpaceCheck) {
+      this.nextSpaceCheck = Date.now() + SPACE_CHECK_MS;
+      const cap = this.capacity();
+      if (cap !== undefined && cap > this.quota) this.quota = Math.min(this.cfg.quotaBytes, cap);
+    }
+    return this.quota;
+  }
+
+  private get diskFull(): boolean {
+    return this.failing !== undefined && DISK_FULL_CODES.has(this.failing);
+  }
+
+  health(): CacheHealth {
+    return {
+      writeErrors: this.writeErrors,
+      lastWriteError: this.lastWriteError ?? null,
+      diskFull: this.diskFull,
+      memoryOnlyChunks: this.memoryOnly,
+      quotaBytes: this.quota,
+      configuredQuotaBytes: this.cfg.quotaBytes,
+      usedBytes: this.used,
+    };
   }
 
   /**
@@ -229,7 +319,7 @@ export class ChunkStore {
   private track(hex: string, digest: Buffer, data: Buffer): { written: Promise<void>; done: Promise<void> } {
     const written = this.write(hex, digest, data);
     const done = written
-      .catch((err: unknown) => this.log.warn({ err, digest: hex }, 'chunk not written to the cache; it stays in memory only'))
+      .catch(() => undefined) // write() has counted and reported it
       .finally(() => {
         this.pendingBytes -= data.length;
         this.pending.delete(done);
@@ -245,7 +335,39 @@ export class ChunkStore {
     this.flush();
   }
 
+  /**
+   * Writes a chunk's file. A full disk is no error for the caller: the chunk stays in
+   * memory, the quota is lowered so that eviction makes room, and while even that does not
+   * help no file is tried until the disk has room again. Other failures are counted,
+   * warned about once per errno code, and thrown.
+   */
   private async write(hex: string, digest: Buffer, data: Buffer): Promise<void> {
+    if (this.diskFull && this.quotaNow() - this.used < data.length) {
+      this.memoryOnly++;
+      return;
+    }
+    try {
+      await this.writeOrRedo(hex, digest, data);
+    } catch (err) {
+      this.writeErrors++;
+      this.lastWriteError = errnoCode(err);
+      if (!DISK_FULL_CODES.has(errnoCode(err))) {
+        this.writeFailed(err);
+        throw err;
+      }
+      if (!(await this.shrinkToDisk(data.length)) || !(await this.writeOrRedo(hex, digest, data).then(() => true, () => false))) {
+        this.memoryOnly++;
+        this.writeFailed(err);
+        return;
+      }
+    }
+    if (this.failing !== undefined) {
+      this.log.info({ after: this.failing, memoryOnlyChunks: this.memoryOnly, quotaBytes: this.quota }, 'cache writable again');
+      this.failing = undefined;
+    }
+  }
+
+  private async writeOrRedo(hex: string, digest: Buffer, data: Buffer): Promise<void> {
     try {
       await this.writeFile(hex, digest, data);
     } catch (err) {
@@ -256,17 +378,59 @@ export class ChunkStore {
     }
   }
 
+  /** Warns once per errno code while chunk files keep failing to be written. */
+  private writeFailed(err: unknown): void {
+    const code = errnoCode(err);
+    if (this.failing === code) return;
+    this.failing = code;
+    if (DISK_FULL_CODES.has(code)) {
+      this.log.warn({ code, usedBytes: this.used, quotaBytes: this.quota }, 'cache disk full, chunks kept in memory only');
+    } else {
+      this.log.warn({ err }, 'chunk files cannot be written to the cache; chunks kept in memory only');
+    }
+  }
+
+  /**
+   * The disk filled before the quota did: the quota becomes what the cache held then, less
+   * room for this chunk and the ones that follow (an eighth), so that writing does not fail
+   * at every chunk; least recently used chunks are evicted down to it. Whether `size` more
+   * bytes then fit.
+   */
+  private async shrinkToDisk(size: number): Promise<boolean> {
+    const now = Date.now();
+    if (now >= this.lowerAfter) {
+      const from = this.quota;
+      this.quota = Math.min(this.quota, Math.max(0, Math.floor(this.used - Math.max(size, this.used / 8))));
+      this.lowerAfter = now + SPACE_CHECK_MS;
+      this.nextSpaceCheck = now + SPACE_CHECK_MS;
+      // Too little left to hold this chunk: the memory-only warning says it instead.
+      if (this.quota < from && this.quota >= size) {
+        this.log[this.lowered ? 'info' : 'warn']({ from, to: this.quota }, 'cache disk full: quota lowered to what the disk holds, least recently used chunks evicted');
+        this.lowered = true;
+      }
+    }
+    if (this.quota < size) return false;
+    await this.evict(this.quota - size);
+    return true;
+  }
+
   private async writeFile(hex: string, digest: Buffer, data: Buffer): Promise<void> {
     const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
     const tmpDir = join(this.cfg.root, 'tmp');
     const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
     if (!this.dirs.has(dir)) this.makeDirs(dir);
-    await writeFileAsync(tmp, data);
-    await renameAsync(tmp, this.path(hex));
+    try {
+      await writeFileAsync(tmp, data);
+      await renameAsync(tmp, this.path(hex));
+    } catch (err) {
+      // A write cut short by a full disk left its temporary file behind, one per chunk.
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
     this.unindexed.set(hex, [digest, data.length, Date.now()]);
     this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
     this.used += data.length;
-    if (this.used > this.cfg.quotaBytes) await this.evict(this.cfg.quotaBytes);
+    if (this.used > this.quotaNow()) await this.evict(this.quota);
   }
 
   /**
@@ -313,8 +477,11 @@ export class ChunkStore {
         for (const [digest, size, at] of rows) this.sPut.run(digest, size, at);
         for (const [hex, at] of touched) this.sTouch.run(at, Buffer.from(hex, 'hex'));
       })();
+      this.indexFailing = false;
     } catch (err) {
-      this.log.warn({ err, chunks: rows.length }, 'chunk cache index not updated; gc() adopts the files');
+      // Once per streak: a full disk fails every batch.
+      if (!this.indexFailing) this.log.warn({ err, chunks: rows.length }, 'chunk cache index not updated; gc() adopts the files');
+      this.indexFailing = true;
     }
   }
 
@@ -338,7 +505,7 @@ export class ChunkStore {
       for (const r of rows) {
         if (this.used <= target) break;
         // Another process may have dropped it first; only what this call removed counts.
-        if (await this.drop(r.digest.toString('hex'), r.digest)) {
+        if (await this.drop(r.digest.toString('hex'), r.digest, true)) {
           this.used -= r.size;
           freed += r.size;
           evicted++;
@@ -350,9 +517,13 @@ export class ChunkStore {
     return { evicted, freed };
   }
 
-  /** Removes a chunk's file and index row; true if the row was still there. */
-  private async drop(hex: string, digest: Buffer): Promise<boolean> {
-    this.memory.delete(hex);
+  /**
+   * Removes a chunk's file and index row; true if the row was still there. An evicted
+   * chunk stays in the memory LRU (it was verified, and that LRU has its own bound):
+   * dropping it there too made a cache shrinking on a full disk fetch it again.
+   */
+  private async drop(hex: string, digest: Buffer, evicting = false): Promise<boolean> {
+    if (!evicting) this.memory.delete(hex);
     const q = this.queued.get(hex);
     if (q !== undefined) {
       this.queued.delete(hex);
@@ -374,7 +545,7 @@ export class ChunkStore {
   usage(): CacheUsage {
     this.flush();
     const u = this.sUsage.get() as { chunks: number; bytes: number };
-    return { chunks: u.chunks, bytes: u.bytes, quotaBytes: this.cfg.quotaBytes };
+    return { chunks: u.chunks, bytes: u.bytes, quotaBytes: this.quotaNow() };
   }
 
   /** Removes every chunk (and leftover temporary files). */
@@ -424,7 +595,7 @@ export class ChunkStore {
         tmpRemoved++;
       }
     }
-    const { evicted, freed } = await this.evict(this.cfg.quotaBytes);
+    const { evicted, freed } = await this.evict(this.quotaNow());
     return { evicted, freed, adopted, tmpRemoved };
   }
 
