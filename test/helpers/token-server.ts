@@ -13,6 +13,8 @@ export interface TokenServer {
   readonly certFile: string;
   /** Token requests served, with the user (or "anonymous") and scope asked for. */
   readonly issued: Array<{ user: string; scope: string }>;
+  /** Every token handed out, with its scope (tests look for them where they must not be). */
+  readonly tokens: Array<{ scope: string; token: string }>;
   registryConfig(service: string): string;
   stop(): Promise<void>;
 }
@@ -26,6 +28,7 @@ export async function startTokenServer(dir: string, users: Record<string, string
   const key = createPrivateKey(readFileSync(keyFile));
   const der = Buffer.from(readFileSync(certFile, 'utf8').replace(/-----[^-]+-----|\s/g, ''), 'base64');
   const issued: Array<{ user: string; scope: string }> = [];
+  const tokens: Array<{ scope: string; token: string }> = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
     const scope = url.searchParams.get('scope') ?? '';
@@ -53,6 +56,7 @@ export async function startTokenServer(dir: string, users: Record<string, string
     const claims = { iss: 'stargzfs-test', sub: user, aud: service, exp: now + expiresIn, nbf: now - 10, iat: now, jti: randomUUID(), access };
     const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
     const token = `${input}.${b64url(sign('sha256', Buffer.from(input), key))}`;
+    tokens.push({ scope, token });
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, expires_in: expiresIn }));
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -61,6 +65,7 @@ export async function startTokenServer(dir: string, users: Record<string, string
     realm,
     certFile,
     issued,
+    tokens,
     registryConfig: (service) =>
       `auth:\n  token:\n    realm: ${realm}\n    service: ${service}\n    issuer: stargzfs-test\n    rootcertbundle: ${certFile}\n`,
     stop: () => new Promise<void>((r) => {
