@@ -34,6 +34,17 @@ export interface HttpConfig {
   readonly timeoutMs: number;
   /** Retries after the first attempt for connection errors, 429 and 5xx. Default 4. */
   readonly retries: number;
+  /**
+   * A response body that brings no byte for this long is aborted and retried, however
+   * long its request may still run, milliseconds. Default 5000.
+   */
+  readonly stallTimeoutMs: number;
+  /**
+   * All attempts of one GET or HEAD, with the waits between them (backoff, Retry-After),
+   * end within this many milliseconds; a Retry-After past it fails the request at once.
+   * A whole-blob stream is exempt (only stalls end it). Default: the read deadline, 30000.
+   */
+  readonly retryBudgetMs: number;
   /** Connections per registry host. Default 8. */
   readonly connectionsPerHost: number;
   /** Where the docker CLI's config.json is ($DOCKER_CONFIG or ~/.docker); undefined: no credentials. */
@@ -70,6 +81,11 @@ export interface FetchConfig {
   readonly neighbourBytes: number | 'auto';
   /** Members closer than this are read in one request. Default 64 KiB. */
   readonly coalesceGapBytes: number;
+  /**
+   * Longest an on-demand read waits for its bytes, milliseconds; then it fails (EIO) with
+   * SGZ_READ_TIMEOUT naming layer, file and offset. Default 30000 (`--read-timeout 30`).
+   */
+  readonly readTimeoutMs: number;
 }
 
 export interface Config {
@@ -96,6 +112,10 @@ export interface ConfigInput {
   insecure?: boolean | undefined;
   timeoutMs?: number | undefined;
   retries?: number | undefined;
+  /** Milliseconds; see FetchConfig.readTimeoutMs. */
+  readTimeoutMs?: number | undefined;
+  /** Milliseconds; see HttpConfig.stallTimeoutMs. */
+  stallTimeoutMs?: number | undefined;
   /** `registry=mirror-host` items. */
   mirror?: readonly string[] | undefined;
   /** Bytes, or a size with a K/M/G/T suffix (powers of 1024). */
@@ -125,7 +145,7 @@ export interface Environment {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'readTimeoutMs', 'stallTimeoutMs', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
 
 /** How TOCs are read unless options say otherwise (also what the early fetch assumes). */
 export const TOC_DEFAULTS = Object.freeze({ maxTocBytes: 150 << 20, tailBytes: 256 << 10 });
@@ -164,6 +184,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
     throw new ConfigError('platform', `expected os/arch[/variant], got ${JSON.stringify(platform)}`);
   }
   const connectionsPerHost = 8;
+  const readTimeoutMs = positiveInt('read-timeout', input.readTimeoutMs, 30_000);
   return Object.freeze({
     state: Object.freeze({ root: input.root ?? defaultRoot(env) }),
     fetch: Object.freeze({
@@ -175,6 +196,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       readAheadBytes: sizeOrZero('read-ahead', input.readAhead, 8 << 20),
       neighbourBytes: input.neighbourBytes === undefined || input.neighbourBytes === 'auto' ? 'auto' : sizeOrZero('neighbour-bytes', input.neighbourBytes, 0),
       coalesceGapBytes: sizeOrZero('coalesce-gap', input.coalesceGap, 64 << 10),
+      readTimeoutMs,
     }),
     cache: Object.freeze({
       quotaBytes: input.cacheSize !== undefined ? parseSize('cache-size', input.cacheSize) : Math.max(512 << 20, Math.floor((env.freeBytes ?? 0) / 5)),
@@ -185,6 +207,9 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       insecure: input.insecure ?? false,
       timeoutMs: positiveInt('timeout', input.timeoutMs, 30_000),
       retries: input.retries === 0 ? 0 : positiveInt('retries', input.retries, 4),
+      stallTimeoutMs: positiveInt('stall-timeout', input.stallTimeoutMs, 5000),
+      // A read gives up at its deadline: retrying past it would only hold a fetch slot.
+      retryBudgetMs: readTimeoutMs,
       connectionsPerHost,
       dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
       mirrors: parseMirrors(input.mirror ?? []),

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'SGZ_RANGE'
   | 'SGZ_REGISTRY'
   | 'SGZ_RANGE_UNSUPPORTED'
+  | 'SGZ_READ_TIMEOUT'
   | 'SGZ_CACHE_CORRUPT'
   | 'SGZ_CLOSED'
   | 'SGZ_IMAGE'
@@ -152,6 +153,15 @@ export class RegistryError extends StargzfsError {
 export class RangeUnsupportedError extends StargzfsError {
   constructor(message: string, ctx: ErrorContext = {}) {
     super('SGZ_RANGE_UNSUPPORTED', message, ctx);
+  }
+}
+
+/** An on-demand read did not get its bytes within the read deadline (--read-timeout). */
+export class ReadTimeoutError extends StargzfsError {
+  readonly timeoutMs: number;
+  constructor(message: string, timeoutMs: number, ctx: ErrorContext = {}, options?: { cause?: unknown }) {
+    super('SGZ_READ_TIMEOUT', message, ctx, options);
+    this.timeoutMs = timeoutMs;
   }
 }
 

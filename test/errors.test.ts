@@ -17,6 +17,7 @@ const table: Array<[E.StargzfsError, E.ErrorCode, number]> = [
   [new E.BlobRangeError('short read', ctx), 'SGZ_RANGE', 5],
   [new E.RegistryError('unauthorized', 401, ctx), 'SGZ_REGISTRY', 7],
   [new E.RangeUnsupportedError('no ranges', ctx), 'SGZ_RANGE_UNSUPPORTED', 7],
+  [new E.ReadTimeoutError('no bytes in time', 30_000, ctx), 'SGZ_READ_TIMEOUT', 7],
   [new E.CacheCorruptError('torn file', ctx), 'SGZ_CACHE_CORRUPT', 1],
   [new E.ImageError('no such platform', ctx), 'SGZ_IMAGE', 4],
   [new E.NotFoundError(ctx), 'SGZ_NOT_FOUND', 3],

@@ -34,6 +34,7 @@ export function exitCodeFor(code: ErrorCode | undefined): number {
       return EXIT.notLazy;
     case 'SGZ_REGISTRY':
     case 'SGZ_RANGE_UNSUPPORTED':
+    case 'SGZ_READ_TIMEOUT':
       return EXIT.registry;
     case 'SGZ_CONFIG':
       return EXIT.usage;

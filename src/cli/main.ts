@@ -39,6 +39,8 @@ interface GlobalArgs {
   insecure?: boolean | undefined;
   timeout?: number | undefined;
   retries?: number | undefined;
+  'read-timeout'?: number | undefined;
+  'stall-timeout'?: number | undefined;
   mirror?: string | string[] | undefined;
   'cache-size'?: string | undefined;
   prefetch?: boolean | undefined;
@@ -60,6 +62,8 @@ function config(argv: GlobalArgs): Config {
       insecure: argv.insecure,
       timeoutMs: argv.timeout !== undefined ? argv.timeout * 1000 : undefined,
       retries: argv.retries,
+      readTimeoutMs: argv['read-timeout'] !== undefined ? argv['read-timeout'] * 1000 : undefined,
+      stallTimeoutMs: argv['stall-timeout'] !== undefined ? argv['stall-timeout'] * 1000 : undefined,
       mirror: argv.mirror === undefined ? undefined : [argv.mirror].flat(),
       cacheSize: argv['cache-size'],
       prefetch: argv.prefetch,
@@ -158,6 +162,8 @@ export async function main(args: string[]): Promise<number> {
     .option('insecure', { type: 'boolean', describe: 'accept self-signed TLS certificates from the registry' })
     .option('timeout', { type: 'number', describe: 'per-request timeout in seconds (default 30)' })
     .option('retries', { type: 'number', describe: 'retries for connection errors, 429 and 5xx (default 4)' })
+    .option('read-timeout', { type: 'number', describe: 'seconds a file read waits for its bytes, retries included, before it fails with EIO (default 30)' })
+    .option('stall-timeout', { type: 'number', describe: 'seconds a registry response may send nothing before it is aborted and retried (default 5)' })
     .option('mirror', { type: 'string', describe: 'REGISTRY=HOST[:PORT]: read REGISTRY’s images through this mirror first (repeatable, tried in order)' })
     .option('cache-size', { type: 'string', describe: 'chunk cache quota, e.g. 2G (default: a fifth of the free disk, at least 512M)' })
     .option('prefetch', { type: 'boolean', describe: 'prefetch each layer’s landmark region (prioritized files); --no-prefetch: off' })

@@ -2,12 +2,14 @@
 // the WWW-Authenticate challenge (bearer tokens cached per repository scope until they
 // expire, or Basic), redirects followed by hand so Authorization never leaves the
 // registry's origin, retries with jittered backoff on connection errors, 429 and 5xx
-// (honouring Retry-After), and exact-length checks on every ranged body.
+// (honouring Retry-After), and exact-length checks on every ranged body. A body that
+// stalls is aborted and retried soon (stallTimeoutMs), and all attempts of a GET end
+// within retryBudgetMs: a reader waits for a bounded time however the registry fails.
 import type { Dispatcher } from 'undici';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import apiRequest from 'undici/lib/api/api-request.js';
 import type { Logger } from '../log.js';
-import { BlobRangeError, RegistryError } from '../errors.js';
+import { BlobRangeError, RangeUnsupportedError, RegistryError, StargzfsError } from '../errors.js';
 import { parseChallenge } from './challenge.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
@@ -24,6 +26,10 @@ export interface RegistryClientOptions {
   readonly timeoutMs: number;
   /** Attempts after the first for retryable failures. Default 4. */
   readonly retries: number;
+  /** A body that brings no byte for this long is aborted and retried, milliseconds. Default 5000. */
+  readonly stallTimeoutMs?: number;
+  /** All attempts of one GET/HEAD and the waits between them end within this, milliseconds. Default 30000. */
+  readonly retryBudgetMs?: number;
   /** Connections per origin. Default 8. */
   readonly connectionsPerHost: number;
   /** Per registry name (docker.io, ghcr.io, host:port): mirror hosts tried first, in order. */
@@ -63,6 +69,31 @@ interface RequestSpec {
    * retry, redirect or mirror fallback.
    */
   readonly progress?: (status: number, headers: HttpResult['headers']) => BodyProgress | undefined;
+  /**
+   * For a ranged GET: a 200 (the whole blob) is RangeUnsupportedError, its body left
+   * unread, instead of a result holding the whole blob.
+   */
+  readonly rangeRequired?: boolean;
+  /**
+   * For a GET: given a 2xx answer's status and headers, a consumer the body is handed to
+   * piece by piece (awaited: it is back-pressure), never held whole; the result's body is
+   * then empty. Called again on a retry, which starts from the first byte. Only stalls end
+   * such a request, not timeoutMs or retryBudgetMs: a large blob may take long.
+   */
+  readonly sink?: (status: number, headers: HttpResult['headers']) => BodySink;
+  /** Skip the first mirror still in use: a refetch after it sent bad bytes. */
+  readonly avoidFirstMirror?: boolean;
+}
+
+/** Takes a streamed body's pieces in order. */
+export type BodySink = (piece: Buffer) => void | Promise<void>;
+
+/** How a blob's ranges are read (RegistryBlob's variants). */
+export interface RangeOptions {
+  /** A registry that ignores Range fails the read (RangeUnsupportedError) instead of sending the whole blob. */
+  readonly rangeRequired?: boolean;
+  /** Ask another host first (a refetch after bad bytes; see RequestSpec.avoidFirstMirror). */
+  readonly avoidFirstMirror?: boolean;
 }
 
 /** Sees the prefix of a body received so far; the buffer's bytes never change afterwards. */
@@ -103,7 +134,8 @@ export class RegistryClient {
       keepAliveTimeout: 30_000,
       connect: { rejectUnauthorized: !opts.insecure },
       headersTimeout: opts.timeoutMs,
-      bodyTimeout: opts.timeoutMs,
+      // undici's bodyTimeout is the longest gap between body bytes: the stall detector.
+      bodyTimeout: Math.min(opts.timeoutMs, opts.stallTimeoutMs ?? 5000),
     });
   }
 
@@ -140,26 +172,36 @@ export class RegistryClient {
   async call(t: RepoTarget, spec: RequestSpec): Promise<HttpResult> {
     // Reads go to the registry's mirrors first, in order (containerd's `?ns=<registry>`),
     // then to the registry itself; a mirror that fails is skipped for a while.
-    const mirrors = spec.method === 'GET' || spec.method === 'HEAD' ? (this.opts.mirrors[t.registry] ?? []) : [];
+    const reading = spec.method === 'GET' || spec.method === 'HEAD';
+    const mirrors = reading ? (this.opts.mirrors[t.registry] ?? []) : [];
+    // One budget for all hosts and attempts: a reader is waiting for this.
+    const until = reading && spec.sink === undefined ? Date.now() + (this.opts.retryBudgetMs ?? 30_000) : Number.POSITIVE_INFINITY;
+    let avoid = spec.avoidFirstMirror === true;
     for (const mirror of mirrors) {
-      const until = this.mirrorDownUntil.get(mirror) ?? 0;
-      if (until > Date.now()) continue;
+      const downUntil = this.mirrorDownUntil.get(mirror) ?? 0;
+      if (downUntil > Date.now()) continue;
+      if (avoid) {
+        avoid = false;
+        continue;
+      }
       const sep = spec.path.includes('?') ? '&' : '?';
       try {
-        const res = await this.callHost({ ...t, endpoint: mirror, registry: mirror }, { ...spec, path: `${spec.path}${sep}ns=${encodeURIComponent(t.registry)}` }, 1);
+        const res = await this.callHost({ ...t, endpoint: mirror, registry: mirror }, { ...spec, path: `${spec.path}${sep}ns=${encodeURIComponent(t.registry)}` }, 1, until);
         this.mirrorDownUntil.delete(mirror);
         return res;
       } catch (err) {
+        if (err instanceof RangeUnsupportedError) throw err;
         const status = err instanceof RegistryError ? err.status : undefined;
         if (status !== undefined && status < 500 && status !== 404 && status !== 401 && status !== 403) throw err;
         if (status === undefined || status >= 500) this.mirrorDownUntil.set(mirror, Date.now() + this.opts.mirrorBackoffMs);
         this.log.warn({ mirror, registry: t.registry }, `mirror failed, trying the next host: ${(err as Error).message}`);
       }
     }
-    return this.callHost(t, spec, this.opts.retries);
+    return this.callHost(t, spec, this.opts.retries, until);
   }
 
-  private async callHost(t: RepoTarget, spec: RequestSpec, retries: number): Promise<HttpResult> {
+  /** `until`: no attempt starts, and none runs, past this time (epoch ms). */
+  private async callHost(t: RepoTarget, spec: RequestSpec, retries: number, until: number): Promise<HttpResult> {
     const scope = `repository:${t.repository}:${spec.actions ?? 'pull'}`;
     let refreshed = false;
     let stats = this.hostStats.get(t.endpoint);
@@ -167,7 +209,7 @@ export class RegistryClient {
     for (let attempt = 0; ; attempt++) {
       let res: HttpResult;
       try {
-        res = await this.follow(t, spec, scope);
+        res = await this.follow(t, spec, scope, until);
         stats.responses.set(res.status, (stats.responses.get(res.status) ?? 0) + 1);
         if (!this.schemes.has(t.endpoint)) this.schemes.set(t.endpoint, new URL(this.origin(t)).protocol.slice(0, -1));
       } catch (err) {
@@ -176,12 +218,11 @@ export class RegistryClient {
           continue;
         }
         stats.failures++;
-        if (attempt < retries && !(err instanceof RegistryError)) {
+        if (attempt < retries && !(err instanceof StargzfsError) && (await this.backoff(attempt, undefined, `${spec.method} ${spec.path}: ${(err as Error).message}`, until))) {
           stats.retries++;
-          await this.backoff(attempt, undefined, `${spec.method} ${spec.path}: ${(err as Error).message}`);
           continue;
         }
-        if (err instanceof RegistryError) throw err;
+        if (err instanceof StargzfsError) throw err;
         throw new RegistryError(`${t.endpoint}: ${spec.method} ${redact(spec.path)} failed: ${(err as Error).message}`, undefined, {}, { cause: err });
       }
       if (res.status === 401 && !refreshed) {
@@ -190,9 +231,8 @@ export class RegistryClient {
         if (await this.authenticate(t, scope, header(res.headers, 'www-authenticate'), true)) continue;
       }
       if (spec.accept?.includes(res.status)) return res;
-      if (RETRYABLE.has(res.status) && attempt < retries) {
+      if (RETRYABLE.has(res.status) && attempt < retries && (await this.backoff(attempt, header(res.headers, 'retry-after'), `${spec.method} ${spec.path}: HTTP ${res.status}`, until))) {
         stats.retries++;
-        await this.backoff(attempt, header(res.headers, 'retry-after'), `${spec.method} ${spec.path}: HTTP ${res.status}`);
         continue;
       }
       if (res.status >= 200 && res.status < 300) return res;
@@ -200,7 +240,7 @@ export class RegistryClient {
     }
   }
 
-  private async follow(t: RepoTarget, spec: RequestSpec, scope: string): Promise<HttpResult> {
+  private async follow(t: RepoTarget, spec: RequestSpec, scope: string, until: number): Promise<HttpResult> {
     const home = new URL(this.origin(t)).origin;
     const redirectKey = `${t.endpoint}${spec.path}`;
     // A blob's signed URL from an earlier redirect is reused while it is valid; when the
@@ -220,16 +260,29 @@ export class RegistryClient {
         const progress = spec.progress?.(early.status, early.headers);
         res = { status: early.status, headers: early.headers, body: await readBody(early.body(), header(early.headers, 'content-length'), progress) };
       } else {
-        const signal = AbortSignal.timeout(this.opts.timeoutMs);
+        const left = until - Date.now();
+        if (left <= 0) throw new RegistryError(`${t.endpoint}: ${spec.method} ${redact(spec.path)}: gave up after ${this.opts.retryBudgetMs ?? 30_000} ms of attempts`);
+        const signal = spec.sink !== undefined ? undefined : AbortSignal.timeout(Math.min(this.opts.timeoutMs, left));
         const r = await this.request(url, {
           method: spec.method,
           headers,
           body: url.origin === home ? spec.body : undefined,
           signal,
         });
-        const progress = spec.method === 'GET' ? spec.progress?.(r.statusCode, r.headers) : undefined;
-        const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'), progress);
-        res = { status: r.statusCode, headers: r.headers, body };
+        if (spec.rangeRequired === true && r.statusCode === 200 && headers['range'] !== undefined) {
+          // Reading on would bring the whole blob for every read: the caller streams it once instead.
+          r.body.destroy();
+          throw new RangeUnsupportedError(`${t.endpoint} ignored Range and answered with the whole blob`);
+        }
+        const sink = spec.method === 'GET' && r.statusCode >= 200 && r.statusCode < 300 ? spec.sink?.(r.statusCode, r.headers) : undefined;
+        if (sink !== undefined) {
+          for await (const piece of r.body as AsyncIterable<Buffer>) await sink(piece);
+          res = { status: r.statusCode, headers: r.headers, body: Buffer.alloc(0) };
+        } else {
+          const progress = spec.method === 'GET' ? spec.progress?.(r.statusCode, r.headers) : undefined;
+          const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'), progress);
+          res = { status: r.statusCode, headers: r.headers, body };
+        }
       }
       if (url.origin !== home && (res.status === 401 || res.status === 403 || res.status === 404)) {
         if (this.redirects.delete(redirectKey) || hops === 0) {
@@ -306,15 +359,22 @@ export class RegistryClient {
     return { token, expiresIn: j.expires_in ?? 60 };
   }
 
-  private async backoff(attempt: number, retryAfter: string | undefined, why: string): Promise<void> {
+  /** Waits before the next attempt; false (no wait) when that attempt would start past `until`. */
+  private async backoff(attempt: number, retryAfter: string | undefined, why: string, until: number): Promise<boolean> {
     let ms = Math.min(100 * 2 ** attempt, 5000) * (0.5 + Math.random());
     if (retryAfter !== undefined) {
       const secs = Number(retryAfter);
       const at = Number.isFinite(secs) ? secs * 1000 : Date.parse(retryAfter) - Date.now();
       if (Number.isFinite(at) && at > 0) ms = Math.min(at, 30_000);
     }
+    // An attempt needs some time of its own; starting it with nothing left would only fail later.
+    if (Date.now() + ms + 100 >= until) {
+      this.log.debug({ attempt, ms: Math.round(ms) }, `not retrying, the retry budget is spent: ${why}`);
+      return false;
+    }
     this.log.debug({ attempt, ms: Math.round(ms) }, `retrying: ${why}`);
     await new Promise((r) => setTimeout(r, ms));
+    return true;
   }
 
   // ------------------------------------------------------------------ blobs
@@ -339,7 +399,7 @@ export class RegistryClient {
    * registry sends the parts in that order, so the first is handed on first.
    */
   async readRanges(
-    t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void, inOrder = false,
+    t: RepoTarget, digest: string, extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void, inOrder = false, how: RangeOptions = {},
   ): Promise<Buffer[]> {
     const groups = inOrder ? extents.map((e, i) => ({ offset: e.offset, length: e.length, members: [i] })) : coalesce(extents, gap);
     let parts: Part[] | undefined;
@@ -349,6 +409,7 @@ export class RegistryClient {
         path: blobPath(t.repository, digest),
         headers: { range: rangesHeader(groups) },
         accept: [400, 416],
+        ...how,
         progress: arrived === undefined ? undefined : (status, headers) => {
           const ct = header(headers, 'content-type') ?? '';
           return status === 206 && /^multipart\/byteranges/i.test(ct) ? partsAsTheyCome(ct, extents, arrived) : undefined;
@@ -370,7 +431,7 @@ export class RegistryClient {
     }
     // Single ranges: the order cannot be kept across parallel requests, so fewer of them.
     parts ??= await Promise.all((inOrder ? coalesce(extents, gap) : groups).map(async (g) => {
-      const part = { offset: g.offset, data: await this.readRange(t, digest, g.offset, g.length) };
+      const part = { offset: g.offset, data: await this.readRange(t, digest, g.offset, g.length, undefined, how) };
       if (arrived !== undefined) for (const i of g.members) arrived(i, extract([extents[i] as Extent], [part])?.[0] as Buffer);
       return part;
     }));
@@ -384,13 +445,14 @@ export class RegistryClient {
    * error. `progress` sees the bytes as they arrive, only from an answer whose headers
    * already say it is exactly this range.
    */
-  async readRange(t: RepoTarget, digest: string, offset: number, length: number, progress?: BodyProgress): Promise<Buffer> {
+  async readRange(t: RepoTarget, digest: string, offset: number, length: number, progress?: BodyProgress, how: RangeOptions = {}): Promise<Buffer> {
     if (length === 0) return Buffer.alloc(0);
     const ctx = { layer: digest, offset };
     const r = await this.call(t, {
       method: 'GET',
       path: blobPath(t.repository, digest),
       headers: { range: byteRange(offset, length) },
+      ...how,
       progress: progress === undefined ? undefined : (status, headers) =>
         status === 206 && header(headers, 'content-length') === String(length) && contentRangeStart(header(headers, 'content-range')) === offset ? progress : undefined,
     });
@@ -407,6 +469,28 @@ export class RegistryClient {
     }
     this.log.warn({ digest }, 'registry ignored Range: the whole blob was transferred');
     return r.body.subarray(offset, offset + length);
+  }
+
+  /**
+   * The whole blob in one GET without Range, handed to the sink `start` makes, piece by
+   * piece as it arrives (for a registry that ignores Range: one transfer for all reads).
+   * A retry starts over with a new sink. Resolves with the bytes of the last attempt.
+   */
+  async streamBlob(t: RepoTarget, digest: string, start: () => BodySink): Promise<number> {
+    let bytes = 0;
+    await this.call(t, {
+      method: 'GET',
+      path: blobPath(t.repository, digest),
+      sink: () => {
+        bytes = 0;
+        const each = start();
+        return (piece) => {
+          bytes += piece.length;
+          return each(piece);
+        };
+      },
+    });
+    return bytes;
   }
 }
 

@@ -7,7 +7,7 @@ import { parsePlatform, type Descriptor, type Platform, type ResolvedImage } fro
 import { configPlatform, descriptors, manifestParts, parseJson, pickPlatform } from './manifest.js';
 import { isIndex, isManifest, MANIFEST_ACCEPT } from './media-types.js';
 import { formatImageRef, parseImageRef, type ImageRef } from './reference.js';
-import type { BodyProgress, HostStats, RegistryClient, RepoTarget } from './registry-client.js';
+import type { BodyProgress, BodySink, HostStats, RangeOptions, RegistryClient, RepoTarget } from './registry-client.js';
 import type { Extent } from './ranges.js';
 
 
@@ -17,15 +17,31 @@ export class RegistryBlob {
     private readonly target: RepoTarget,
     private readonly digest: string,
     readonly size: number,
+    private readonly how: RangeOptions = {},
   ) {}
 
   readAt(offset: number, length: number, progress?: BodyProgress): Promise<Buffer> {
-    return this.client.readRange(this.target, this.digest, offset, length, progress);
+    return this.client.readRange(this.target, this.digest, offset, length, progress, this.how);
   }
 
   /** Several extents in as few requests as the registry allows (see RegistryClient.readRanges). */
   readRanges(extents: readonly Extent[], gap = 0, arrived?: (index: number, data: Buffer) => void, inOrder = false): Promise<Buffer[]> {
-    return this.client.readRanges(this.target, this.digest, extents, gap, arrived, inOrder);
+    return this.client.readRanges(this.target, this.digest, extents, gap, arrived, inOrder, this.how);
+  }
+
+  /** This blob, its reads failing with RangeUnsupportedError (body unread) where the registry ignores Range. */
+  rangesOnly(): RegistryBlob {
+    return new RegistryBlob(this.client, this.target, this.digest, this.size, { ...this.how, rangeRequired: true });
+  }
+
+  /** This blob read from another host first, when mirrors are configured (a refetch after bad bytes). */
+  elsewhere(): RegistryBlob {
+    return new RegistryBlob(this.client, this.target, this.digest, this.size, { ...this.how, avoidFirstMirror: true });
+  }
+
+  /** The whole blob in one GET, piece by piece to the sink `start` makes (again on a retry). */
+  streamWhole(start: () => BodySink): Promise<number> {
+    return this.client.streamBlob(this.target, this.digest, start);
   }
 }
 

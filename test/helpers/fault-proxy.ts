@@ -1,6 +1,7 @@
 // A small HTTP proxy in front of the real registry, for what the registry cannot do by
 // itself: count requests and bytes, and inject faults (Range ignored, 5xx/429 with
-// Retry-After, connection resets, truncated and stalled bodies) for the next N matching requests.
+// Retry-After, connection resets, truncated and stalled bodies, flipped bytes) for the
+// next N matching requests, or for each with a given probability.
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -14,6 +15,9 @@ export type Fault =
   | { kind: 'trickle'; bytesPerTick: number; tickMs: number }
   /** The first `afterBytes` of the body, then nothing more until `until` settles. */
   | { kind: 'hold'; afterBytes: number; until: Promise<void> }
+  /** The first `afterBytes` of the body, then nothing, for as long as the client waits. */
+  | { kind: 'stall'; afterBytes: number }
+  /** One byte flipped in the middle of the body. */
   | { kind: 'corrupt' };
 
 export interface ProxyStats {
@@ -25,6 +29,10 @@ export interface ProxyStats {
   /** Response body bytes sent to clients for blob GETs. */
   blobBytes: number;
   ranges: string[];
+  /** Blob GETs without a Range header (a whole blob asked for). */
+  wholeBlobGets: number;
+  /** Blob GETs answered 200 whose whole body was sent (a whole blob transferred). */
+  wholeBlobBodies: number;
 }
 
 export interface FaultProxy {
@@ -34,16 +42,27 @@ export interface FaultProxy {
    * `times` requests whose path matches get `fault`, after `skip` matching ones pass;
    * `rangedOnly` counts only requests with a Range header (blob reads, not config GETs).
    */
-  inject(fault: Fault, times: number, match?: RegExp, opts?: { skip?: number; rangedOnly?: boolean; range?: RegExp }): void;
+  inject(fault: Fault, times: number, match?: RegExp, opts?: InjectOptions): void;
   reset(): void;
   /** While down, every connection is dropped at once (a stopped host). */
   setDown(down: boolean): void;
   stop(): Promise<void>;
 }
 
+export interface InjectOptions {
+  /** Matching requests let through before the fault applies. */
+  skip?: number;
+  /** Only requests with a Range header match. */
+  rangedOnly?: boolean;
+  /** Only requests whose Range header matches. */
+  range?: RegExp;
+  /** Each matching request is faulted with this probability (default 1); only faulted ones count against `times`. */
+  probability?: number;
+}
+
 export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
-  const stats: ProxyStats = { requests: 0, faults: 0, connections: 0, blobBytes: 0, ranges: [] };
-  const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; range: RegExp | undefined; match: RegExp }> = [];
+  const stats: ProxyStats = { requests: 0, faults: 0, connections: 0, blobBytes: 0, ranges: [], wholeBlobGets: 0, wholeBlobBodies: 0 };
+  const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; range: RegExp | undefined; match: RegExp; probability: number }> = [];
   const take = (path: string, range: string | undefined): Fault | undefined => {
     const f = faults.find(
       (x) => x.left > 0 && x.match.test(path) && (range !== undefined || !x.rangedOnly) && (x.range === undefined || x.range.test(range ?? '')),
@@ -53,6 +72,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       f.skip--;
       return undefined;
     }
+    if (f.probability < 1 && Math.random() >= f.probability) return undefined;
     f.left--;
     stats.faults++;
     return f.fault;
@@ -75,6 +95,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     const headers = { ...req.headers, host: upstream };
     if (fault?.kind === 'ignore-range') delete headers.range;
     if (isBlob && typeof req.headers.range === 'string') stats.ranges.push(req.headers.range);
+    if (isBlob && req.headers.range === undefined) stats.wholeBlobGets++;
     const up = httpRequest({ host: upstream.split(':')[0], port: Number(upstream.split(':')[1]), method: req.method, path, headers }, (ur) => {
       const h = { ...ur.headers };
       if (fault?.kind === 'overlong' && h['content-length'] !== undefined) {
@@ -87,6 +108,13 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       const total = Number(ur.headers['content-length'] ?? 0);
       ur.on('data', (input: Buffer) => {
         let chunk = input;
+        if (fault?.kind === 'stall' && sent + chunk.length > fault.afterBytes) {
+          // Send what comes before the stall, then hold the connection open and silent.
+          if (sent < fault.afterBytes) res.write(chunk.subarray(0, fault.afterBytes - sent));
+          sent = fault.afterBytes;
+          ur.pause();
+          return;
+        }
         if (fault?.kind === 'hold' && !held && sent + chunk.length > fault.afterBytes) {
           held = true;
           const cut = fault.afterBytes - sent;
@@ -149,7 +177,10 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           res.once('drain', () => ur.resume());
         }
       });
-      ur.on('end', () => res.end(fault?.kind === 'overlong' ? Buffer.alloc(fault.extra, 0x41) : undefined));
+      ur.on('end', () => {
+        if (isBlob && ur.statusCode === 200 && !res.destroyed) res.once('finish', () => stats.wholeBlobBodies++);
+        res.end(fault?.kind === 'overlong' ? Buffer.alloc(fault.extra, 0x41) : undefined);
+      });
       // A client that hangs up stops the transfer, as at a registry: what was sent is what was counted.
       res.on('close', () => {
         if (!res.writableFinished) ur.destroy();
@@ -169,7 +200,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     host: `127.0.0.1:${port}`,
     stats,
     inject: (fault, times, match = /./, opts = {}) =>
-      faults.push({ fault, left: times, match, skip: opts.skip ?? 0, rangedOnly: opts.rangedOnly ?? false, range: opts.range }),
+      faults.push({ fault, left: times, match, skip: opts.skip ?? 0, rangedOnly: opts.rangedOnly ?? false, range: opts.range, probability: opts.probability ?? 1 }),
     setDown: (d) => {
       down = d;
       if (d) server.closeAllConnections();
@@ -180,6 +211,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       stats.connections = 0;
       stats.blobBytes = 0;
       stats.ranges = [];
+      stats.wholeBlobGets = 0;
+      stats.wholeBlobBodies = 0;
       faults.length = 0;
     },
     stop: () => new Promise<void>((r) => {
