@@ -8,7 +8,7 @@
 import type { BlobReader } from '../toc/blob.js';
 import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { ViewNode } from '../toc/view.js';
-import { DecodeError, DigestMismatchError, TocFormatError, type ErrorContext } from '../errors.js';
+import { DecodeError, DigestMismatchError, ReadTimeoutError, TocFormatError, type ErrorContext } from '../errors.js';
 import { streamPlainLayer } from '../toc/plain-layer.js';
 import {
   chunkKey, fetchMembers, groupMembers, groupMembersInOrder, IN_ORDER, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Grouping, type Member,
@@ -16,6 +16,9 @@ import {
 import { LinkEstimator } from './link-estimator.js';
 import { DecodeQueue } from './decode-queue.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
+import { WholeBlobPasses, type RemoteBlob } from './whole-blob.js';
+import { Refetcher } from './refetch.js';
+import { withDeadline } from './read-deadline.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
@@ -35,6 +38,9 @@ export interface LayerCounters {
   bytesServed: number;
   cacheHits: number;
   cacheMisses: number;
+  /** Members fetched again after bad bytes, and their bytes (not in bytesFetched). */
+  refetches: number;
+  bytesRefetched: number;
 }
 
 export interface ReadTuning {
@@ -47,6 +53,8 @@ export interface ReadTuning {
   readonly neighbourBytes: number | 'auto';
   /** Members closer than this are read in one request, gap included. */
   readonly coalesceGapBytes: number;
+  /** Longest an on-demand read waits, milliseconds, then SGZ_READ_TIMEOUT; absent or 0: no deadline. */
+  readonly readTimeoutMs?: number;
 }
 
 export interface FetchJobInfo {
@@ -103,6 +111,10 @@ export class FileReader {
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
   /** Decodes of members fetched for no read in particular (neighbours, prefetch, background). */
   private readonly decodes = new DecodeQueue();
+  /** Layers whose registry ignores Range: one whole-blob stream for all their misses. */
+  private readonly whole: WholeBlobPasses;
+  /** Second fetches of members that came with bad bytes. */
+  private readonly refetch: Refetcher;
 
   constructor(
     private readonly table: InodeTable,
@@ -111,20 +123,53 @@ export class FileReader {
     private readonly tuning: ReadTuning,
     private readonly cache?: ChunkCache,
     private readonly hooks: ReaderHooks = {},
-  ) {}
+  ) {
+    const put = async (digest: Buffer, data: Buffer): Promise<void> => {
+      if (this.cache === undefined || this.cache.has(digest)) return;
+      await this.cache.put(digest, data).catch((err: unknown) => this.hooks.onCacheError?.(err));
+    };
+    this.whole = new WholeBlobPasses(table, {
+      put,
+      get: async (digest, size) => this.cache?.get(digest, size),
+      streamed: (layer, bytes, restarted, ms) => {
+        const counters = this.stats(layer.id);
+        counters.requests++;
+        counters.bytesFetched += bytes;
+        counters.bytesRefetched += restarted;
+        this.hooks.onFetched?.(layer, bytes, { priority: ON_DEMAND, requests: 1, ms });
+      },
+    });
+    this.refetch = new Refetcher(blobFor, scheduler, {
+      put,
+      refetched: (layer, bytes) => {
+        const counters = this.stats(layer.id);
+        counters.refetches++;
+        counters.bytesRefetched += bytes;
+      },
+    });
+  }
 
   /** Counters of one layer (by meta.db layer id), zero until it is read. */
   stats(layerId: number): LayerCounters {
     let c = this.counters.get(layerId);
     if (c === undefined) {
-      c = { requests: 0, bytesFetched: 0, bytesServed: 0, cacheHits: 0, cacheMisses: 0 };
+      c = { requests: 0, bytesFetched: 0, bytesServed: 0, cacheHits: 0, cacheMisses: 0, refetches: 0, bytesRefetched: 0 };
       this.counters.set(layerId, c);
     }
     return c;
   }
 
   /** Bytes [off, off+len) of a regular file, clipped to its size. */
-  async read(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
+  read(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
+    const ms = this.tuning.readTimeoutMs ?? 0;
+    return withDeadline(this.readNow(node, path, off, len), ms, () =>
+      new ReadTimeoutError(`the read of ${len} bytes at file offset ${off} got no answer within ${ms} ms (--read-timeout)`, ms, {
+        layer: this.layerOf(node).digest, path, inode: node.ino, offset: off,
+      }));
+  }
+
+  /** The read, without its deadline. */
+  private async readNow(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
     const end = Math.min(node.size, off + len);
     if (off >= end) return Buffer.alloc(0);
     const layer = this.layerOf(node);
@@ -332,13 +377,20 @@ export class FileReader {
   ): Array<Promise<DecodedMember>> {
     const counters = this.stats(layer.id);
     const each = members.map(() => {
-      let settle!: { resolve: (m: DecodedMember) => void; reject: (err: unknown) => void };
+      let settle!: { resolve: (m: DecodedMember | Promise<DecodedMember>) => void; reject: (err: unknown) => void };
       const done = new Promise<DecodedMember>((resolve, reject) => void (settle = { resolve, reject }));
       return { done, ...settle };
     });
+    if (this.whole.waitsForPass(layer)) {
+      // The registry ignores Range for this layer: its one whole-blob stream brings these.
+      const remote = this.blobFor(layer) as RemoteBlob;
+      members.forEach((m, i) => each[i]?.resolve(this.whole.member(layer, remote, m)));
+      arrived?.();
+      return each.map((e) => e.done);
+    }
     const bytes = gap === IN_ORDER ? members.reduce((n, m) => n + m.end - m.start, 0) : spanBytes(members, gap);
     const job = this.scheduler.schedule(priority, bytes, () =>
-      fetchMembers(layer, this.blobFor(layer), members, gap, {
+      fetchMembers(layer, this.rangesOnly(layer), members, gap, {
         put: async (digest, data) => {
           if (this.cache === undefined || this.cache.has(digest)) return;
           await this.cache.put(digest, data).catch((err: unknown) => this.hooks.onCacheError?.(err));
@@ -358,6 +410,12 @@ export class FileReader {
       (err: unknown) => {
         arrived?.();
         arrived = undefined;
+        const remote = this.blobFor(layer) as RemoteBlob;
+        if (this.whole.canRecover(err, remote)) {
+          this.whole.markRangeless(layer);
+          members.forEach((m, i) => each[i]?.resolve(this.whole.member(layer, remote, m)));
+          return;
+        }
         for (const e of each) e.reject(err);
         this.hooks.onError?.(layer, err as Error, priority !== ON_DEMAND);
       },
@@ -374,16 +432,30 @@ export class FileReader {
     return each.map((e) => e.done);
   }
 
-  /** The chunk from a decoded member; undefined when that fetch did not include it. Bad bytes throw. */
-  private pick(layer: LayerRow, m: DecodedMember, c: ChunkRow, ctx: ErrorContext): Buffer | undefined {
+  /**
+   * The chunk from a decoded member; undefined when that fetch did not include it. Bad
+   * bytes are fetched once more (refetch.ts); bad again (`last`), they throw.
+   */
+  private pick(layer: LayerRow, m: DecodedMember, c: ChunkRow, ctx: ErrorContext, last = false): Buffer | Promise<Buffer> | undefined {
     const key = chunkKey(layer.id, c);
     const data = m.ok.get(key);
     if (data !== undefined) return data;
     const f = m.failed.get(key);
     if (f === undefined) return undefined;
     const err = failureError(c, f, ctx);
+    if (!last) {
+      // Reported as nobody's: the reader waits for the second copy, not for this error.
+      this.hooks.onError?.(layer, err, true);
+      return this.refetch.chunk(layer, c).then((again) => this.pick(layer, again, c, ctx, true) ?? this.missingFromMember(layer, c, ctx));
+    }
     this.hooks.onError?.(layer, err, false);
     throw err;
+  }
+
+  /** The layer's blob, its ranged reads refused where the registry ignores Range (a whole-blob pass then reads it). */
+  private rangesOnly(layer: LayerRow): BlobReader {
+    const blob = this.blobFor(layer) as RemoteBlob;
+    return this.whole.guard(layer, blob.rangesOnly?.() ?? blob);
   }
 
   private missingFromMember(layer: LayerRow, c: ChunkRow, ctx: ErrorContext): never {

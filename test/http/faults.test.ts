@@ -71,16 +71,18 @@ describe('registry reads through a fault-injecting proxy', () => {
     assert.deepEqual(proxy.stats.ranges, [], 'neither the TOC (meta.db) nor the chunk (cache) was fetched again');
   });
 
-  it('a chunk corrupted in transit is never served nor cached', async () => {
+  it('a chunk corrupted in transit, and again when fetched once more, is never served nor cached', async () => {
     const root = join(dir, 'corrupt-root');
     proxy.reset();
-    proxy.inject({ kind: 'corrupt' }, 1, /\/blobs\//, { skip: 1, rangedOnly: true });
+    // Every answer after the TOC's: the first copy and its one refetch are both bad.
+    proxy.inject({ kind: 'corrupt' }, 1000, /\/blobs\//, { skip: 1, rangedOnly: true });
     const bad = await runCli(['--root', root, '--retries', '0', 'cat', `${proxy.host}/big/image:v1`, '/data/big.bin']);
     assert.equal(bad.code, 5, bad.stderr);
     assert.match(bad.stderr, /file "data\/big\.bin".*(digest mismatch|does not decompress)/);
     assert.ok(big.subarray(0, bad.stdout.length).equals(bad.stdout), 'whatever was written is a correct prefix: no wrong bytes');
     const du = JSON.parse((await runCli(['--root', root, 'cache', 'du', '--json'])).stdout.toString()) as { chunks: number };
     assert.equal(du.chunks, 0, 'nothing was cached');
+    proxy.reset();
     const good = await runCli(['--root', root, 'cat', `${proxy.host}/big/image:v1`, '/data/big.bin']);
     assert.ok(good.stdout.equals(big));
   });
