@@ -29,6 +29,16 @@ export interface ChunkCacheConfig {
   readonly writeBehind?: boolean;
 }
 
+/** A large chunk's file being written (ChunkStore.createWriter). */
+export interface ChunkWriter {
+  /** The chunk's next bytes, in order. */
+  write(piece: Buffer): Promise<void>;
+  /** All bytes are in and matched the digest: the file goes into place. */
+  commit(): Promise<void>;
+  /** Given up: the temporary file is removed. */
+  abort(): Promise<void>;
+}
+
 export interface CacheUsage {
   readonly chunks: number;
   readonly bytes: number;
@@ -74,6 +84,8 @@ const WRITE_QUIET_MS = 250;
 const WRITE_MAX_DELAY_MS = 2000;
 /** Queued bytes past which writing starts at once: a long stream (a large file, background fetch) is written as it comes. */
 const WRITE_DEFER_BYTES = 32 << 20;
+/** Pieces a chunk file is hashed in when checked for a range read. */
+const CHECK_PIECE_BYTES = 4 << 20;
 /**
  * Room the cache leaves free on its filesystem (a sixteenth of it, at most this): the
  * state root's logs and meta.db live there too.
@@ -84,6 +96,16 @@ const SPACE_CHECK_MS = 1000;
 /** Write errors that mean the disk (or the user's disk quota) is full. */
 const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
 const errnoCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? 'EIO';
+const ZEROS = Buffer.alloc(1 << 20);
+
+/** Whether a buffer holds only zero bytes (written as a hole). */
+function isZeros(b: Buffer): boolean {
+  for (let at = 0; at < b.length; at += ZEROS.length) {
+    const end = Math.min(b.length, at + ZEROS.length);
+    if (!b.subarray(at, end).equals(ZEROS.subarray(0, end - at))) return false;
+  }
+  return true;
+}
 
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
@@ -93,6 +115,8 @@ export class ChunkStore {
     dispose: (v) => void v.fh.close().catch(() => undefined),
   });
   private readonly verified = new Set<string>();
+  /** Chunk files being checked (readRange), so concurrent reads hash a file once. */
+  private readonly checking = new Map<string, Promise<boolean>>();
   private readonly touched = new Map<string, number>();
   /** Chunks in place on disk, not yet in the index: hex → [digest, size, stored at]. */
   private readonly unindexed = new Map<string, [Buffer, number, number]>();
@@ -135,6 +159,8 @@ export class ChunkStore {
   private lowered = false;
   /** When the quota may be lowered again: writes in flight together fail together, and lower it once. */
   private lowerAfter = 0;
+  /** Bytes of chunk files being written now (counted against the quota before they land). */
+  private writingBytes = 0;
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
@@ -241,6 +267,128 @@ export class ChunkStore {
    * meanwhile still reads the same (content-addressed) bytes.
    */
   private async readChunkFile(hex: string): Promise<Buffer> {
+    const fd = await this.chunkFile(hex);
+    const data = Buffer.allocUnsafe(fd.size);
+    try {
+      const { bytesRead } = await fd.fh.read(data, 0, fd.size, 0);
+      return data.subarray(0, bytesRead);
+    } catch (err) {
+      // Closed by the LRU between lookup and read: open it afresh.
+      if (this.fds.get(hex) === fd || !['EBADF', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      return this.readChunkFile(hex);
+    }
+  }
+
+  /**
+   * Bytes [from, to) of a stored chunk, read from its file alone: for chunks too large to
+   * hold (large-chunk.ts). The file is checked once per process (its size, and its sha256
+   * streamed in pieces) before any of it is served; a torn or corrupt file is dropped and
+   * counts as a miss. Undefined on a miss.
+   */
+  async readRange(digest: Buffer, size: number, from: number, to: number): Promise<Buffer | undefined> {
+    const hex = digest.toString('hex');
+    let fd: { fh: FileHandle; size: number };
+    try {
+      fd = await this.chunkFile(hex);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+    if (!this.verified.has(hex)) {
+      let check = this.checking.get(hex);
+      if (check === undefined) {
+        check = this.checkFile(fd, digest, size).finally(() => this.checking.delete(hex));
+        this.checking.set(hex, check);
+      }
+      if (!(await check)) {
+        this.log.warn({ digest: hex, size: fd.size, expected: size }, 'cached chunk is torn or corrupt; dropped');
+        await this.drop(hex, digest);
+        return undefined;
+      }
+      this.verified.add(hex);
+    }
+    const out = Buffer.allocUnsafe(to - from);
+    let got = 0;
+    try {
+      while (got < out.length) {
+        const { bytesRead } = await fd.fh.read(out, got, out.length - got, from + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+    } catch (err) {
+      // Closed by the LRU between lookup and read: open it afresh.
+      if (this.fds.get(hex) === fd || !['EBADF', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+      return this.readRange(digest, size, from, to);
+    }
+    if (got < out.length) return undefined;
+    this.touch(hex);
+    return out;
+  }
+
+  /** Whether a chunk file has the size and sha256 it should, hashed in pieces (bounded memory). */
+  private async checkFile(fd: { fh: FileHandle; size: number }, digest: Buffer, size: number): Promise<boolean> {
+    if (fd.size !== size) return false;
+    const h = createHash('sha256');
+    const piece = Buffer.allocUnsafe(Math.min(size, CHECK_PIECE_BYTES));
+    for (let pos = 0; pos < size; ) {
+      const { bytesRead } = await fd.fh.read(piece, 0, Math.min(piece.length, size - pos), pos);
+      if (bytesRead === 0) return false;
+      h.update(piece.subarray(0, bytesRead));
+      pos += bytesRead;
+    }
+    return h.digest().equals(digest);
+  }
+
+  /**
+   * A writer for a chunk too large to hold in memory: the caller writes its bytes in
+   * order, hashing them as it goes, and commits only once they matched the digest. Runs
+   * of zeros become holes. Undefined when the chunk could never fit the quota.
+   */
+  createWriter(digest: Buffer, size: number): ChunkWriter | undefined {
+    if (size > this.quotaNow()) return undefined;
+    const hex = digest.toString('hex');
+    const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
+    const tmp = join(this.cfg.root, 'tmp', `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    let fh: Promise<FileHandle> | undefined;
+    let pos = 0;
+    const handle = (): Promise<FileHandle> => {
+      fh ??= (async () => {
+        if (!this.dirs.has(dir)) this.makeDirs(dir);
+        return open(tmp, 'w');
+      })();
+      return fh;
+    };
+    const close = async (): Promise<void> => {
+      if (fh !== undefined) await (await fh.catch(() => undefined))?.close().catch(() => undefined);
+    };
+    return {
+      write: async (piece) => {
+        const f = await handle();
+        if (!isZeros(piece)) {
+          for (let done = 0; done < piece.length; ) done += (await f.write(piece, done, piece.length - done, pos + done)).bytesWritten;
+        }
+        pos += piece.length;
+      },
+      commit: async () => {
+        const f = await handle();
+        await f.truncate(pos);
+        await close();
+        await renameAsync(tmp, this.path(hex));
+        this.verified.add(hex);
+        this.unindexed.set(hex, [digest, size, Date.now()]);
+        this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
+        this.used += size;
+        if (this.used > this.quotaNow()) await this.evict(this.quota);
+      },
+      abort: async () => {
+        await close();
+        await unlink(tmp).catch(() => undefined);
+      },
+    };
+  }
+
+  /** An open chunk file through the descriptor LRU. */
+  private async chunkFile(hex: string): Promise<{ fh: FileHandle; size: number }> {
     let fd = this.fds.get(hex);
     if (fd === undefined) {
       const fh = await open(this.path(hex), 'r');
@@ -252,15 +400,7 @@ export class ChunkStore {
       }
       this.fds.set(hex, fd);
     }
-    const data = Buffer.allocUnsafe(fd.size);
-    try {
-      const { bytesRead } = await fd.fh.read(data, 0, fd.size, 0);
-      return data.subarray(0, bytesRead);
-    } catch (err) {
-      // Closed by the LRU between lookup and read: open it afresh.
-      if (this.fds.get(hex) === fd || !['EBADF', 'EBUSY'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-      return this.readChunkFile(hex);
-    }
+    return fd;
   }
 
   /**
@@ -342,12 +482,13 @@ export class ChunkStore {
    * warned about once per errno code, and thrown.
    */
   private async write(hex: string, digest: Buffer, data: Buffer): Promise<void> {
-    if (this.diskFull && this.quotaNow() - this.used < data.length) {
+    if (this.diskFull && this.quotaNow() - this.used - this.writingBytes < data.length) {
       this.memoryOnly++;
       return;
     }
+    let stored: boolean;
     try {
-      await this.writeOrRedo(hex, digest, data);
+      stored = await this.writeOrRedo(hex, digest, data);
     } catch (err) {
       this.writeErrors++;
       this.lastWriteError = errnoCode(err);
@@ -355,11 +496,16 @@ export class ChunkStore {
         this.writeFailed(err);
         throw err;
       }
-      if (!(await this.shrinkToDisk(data.length)) || !(await this.writeOrRedo(hex, digest, data).then(() => true, () => false))) {
+      if (!(await this.shrinkToDisk(data.length)) || !(await this.writeOrRedo(hex, digest, data).catch(() => false))) {
         this.memoryOnly++;
         this.writeFailed(err);
         return;
       }
+      stored = true;
+    }
+    if (!stored) {
+      this.memoryOnly++;
+      return;
     }
     if (this.failing !== undefined) {
       this.log.info({ after: this.failing, memoryOnlyChunks: this.memoryOnly, quotaBytes: this.quota }, 'cache writable again');
@@ -367,14 +513,14 @@ export class ChunkStore {
     }
   }
 
-  private async writeOrRedo(hex: string, digest: Buffer, data: Buffer): Promise<void> {
+  private async writeOrRedo(hex: string, digest: Buffer, data: Buffer): Promise<boolean> {
     try {
-      await this.writeFile(hex, digest, data);
+      return await this.writeFile(hex, digest, data);
     } catch (err) {
       // Another process may have cleared the cache, directories included: once more from scratch.
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       this.dirs.clear();
-      await this.writeFile(hex, digest, data);
+      return await this.writeFile(hex, digest, data);
     }
   }
 
@@ -414,23 +560,37 @@ export class ChunkStore {
     return true;
   }
 
-  private async writeFile(hex: string, digest: Buffer, data: Buffer): Promise<void> {
+  /**
+   * Writes the file, room made first: the files being written count against the quota, so
+   * that a burst written behind (up to WRITE_DEFER_BYTES at once) cannot fill a disk smaller
+   * than the burst before eviction catches up. False when the chunk does not fit beside the
+   * writes in flight even with everything else evicted (it stays in memory only).
+   */
+  private async writeFile(hex: string, digest: Buffer, data: Buffer): Promise<boolean> {
     const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
     const tmpDir = join(this.cfg.root, 'tmp');
     const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
-    if (!this.dirs.has(dir)) this.makeDirs(dir);
+    const quota = this.quotaNow();
+    if (this.writingBytes + data.length > quota) return false;
+    this.writingBytes += data.length;
     try {
-      await writeFileAsync(tmp, data);
-      await renameAsync(tmp, this.path(hex));
-    } catch (err) {
-      // A write cut short by a full disk left its temporary file behind, one per chunk.
-      await unlink(tmp).catch(() => undefined);
-      throw err;
+      if (this.used + this.writingBytes > quota) await this.evict(quota - this.writingBytes);
+      if (!this.dirs.has(dir)) this.makeDirs(dir);
+      try {
+        await writeFileAsync(tmp, data);
+        await renameAsync(tmp, this.path(hex));
+      } catch (err) {
+        // A write cut short by a full disk left its temporary file behind, one per chunk.
+        await unlink(tmp).catch(() => undefined);
+        throw err;
+      }
+      this.unindexed.set(hex, [digest, data.length, Date.now()]);
+      this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
+      this.used += data.length;
+    } finally {
+      this.writingBytes -= data.length;
     }
-    this.unindexed.set(hex, [digest, data.length, Date.now()]);
-    this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
-    this.used += data.length;
-    if (this.used > this.quotaNow()) await this.evict(this.quota);
+    return true;
   }
 
   /**
@@ -479,9 +639,14 @@ export class ChunkStore {
       })();
       this.indexFailing = false;
     } catch (err) {
-      // Once per streak: a full disk fails every batch.
-      if (!this.indexFailing) this.log.warn({ err, chunks: rows.length }, 'chunk cache index not updated; gc() adopts the files');
+      // Once per streak: a full disk fails every batch. The rows are tried again with the
+      // next batch; until then eviction counts and removes their files from here.
+      if (!this.indexFailing) this.log.warn({ err, chunks: rows.length }, 'chunk cache index not updated; tried again with the next batch');
       this.indexFailing = true;
+      for (const row of rows) {
+        const hex = row[0].toString('hex');
+        if (!this.unindexed.has(hex)) this.unindexed.set(hex, row);
+      }
     }
   }
 
@@ -495,13 +660,28 @@ export class ChunkStore {
 
   private async evictNow(target: number): Promise<{ evicted: number; freed: number }> {
     this.flush();
-    // Other processes add chunks too: start from the index, not from our running total.
-    this.used = (this.sUsage.get() as CacheUsage).bytes;
+    // Other processes add chunks too: start from the index, not from our running total
+    // (plus the rows a failed index write left to the next batch).
+    let unindexedBytes = 0;
+    for (const [, size] of this.unindexed.values()) unindexedBytes += size;
+    this.used = (this.sUsage.get() as CacheUsage).bytes + unindexedBytes;
     let evicted = 0;
     let freed = 0;
     while (this.used > target) {
       const rows = this.sOldest.all(256) as Array<{ digest: Buffer; size: number }>;
-      if (rows.length === 0) break;
+      if (rows.length === 0) {
+        // Only files the index could not take are left: the oldest go first.
+        const stray = [...this.unindexed].sort((a, b) => a[1][2] - b[1][2]);
+        for (const [hex, [digest, size]] of stray) {
+          if (this.used <= target) break;
+          if (await this.drop(hex, digest, true)) {
+            this.used -= size;
+            freed += size;
+            evicted++;
+          }
+        }
+        break;
+      }
       for (const r of rows) {
         if (this.used <= target) break;
         // Another process may have dropped it first; only what this call removed counts.

@@ -52,12 +52,20 @@ export class LargeChunks {
     if (c.digest !== null && this.cache !== undefined) {
       const hit = await this.cache.readRange(c.digest, c.chunk_size, from, to);
       if (hit !== undefined) return hit;
-      if (await this.store(layer, c, ON_DEMAND, ctx)) {
+      let stored = false;
+      try {
+        stored = await this.store(layer, c, ON_DEMAND, ctx);
+      } catch (err) {
+        // Bad bytes or a failed fetch fail the read; a cache that could not take the file
+        // (a full disk) only means this read streams the member itself.
+        if (err instanceof StargzfsError) throw err;
+      }
+      if (stored) {
         const now = await this.cache.readRange(c.digest, c.chunk_size, from, to);
         if (now !== undefined) return now;
       }
     }
-    // Not cacheable (no cache, larger than its quota, or no digest to file it under).
+    // Not cacheable (no cache, larger than its quota or the disk, or no digest to file it under).
     return this.scheduler.submit(ON_DEMAND, c.blob_end - c.blob_offset, () => this.pass(layer, c, ON_DEMAND, ctx, { from, to })) as Promise<Buffer>;
   }
 
