@@ -36,6 +36,8 @@ export interface CommandContext {
   readonly image: OpenImage;
   readonly table: InodeTable;
   readonly profiles: ProfileStore;
+  /** The chunk cache (a mount's status shows how its writes go). */
+  readonly cache: ChunkStore;
 }
 
 async function openSource(ref: string, config: Config, log: Logger): Promise<ImageSource> {
@@ -80,7 +82,7 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
         process.stderr.write(`stargzfs: warning: layer ${l.index} (${l.desc.digest}) is UNVERIFIED: its TOC has no digest annotation\n`);
       }
     }
-    return await fn({ config, log, image, table, profiles });
+    return await fn({ config, log, image, table, profiles, cache: store });
   } finally {
     opened?.close();
     await cache?.drain();

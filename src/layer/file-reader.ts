@@ -61,6 +61,8 @@ export interface FetchJobInfo {
   readonly priority: Priority;
   readonly requests: number;
   readonly ms: number;
+  /** The blob ranges [start, end) the bytes were for, when known: progress counts a range fetched again once. */
+  readonly ranges?: ReadonlyArray<readonly [number, number]>;
 }
 
 export interface ReaderHooks {
@@ -399,7 +401,7 @@ export class FileReader {
           counters.requests += requests;
           counters.bytesFetched += bytes;
           if (requests === 1) this.link.observe(bytes, ms);
-          this.hooks.onFetched?.(layer, bytes, { priority, requests, ms });
+          this.hooks.onFetched?.(layer, bytes, { priority, requests, ms, ranges: members.map((m) => [m.start, m.end] as const) });
           arrived?.();
           arrived = undefined;
         },
@@ -513,7 +515,7 @@ export class FileReader {
           if (wanted.has(key)) wanted.set(key, c.data);
           await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.hooks.onCacheError?.(err));
         });
-        this.hooks.onFetched?.(layer, blob.size, { priority: ON_DEMAND, requests: Math.ceil(blob.size / (8 << 20)), ms: performance.now() - t0 });
+        this.hooks.onFetched?.(layer, blob.size, { priority: ON_DEMAND, requests: Math.ceil(blob.size / (8 << 20)), ms: performance.now() - t0, ranges: [[0, blob.size]] });
       }).finally(() => this.plainRefetch.delete(layer.id));
       r = { wanted, done };
       this.plainRefetch.set(layer.id, r);

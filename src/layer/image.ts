@@ -132,7 +132,7 @@ export class OpenImage {
         onChunksRead: recorder !== undefined
           ? (layer, path, rows) => recorder.record(layer.digest, path, rows)
           : undefined,
-        onFetched: (layer, bytes, job) => this.progress.fetched(layer.digest, bytes, PRIORITY_NAMES[job.priority], job.ms),
+        onFetched: (layer, bytes, job) => this.progress.fetched(layer.digest, bytes, PRIORITY_NAMES[job.priority], job.ms, job.ranges),
         onError: (layer, err, background) => {
           if (err instanceof ClosedError) return;
           const code = err instanceof StargzfsError ? err.code : 'SGZ_FETCH';

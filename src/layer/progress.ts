@@ -10,7 +10,14 @@ export interface LayerProgress {
   readonly digest: string;
   /** Compressed bytes of the layer's data (what a full fetch reads). */
   readonly totalBytes: number;
+  /**
+   * Bytes of the layer fetched, each range once: never more than totalBytes. A range
+   * fetched again (after a digest error, or once its chunks left a cache that could not
+   * keep them) counts in transferredBytes only.
+   */
   fetchedBytes: number;
+  /** Every byte fetched for the layer, refetches and the gaps between coalesced ranges included. */
+  transferredBytes: number;
   phases: Record<Phase, PhaseState>;
   errors: number;
   lastError: { code: string; message: string; path?: string | undefined } | undefined;
@@ -25,14 +32,45 @@ export type FetchEvent =
   | { readonly type: 'phase'; readonly layer: string; readonly phase: Phase; readonly state: PhaseState }
   | { readonly type: 'error'; readonly layer: string; readonly code: string; readonly message: string; readonly path?: string | undefined };
 
+/** Disjoint [start, end) ranges in order, and the bytes they cover. */
+class RangeSet {
+  private readonly starts: number[] = [];
+  private readonly ends: number[] = [];
+  covered = 0;
+
+  add(start: number, end: number): void {
+    if (end <= start) return;
+    // The first range that ends at or after `start` (touching ranges merge).
+    let lo = 0;
+    for (let hi = this.ends.length; lo < hi; ) {
+      const mid = (lo + hi) >> 1;
+      if ((this.ends[mid] as number) < start) lo = mid + 1;
+      else hi = mid;
+    }
+    let last = lo;
+    let s = start;
+    let e = end;
+    for (; last < this.starts.length && (this.starts[last] as number) <= end; last++) {
+      s = Math.min(s, this.starts[last] as number);
+      e = Math.max(e, this.ends[last] as number);
+      this.covered -= (this.ends[last] as number) - (this.starts[last] as number);
+    }
+    this.starts.splice(lo, last - lo, s);
+    this.ends.splice(lo, last - lo, e);
+    this.covered += e - s;
+  }
+}
+
 export class FetchProgress {
   private readonly emitter = new EventEmitter();
   private readonly layers = new Map<string, LayerProgress>();
+  /** Per layer: the ranges fetched, and bytes fetched whose ranges were not said. */
+  private readonly seen = new Map<string, { ranges: RangeSet; unplaced: number }>();
 
   addLayer(digest: string, totalBytes: number): void {
     if (this.layers.has(digest)) return;
     this.layers.set(digest, {
-      digest, totalBytes, fetchedBytes: 0, errors: 0, lastError: undefined,
+      digest, totalBytes, fetchedBytes: 0, transferredBytes: 0, errors: 0, lastError: undefined,
       phases: { landmark: 'pending', learned: 'pending', background: 'pending' },
     });
   }
@@ -42,10 +80,21 @@ export class FetchProgress {
     return () => this.emitter.off('event', listener);
   }
 
-  fetched(layer: string, bytes: number, priority: 'on_demand' | 'prefetch' | 'background', ms: number): void {
+  /** `bytes` fetched for `layer`; `ranges`, when known, are the blob ranges they were for. */
+  fetched(
+    layer: string, bytes: number, priority: 'on_demand' | 'prefetch' | 'background', ms: number, ranges?: ReadonlyArray<readonly [number, number]>,
+  ): void {
     const l = this.layers.get(layer);
     if (l === undefined) return;
-    l.fetchedBytes += bytes;
+    let seen = this.seen.get(layer);
+    if (seen === undefined) {
+      seen = { ranges: new RangeSet(), unplaced: 0 };
+      this.seen.set(layer, seen);
+    }
+    if (ranges !== undefined) for (const [start, end] of ranges) seen.ranges.add(start, end);
+    else seen.unplaced += bytes;
+    l.transferredBytes += bytes;
+    l.fetchedBytes = Math.min(l.totalBytes, seen.ranges.covered + seen.unplaced);
     this.emit({ type: 'fetched', layer, bytes, fetchedBytes: l.fetchedBytes, totalBytes: l.totalBytes, priority, ms });
   }
 

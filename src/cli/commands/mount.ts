@@ -74,6 +74,7 @@ export function mountStatus(ctx: CommandContext, mountpoint: string, startedAt: 
         lazy: l.notLazyReason === null && l.error === null,
         notLazyReason: l.notLazyReason,
         fetchedBytes: p?.fetchedBytes ?? 0,
+        transferredBytes: p?.transferredBytes ?? 0,
         totalBytes: p?.totalBytes ?? l.size,
         prefetch: p?.phases ?? null,
         servedBytes: counters?.bytesServed ?? 0,
@@ -83,6 +84,7 @@ export function mountStatus(ctx: CommandContext, mountpoint: string, startedAt: 
         lastError: p?.lastError ?? (l.error !== null ? { code: l.error.code, message: l.error.message } : null),
       };
     }),
+    cache: ctx.cache.health(),
   };
 }
 

@@ -7,6 +7,7 @@ import { STATUS_DIR, STATUS_FILE } from '../../fs/operations.js';
 import { NotFoundError } from '../../errors.js';
 import { mib, write, writeJson } from '../output.js';
 import { alive } from '../pids.js';
+import type { CacheHealth } from '../../chunkcache/chunk-store.js';
 
 interface StatusJson {
   pid: number;
@@ -17,9 +18,11 @@ interface StatusJson {
   mountpoint: string;
   layers: Array<{
     index: number; digest: string; format: string; verified: boolean; lazy: boolean; notLazyReason: string | null;
-    fetchedBytes: number; totalBytes: number; prefetch: Record<string, string> | null; errors: number;
+    fetchedBytes: number; totalBytes: number; transferredBytes?: number; prefetch: Record<string, string> | null; errors: number;
     lastError: { code: string; message: string } | null;
   }>;
+  /** Absent from servers older than the cache section. */
+  cache?: CacheHealth;
 }
 
 function readStatus(mountpoint: string): StatusJson {
@@ -43,6 +46,13 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
   for (let i = 0; pid !== undefined && alive(pid) && i < 200; i++) await new Promise((r) => setTimeout(r, 50));
 }
 
+function cacheLine(c: CacheHealth): string {
+  const quota = c.quotaBytes < c.configuredQuotaBytes ? `${mib(c.quotaBytes)} MiB quota (lowered from ${mib(c.configuredQuotaBytes)}: what the disk holds)` : `${mib(c.quotaBytes)} MiB quota`;
+  const full = c.diskFull ? '  DISK FULL: new chunks kept in memory only' : '';
+  const errors = c.writeErrors > 0 ? `  ${c.writeErrors} write error(s), last ${c.lastWriteError ?? '?'}, ${c.memoryOnlyChunks} chunk(s) kept in memory only` : '';
+  return `  cache: ${mib(c.usedBytes)} MiB of a ${quota}${full}${errors}`;
+}
+
 export async function statusCommand(mountpoint: string, json: boolean): Promise<void> {
   const s = readStatus(mountpoint);
   if (json) return writeJson(s);
@@ -50,7 +60,9 @@ export async function statusCommand(mountpoint: string, json: boolean): Promise<
   for (const l of s.layers) {
     const what = l.lazy ? `${l.format}${l.verified ? '' : ' UNVERIFIED'}` : `NOT LAZY: ${l.notLazyReason ?? l.lastError?.message ?? 'unreadable'}`;
     const phases = l.prefetch !== null ? Object.entries(l.prefetch).map(([k, v]) => `${k} ${v}`).join(', ') : '';
-    lines.push(`  layer ${l.index} ${l.digest.slice(0, 19)}  ${what}  fetched ${mib(l.fetchedBytes)} of ${mib(l.totalBytes)} MiB  ${phases}${l.errors > 0 ? `  ${l.errors} error(s), last: ${l.lastError?.message ?? ''}` : ''}`);
+    const again = (l.transferredBytes ?? 0) > l.fetchedBytes ? ` (${mib(l.transferredBytes ?? 0)} MiB transferred)` : '';
+    lines.push(`  layer ${l.index} ${l.digest.slice(0, 19)}  ${what}  fetched ${mib(l.fetchedBytes)} of ${mib(l.totalBytes)} MiB${again}  ${phases}${l.errors > 0 ? `  ${l.errors} error(s), last: ${l.lastError?.message ?? ''}` : ''}`);
   }
+  if (s.cache !== undefined) lines.push(cacheLine(s.cache));
   await write(`${lines.join('\n')}\n`);
 }
