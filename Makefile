@@ -48,6 +48,7 @@ bench: setup
 	node dist/bench/ranged-get.bench.js | tee bench/results/ranged-get.json
 	node dist/bench/micro/cache-verify.bench.js | tee bench/results/cache-verify.json
 	node dist/bench/read-path.bench.js | tee bench/results/read-path.json
+	node dist/bench/faults.bench.js | tee bench/results/faults.json
 	node dist/bench/convert.bench.js | tee bench/results/convert.json
 	BENCH_REPORT=bench/report node dist/bench/hello.bench.js | tee bench/results/hello-$$(date +%F).json
 
