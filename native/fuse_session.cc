@@ -5,6 +5,12 @@
 // that would write get EROFS here, forget is answered here (and passed on), and getxattr/
 // listxattr of an inode JavaScript marked as having no xattrs are answered here (ls -l
 // asks two per file; see DESIGN.md "Where the time goes").
+//
+// JavaScript never holds a libfuse request pointer: it gets a number that names the
+// request in a table here, and a reply takes the request out of the table first. So a
+// request is answered exactly once whoever answers it (JavaScript, or stop() failing all
+// that are left), and a late reply to a request already answered is dropped rather than
+// written into whatever request reuses the freed memory.
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <napi.h>
@@ -17,6 +23,8 @@
 #include <string>
 #include <sys/stat.h>
 #include <thread>
+#include <unistd.h>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -37,6 +45,7 @@ enum Op {
 struct Request {
   int op;
   fuse_req_t req;
+  uint64_t id;
   uint64_t ino;
   std::string name;
   uint64_t size;
@@ -49,21 +58,57 @@ struct Request {
 
 class Session;
 
+struct Outstanding {
+  fuse_req_t req;
+  int op;
+};
+
 struct Shared {
   Napi::ThreadSafeFunction tsfn;
   std::mutex xattrMutex;
   std::unordered_set<uint64_t> hasXattrs;
-  std::atomic<int64_t> pending{0};
+  // Requests handed to JavaScript and not answered yet, by the number JavaScript holds.
+  std::mutex reqMutex;
+  std::unordered_map<uint64_t, Outstanding> outstanding;
+  uint64_t nextId = 1;
+  // Set by stop(): every request from then on is answered here, never handed on.
+  bool stopping = false;
   unsigned maxRead = 1 << 20;
   unsigned maxBackground = 128;
 };
 
 Shared* shared(fuse_req_t req) { return static_cast<Shared*>(fuse_req_userdata(req)); }
 
+// The answer to a request while the session stops: a release is done (the file is closed
+// either way), anything else fails.
+void replyStopping(fuse_req_t req, int op, int err) {
+  fuse_reply_err(req, op == OP_RELEASE || op == OP_RELEASEDIR ? 0 : err);
+}
+
+// Takes the request out of the table: the caller is now the one that answers it.
+fuse_req_t take(Shared* s, uint64_t id) {
+  std::lock_guard<std::mutex> lock(s->reqMutex);
+  auto it = s->outstanding.find(id);
+  if (it == s->outstanding.end()) return nullptr;
+  fuse_req_t req = it->second.req;
+  s->outstanding.erase(it);
+  return req;
+}
+
 void dispatch(Shared* s, Request* r) {
-  if (r->req != nullptr) s->pending++;
+  r->id = 0;
+  if (r->req != nullptr) {
+    std::lock_guard<std::mutex> lock(s->reqMutex);
+    if (s->stopping) {
+      replyStopping(r->req, r->op, EIO);
+      delete r;
+      return;
+    }
+    r->id = s->nextId++;
+    s->outstanding.emplace(r->id, Outstanding{r->req, r->op});
+  }
   auto status = s->tsfn.NonBlockingCall(r, [](Napi::Env env, Napi::Function fn, Request* r) {
-    Napi::Value handle = r->req != nullptr ? Napi::Value(Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(r->req)))) : env.Null();
+    Napi::Value handle = r->id != 0 ? Napi::Value(Napi::BigInt::New(env, r->id)) : env.Null();
     std::vector<napi_value> args = {Napi::Number::New(env, r->op), handle, Napi::Number::New(env, static_cast<double>(r->ino))};
     switch (r->op) {
       case OP_LOOKUP: args.push_back(Napi::String::New(env, r->name)); break;
@@ -95,9 +140,9 @@ void dispatch(Shared* s, Request* r) {
   });
   if (status != napi_ok) {
     // JavaScript is gone (shutting down): answer so the kernel does not wait forever.
-    if (r->req != nullptr) {
-      s->pending--;
-      fuse_reply_err(r->req, EIO);
+    if (r->id != 0) {
+      fuse_req_t req = take(s, r->id);
+      if (req != nullptr) fuse_reply_err(req, EIO);
     }
     delete r;
   }
@@ -287,10 +332,9 @@ fuse_lowlevel_ops makeOps() {
   return ops;
 }
 
-fuse_req_t reqOf(const Napi::Value& v) {
+uint64_t idOf(const Napi::Value& v) {
   bool lossless = false;
-  uint64_t p = v.As<Napi::BigInt>().Uint64Value(&lossless);
-  return reinterpret_cast<fuse_req_t>(static_cast<uintptr_t>(p));
+  return v.As<Napi::BigInt>().Uint64Value(&lossless);
 }
 
 void fillStat(const Napi::Value& v, uint64_t ino, struct stat* st) {
@@ -315,6 +359,8 @@ class Session : public Napi::ObjectWrap<Session> {
   static Napi::Function Init(Napi::Env env) {
     return DefineClass(env, "Session", {
       InstanceMethod("unmount", &Session::Unmount),
+      InstanceMethod("stop", &Session::Stop),
+      InstanceMethod("end", &Session::End),
       InstanceMethod("destroy", &Session::Destroy),
       InstanceMethod("setHasXattrs", &Session::SetHasXattrs),
       InstanceMethod("pending", &Session::Pending),
@@ -370,6 +416,13 @@ class Session : public Napi::ObjectWrap<Session> {
       fuse_loop_cfg_set_clone_fd(cfg, 0);
       int rc = fuse_session_loop_mt(se_, cfg);
       fuse_loop_cfg_destroy(cfg);
+      // No thread reads /dev/fuse any more: letting go of it now aborts the connection, so
+      // a request the kernel queued after the loop stopped fails at once instead of
+      // waiting for a reply nobody will send.
+      if (unmounting_) {
+        if (callerDetaches_) AbortConnection();
+        else if (mounted_.exchange(false)) fuse_session_unmount(se_);  // closes it, then detaches
+      }
       auto* r = make(OP_EXIT, nullptr, 0);
       r->info = unmounting_ ? "unmounted" : "loop ended (rc " + std::to_string(rc) + "): the filesystem was unmounted";
       dispatch(&shared_, r);
@@ -378,34 +431,84 @@ class Session : public Napi::ObjectWrap<Session> {
 
   ~Session() {
     if (se_ != nullptr && thread_.joinable()) {
-      // Finalized while still mounted (the process is exiting): detach and let go.
-      RequestUnmount();
+      // Finalized while still mounted (the process is exiting): end the loop and let go.
+      RequestStop(EIO);
       thread_.detach();
     }
   }
 
  private:
-  // Detaches the mount and asks the loop to end; does not wait (a request still in
-  // JavaScript's hands must be answerable meanwhile). The loop's end arrives as OP_EXIT,
-  // after which destroy() frees the session.
-  void RequestUnmount() {
-    if (se_ == nullptr || unmounting_.exchange(true)) return;
-    fuse_session_exit(se_);
-    if (mounted_) {
-      fuse_session_unmount(se_);
-      mounted_ = false;
+  // Every request not answered yet, and every one that arrives from now on, gets `err`
+  // (a release gets 0). The loop keeps running, so readers get that errno rather than a
+  // connection abort. Returns how many requests it failed.
+  size_t FailAll(int err) {
+    std::vector<Outstanding> left;
+    {
+      std::lock_guard<std::mutex> lock(shared_.reqMutex);
+      shared_.stopping = true;
+      for (auto& e : shared_.outstanding) left.push_back(e.second);
+      shared_.outstanding.clear();
     }
+    for (auto& o : left) replyStopping(o.req, o.op, err);
+    return left.size();
   }
 
+  // Asks the loop to end, without waiting. libfuse's workers notice the end only when a
+  // request arrives, so a retrieve notification makes the kernel send one. When the loop
+  // has ended, the loop thread lets go of /dev/fuse (and detaches the mount unless the
+  // caller does), then OP_EXIT arrives and destroy() frees the session. Unlike libfuse's
+  // fuse_session_unmount alone, /dev/fuse stays open until no worker reads it: closed
+  // while they still did, replies went nowhere and readers waited for good.
+  void RequestEnd() {
+    if (se_ == nullptr || unmounting_.exchange(true)) return;
+    fuse_session_exit(se_);
+    // -ENOENT once the kernel has let go of the mount: the loop ends by itself then.
+    fuse_lowlevel_notify_retrieve(se_, FUSE_ROOT_ID, 0, 0, nullptr);
+  }
+
+  void RequestStop(int err) {
+    FailAll(err);
+    RequestEnd();
+  }
+
+  // /dev/fuse replaced by /dev/null under the same number: the connection is aborted
+  // (this was its only descriptor) and fuse_session_destroy still has a descriptor to close.
+  void AbortConnection() {
+    int fd = fuse_session_fd(se_);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd >= 0 && null >= 0) dup2(null, fd);
+    if (null >= 0) close(null);
+  }
+
+  // unmount(): everything left fails with EIO, the loop ends, the session detaches the mount.
   Napi::Value Unmount(const Napi::CallbackInfo& info) {
-    RequestUnmount();
+    RequestStop(EIO);
+    return info.Env().Undefined();
+  }
+
+  // stop(errno): everything left fails with errno and the loop goes on failing what comes;
+  // the caller detaches the mount itself. Returns how many requests it failed.
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    int err = info.Length() > 0 ? info[0].As<Napi::Number>().Int32Value() : EIO;
+    callerDetaches_ = true;
+    return Napi::Number::New(info.Env(), static_cast<double>(FailAll(err)));
+  }
+
+  // end(): the loop ends now, and the connection with it (after stop(): a reader still
+  // holding a file gets ENOTCONN from then on).
+  Napi::Value End(const Napi::CallbackInfo& info) {
+    RequestEnd();
     return info.Env().Undefined();
   }
 
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
     if (se_ == nullptr) return info.Env().Undefined();
-    RequestUnmount();
+    RequestStop(EIO);
     if (thread_.joinable()) thread_.join();
+    if (mounted_.exchange(false)) {
+      if (callerDetaches_) AbortConnection();
+      else fuse_session_unmount(se_);
+    }
     fuse_session_destroy(se_);
     se_ = nullptr;
     shared_.tsfn.Release();
@@ -421,19 +524,23 @@ class Session : public Napi::ObjectWrap<Session> {
     return info.Env().Undefined();
   }
 
-  Napi::Value Pending(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(shared_.pending.load())); }
+  Napi::Value Pending(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(shared_.reqMutex);
+    return Napi::Number::New(info.Env(), static_cast<double>(shared_.outstanding.size()));
+  }
 
-  void answered() { shared_.pending--; }
+  // The request named by info[0], taken out of the table; nullptr if it was answered already.
+  fuse_req_t claim(const Napi::CallbackInfo& info) { return take(&shared_, idOf(info[0])); }
 
   Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
-    answered();
-    fuse_reply_err(reqOf(info[0]), info[1].As<Napi::Number>().Int32Value());
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_err(req, info[1].As<Napi::Number>().Int32Value());
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyNone(const Napi::CallbackInfo& info) {
-    answered();
-    fuse_reply_none(reqOf(info[0]));
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_none(req);
     return info.Env().Undefined();
   }
 
@@ -456,16 +563,16 @@ class Session : public Napi::ObjectWrap<Session> {
   Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
     struct fuse_entry_param e;
     entryParam(info, 1, &e);
-    answered();
-    fuse_reply_entry(reqOf(info[0]), &e);
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_entry(req, &e);
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyAttr(const Napi::CallbackInfo& info) {
     struct stat st;
     fillStat(info[2], static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()), &st);
-    answered();
-    fuse_reply_attr(reqOf(info[0]), &st, info[3].As<Napi::Number>().DoubleValue());
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_attr(req, &st, info[3].As<Napi::Number>().DoubleValue());
     return info.Env().Undefined();
   }
 
@@ -476,32 +583,33 @@ class Session : public Napi::ObjectWrap<Session> {
     fi.keep_cache = info[2].As<Napi::Boolean>().Value() ? 1 : 0;
     fi.cache_readdir = fi.keep_cache;
     fi.direct_io = info[3].As<Napi::Boolean>().Value() ? 1 : 0;
-    answered();
-    fuse_reply_open(reqOf(info[0]), &fi);
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_open(req, &fi);
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyBuf(const Napi::CallbackInfo& info) {
-    answered();
+    fuse_req_t req = claim(info);
+    if (req == nullptr) return info.Env().Undefined();
     if (info[1].IsBuffer()) {
       Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
-      fuse_reply_buf(reqOf(info[0]), b.Data(), b.Length());
+      fuse_reply_buf(req, b.Data(), b.Length());
     } else {
-      fuse_reply_buf(reqOf(info[0]), nullptr, 0);
+      fuse_reply_buf(req, nullptr, 0);
     }
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyReadlink(const Napi::CallbackInfo& info) {
     std::string target = info[1].As<Napi::String>().Utf8Value();
-    answered();
-    fuse_reply_readlink(reqOf(info[0]), target.c_str());
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_readlink(req, target.c_str());
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyXattrSize(const Napi::CallbackInfo& info) {
-    answered();
-    fuse_reply_xattr(reqOf(info[0]), static_cast<size_t>(info[1].As<Napi::Number>().Int64Value()));
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_xattr(req, static_cast<size_t>(info[1].As<Napi::Number>().Int64Value()));
     return info.Env().Undefined();
   }
 
@@ -509,7 +617,9 @@ class Session : public Napi::ObjectWrap<Session> {
   // as many entries as fit in `size`; returns how many were taken (readdirplus counts a
   // lookup for each, so JavaScript must know).
   Napi::Value ReplyDir(const Napi::CallbackInfo& info) {
-    fuse_req_t req = reqOf(info[0]);
+    // Claimed before the entries are built: fuse_add_direntry_plus reads the request.
+    fuse_req_t req = claim(info);
+    if (req == nullptr) return Napi::Number::New(info.Env(), 0);
     size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
     bool plus = info[2].As<Napi::Boolean>().Value();
     Napi::Array names = info[3].As<Napi::Array>();
@@ -548,7 +658,6 @@ class Session : public Napi::ObjectWrap<Session> {
       used += n;
       taken++;
     }
-    answered();
     fuse_reply_buf(req, buf.data(), used);
     return Napi::Number::New(info.Env(), taken);
   }
@@ -565,16 +674,18 @@ class Session : public Napi::ObjectWrap<Session> {
     sv.f_files = static_cast<fsfilcnt_t>(a[4]);
     sv.f_ffree = static_cast<fsfilcnt_t>(a[5]);
     sv.f_namemax = static_cast<unsigned long>(a[6]);
-    answered();
-    fuse_reply_statfs(reqOf(info[0]), &sv);
+    fuse_req_t req = claim(info);
+    if (req != nullptr) fuse_reply_statfs(req, &sv);
     return info.Env().Undefined();
   }
 
   std::string mountpoint_;
   Shared shared_;
   struct fuse_session* se_ = nullptr;
-  bool mounted_ = false;
+  std::atomic<bool> mounted_{false};
   std::atomic<bool> unmounting_{false};
+  // stop() was called: the mount at the path is the caller's to detach, never the session's.
+  std::atomic<bool> callerDetaches_{false};
   std::thread thread_;
 };
 

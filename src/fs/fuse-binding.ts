@@ -10,16 +10,31 @@ export const FuseOp = {
 } as const;
 export type FuseOp = (typeof FuseOp)[keyof typeof FuseOp];
 
-/** A request handle: the libfuse request pointer, answered exactly once by a reply call. */
+/**
+ * A request handle: a number the addon maps to the libfuse request. The first reply
+ * answers it; a reply to a request answered already (by stop(), say) does nothing.
+ */
 export type Req = bigint;
 
 /** [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec] */
 export type Attr = Float64Array;
 
 export interface FuseSession {
-  /** Detaches the mount and asks the loop to end; the end arrives as FuseOp.Exit. */
+  /** stop(EIO) and end(), and the session detaches the mount itself. */
   unmount(): void;
-  /** After FuseOp.Exit: joins the loop and frees the session. */
+  /**
+   * Every request not answered yet, and every one that arrives from now on, fails with
+   * `errno` at once (a release succeeds). The loop goes on (readers get `errno`, not a
+   * connection abort) until the last open file is closed or end() is called; detaching
+   * the mount is then the caller's job. Returns how many requests it failed.
+   */
+  stop(errno: number): number;
+  /**
+   * Ends the loop without waiting; once it has, /dev/fuse is let go (the connection
+   * aborts: what the kernel still queues fails) and FuseOp.Exit arrives.
+   */
+  end(): void;
+  /** After FuseOp.Exit: joins the loop and frees the session; fails whatever is still unanswered with EIO. */
   destroy(): void;
   setHasXattrs(ino: number, has: boolean): void;
   /** Requests handed to JavaScript and not answered yet. */

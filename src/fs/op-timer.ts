@@ -29,6 +29,8 @@ export class OpTimer {
     };
     return {
       unmount: () => s.unmount(),
+      stop: (errno) => s.stop(errno),
+      end: () => s.end(),
       destroy: () => s.destroy(),
       setHasXattrs: (ino, has) => s.setHasXattrs(ino, has),
       pending: () => s.pending(),

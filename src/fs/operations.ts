@@ -75,6 +75,10 @@ export class FsOperations {
   private readonly rootIno: number;
   private session: FuseSession | undefined;
   private readonly timer: OpTimer | undefined;
+  /** Reads still running in the reader (answered or not): the image must outlive them. */
+  private readonly reading = new Set<Promise<void>>();
+  /** The session ended: nothing new is started on the image. */
+  private ended = false;
 
   constructor(
     private readonly view: ImageView,
@@ -113,6 +117,8 @@ export class FsOperations {
       return;
     }
     if (s === undefined || req === null) return;
+    // Queued before the session stopped, which has failed it already: this reply is dropped.
+    if (this.ended) return s.replyErr(req, E.EIO);
     this.timer?.start(req, op);
     try {
       this.dispatch(s, op, req, ino, args);
@@ -265,13 +271,30 @@ export class FsOperations {
     const h = this.files.get(fh);
     if (h === undefined) return s.replyErr(req, E.EBADF);
     if (h.snapshot !== undefined) return s.replyBuf(req, h.snapshot.subarray(off, off + size));
-    this.reader.read(h.node, h.path, off, size).then(
+    const done = this.reader.read(h.node, h.path, off, size).then(
       (data) => {
         this.log.trace({ ino, off, size, replied: data.length }, 'read');
         s.replyBuf(req, data);
       },
       (err: unknown) => this.fail(s, req, FuseOp.Read, ino, err, h.path),
     );
+    this.reading.add(done);
+    void done.finally(() => this.reading.delete(done));
+  }
+
+  /**
+   * The session has ended (its unanswered requests failed): starts nothing new, and
+   * resolves once the reads still running have settled, or after `ms`, with how many
+   * had not. The image (and meta.db under it) is closed after this, so a read that
+   * settled later would find it closed.
+   */
+  async drain(ms: number): Promise<number> {
+    this.ended = true;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); });
+    await Promise.race([Promise.allSettled([...this.reading]), late]);
+    clearTimeout(timer);
+    return this.reading.size;
   }
 
   private getxattr(s: FuseSession, req: Req, ino: number, name: string, size: number): void {

@@ -13,9 +13,16 @@ import { followProgress } from '../progress-line.js';
 import { signalReady } from '../ready.js';
 import type { MountMetrics } from '../../metrics/metrics.js';
 import { releaseHeap } from '../../fs/fuse-binding.js';
+import { constants } from 'node:os';
+
+const { EIO } = constants.errno;
 
 /** How long the start-up heap (see bin.ts) stays after prefetch ends, for the reads that follow it. */
 const HEAP_RELEASE_DELAY_MS = 30_000;
+/** How long reads still running when the session ends may take to settle before meta.db closes under them. */
+const READ_DRAIN_MS = 5_000;
+/** After a signal, how long a reader that still holds a file open gets EIO before the connection goes (ENOTCONN then). */
+const STOP_GRACE_MS = 2_000;
 
 export interface MountArgs {
   readonly mountpoint: string;
@@ -113,9 +120,20 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
     detach(args.mountpoint);
   }
   const session = mountFs(args.mountpoint, ops, { allowOther: args.allowOther, maxRead: 1 << 20 }, log);
+  // A signal (systemd's stop) fails what readers wait for and whatever they ask next with
+  // EIO, and detaches the mount: the session ends once they have closed their files, or
+  // after STOP_GRACE_MS. `stargzfs unmount` instead detaches and lets open files finish.
+  let ending: NodeJS.Timeout | undefined;
   const stop = (signal: string): void => {
-    log.info({ signal }, 'unmounting');
-    session.unmount();
+    if (ending !== undefined) return session.end(); // a second signal: at once
+    const failed = session.stop(EIO);
+    log.info({ signal, failed }, 'unmounting: reads still unanswered, and any that come, fail with EIO');
+    try {
+      detach(args.mountpoint);
+    } catch (err) {
+      log.warn({ err }, 'the mount could not be detached; the session ends anyway');
+    }
+    ending = setTimeout(() => session.end(), STOP_GRACE_MS);
   };
   const onInt = (): void => stop('SIGINT');
   const onTerm = (): void => stop('SIGTERM');
@@ -142,12 +160,16 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
-    // Reads still being fetched answer into the session: let them, briefly, before it is freed.
+    clearTimeout(ending);
+    // The connection is gone: what is still unanswered fails now (the addon drops the
+    // replies that come later), and the reads still running settle before the image and
+    // meta.db close under them.
+    const failed = session.pending();
+    session.destroy();
     ctx.image.close();
-    for (let i = 0; i < 100 && session.pending() > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    const unanswered = session.pending();
-    if (unanswered > 0) log.error({ unanswered }, 'requests were never answered (a bug in stargzfs); the session is left to the exiting process');
-    else session.destroy();
+    const unsettled = await ops.drain(READ_DRAIN_MS);
+    log.info({ failed, unsettled }, 'session freed');
+    if (unsettled > 0) log.warn({ unsettled, waitedMs: READ_DRAIN_MS }, 'reads still running as the image closes');
     await warming;
     await endpoint?.close();
   }
