@@ -326,6 +326,20 @@ export class FileReader {
       out.push(Buffer.alloc(0)); // placeholder, filled below
       missing.push(c);
     }
+    // The cache lookups above yield: a chunk found missing before a later lookup may be in
+    // flight by now, fetched by a read that ran meanwhile. Join that fetch, never ask again.
+    for (let i = 0, j = 0; i < rows.length && j < missing.length; i++) {
+      const c = missing[j] as ChunkRow;
+      if (rows[i] !== c) continue;
+      const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
+      if (pending === undefined) {
+        j++;
+        continue;
+      }
+      if (priority === ON_DEMAND) pending.promote();
+      out[i] = pending.done.then((m) => this.pick(layer, m, c, ctx) ?? this.load(layer, dataId, [c], priority, ctx).then((b) => b[0] as Buffer));
+      missing.splice(j, 1);
+    }
     if (missing.length > 0) {
       const { members, neighbours } = this.plan(layer, dataId, groupMembers(missing), priority);
       const results = this.fetch(layer, members, priority);
