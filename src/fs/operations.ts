@@ -16,9 +16,12 @@ const E = constants.errno;
 const ROOT = 1;
 /** The image never changes under a mount: entries and attributes may be cached long. */
 const TTL = 24 * 3600;
-/** Synthetic inodes of the status directory, far above any meta.db node id. */
-const STATUS_DIR_INO = 2 ** 52;
-const STATUS_FILE_INO = 2 ** 52 + 1;
+/**
+ * Synthetic inodes of the status directory, far above any meta.db node id: an image
+ * cannot make an entry with these numbers, so `stargzfs status` checks them.
+ */
+export const STATUS_DIR_INO = 2 ** 52;
+export const STATUS_FILE_INO = 2 ** 52 + 1;
 export const STATUS_DIR = '.stargzfs';
 export const STATUS_FILE = 'status.json';
 
@@ -137,7 +140,9 @@ export class FsOperations {
       case FuseOp.Opendir: {
         const k = this.known(ino);
         if ((k.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
-        const names = ino === STATUS_DIR_INO ? [STATUS_FILE] : this.view.readdir(k.node);
+        // The root's listing leaves out an image entry named like the status directory:
+        // readdirplus would hand the kernel that entry, and its dentry would then hide ours.
+        const names = ino === STATUS_DIR_INO ? [STATUS_FILE] : this.view.readdir(k.node).filter((n) => ino !== ROOT || n !== STATUS_DIR);
         const fh = this.nextFh++;
         this.dirs.set(fh, { node: k.node, path: k.path, names: ['.', '..', ...names] });
         return s.replyOpen(req, fh, ino !== STATUS_DIR_INO, false);
@@ -217,6 +222,7 @@ export class FsOperations {
   }
 
   private lookup(s: FuseSession, req: Req, parent: number, name: string): void {
+    // Ours whatever the image holds under that name (a directory, a file, a symlink).
     if (parent === ROOT && name === STATUS_DIR) {
       return s.replyEntry(req, STATUS_DIR_INO, attrOf(this.statusNode(STATUS_DIR_INO).node), 0, false);
     }

@@ -1,9 +1,12 @@
 // `stargzfs unmount <mountpoint>` and `stargzfs status <mountpoint>`: the mount's own
-// status file is the source of both (its pid tells whom to wait for).
-import { readFileSync } from 'node:fs';
+// status file is the source of both (its pid tells whom to wait for). The file is taken
+// only with the inode number the server gives it and on the device mounted there: image
+// content cannot have either, so an image shipping /.stargzfs/status.json cannot speak
+// for the mount.
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { detach, mountInfo } from '../mountpoint.js';
-import { STATUS_DIR, STATUS_FILE } from '../../fs/operations.js';
+import { STATUS_DIR, STATUS_FILE, STATUS_FILE_INO } from '../../fs/operations.js';
 import { NotFoundError } from '../../errors.js';
 import { mib, write, writeJson } from '../output.js';
 import { alive } from '../pids.js';
@@ -25,11 +28,30 @@ interface StatusJson {
   cache?: CacheHealth;
 }
 
+/** "major:minor" as /proc/self/mountinfo writes a device number (Linux's dev_t encoding). */
+export function devString(dev: bigint): string {
+  const major = ((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn);
+  const minor = (dev & 0xffn) | ((dev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
 function readStatus(mountpoint: string): StatusJson {
+  const none = new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
+  const mount = mountInfo(mountpoint);
+  if (mount?.fstype !== 'fuse.stargzfs') throw none;
+  const file = resolve(mountpoint, STATUS_DIR, STATUS_FILE);
+  let text: string;
   try {
-    return JSON.parse(readFileSync(resolve(mountpoint, STATUS_DIR, STATUS_FILE), 'utf8')) as StatusJson;
+    const st = statSync(file, { bigint: true });
+    if (st.ino !== BigInt(STATUS_FILE_INO) || devString(st.dev) !== mount.dev) throw none;
+    text = readFileSync(file, 'utf8');
   } catch {
-    throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
+    throw none;
+  }
+  try {
+    return JSON.parse(text) as StatusJson;
+  } catch {
+    throw none;
   }
 }
 
@@ -37,7 +59,8 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
   if (mountInfo(mountpoint)?.fstype !== 'fuse.stargzfs') throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
   let pid: number | undefined;
   try {
-    pid = readStatus(mountpoint).pid;
+    const p = readStatus(mountpoint).pid;
+    pid = Number.isSafeInteger(p) && p > 1 ? p : undefined;
   } catch {
     pid = undefined; // a dead mount: detaching it is all there is to do
   }
