@@ -119,6 +119,10 @@ export class TarReader {
   private longName: string | undefined;
   private longLink: string | undefined;
   private ended = false;
+  /** pushUntilHeader: chunks not yet joined to buf, and the bytes its next step needs. */
+  private untilParts: Buffer[] = [];
+  private untilBytes = 0;
+  private untilNeed = BLOCK;
   push(chunk: Buffer): TarEntry[] {
     this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     const out: TarEntry[] = [];
@@ -147,8 +151,18 @@ export class TarReader {
    * the caller reads the body from there on.
    */
   pushUntilHeader(chunk: Buffer): { header: TarHeader; rest: Buffer } | undefined {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    // A long extended header arrives in many chunks: they are joined once it is all
+    // there, not one by one (quadratic in its size).
+    this.untilParts.push(chunk);
+    this.untilBytes += chunk.length;
+    if (this.buf.length + this.untilBytes < this.untilNeed) return undefined;
+    this.buf = this.buf.length === 0 && this.untilParts.length === 1
+      ? chunk
+      : Buffer.concat([this.buf, ...this.untilParts], this.buf.length + this.untilBytes);
+    this.untilParts = [];
+    this.untilBytes = 0;
     for (;;) {
+      this.untilNeed = BLOCK;
       if (this.buf.length < BLOCK) return undefined;
       const block = this.buf.subarray(0, BLOCK);
       if (block.every((b) => b === 0)) throw new TarError('tar stream has no entry');
@@ -157,6 +171,7 @@ export class TarReader {
       const flag = String.fromCharCode(block[156] as number);
       if (flag === 'x' || flag === 'g' || flag === 'L' || flag === 'K') {
         const total = BLOCK + size + padding(size);
+        this.untilNeed = total;
         if (this.buf.length < total) return undefined;
         this.meta(flag, this.buf.subarray(BLOCK, BLOCK + size));
         this.buf = this.buf.subarray(total);

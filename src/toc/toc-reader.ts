@@ -89,6 +89,7 @@ export async function* tocJsonChunks(region: TocRegion, maxTocBytes: number, ctx
   z.end(region.comp);
   const tar = new TarReader();
   let remaining = -1;
+  let beforeHeader = 0;
   try {
     for await (const chunk of z as AsyncIterable<Buffer>) {
       let data = chunk;
@@ -99,7 +100,13 @@ export async function* tocJsonChunks(region: TocRegion, maxTocBytes: number, ctx
         } catch (err) {
           throw new TocFormatError(`TOC tar is malformed: ${(err as Error).message}`, at, { cause: err });
         }
-        if (first === undefined) continue;
+        if (first === undefined) {
+          // Extended headers before the TOC's own count against its limit: a small member
+          // could otherwise inflate into gigabytes of them.
+          beforeHeader += chunk.length;
+          if (beforeHeader > maxTocBytes) throw new TocTooLargeError(beforeHeader, maxTocBytes, at);
+          continue;
+        }
         if (first.header.name !== TOC_TAR_NAME) {
           throw new TocFormatError(`first tar entry of the TOC member is ${JSON.stringify(first.header.name)}, not ${TOC_TAR_NAME}`, at);
         }

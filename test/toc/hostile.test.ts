@@ -1,6 +1,6 @@
 // Hostile and malformed layers: each gets a typed error with a stable code that names
 // the layer (and the file, for entries), and what is still good keeps working.
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { withImage } from '../../src/cli/context.js';
 import { inspectReport } from '../../src/cli/commands/inspect.js';
@@ -8,7 +8,8 @@ import { resolvePath } from '../../src/toc/view.js';
 import type { Config } from '../../src/config.js';
 import { footer } from '../../src/toc/writer.js';
 import { entries } from '../helpers/entries.js';
-import { layoutWith, sha256, tocAnnotation, tocOf, withToc, writerBlob } from '../helpers/blobs.js';
+import { layoutWith, sha256, tocAnnotation, tocOf, withToc, writerBlob, type Toc, type TocEntryJson } from '../helpers/blobs.js';
+import { TocJsonParser } from '../../src/toc/json-entries.js';
 import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { runCli } from '../helpers/cli.js';
@@ -155,6 +156,37 @@ describe('hostile layers', () => {
       assert.match(layers[0]?.error?.message ?? '', /malformed TOC JSON/);
       assert.match(layers[1]?.error?.message ?? '', /not-the-toc\.json/);
       assert.match(layers[2]?.error?.message ?? '', /unsupported TOC version 7/);
+    }));
+
+  // Issue 22: a 32 MiB string cost 9 s to parse, and a TOC with a wrong digest paid it
+  // in full before being refused.
+  it('32 MiB strings in unknown TOC fields: indexed in linear time; under a wrong digest refused unparsed', { timeout: 60_000 }, () =>
+    inTemp(async (dir) => {
+      const { blob } = writerBlob(base);
+      const toc = tocOf(blob) as Toc & Record<string, unknown>;
+      toc['unknown'] = 'a'.repeat(32 << 20);
+      (toc.entries[0] as TocEntryJson)['unknown'] = 'b'.repeat(32 << 20);
+      const t = withToc(blob, toc);
+      const good = await layoutWith(join(dir, 'good'), [{ blob: t.blob, annotations: tocAnnotation(t.tocDigest) }]);
+      const bad = await layoutWith(join(dir, 'bad'), [{ blob: t.blob, annotations: tocAnnotation(sha256(Buffer.from('something else'))) }]);
+      const push = mock.method(TocJsonParser.prototype, 'push');
+      try {
+        const started = performance.now();
+        const [refused] = await layerReport(bad, testConfig(join(dir, 'root-bad')));
+        assert.equal(refused?.error?.code, 'SGZ_DIGEST_MISMATCH');
+        assert.equal(push.mock.callCount(), 0, 'the refused TOC was parsed');
+        await withImage(testConfig(join(dir, 'root')), good, async ({ image, table }) => {
+          assert.equal(inspectReport(image, table).layers[0]?.error, null);
+          const node = resolvePath(image.merged(), 'etc/hosts');
+          assert.equal((await image.reader.read(node, 'etc/hosts', 0, 100)).toString(), '127.0.0.1 localhost\n');
+        });
+        const ms = performance.now() - started;
+        // Generous for a loaded machine: linear is well under a second per string here,
+        // quadratic took ~20 s for the two.
+        assert.ok(ms < 10_000, `took ${ms} ms`);
+      } finally {
+        push.mock.restore();
+      }
     }));
 
   it('a TOC over the size limit: SGZ_TOC_TOO_LARGE', () =>

@@ -1,6 +1,12 @@
 // Building the tree from TOC entries (ESTARGZ.md §4.5, §4.6, §11) against the inode table.
-import { describe, it } from 'node:test';
+import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { importTocStream, type ImportInput } from '../../src/toc/importer.js';
+import { TocJsonParser } from '../../src/toc/json-entries.js';
+import { openMetaDb } from '../../src/toc/inode-db.js';
+import { tempDir } from '../helpers/tmp.js';
 import { LayerView } from '../../src/toc/layer-view.js';
 import { resolvePath } from '../../src/toc/view.js';
 import { S_IFDIR, S_IFREG } from '../../src/toc/inode-db.js';
@@ -103,5 +109,39 @@ describe('TOC → inode table', () => {
     const entries = [{ name: 'b', type: 'reg' }, { name: 'a', type: 'reg' }];
     const one = view(entries).v;
     assert.ok(resolvePath(one, 'b').ino < resolvePath(one, 'a').ino);
+  });
+
+  // Issue 22: the digest was compared only after the whole TOC had been parsed and
+  // imported, so a TOC that was going to be refused still cost its full parse.
+  it('a TOC whose digest does not match is refused before the parser sees a byte', async () => {
+    const { dir, cleanup } = tempDir();
+    const push = mock.method(TocJsonParser.prototype, 'push');
+    try {
+      const file = join(dir, 'meta.db');
+      openMetaDb(file).close();
+      const input: ImportInput = {
+        digest: `sha256:${'b'.repeat(64)}`, tocCompressedDigest: undefined, verified: true, format: 'estargz', compression: 'gzip',
+        blobSize: 1000, footerSize: 51, tocOffset: 900, tocCompressedSize: 49, dataEnd: 900,
+      };
+      // Malformed as well: had it been parsed first, the error would be SGZ_TOC_FORMAT.
+      const json = Buffer.from('{"version": 1, "entries": [{"name": "a", "type": "reg"}, !!!');
+      const chunks = async function* () { for (let i = 0; i < json.length; i += 8) yield json.subarray(i, i + 8); };
+      await assert.rejects(
+        importTocStream(file, input, chunks(), `sha256:${'c'.repeat(64)}`),
+        (err: { code?: string; message?: string }) => err.code === 'SGZ_DIGEST_MISMATCH' && /TOC digest mismatch/.test(err.message ?? ''),
+      );
+      assert.equal(push.mock.callCount(), 0, 'the parser ran');
+      const db = openMetaDb(file);
+      assert.equal(db.prepare('SELECT count(*) FROM layers').pluck().get(), 0);
+      assert.equal(db.prepare('SELECT count(*) FROM nodes').pluck().get(), 0);
+      db.close();
+      // The same bytes under their own digest are parsed (and refused for what they are).
+      const own = `sha256:${createHash('sha256').update(json).digest('hex')}`;
+      await assert.rejects(importTocStream(file, input, chunks(), own), (err: { code?: string }) => err.code === 'SGZ_TOC_FORMAT');
+      assert.ok(push.mock.callCount() > 0);
+    } finally {
+      push.mock.restore();
+      cleanup();
+    }
   });
 });
