@@ -11,7 +11,8 @@ import { inspectReport } from '../../src/cli/commands/inspect.js';
 import { isDir, resolvePath, type ImageView, type ViewNode } from '../../src/toc/view.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../../src/toc/inode-db.js';
 import { cleanName } from '../../src/toc/names.js';
-import type { WriterOptions } from '../../src/toc/writer.js';
+import { footer as estargzFooter, writeEstargz, type WriterOptions } from '../../src/toc/writer.js';
+import { dataEnd, parseFooter } from '../../src/toc/footer.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../../src/http/media-types.js';
 import { entries, type Spec } from '../helpers/entries.js';
 import { layoutWith, sha256, tocAnnotation, tocOf, withToc, writerBlob } from '../helpers/blobs.js';
@@ -479,5 +480,105 @@ describe('reference: fs/layer testExistence (the layer view, overlayfs encoding)
         // symlink_size
         assert.equal(resolvePath(v, 'link').size, 'target'.length);
       }));
+  }
+});
+
+describe('reference: footers (TestGzipFooter, TestZstdChunkedFooter)', () => {
+  /** The 47-byte legacy stargz footer as CRFS wrote it: 22 raw bytes of Extra, an empty stored block. */
+  const legacyFooter = (off: number): Buffer => Buffer.concat([
+    Buffer.from([0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0, 0xff, 22, 0]),
+    Buffer.from(`${off.toString(16).padStart(16, '0')}STARGZ`, 'latin1'),
+    Buffer.from([0x01, 0x00, 0x00, 0xff, 0xff]),
+    Buffer.alloc(8),
+  ]);
+  /** zstd:chunked's 48-byte trailer (stargz-snapshotter flavor): offset, compressed and uncompressed TOC sizes. */
+  const zstdFooter = (off: number, size: number, cSize: number): Buffer => {
+    const b = Buffer.alloc(48);
+    b.writeUInt32LE(0x184d2a50, 0);
+    b.writeUInt32LE(40, 4);
+    b.writeBigUInt64LE(BigInt(off), 8);
+    b.writeBigUInt64LE(BigInt(cSize), 16);
+    b.writeBigUInt64LE(BigInt(size), 24);
+    b.writeBigUInt64LE(1n, 32);
+    b.write('GnUlInUx', 40, 'latin1');
+    return b;
+  };
+
+  it('eStargz (51 bytes) and legacy stargz (47 bytes) footers for every offset 0..200000 in steps of 1023', () => {
+    for (let off = 0; off <= 200_000; off += 1023) {
+      const blobSize = off + 200;
+      const e = parseFooter(estargzFooter(off), blobSize);
+      assert.deepEqual([e?.kind, e?.size, e?.tocOffset], ['estargz', 51, off]);
+      const l = legacyFooter(off);
+      assert.equal(l.length, 47);
+      const s = parseFooter(l, blobSize);
+      assert.deepEqual([s?.kind, s?.size, s?.tocOffset], ['stargz', 47, off]);
+    }
+  });
+
+  it('zstd:chunked trailers: offset, compressed size and uncompressed size for offsets 1023..200000 (0 cannot hold a frame)', () => {
+    const max = 200_000;
+    for (let off = 1023; off <= max; off += 1023) {
+      const size = max - off;
+      const cSize = Math.floor(size / 2);
+      const f = parseFooter(zstdFooter(off, size, cSize), off + cSize + 48);
+      assert.deepEqual([f?.kind, f?.size, f?.tocOffset, f?.tocCompressedSize, f?.tocUncompressedSize], ['zstd-chunked-a', 48, off, cSize, size]);
+      assert.equal(dataEnd(f as NonNullable<typeof f>), off - 8, 'the data ends where the TOC\'s skippable frame starts (blobPayloadSize)');
+    }
+  });
+});
+
+describe('reference: TestSort (our writer\'s order for prioritized files)', () => {
+  const long1 = 'long'.repeat(40).slice(0, 120);
+  const long2 = 'long'.repeat(40).slice(0, 150);
+  const f = (name: string, body = name.slice(0, 3)): Spec => ({ name, body });
+  const d = (name: string): Spec => ({ name, type: 'dir' });
+  const l = (name: string, link: string): Spec => ({ name, type: 'hardlink', link });
+  const LM = '.prefetch.landmark';
+  const NO = '.no.prefetch.landmark';
+  // [name, input, log, the entry names written (the landmark's without the tar prefix), missed]
+  const cases: Array<[string, Spec[], string[], string[], string[]?]> = [
+    ['nolog', [f('foo.txt'), d('bar/'), f('bar/baz.txt'), f('bar/bar.txt')], [], [NO, 'foo.txt', 'bar/', 'bar/baz.txt', 'bar/bar.txt']],
+    ['identical', [f('foo.txt'), d('bar/'), f('bar/baz.txt'), f('bar/bar.txt'), f('bar/baa.txt')], ['foo.txt', 'bar/baz.txt'],
+      ['foo.txt', 'bar/', 'bar/baz.txt', LM, 'bar/bar.txt', 'bar/baa.txt']],
+    ['shuffle_reg', [f('foo.txt'), f('baz.txt'), f('bar.txt'), f('baa.txt')], ['baa.txt', 'bar.txt', 'baz.txt'], ['baa.txt', 'bar.txt', 'baz.txt', LM, 'foo.txt']],
+    ['shuffle_directory', [f('foo.txt'), d('bar/'), f('bar/bar.txt'), f('bar/baa.txt'), d('baz/'), f('baz/baz1.txt'), f('baz/baz2.txt'), d('baz/bazbaz/'),
+      f('baz/bazbaz/bazbaz_b.txt'), f('baz/bazbaz/bazbaz_a.txt')], ['baz/bazbaz/bazbaz_a.txt', 'baz/baz2.txt', 'foo.txt'],
+    ['baz/', 'baz/bazbaz/', 'baz/bazbaz/bazbaz_a.txt', 'baz/baz2.txt', 'foo.txt', LM, 'bar/', 'bar/bar.txt', 'bar/baa.txt', 'baz/baz1.txt', 'baz/bazbaz/bazbaz_b.txt']],
+    ['shuffle_link', [f('foo.txt'), f('baz.txt'), l('bar.txt', 'baz.txt'), f('baa.txt')], ['baz.txt'], ['baz.txt', LM, 'foo.txt', 'bar.txt', 'baa.txt']],
+    ['longname', [f('foo.txt'), f(long1), d('bar/'), f('bar/bar.txt'), f('bar/baa.txt'), f(`bar/${long2}`)], [`bar/${long2}`, long1],
+      ['bar/', `bar/${long2}`, long1, LM, 'foo.txt', 'bar/bar.txt', 'bar/baa.txt']],
+    ['various_types', [f('foo.txt'), { name: 'foo2', link: 'foo.txt' }, { name: 'foochar', type: 'char', dev: [10, 50] }, { name: 'fooblock', type: 'block', dev: [15, 20] },
+      { name: 'fifoo', type: 'fifo' }], ['fifoo', 'foo2', 'foo.txt', 'fooblock'], ['fifoo', 'foo2', 'foo.txt', 'fooblock', LM, 'foochar']],
+    ['existing_landmark', [f('baa.txt'), f('bar.txt'), f('baz.txt'), f(LM, 'v'), f('foo.txt')], ['foo.txt', 'bar.txt'], ['foo.txt', 'bar.txt', LM, 'baa.txt', 'baz.txt']],
+    ['existing_landmark_nolog', [f('baa.txt'), f('bar.txt'), f('baz.txt'), f(LM, 'v'), f('foo.txt')], [], [NO, 'baa.txt', 'bar.txt', 'baz.txt', 'foo.txt']],
+    ['existing_noprefetch_landmark', [f(NO, 'v'), f('baa.txt'), f('bar.txt'), f('baz.txt'), f('foo.txt')], ['foo.txt', 'bar.txt'], ['foo.txt', 'bar.txt', LM, 'baa.txt', 'baz.txt']],
+    ['existing_noprefetch_landmark_nolog', [f(NO, 'v'), f('baa.txt'), f('bar.txt'), f('baz.txt'), f('foo.txt')], [], [NO, 'baa.txt', 'bar.txt', 'baz.txt', 'foo.txt']],
+    // The reference fails without WithAllowPrioritizeNotFound; ours always reports them.
+    ['not_existing_file', [f('foo.txt'), f('baz.txt'), f('bar.txt'), f('baa.txt')], ['baa.txt', 'bar.txt', 'dummy'], ['baa.txt', 'bar.txt', LM, 'foo.txt', 'baz.txt'], ['dummy']],
+    ['not_existing_file_allow_fail', [f('foo.txt'), f('baz.txt'), f('bar.txt'), f('baa.txt')], ['baa.txt', 'dummy1', 'bar.txt', 'dummy2'],
+      ['baa.txt', 'bar.txt', LM, 'foo.txt', 'baz.txt'], ['dummy1', 'dummy2']],
+    ['duplicated_entry', [f('foo.txt'), d('bar/'), f('bar/baz.txt', 'baz'), d('bar/'), f('bar/baz.txt', 'baz2')], ['bar/baz.txt'], ['bar/', 'bar/baz.txt', LM, 'foo.txt']],
+    ['hardlink', [f('baz.txt', 'aaaaa'), l('bazlink', 'baz.txt')], ['bazlink'], ['baz.txt', 'bazlink', LM]],
+    ['root_relative_file', [d('./'), f('./foo.txt'), f('./baz.txt'), f('./baa.txt'), l('./bazlink', './baz.txt')], ['baa.txt', 'bazlink'],
+      ['./', './baa.txt', './baz.txt', './bazlink', LM, './foo.txt']],
+    ['root_absolute_file', [d('/'), f('/foo.txt'), f('/baz.txt'), f('/baa.txt'), l('/bazlink', '/baz.txt')], ['baa.txt', 'bazlink'],
+      ['/', '/baa.txt', '/baz.txt', '/bazlink', LM, '/foo.txt']],
+  ];
+  for (const [name, input, log, want, missed] of cases) {
+    it(`${name}, every log prefix and tar prefix`, () => {
+      for (const logPrefix of PREFIXES) {
+        for (const tarPrefix of PREFIXES) {
+          const specs = prefixed(tarPrefix, input).map((s) => (s.name === tarPrefix + LM || s.name === tarPrefix + NO ? { ...s, name: s.name.slice(tarPrefix.length) } : s));
+          const parts: Buffer[] = [];
+          const r = writeEstargz(entries(specs), (b) => parts.push(b), { prioritized: log.map((p) => logPrefix + p) });
+          const toc = tocOf(Buffer.concat(parts));
+          const what = `${name} log prefix ${JSON.stringify(logPrefix)} tar prefix ${JSON.stringify(tarPrefix)}`;
+          assert.deepEqual(toc.entries.filter((e) => e.type !== 'chunk').map((e) => e.name), want.map((n) => (n === LM || n === NO ? n : tarPrefix + n)), what);
+          assert.deepEqual(r.missedPrioritized, (missed ?? []).map((p) => logPrefix + p), what);
+          if (name === 'duplicated_entry') assert.equal(toc.entries.find((e) => cleanName(e.name) === 'bar/baz.txt')?.['digest'], sha256(Buffer.from('baz2')), 'the later duplicate is kept');
+        }
+      }
+    });
   }
 });
