@@ -42,9 +42,15 @@ export interface HttpConfig {
   /**
    * All attempts of one GET or HEAD, with the waits between them (backoff, Retry-After),
    * end within this many milliseconds; a Retry-After past it fails the request at once.
-   * A whole-blob stream is exempt (only stalls end it). Default: the read deadline, 30000.
+   * A whole-blob stream is exempt (only stalls end it). Default: the read deadline and
+   * half a second, 30500 (a reader is told of its own deadline, naming its file, first).
    */
   readonly retryBudgetMs: number;
+  /**
+   * A ranged GET whose answer brings no byte for this long gets a twin request beside it,
+   * and the first answer wins, milliseconds (0: never). Default 1000.
+   */
+  readonly hedgeAfterMs: number;
   /** Connections per registry host. Default 8. */
   readonly connectionsPerHost: number;
   /** Where the docker CLI's config.json is ($DOCKER_CONFIG or ~/.docker); undefined: no credentials. */
@@ -208,8 +214,9 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       timeoutMs: positiveInt('timeout', input.timeoutMs, 30_000),
       retries: input.retries === 0 ? 0 : positiveInt('retries', input.retries, 4),
       stallTimeoutMs: positiveInt('stall-timeout', input.stallTimeoutMs, 5000),
-      // A read gives up at its deadline: retrying past it would only hold a fetch slot.
-      retryBudgetMs: readTimeoutMs,
+      // A read gives up at its deadline: retrying much past it would only hold a fetch slot.
+      retryBudgetMs: readTimeoutMs + 500,
+      hedgeAfterMs: 1000,
       connectionsPerHost,
       dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
       mirrors: parseMirrors(input.mirror ?? []),

@@ -23,10 +23,10 @@ describe('config', () => {
   it('bounded waits: a read deadline of 30 s that also bounds one request\'s retries, stalls cut after 5 s', () => {
     const c = resolveConfig({}, env);
     assert.equal(c.fetch.readTimeoutMs, 30_000);
-    assert.equal(c.http.retryBudgetMs, 30_000);
+    assert.equal(c.http.retryBudgetMs, 30_500);
     assert.equal(c.http.stallTimeoutMs, 5000);
     const d = resolveConfig({ readTimeoutMs: 10_000, stallTimeoutMs: 2000 }, env);
-    assert.equal(d.http.retryBudgetMs, 10_000);
+    assert.equal(d.http.retryBudgetMs, 10_500);
     assert.equal(d.http.stallTimeoutMs, 2000);
     assert.throws(() => resolveConfig({ readTimeoutMs: 0 }, env), /--read-timeout/);
     assert.throws(() => resolveConfig({ stallTimeoutMs: -1 }, env), /--stall-timeout/);

@@ -3,8 +3,9 @@
 // expire, or Basic), redirects followed by hand so Authorization never leaves the
 // registry's origin, retries with jittered backoff on connection errors, 429 and 5xx
 // (honouring Retry-After), and exact-length checks on every ranged body. A body that
-// stalls is aborted and retried soon (stallTimeoutMs), and all attempts of a GET end
-// within retryBudgetMs: a reader waits for a bounded time however the registry fails.
+// stalls is aborted and retried soon (stallTimeoutMs), a ranged GET silent for a moment
+// gets a twin request (hedgeAfterMs), and all attempts of a GET end within retryBudgetMs:
+// a reader waits for a bounded time however the registry fails.
 import type { Dispatcher } from 'undici';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import apiRequest from 'undici/lib/api/api-request.js';
@@ -30,6 +31,8 @@ export interface RegistryClientOptions {
   readonly stallTimeoutMs?: number;
   /** All attempts of one GET/HEAD and the waits between them end within this, milliseconds. Default 30000. */
   readonly retryBudgetMs?: number;
+  /** A ranged GET that brings no byte for this long gets a twin request; the first answer wins, milliseconds (0: never). Default 1000. */
+  readonly hedgeAfterMs?: number;
   /** Connections per origin. Default 8. */
   readonly connectionsPerHost: number;
   /** Per registry name (docker.io, ghcr.io, host:port): mirror hosts tried first, in order. */
@@ -209,7 +212,7 @@ export class RegistryClient {
     for (let attempt = 0; ; attempt++) {
       let res: HttpResult;
       try {
-        res = await this.follow(t, spec, scope, until);
+        res = await this.hedged(t, spec, scope, until);
         stats.responses.set(res.status, (stats.responses.get(res.status) ?? 0) + 1);
         if (!this.schemes.has(t.endpoint)) this.schemes.set(t.endpoint, new URL(this.origin(t)).protocol.slice(0, -1));
       } catch (err) {
@@ -240,7 +243,57 @@ export class RegistryClient {
     }
   }
 
-  private async follow(t: RepoTarget, spec: RequestSpec, scope: string, until: number): Promise<HttpResult> {
+  /**
+   * One attempt. A ranged GET whose answer brings no byte for hedgeAfterMs (from the start,
+   * or since its last byte) gets a twin request beside it; the first answer wins and the
+   * other is aborted. A stalled body costs a reader about that long instead of the stall
+   * timeout (repeatedly, when stalls come in a row); a body that keeps coming is never
+   * doubled. Both failing is the attempt's failure (the first error).
+   */
+  private hedged(t: RepoTarget, spec: RequestSpec, scope: string, until: number): Promise<HttpResult> {
+    const hedgeMs = this.opts.hedgeAfterMs ?? 1000;
+    if (spec.method !== 'GET' || spec.headers?.['range'] === undefined || spec.sink !== undefined || hedgeMs <= 0) return this.follow(t, spec, scope, until);
+    return new Promise<HttpResult>((resolve, reject) => {
+      const runs: AbortController[] = [];
+      let failures = 0;
+      let firstErr: unknown;
+      let settled = false;
+      let timer: NodeJS.Timeout | undefined;
+      const arm = (): void => {
+        clearTimeout(timer);
+        if (!settled && runs.length < 2) timer = setTimeout(start, hedgeMs);
+      };
+      const start = (): void => {
+        if (settled) return;
+        const ac = new AbortController();
+        runs.push(ac);
+        if (runs.length === 2) this.log.debug({ path: redact(spec.path), range: spec.headers?.['range'] }, `no byte for ${hedgeMs} ms: a twin request`);
+        this.follow(t, spec, scope, until, { signal: ac.signal, onBytes: arm }).then(
+          (res) => {
+            if (settled) return;
+            settled = true;
+            clearTimeout(timer);
+            for (const other of runs) if (other !== ac) other.abort();
+            resolve(res);
+          },
+          (err: unknown) => {
+            if (settled) return;
+            failures++;
+            firstErr ??= err;
+            if (failures < runs.length) return;
+            settled = true;
+            clearTimeout(timer);
+            reject(firstErr);
+          },
+        );
+      };
+      start();
+      arm();
+    });
+  }
+
+  /** `twin`: a signal that ends the exchange (a hedged twin won), and a hook told of every body piece. */
+  private async follow(t: RepoTarget, spec: RequestSpec, scope: string, until: number, twin: { signal?: AbortSignal; onBytes?: () => void } = {}): Promise<HttpResult> {
     const home = new URL(this.origin(t)).origin;
     const redirectKey = `${t.endpoint}${spec.path}`;
     // A blob's signed URL from an earlier redirect is reused while it is valid; when the
@@ -262,7 +315,9 @@ export class RegistryClient {
       } else {
         const left = until - Date.now();
         if (left <= 0) throw new RegistryError(`${t.endpoint}: ${spec.method} ${redact(spec.path)}: gave up after ${this.opts.retryBudgetMs ?? 30_000} ms of attempts`);
-        const signal = spec.sink !== undefined ? undefined : AbortSignal.timeout(Math.min(this.opts.timeoutMs, left));
+        const timeout = spec.sink !== undefined ? undefined : AbortSignal.timeout(Math.min(this.opts.timeoutMs, left));
+        const signals = [timeout, twin.signal].filter((x): x is AbortSignal => x !== undefined);
+        const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
         const r = await this.request(url, {
           method: spec.method,
           headers,
@@ -280,7 +335,8 @@ export class RegistryClient {
           res = { status: r.statusCode, headers: r.headers, body: Buffer.alloc(0) };
         } else {
           const progress = spec.method === 'GET' ? spec.progress?.(r.statusCode, r.headers) : undefined;
-          const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(r.body, header(r.headers, 'content-length'), progress);
+          const pieces = twin.onBytes === undefined ? r.body : tap(r.body, twin.onBytes);
+          const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(pieces, header(r.headers, 'content-length'), progress);
           res = { status: r.statusCode, headers: r.headers, body };
         }
       }
@@ -514,6 +570,14 @@ async function readBody(body: AsyncIterable<Buffer>, contentLength: string | und
     progress?.(out.subarray(0, at));
   }
   return at === len ? out : out.subarray(0, at);
+}
+
+/** The body's pieces, `each` told of every one. */
+async function* tap(body: AsyncIterable<Buffer>, each: () => void): AsyncGenerator<Buffer> {
+  for await (const piece of body) {
+    each();
+    yield piece;
+  }
 }
 
 /** A body progress that hands each requested extent over once the part holding it is in. */

@@ -18,7 +18,7 @@ import { DecodeQueue } from './decode-queue.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
 import { WholeBlobPasses, type RemoteBlob } from './whole-blob.js';
 import { Refetcher } from './refetch.js';
-import { withDeadline } from './read-deadline.js';
+import { inRead, withDeadline } from './read-deadline.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
@@ -164,10 +164,11 @@ export class FileReader {
   /** Bytes [off, off+len) of a regular file, clipped to its size. */
   read(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
     const ms = this.tuning.readTimeoutMs ?? 0;
-    return withDeadline(this.readNow(node, path, off, len), ms, () =>
-      new ReadTimeoutError(`the read of ${len} bytes at file offset ${off} got no answer within ${ms} ms (--read-timeout)`, ms, {
-        layer: this.layerOf(node).digest, path, inode: node.ino, offset: off,
-      }));
+    const ctx = (): ErrorContext => ({ layer: this.layerOf(node).digest, path, inode: node.ino, offset: off });
+    const reading = this.readNow(node, path, off, len).catch((err: unknown) => {
+      throw inRead(err, ctx());
+    });
+    return withDeadline(reading, ms, () => new ReadTimeoutError(`the read of ${len} bytes at file offset ${off} got no answer within ${ms} ms (--read-timeout)`, ms, ctx()));
   }
 
   /** The read, without its deadline. */

@@ -105,6 +105,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       res.writeHead(ur.statusCode ?? 502, h);
       let sent = 0;
       let held = false;
+      /** Settles when the chunk being dribbled out (trickle) is all written. */
+      let dribbled = Promise.resolve();
       const total = Number(ur.headers['content-length'] ?? 0);
       ur.on('data', (input: Buffer) => {
         let chunk = input;
@@ -146,6 +148,8 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           // Hold the upstream and dribble the chunk out.
           ur.pause();
           let at = 0;
+          let done!: () => void;
+          dribbled = new Promise((r) => (done = r));
           const tick = setInterval(() => {
             if (res.destroyed) {
               clearInterval(tick);
@@ -157,6 +161,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
             res.write(piece);
             if (at >= chunk.length) {
               clearInterval(tick);
+              done();
               ur.resume();
             }
           }, fault.tickMs);
@@ -177,10 +182,11 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
           res.once('drain', () => ur.resume());
         }
       });
-      ur.on('end', () => {
+      // The upstream may end while its last chunk is still being dribbled out.
+      ur.on('end', () => void dribbled.then(() => {
         if (isBlob && ur.statusCode === 200 && !res.destroyed) res.once('finish', () => stats.wholeBlobBodies++);
         res.end(fault?.kind === 'overlong' ? Buffer.alloc(fault.extra, 0x41) : undefined);
-      });
+      }));
       // A client that hangs up stops the transfer, as at a registry: what was sent is what was counted.
       res.on('close', () => {
         if (!res.writableFinished) ur.destroy();

@@ -355,3 +355,42 @@ describe('a body that trickles in', () => {
     assert.ok(Date.now() - t0 >= 900, 'the first attempt waited for its timeout');
   });
 });
+
+describe('a ranged GET that goes silent gets a twin', () => {
+  let reg: TestRegistry;
+  let proxy: FaultProxy;
+  let client: RegistryClient;
+  let digest = '';
+  const blob = randomBytes(200_000);
+  const t = () => ({ endpoint: proxy.host, registry: proxy.host, repository: 'hedge/blob' });
+  before(async () => {
+    reg = await startRegistry();
+    proxy = await startFaultProxy(reg.host);
+    client = testClient({ stallTimeoutMs: 10_000, hedgeAfterMs: 300, retries: 0 });
+    digest = await pushBlob(client, { endpoint: reg.host, registry: reg.host, repository: 'hedge/blob' }, blob);
+  });
+  after(async () => {
+    await client?.close();
+    await proxy?.stop();
+    await reg?.stop();
+  });
+
+  it('a stalled body: the twin answers after hedgeAfterMs, long before the stall timeout', async () => {
+    proxy.reset();
+    proxy.inject({ kind: 'stall', afterBytes: 1000 }, 1, /\/blobs\//, { rangedOnly: true });
+    const t0 = Date.now();
+    const got = await client.readRange(t(), digest, 5000, 100_000);
+    const ms = Date.now() - t0;
+    assert.ok(got.equals(blob.subarray(5000, 105_000)));
+    assert.equal(proxy.stats.ranges.length, 2, 'the stalled request and its twin');
+    assert.ok(ms >= 280 && ms < 3000, `answered after ${ms} ms`);
+  });
+
+  it('a body that keeps coming, however slowly, is not doubled', async () => {
+    proxy.reset();
+    proxy.inject({ kind: 'trickle', bytesPerTick: 4000, tickMs: 100 }, 1, /\/blobs\//, { rangedOnly: true });
+    const got = await client.readRange(t(), digest, 0, 40_000);
+    assert.ok(got.equals(blob.subarray(0, 40_000)));
+    assert.equal(proxy.stats.ranges.length, 1);
+  });
+});
