@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'SGZ_REFERENCE'
   | 'SGZ_NOT_FOUND'
   | 'SGZ_NOT_A_DIRECTORY'
+  | 'SGZ_SYMLINK_LOOP'
   | 'SGZ_IS_A_DIRECTORY'
   | 'SGZ_CONFIG'
   | 'SGZ_TAR';
@@ -199,6 +200,13 @@ export class NotFoundError extends StargzfsError {
 export class NotADirectoryError extends StargzfsError {
   constructor(ctx: ErrorContext) {
     super('SGZ_NOT_A_DIRECTORY', 'not a directory', ctx);
+  }
+}
+
+/** More symbolic links on a path inside an image than a path may follow (ELOOP). */
+export class SymlinkLoopError extends StargzfsError {
+  constructor(ctx: ErrorContext) {
+    super('SGZ_SYMLINK_LOOP', 'too many levels of symbolic links', ctx);
   }
 }
 

@@ -23,6 +23,7 @@ const table: Array<[E.StargzfsError, E.ErrorCode, number]> = [
   [new E.NotFoundError(ctx), 'SGZ_NOT_FOUND', 3],
   [new E.NotADirectoryError(ctx), 'SGZ_NOT_A_DIRECTORY', 3],
   [new E.IsADirectoryError(ctx), 'SGZ_IS_A_DIRECTORY', 3],
+  [new E.SymlinkLoopError(ctx), 'SGZ_SYMLINK_LOOP', 3],
   [new E.TarError('truncated', ctx), 'SGZ_TAR', 1],
 ];
 

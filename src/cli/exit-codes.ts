@@ -16,6 +16,7 @@ export function exitCodeFor(code: ErrorCode | undefined): number {
   switch (code) {
     case 'SGZ_NOT_FOUND':
     case 'SGZ_NOT_A_DIRECTORY':
+    case 'SGZ_SYMLINK_LOOP':
     case 'SGZ_IS_A_DIRECTORY':
       return EXIT.notFound;
     case 'SGZ_IMAGE':

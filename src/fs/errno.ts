@@ -9,6 +9,7 @@ export function errnoOf(err: unknown): number {
     switch (err.code) {
       case 'SGZ_NOT_FOUND': return E.ENOENT;
       case 'SGZ_NOT_A_DIRECTORY': return E.ENOTDIR;
+      case 'SGZ_SYMLINK_LOOP': return E.ELOOP;
       case 'SGZ_IS_A_DIRECTORY': return E.EISDIR;
       default: return E.EIO; // integrity, format, registry: the bytes cannot be served right
     }

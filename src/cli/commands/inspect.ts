@@ -88,6 +88,7 @@ export async function inspect(image: OpenImage, table: InodeTable, json: boolean
   const report = inspectReport(image, table, await image.platform());
   if (json) {
     await writeJson(report);
+    throwUnreadable(image);
     return;
   }
   const out: string[] = [
@@ -121,4 +122,11 @@ export async function inspect(image: OpenImage, table: InodeTable, json: boolean
     }
   }
   await write(`${out.join('\n')}\n`);
+  throwUnreadable(image);
+}
+
+/** After the report: the first layer that could not be read fails the command with its exit code. */
+function throwUnreadable(image: OpenImage): void {
+  const bad = image.layers.find((l) => l.error !== undefined && !(l.error instanceof NotEstargzError));
+  if (bad?.error !== undefined) throw bad.error;
 }

@@ -1,5 +1,6 @@
 // `stargzfs ls <src> [path] [-l] [-R] [--json]`
-import { isDir, resolvePath, type ImageView, type ViewNode } from '../../toc/view.js';
+import { isDir, type ImageView, type ViewNode } from '../../toc/view.js';
+import { resolveInImage } from '../resolve-path.js';
 import { entryInfo, longLine, printable, type EntryInfo } from '../entry-info.js';
 import { write, writeJson } from '../output.js';
 
@@ -22,7 +23,8 @@ export async function ls(view: ImageView, paths: readonly string[], opts: LsOpti
 
 async function listOne(view: ImageView, path: string, opts: LsOptions, all: EntryInfo[]): Promise<void> {
   const start = normalize(path);
-  const node = resolvePath(view, start);
+  // Links in the middle are followed; the last one is listed as itself, as ls -l does.
+  const { node } = resolveInImage(view, start, false);
   if (!isDir(node)) {
     const e = entryInfo(view, node, start);
     if (opts.json) all.push(e);

@@ -1,5 +1,6 @@
 // `stargzfs stat <src> <path> [--json]`
-import { resolvePath, type ImageView } from '../../toc/view.js';
+import type { ImageView } from '../../toc/view.js';
+import { resolveInImage } from '../resolve-path.js';
 import type { OpenImage } from '../../layer/image.js';
 import { entryInfo, formatTime, modeString, printable } from '../entry-info.js';
 import { normalize } from './ls.js';
@@ -7,7 +8,7 @@ import { write, writeJson } from '../output.js';
 
 export async function stat(image: OpenImage, view: ImageView, path: string, json: boolean): Promise<void> {
   const p = normalize(path);
-  const node = resolvePath(view, p);
+  const { node } = resolveInImage(view, p, false); // lstat: links in the middle are followed
   const e = entryInfo(view, node, p);
   const layer = image.layers.find((l) => l.row?.id === node.layerId);
   const blocks = Math.ceil((e.size ?? 0) / 4096) * 8;
