@@ -11,7 +11,9 @@ import { join } from 'node:path';
 import { withImage, type CommandContext } from '../../src/cli/context.js';
 import { resolvePath } from '../../src/toc/view.js';
 import type { ChunkRow } from '../../src/toc/inode-db.js';
-import { entries } from '../helpers/entries.js';
+import { buildEstargzImage } from '../../src/layer/build-image.js';
+import { entries, type Spec } from '../helpers/entries.js';
+import { tempDir } from '../helpers/tmp.js';
 import { testConfig } from '../helpers/config.js';
 import { serveImage, type ServedImage } from '../helpers/served-image.js';
 
@@ -136,5 +138,49 @@ describe('reference: read matrices with 3-byte chunks, through the registry', ()
         assert.ok(fetched.every((n) => n <= 1), `no member twice: ${JSON.stringify(served.proxy.stats.ranges)}`);
         assert.equal(fetched.filter((n) => n === 1).length, members);
       }));
+  }
+});
+
+describe('reference: fs/layer testPrefetch (chunk size 3)', () => {
+  const cases: Array<[string, Spec[], string[], string[]]> = [
+    ['no_prefetch', [{ name: 'foo.txt', body: DATA }], [], []],
+    ['prefetch', [{ name: 'foo.txt', body: DATA }, { name: 'bar.txt', body: 'abcdefghij' }], ['foo.txt'], ['foo.txt']],
+    ['with_dir', [{ name: 'foo/', type: 'dir' }, { name: 'foo/bar.txt', body: DATA }, { name: 'buz/', type: 'dir' }, { name: 'buz/buzbuz.txt', body: 'abcdefghij' }],
+      ['foo/', 'foo/bar.txt'], ['foo/bar.txt']],
+  ];
+  for (const [name, specs, prioritized, wants] of cases) {
+    it(`${name}: the landmark region's chunks (${wants.length === 0 ? 'none' : `${Math.ceil(DATA.length / CHUNK)}`}) are cached and read with no request; the rest is fetched on demand`, async () => {
+      const { dir, cleanup } = tempDir();
+      try {
+        await buildEstargzImage(join(dir, 'img'), [entries(specs)], { chunkSize: CHUNK, prioritized });
+        await withImage(testConfig(join(dir, 'root'), { readAhead: 0, neighbourBytes: 0 }), `oci:${join(dir, 'img')}`, async ({ image, cache }) => {
+          const [result] = await image.prefetch();
+          const row = image.layers[0]?.row;
+          assert.ok(row && result);
+          assert.equal(result.corrupt, 0);
+          await cache.drain();
+          if (wants.length === 0) {
+            assert.equal(result.regionBytes, 0, 'no landmark, no region (.no.prefetch.landmark)');
+            assert.equal(cache.usage().chunks, 0, 'nothing cached');
+          } else {
+            assert.ok(result.regionBytes > 0 && result.regionBytes <= row.prefetch_size, 'the region ends at the landmark');
+            assert.equal(cache.usage().chunks, Math.ceil(DATA.length / CHUNK), 'the prioritized file\'s chunks, and only those');
+          }
+          const view = image.layer('0');
+          const counters = image.reader.stats(row.id);
+          for (const p of wants) {
+            const before = counters.requests;
+            assert.equal((await image.reader.read(resolvePath(view, p), p, 0, DATA.length)).toString(), DATA);
+            assert.equal(counters.requests, before, `${p} is read from the cache`);
+          }
+          const other = specs.find((s) => s.body !== undefined && !wants.includes(s.name)) as Spec;
+          const before = counters.requests;
+          assert.equal((await image.reader.read(resolvePath(view, other.name), other.name, 0, 10)).toString(), String(other.body));
+          assert.ok(counters.requests > before, `${other.name} is fetched when read`);
+        });
+      } finally {
+        cleanup();
+      }
+    });
   }
 });

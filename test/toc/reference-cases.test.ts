@@ -5,13 +5,16 @@
 // test cases") maps every case.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withImage, type CommandContext } from '../../src/cli/context.js';
 import { inspectReport } from '../../src/cli/commands/inspect.js';
 import { isDir, resolvePath, type ImageView, type ViewNode } from '../../src/toc/view.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../../src/toc/inode-db.js';
 import { cleanName } from '../../src/toc/names.js';
-import { footer as estargzFooter, writeEstargz, type WriterOptions } from '../../src/toc/writer.js';
+import { footer as estargzFooter, writeEstargz, writeEstargzStream, type WriterOptions } from '../../src/toc/writer.js';
+import { parseTar } from '../../src/toc/tar.js';
 import { dataEnd, parseFooter } from '../../src/toc/footer.js';
 import { OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../../src/http/media-types.js';
 import { entries, type Spec } from '../helpers/entries.js';
@@ -581,4 +584,54 @@ describe('reference: TestSort (our writer\'s order for prioritized files)', () =
       }
     });
   }
+});
+
+describe('reference: testBuild\'s comparisons of two writers and of source tar formats', () => {
+  // Build() (from a tar stream) must write what Writer.AppendTar writes: ours are
+  // writeEstargz (entries in memory) and writeEstargzStream (bodies read chunk by chunk).
+  for (const format of ['estargz', 'zstdchunked'] as const) {
+    it(`${format}: the streaming writer writes the same blob and TOC digest as the in-memory one, for every testBuild tree`, async () => {
+      for (const [name, tree] of Object.entries(TREES)) {
+        const input = entries(tree);
+        const parts: Buffer[] = [];
+        const a = writeEstargz(input, (b) => parts.push(b), { chunkSize: 4, format });
+        const streamed: Buffer[] = [];
+        const b = await writeEstargzStream(input.map((e) => ({ header: e.header, read: (off: number, len: number) => Promise.resolve(e.body.subarray(off, off + len)) })),
+          (c) => void streamed.push(Buffer.from(c)), { chunkSize: 4, format, parallel: 2 });
+        assert.ok(Buffer.concat(parts).equals(Buffer.concat(streamed)), `${name}: same bytes`);
+        assert.deepEqual([b.tocDigest, b.diffId], [a.tocDigest, a.diffId], `${name}: same TOC digest and DiffID`);
+      }
+    });
+  }
+
+  // srcTarFormat: USTAR, PAX and GNU tars (long names through the prefix field, PAX path
+  // records and ././@LongLink) give the same entries.
+  it('USTAR, PAX and GNU source tars made by GNU tar parse to the same entries, long names and links included', () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const src = join(dir, 'src');
+      const long = `${'d'.repeat(60)}/${'f'.repeat(90)}`;
+      mkdirSync(join(src, 'd'.repeat(60)), { recursive: true });
+      writeFileSync(join(src, long), 'long name body');
+      writeFileSync(join(src, 'baz.txt'), 'bazbazbazbazbazbazbaz');
+      symlinkSync('baz.txt', join(src, 'barlink'));
+      linkSync(join(src, 'baz.txt'), join(src, 'bazlink'));
+      const seen: string[] = [];
+      for (const format of ['ustar', 'pax', 'gnu']) {
+        const tar = execFileSync('tar', [`--format=${format}`, '--sort=name', '--owner=0', '--group=0', '--mtime=@1700000000', '-cf', '-', '-C', src, '.']);
+        const parsed = parseTar(tar).map((e) => {
+          const link = e.header.type === 'hardlink' ? cleanName(e.header.linkName) : e.header.linkName;
+          return `${cleanName(e.header.name)} ${e.header.type} ${link} ${e.body.toString()}`;
+        });
+        seen.push(parsed.join('\n'));
+        assert.ok(parsed.includes(`${long} reg  long name body`), `${format}: the long name whole`);
+        assert.ok(parsed.includes('barlink symlink baz.txt '), `${format}: the symlink`);
+        assert.ok(parsed.some((p) => /^baz(link|\.txt) hardlink baz(\.txt|link) $/.test(p)), `${format}: the hard link`);
+      }
+      assert.equal(seen[1], seen[0], 'PAX as USTAR');
+      assert.equal(seen[2], seen[0], 'GNU as USTAR');
+    } finally {
+      cleanup();
+    }
+  });
 });
