@@ -46,17 +46,22 @@ export function createLogger(level: LogLevel, destination?: DestinationStream, p
 /** How often a write that would block (EAGAIN: a non-blocking pipe) is tried before its line is dropped. */
 const EAGAIN_TRIES = 50;
 const pause = new Int32Array(new SharedArrayBuffer(4));
+/** Lines held while the log cannot be written (the oldest are dropped past this), about 200 lines. */
+const HELD_MAX_BYTES = 64 << 10;
 
 /**
  * Log lines written synchronously to a file descriptor, where a failed write is never
  * fatal: a --daemon server's stderr is its log file on the state root's disk, and once
  * that disk was full (ENOSPC) pino's own destination emitted an 'error' nobody handles,
- * which ended a server that could still serve every file from memory. A line that cannot
- * be written is dropped and counted; the next line that can be written is preceded by
- * one saying how many were lost and why.
+ * which ended a server that could still serve every file from memory. Lines that cannot
+ * be written are held, and written once the log can be written again: the warning that
+ * the disk is full is logged when the disk is full. Past HELD_MAX_BYTES the oldest are
+ * dropped, and a line says how many and why.
  */
 export class SafeDestination implements DestinationStream {
-  /** Lines lost since the last one written. */
+  private readonly held: string[] = [];
+  private heldBytes = 0;
+  /** Lines dropped since the last one written. */
   private dropped = 0;
   private lastError = '';
   /** A line was cut off part-way: the next write starts a new line. */
@@ -65,15 +70,21 @@ export class SafeDestination implements DestinationStream {
   constructor(private readonly fd: number, private readonly writeSync: typeof fsWriteSync = fsWriteSync) {}
 
   write(line: string): void {
+    this.held.push(line);
+    this.heldBytes += line.length;
+    while (this.heldBytes > HELD_MAX_BYTES && this.held.length > 1) {
+      this.heldBytes -= (this.held.shift() as string).length;
+      this.dropped++;
+    }
     if (this.dropped > 0) {
       const note = JSON.stringify({ level: 40, time: Date.now(), pid: process.pid, mod: 'log', dropped: this.dropped, code: this.lastError, msg: 'log lines lost: the log could not be written' });
-      if (!this.put(`${note}\n`)) {
-        this.dropped++;
-        return;
-      }
+      if (!this.put(`${note}\n`)) return;
       this.dropped = 0;
     }
-    if (!this.put(line)) this.dropped++;
+    for (let next = this.held[0]; next !== undefined && this.put(next); next = this.held[0]) {
+      this.held.shift();
+      this.heldBytes -= next.length;
+    }
   }
 
   /** Writes all of `text`, or as much as goes before an error; false then. */

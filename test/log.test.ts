@@ -23,17 +23,17 @@ describe('logging', () => {
     for (const secret of ['s3cret', 'tok3n', '"pw"']) assert.ok(!out.includes(secret), `${secret} leaked: ${out}`);
   });
 
-  it('a log on a full disk never ends the process: lines are dropped, counted, and reported once it has room', async () => {
+  it('a log on a full disk never ends the process: lines are held, written once it has room, and the ones past the limit counted', async () => {
     // /dev/full fails every write with ENOSPC, as a log file on a full disk does.
     const full = openSync('/dev/full', 'w');
     try {
       const log = createLogger('info', new SafeDestination(full));
-      for (let i = 0; i < 1000; i++) log.warn({ i }, 'chunk not written');
+      for (let i = 0; i < 5000; i++) log.warn({ i }, 'chunk not written');
     } finally {
       closeSync(full);
     }
     // A real file on a tmpfs that fills up, then has room again.
-    const disk = mountTmpfs(64 << 10);
+    const disk = mountTmpfs(256 << 10);
     try {
       const file = join(disk.dir, 'mount.log');
       const fd = openSync(file, 'a');
@@ -41,28 +41,29 @@ describe('logging', () => {
         const log = createLogger('info', new SafeDestination(fd)).child({ mod: 'test' });
         let i = 0;
         while (freeBytes(disk.dir) > 0 && i < 100_000) log.info({ i: i++, pad: 'x'.repeat(200) }, 'filling');
-        // The last page may still have room for a line or two; these are more than a page.
-        for (let j = 0; j < 50; j++) log.info({ j, pad: 'x'.repeat(200) }, 'lost');
-        // Room again: the next line is preceded by the count of those lost.
+        // The last page may still take a line or two; these are some 110 KiB, more than is held.
+        for (let j = 0; j < 400; j++) log.info({ j, pad: 'x'.repeat(200) }, 'held');
         truncateSync(file, 0);
         log.info('after');
       } finally {
         closeSync(fd);
       }
-      const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
-      const parsed = lines.map((l) => {
+      const parsed = readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => {
         try {
-          return JSON.parse(l) as { msg: string; dropped?: number; code?: string };
+          return JSON.parse(l) as { msg: string; dropped?: number; code?: string; j?: number };
         } catch {
-          return { msg: '(torn)' };
+          return { msg: '(cut short)' };
         }
       });
       const note = parsed.find((p) => p.dropped !== undefined);
-      assert.ok(note !== undefined && (note.dropped ?? 0) >= 20 && note.code === 'ENOSPC', JSON.stringify(parsed.slice(-3)));
+      assert.ok(note !== undefined && (note.dropped ?? 0) >= 100 && note.code === 'ENOSPC', JSON.stringify(parsed.slice(0, 2)));
+      const held = parsed.filter((p) => p.msg === 'held').map((p) => p.j);
+      assert.ok(held.length >= 100, `the newest lines were held and written (${held.length})`);
+      assert.deepEqual(held, held.slice().sort((a, b) => (a ?? 0) - (b ?? 0)), 'in order');
+      assert.equal(held.at(-1), 399);
       assert.equal(parsed.at(-1)?.msg, 'after');
     } finally {
       disk.cleanup();
     }
   });
 });
-

@@ -49,9 +49,13 @@ export interface CacheUsage {
 export interface CacheHealth {
   /** Chunk files that could not be written since the store opened. */
   readonly writeErrors: number;
-  /** The errno code of the last one (ENOSPC, EIO, …), or null. */
+  /** The errno code of the last chunk not written (ENOSPC also when statfs showed no room before a write was tried), or null. */
   readonly lastWriteError: string | null;
-  /** The disk is full: new chunks are kept in memory only until it has room again. */
+  /**
+   * The disk is full (a write failed for want of space, or others took the room the cache
+   * leaves): the quota follows the free space down, and a chunk that does not fit stays in
+   * memory only, until the free space is back.
+   */
   readonly diskFull: boolean;
   /** Chunks kept in memory only because their file could not be written. */
   readonly memoryOnlyChunks: number;
@@ -87,14 +91,16 @@ const WRITE_DEFER_BYTES = 32 << 20;
 /** Pieces a chunk file is hashed in when checked for a range read. */
 const CHECK_PIECE_BYTES = 4 << 20;
 /**
- * Room the cache leaves free on its filesystem (a sixteenth of it, at most this): the
- * state root's logs and meta.db live there too.
+ * Room the cache leaves free on its filesystem: a sixteenth of it, at least 4 MiB (but no
+ * more than a quarter), at most 64 MiB. The state root's logs and meta.db live there too,
+ * and meta.db grows after the cache opens (a TOC indexed, a WAL of up to some 4 MiB).
  */
 const DISK_RESERVE_MAX_BYTES = 64 << 20;
+const DISK_RESERVE_MIN_BYTES = 4 << 20;
 /** How often, at most, the free space is looked at again (statfs) to raise a lowered quota. */
 const SPACE_CHECK_MS = 1000;
-/** Write errors that mean the disk (or the user's disk quota) is full. */
-const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT']);
+/** Write errors that mean the disk (or the user's disk quota) is full; SQLite says it too. */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
 const errnoCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? 'EIO';
 const ZEROS = Buffer.alloc(1 << 20);
 
@@ -128,6 +134,7 @@ export class ChunkStore {
   private readonly sUsage;
   private readonly sOldest;
   private readonly sHas;
+  private readonly sSize;
   private used: number;
   private flushTimer: NodeJS.Timeout | undefined;
   private evicting: Promise<unknown> = Promise.resolve();
@@ -149,18 +156,31 @@ export class ChunkStore {
   private lastWriteError: string | undefined;
   private memoryOnly = 0;
   /**
-   * The errno code chunk files are failing to be written with, until one is written again:
-   * warned about once, not per chunk (a full disk made that thousands of lines).
+   * The errno code chunk files are failing to be written with (other than a full disk),
+   * until one is written again: warned about once, not per chunk.
    */
   private failing: string | undefined;
+  /**
+   * The disk is full: a write failed for want of space, or others took the free space the
+   * cache leaves (below half the reserve). One condition, warned about once (not per chunk:
+   * a full disk made that thousands of lines), until the free space is back to the reserve.
+   */
+  private full = false;
+  /** The disk was full before in this process (later times are logged at info). */
+  private wasFull = false;
   /** Index rows are failing to be written (warned once). */
   private indexFailing = false;
-  /** The quota was lowered for a full disk before (warned the first time only). */
-  private lowered = false;
   /** When the quota may be lowered again: writes in flight together fail together, and lower it once. */
   private lowerAfter = 0;
   /** Bytes of chunk files being written now (counted against the quota before they land). */
   private writingBytes = 0;
+  /** Writes waiting for writingBytes to fall (see writeSlot), in order. */
+  private readonly slotWaiters: Array<{ size: number; go: () => void }> = [];
+  /**
+   * Chunks evicted whose index row could not be deleted (a full disk fails SQLite's writes
+   * too): their files are gone, and the rows go with the next batch. hex → size.
+   */
+  private readonly forgotten = new Map<string, number>();
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
@@ -172,6 +192,7 @@ export class ChunkStore {
     this.sUsage = db.prepare('SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes FROM cache_chunks');
     this.sOldest = db.prepare('SELECT digest, size FROM cache_chunks ORDER BY last_use LIMIT ?');
     this.sHas = db.prepare(CACHED_SQL).pluck();
+    this.sSize = db.prepare('SELECT size FROM cache_chunks WHERE digest = ?').pluck();
     this.used = (this.sUsage.get() as CacheUsage).bytes;
     this.quota = Math.min(cfg.quotaBytes, this.capacity() ?? Infinity);
   }
@@ -183,11 +204,18 @@ export class ChunkStore {
    * memory only and fetched again once it left. Undefined when statfs fails.
    */
   private capacity(): number | undefined {
+    return this.space()?.capacity;
+  }
+
+  /** The free space where the root is, the reserve the cache leaves, and so its capacity. */
+  private space(): { free: number; reserve: number; capacity: number } | undefined {
     for (let p = resolve(this.cfg.root); ; p = dirname(p)) {
       try {
         const s = statfsSync(p);
-        const reserve = Math.min(DISK_RESERVE_MAX_BYTES, Math.floor((s.blocks * s.bsize) / 16));
-        return Math.max(0, this.used + s.bavail * s.bsize - reserve);
+        const size = s.blocks * s.bsize;
+        const free = s.bavail * s.bsize;
+        const reserve = Math.min(DISK_RESERVE_MAX_BYTES, Math.floor(Math.max(size / 16, Math.min(DISK_RESERVE_MIN_BYTES, size / 4))));
+        return { free, reserve, capacity: Math.max(0, this.used + free - reserve) };
       } catch {
         // The root is made on first write: its nearest existing parent is on the same disk.
         if (p === dirname(p)) return undefined;
@@ -195,18 +223,48 @@ export class ChunkStore {
     }
   }
 
-  /** The quota in effect; a lowered one rises again, at most once a second, as the disk has room. */
+  /**
+   * The quota in effect, following the disk at most once a second: it falls as others
+   * (meta.db, logs, other programs) take the free space, and rises again as they give it back.
+   */
   private quotaNow(): number {
-    if (this.quota < this.cfg.quotaBytes && Date.now() >= this.nextSpaceCheck) {
+    if (Date.now() >= this.nextSpaceCheck) {
       this.nextSpaceCheck = Date.now() + SPACE_CHECK_MS;
-      const cap = this.capacity();
-      if (cap !== undefined && cap > this.quota) this.quota = Math.min(this.cfg.quotaBytes, cap);
+      const sp = this.space();
+      if (sp !== undefined) {
+        this.quota = Math.min(this.cfg.quotaBytes, sp.capacity);
+        // Between half the reserve and all of it nothing changes: the cache's own writes
+        // and meta.db's growth move the free space there without a line each time.
+        if (sp.free < sp.reserve / 2) this.diskIsFull({ freeBytes: sp.free });
+        else if (sp.free >= sp.reserve) this.diskHasRoom();
+      }
     }
     return this.quota;
   }
 
   private get diskFull(): boolean {
-    return this.failing !== undefined && DISK_FULL_CODES.has(this.failing);
+    return this.full;
+  }
+
+  private diskIsFull(detail: object): void {
+    if (this.full) return;
+    this.full = true;
+    this.log[this.wasFull ? 'info' : 'warn'](
+      { ...detail, quotaBytes: this.quota, usedBytes: this.used },
+      'cache disk full, chunks kept in memory only: the quota follows the free space down, least recently used chunks are evicted for new ones, and a chunk that does not fit stays in memory only',
+    );
+    this.wasFull = true;
+  }
+
+  private diskHasRoom(): void {
+    if (!this.full) return;
+    this.full = false;
+    this.log.info({ memoryOnlyChunks: this.memoryOnly, quotaBytes: this.quota }, 'cache writable again');
+  }
+
+  /** What the cache can hold now: the quota in effect, bytes. */
+  capacityBytes(): number {
+    return this.quotaNow();
   }
 
   health(): CacheHealth {
@@ -228,7 +286,7 @@ export class ChunkStore {
    */
   has(digest: Buffer): boolean {
     const hex = digest.toString('hex');
-    return this.memory.has(hex) || this.queued.has(hex) || this.writing.has(hex) || this.unindexed.has(hex) || this.sHas.get(digest) !== undefined;
+    return this.memory.has(hex) || this.queued.has(hex) || this.writing.has(hex) || this.unindexed.has(hex) || (!this.forgotten.has(hex) && this.sHas.get(digest) !== undefined);
   }
 
   private path(hex: string): string {
@@ -478,14 +536,10 @@ export class ChunkStore {
   /**
    * Writes a chunk's file. A full disk is no error for the caller: the chunk stays in
    * memory, the quota is lowered so that eviction makes room, and while even that does not
-   * help no file is tried until the disk has room again. Other failures are counted,
-   * warned about once per errno code, and thrown.
+   * help no file is tried until the disk has room again (warned about once). Other failures
+   * are counted, warned about once per errno code, and thrown.
    */
   private async write(hex: string, digest: Buffer, data: Buffer): Promise<void> {
-    if (this.diskFull && this.quotaNow() - this.used - this.writingBytes < data.length) {
-      this.memoryOnly++;
-      return;
-    }
     let stored: boolean;
     try {
       stored = await this.writeOrRedo(hex, digest, data);
@@ -496,15 +550,16 @@ export class ChunkStore {
         this.writeFailed(err);
         throw err;
       }
-      if (!(await this.shrinkToDisk(data.length)) || !(await this.writeOrRedo(hex, digest, data).catch(() => false))) {
-        this.memoryOnly++;
-        this.writeFailed(err);
-        return;
-      }
-      stored = true;
+      this.diskIsFull({ code: errnoCode(err) });
+      stored = (await this.shrinkToDisk(data.length)) && (await this.writeOrRedo(hex, digest, data).catch(() => false));
     }
     if (!stored) {
       this.memoryOnly++;
+      if (this.quota < data.length) {
+        // The disk has no room for even this chunk (statfs said so before a write failed).
+        this.lastWriteError = 'ENOSPC';
+        this.diskIsFull({ code: 'ENOSPC' });
+      }
       return;
     }
     if (this.failing !== undefined) {
@@ -524,16 +579,12 @@ export class ChunkStore {
     }
   }
 
-  /** Warns once per errno code while chunk files keep failing to be written. */
+  /** Warns once per errno code while chunk files keep failing to be written (a full disk aside). */
   private writeFailed(err: unknown): void {
     const code = errnoCode(err);
     if (this.failing === code) return;
     this.failing = code;
-    if (DISK_FULL_CODES.has(code)) {
-      this.log.warn({ code, usedBytes: this.used, quotaBytes: this.quota }, 'cache disk full, chunks kept in memory only');
-    } else {
-      this.log.warn({ err }, 'chunk files cannot be written to the cache; chunks kept in memory only');
-    }
+    this.log.warn({ err }, 'chunk files cannot be written to the cache; chunks kept in memory only');
   }
 
   /**
@@ -545,15 +596,9 @@ export class ChunkStore {
   private async shrinkToDisk(size: number): Promise<boolean> {
     const now = Date.now();
     if (now >= this.lowerAfter) {
-      const from = this.quota;
       this.quota = Math.min(this.quota, Math.max(0, Math.floor(this.used - Math.max(size, this.used / 8))));
       this.lowerAfter = now + SPACE_CHECK_MS;
       this.nextSpaceCheck = now + SPACE_CHECK_MS;
-      // Too little left to hold this chunk: the memory-only warning says it instead.
-      if (this.quota < from && this.quota >= size) {
-        this.log[this.lowered ? 'info' : 'warn']({ from, to: this.quota }, 'cache disk full: quota lowered to what the disk holds, least recently used chunks evicted');
-        this.lowered = true;
-      }
     }
     if (this.quota < size) return false;
     await this.evict(this.quota - size);
@@ -570,11 +615,10 @@ export class ChunkStore {
     const dir = join(this.cfg.root, 'chunks', hex.slice(0, 2));
     const tmpDir = join(this.cfg.root, 'tmp');
     const tmp = join(tmpDir, `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
-    const quota = this.quotaNow();
-    if (this.writingBytes + data.length > quota) return false;
-    this.writingBytes += data.length;
+    if (data.length > this.quotaNow()) return false;
+    await this.writeSlot(data.length);
     try {
-      if (this.used + this.writingBytes > quota) await this.evict(quota - this.writingBytes);
+      if (this.used + this.writingBytes > this.quota) await this.evict(Math.max(0, this.quota - this.writingBytes));
       if (!this.dirs.has(dir)) this.makeDirs(dir);
       try {
         await writeFileAsync(tmp, data);
@@ -585,12 +629,40 @@ export class ChunkStore {
         throw err;
       }
       this.unindexed.set(hex, [digest, data.length, Date.now()]);
+      this.forgotten.delete(hex);
       this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
       this.used += data.length;
     } finally {
-      this.writingBytes -= data.length;
+      this.releaseSlot(data.length);
     }
     return true;
+  }
+
+  /**
+   * Waits until a file of `size` bytes may be written: at most a quarter of the quota is in
+   * flight (or one file), so that eviction makes room for the files being written before they
+   * land and still leaves the cache most of its quota. Unbounded, a burst written behind
+   * (WRITE_DEFER_BYTES at once) on a small disk evicted the whole cache for every write.
+   */
+  private async writeSlot(size: number): Promise<void> {
+    if (this.slotWaiters.length === 0 && this.fitsInFlight(size)) {
+      this.writingBytes += size;
+      return;
+    }
+    await new Promise<void>((go) => this.slotWaiters.push({ size, go }));
+  }
+
+  private fitsInFlight(size: number): boolean {
+    return this.writingBytes === 0 || this.writingBytes + size <= this.quota / 4;
+  }
+
+  private releaseSlot(size: number): void {
+    this.writingBytes -= size;
+    for (let w = this.slotWaiters[0]; w !== undefined && this.fitsInFlight(w.size); w = this.slotWaiters[0]) {
+      this.slotWaiters.shift();
+      this.writingBytes += w.size;
+      w.go();
+    }
   }
 
   /**
@@ -624,8 +696,9 @@ export class ChunkStore {
     if (this.indexTimer !== undefined) clearTimeout(this.indexTimer);
     this.flushTimer = undefined;
     this.indexTimer = undefined;
-    if (this.touched.size === 0 && this.unindexed.size === 0) return;
+    if (this.touched.size === 0 && this.unindexed.size === 0 && this.forgotten.size === 0) return;
     const rows = [...this.unindexed.values()];
+    const forgotten = [...this.forgotten.keys()];
     const touched = [...this.touched];
     this.unindexed.clear();
     this.touched.clear();
@@ -634,10 +707,12 @@ export class ChunkStore {
     if (!this.db.open) return;
     try {
       this.db.transaction(() => {
+        for (const hex of forgotten) this.sDel.run(Buffer.from(hex, 'hex'));
         for (const [digest, size, at] of rows) this.sPut.run(digest, size, at);
         for (const [hex, at] of touched) this.sTouch.run(at, Buffer.from(hex, 'hex'));
       })();
       this.indexFailing = false;
+      for (const hex of forgotten) this.forgotten.delete(hex);
     } catch (err) {
       // Once per streak: a full disk fails every batch. The rows are tried again with the
       // next batch; until then eviction counts and removes their files from here.
@@ -664,11 +739,12 @@ export class ChunkStore {
     // (plus the rows a failed index write left to the next batch).
     let unindexedBytes = 0;
     for (const [, size] of this.unindexed.values()) unindexedBytes += size;
+    for (const size of this.forgotten.values()) unindexedBytes -= size;
     this.used = (this.sUsage.get() as CacheUsage).bytes + unindexedBytes;
     let evicted = 0;
     let freed = 0;
     while (this.used > target) {
-      const rows = this.sOldest.all(256) as Array<{ digest: Buffer; size: number }>;
+      const rows = (this.sOldest.all(256 + this.forgotten.size) as Array<{ digest: Buffer; size: number }>).filter((r) => !this.forgotten.has(r.digest.toString('hex')));
       if (rows.length === 0) {
         // Only files the index could not take are left: the oldest go first.
         const stray = [...this.unindexed].sort((a, b) => a[1][2] - b[1][2]);
@@ -697,6 +773,10 @@ export class ChunkStore {
     return { evicted, freed };
   }
 
+  private sizeOf(digest: Buffer): number {
+    return (this.sSize.get(digest) as number | undefined) ?? 0;
+  }
+
   /**
    * Removes a chunk's file and index row; true if the row was still there. An evicted
    * chunk stays in the memory LRU (it was verified, and that LRU has its own bound):
@@ -713,7 +793,17 @@ export class ChunkStore {
     this.fds.delete(hex);
     this.verified.delete(hex);
     this.touched.delete(hex);
-    const removed = this.unindexed.delete(hex) || this.sDel.run(digest).changes === 1;
+    let removed = this.unindexed.delete(hex);
+    if (!removed && !this.forgotten.has(hex)) {
+      try {
+        removed = this.sDel.run(digest).changes === 1;
+      } catch {
+        // The index cannot be written now (SQLITE_FULL on a full disk): the file still goes,
+        // which is the space wanted, and the row with the next batch that can be written.
+        this.forgotten.set(hex, this.sizeOf(digest));
+        removed = true;
+      }
+    }
     try {
       await unlink(this.path(hex));
     } catch (err) {

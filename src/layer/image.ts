@@ -73,7 +73,8 @@ export interface LayerState {
 
 export interface OpenOptions {
   readonly fetch: FetchConfig;
-  readonly cache?: ChunkCache | undefined;
+  /** `capacityBytes`: what the cache can hold now (its quota in effect), if it can say. */
+  readonly cache?: (ChunkCache & { capacityBytes?(): number }) | undefined;
   /** Where first reads are recorded and learned prefetch reads from; none: neither. */
   readonly profiles?: ProfileStore | undefined;
   /**
@@ -248,6 +249,16 @@ export class OpenImage {
     if (!f.prefetch) off('landmark');
     if (!f.learnedPrefetch) off('learned');
     if (!f.backgroundFetch) off('background');
+    // A cache that cannot hold the image makes background fetch a loss: each chunk it
+    // fetches evicts one fetched before, and reads fetch those again (on a disk smaller
+    // than the image, background fetch nearly doubled what a mount fetched).
+    const room = this.opts.cache?.capacityBytes?.();
+    const imageBytes = rows.reduce((n, r) => n + r.data_end, 0);
+    const background = f.backgroundFetch && !(room !== undefined && imageBytes > room);
+    if (f.backgroundFetch && !background) {
+      this.log.warn({ imageBytes, cacheBytes: room }, 'no background fetch: the chunk cache cannot hold the image (give it more room with --cache-size or on its disk)');
+      off('background');
+    }
     const [landmark, learned] = await Promise.all([
       f.prefetch && this.opts.cache !== undefined
         ? Promise.all(rows.map((row) => this.landmark(row).catch(() => undefined)))
@@ -255,16 +266,16 @@ export class OpenImage {
         : Promise.resolve([]),
       f.learnedPrefetch ? this.prefetchLearned().catch((err: unknown) => this.failed(rows, 'learned', err)) : Promise.resolve(undefined),
     ]);
-    let background;
-    if (f.backgroundFetch && this.opts.cache !== undefined && !this.closed) {
+    let fetchedBehind;
+    if (background && this.opts.cache !== undefined && !this.closed) {
       const each = await Promise.all(
         rows.map((row) =>
           this.phase(row, 'background', () => backgroundFetch(this.table, row, this.reader, () => this.closed)).catch(() => ({ fetched: 0, failed: this.closed ? 0 : 1 })),
         ),
       );
-      background = each.reduce((a, b) => ({ fetched: a.fetched + b.fetched, failed: a.failed + b.failed }), { fetched: 0, failed: 0 });
+      fetchedBehind = each.reduce((a, b) => ({ fetched: a.fetched + b.fetched, failed: a.failed + b.failed }), { fetched: 0, failed: 0 });
     }
-    return { landmark, learned: learned ?? undefined, background };
+    return { landmark, learned: learned ?? undefined, background: fetchedBehind };
   }
 
   /** Stops background work (what is running finishes) and saves the access profile. */
