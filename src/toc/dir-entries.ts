@@ -32,10 +32,22 @@ export function* walkTree(dir: string, prefix = ''): Generator<TreeItem> {
   const links = new Map<string, string>();
   const parts = prefix.split('/').filter(Boolean);
   for (let i = 1; i <= parts.length; i++) yield { header: emptyHeader(`${parts.slice(0, i).join('/')}/`, 'dir'), path: undefined };
-  function* walk(abs: string, name: string): Generator<TreeItem> {
+  // Depth first with an explicit stack, not recursion: a tree can be deeper than the
+  // call stack (issue 22). Children are pushed in reverse so they come out sorted.
+  const todo: Array<[string, string]> = [];
+  const pushChildren = (abs: string, name: string | undefined): void => {
+    const kids = readdirSync(abs).sort();
+    for (let i = kids.length - 1; i >= 0; i--) {
+      const child = kids[i] as string;
+      todo.push([join(abs, child), name !== undefined ? `${name}/${child}` : child]);
+    }
+  };
+  pushChildren(dir, parts.length > 0 ? parts.join('/') : undefined);
+  for (let next = todo.pop(); next !== undefined; next = todo.pop()) {
+    const [abs, name] = next;
     const st = lstatSync(abs);
     const type = typeOf(st);
-    if (type === undefined) return;
+    if (type === undefined) continue;
     const h = emptyHeader(type === 'dir' ? `${name}/` : name, type);
     h.mode = st.mode & 0o7777;
     h.uid = st.uid;
@@ -57,9 +69,8 @@ export function* walkTree(dir: string, prefix = ''): Generator<TreeItem> {
       h.devMinor = minor(st.rdev);
     }
     yield { header: h, path };
-    if (type === 'dir') for (const child of readdirSync(abs).sort()) yield* walk(join(abs, child), `${name}/${child}`);
+    if (type === 'dir') pushChildren(abs, name);
   }
-  for (const child of readdirSync(dir).sort()) yield* walk(join(dir, child), parts.length > 0 ? `${parts.join('/')}/${child}` : child);
 }
 
 /** The tree's entries with their bodies in memory. */

@@ -288,17 +288,30 @@ class Importer {
     }
   }
 
+  // Up to the nearest existing directory, then down creating the missing ones: a loop,
+  // as a name may have any number of components (issue 22: recursion overflowed the
+  // stack at 8,000).
   private ensureDir(path: string, forEntry: TocEntry): number {
-    if (path === '') return this.rootId;
-    const id = this.paths.get(path);
-    if (id !== undefined && this.dir(id)) return id;
-    const parent = this.ensureDir(dirname(path), forEntry);
-    if (id !== undefined) {
-      this.warn(this.entryError(forEntry, `parent ${JSON.stringify(path)} is not a directory; replaced by an implicit directory`));
+    const missing: string[] = [];
+    let parent = this.rootId;
+    for (let at = path; at !== ''; at = dirname(at)) {
+      const id = this.paths.get(at);
+      if (id !== undefined && this.dir(id)) {
+        parent = id;
+        break;
+      }
+      missing.push(at);
     }
-    const dir = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, NODE_IMPLICIT);
-    this.bind(path, parent, dir);
-    return dir;
+    for (let i = missing.length - 1; i >= 0; i--) {
+      const at = missing[i] as string;
+      if (this.paths.has(at)) {
+        this.warn(this.entryError(forEntry, `parent ${JSON.stringify(at)} is not a directory; replaced by an implicit directory`));
+      }
+      const dir = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, NODE_IMPLICIT);
+      this.bind(at, parent, dir);
+      parent = dir;
+    }
+    return parent;
   }
 
   private entry_(e: TocEntry): void {

@@ -464,26 +464,41 @@ function order<T extends { readonly header: TarHeader }>(
   const byName = new Map(entries.map((e) => [cleanName(e.header.name), e] as const));
   const moved = new Set<T>();
   const front: T[] = [];
-  const move = (name: string, seen: Set<string>): boolean => {
-    const clean = cleanName(name);
-    const e = byName.get(clean);
-    // The root ends the walk up; its entry (`./`), when the tar has one, moves too.
-    if (clean === '') {
-      if (e !== undefined && !moved.has(e)) {
-        moved.add(e);
-        front.push(e);
+  // Moves an entry after its parents and hard-link target. An explicit stack, not
+  // recursion: parent chains and link chains are as long as the input makes them.
+  const move = (start: string, seen: Set<string>): boolean => {
+    const stack: Array<{ e: T; linkDone: boolean }> = [];
+    let name: string | undefined = start;
+    for (;;) {
+      if (name !== undefined) {
+        const clean = cleanName(name);
+        name = undefined;
+        const e = byName.get(clean);
+        // The root ends the walk up; its entry (`./`), when the tar has one, moves too.
+        if (clean === '') {
+          if (e !== undefined && !moved.has(e)) {
+            moved.add(e);
+            front.push(e);
+          }
+        } else if (e === undefined) {
+          return false; // a missing parent or link target fails every entry waiting on it
+        } else if (!seen.has(clean) && !moved.has(e)) {
+          seen.add(clean);
+          stack.push({ e, linkDone: false });
+          name = dirname(clean);
+          continue;
+        }
       }
-      return true;
+      const top = stack.pop();
+      if (top === undefined) return true;
+      if (!top.linkDone && top.e.header.type === 'hardlink') {
+        stack.push({ e: top.e, linkDone: true });
+        name = top.e.header.linkName;
+        continue;
+      }
+      moved.add(top.e);
+      front.push(top.e);
     }
-    if (e === undefined || seen.has(clean)) return e !== undefined;
-    if (moved.has(e)) return true;
-    seen.add(clean);
-    const parent = dirname(clean);
-    if (!move(parent, seen)) return false;
-    if (e.header.type === 'hardlink' && !move(e.header.linkName, seen)) return false;
-    moved.add(e);
-    front.push(e);
-    return true;
   };
   const missed = prioritized.filter((p) => !move(p, new Set()));
   const head = prioritized.length > 0 ? [...front, landmark(PREFETCH_LANDMARK)] : [landmark(NO_PREFETCH_LANDMARK)];

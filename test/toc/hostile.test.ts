@@ -189,6 +189,31 @@ describe('hostile layers', () => {
       }
     }));
 
+  // Issue 22: the importer created missing parents recursively, and 8,000 components
+  // overflowed the stack ("internal error: Maximum call stack size exceeded").
+  it('an 8,000-component path: imported, reachable and readable; the rest of the layer too', { timeout: 60_000 }, () =>
+    inTemp(async (dir) => {
+      const deep = `${Array.from({ length: 7999 }, (_, i) => `d${i % 10}`).join('/')}/f`;
+      // Prioritized, the writer walks the same parents to move them first; the hard
+      // links make a chain 2,000 long for it to follow.
+      const links = Array.from({ length: 2000 }, (_, i) => ({ name: `l${i}`, type: 'hardlink' as const, link: i === 0 ? deep : `l${i - 1}` }));
+      const { blob, tocDigest } = writerBlob([...base, ...entries([{ name: deep, body: 'deep down\n' }, ...links])], { prioritized: ['l1999'] });
+      const ref = await layoutWith(dir, [{ blob, annotations: tocAnnotation(tocDigest) }]);
+      await withImage(testConfig(join(dir, 'root')), ref, async ({ image, table }) => {
+        const [l] = inspectReport(image, table).layers;
+        assert.equal(l?.error, null);
+        assert.equal(l?.warningCount, 0, JSON.stringify(l?.warnings));
+        const view = image.merged();
+        const node = resolvePath(view, deep);
+        assert.equal((await image.reader.read(node, deep, 0, 100)).toString(), 'deep down\n');
+        assert.equal(resolvePath(view, 'l1999').ino, node.ino);
+        assert.equal(node.nlink, 2001);
+        assert.deepEqual(view.readdir(view.root()).slice(0, 4), ['bin', 'd0', 'etc', 'l0']);
+        const hosts = resolvePath(view, 'etc/hosts');
+        assert.equal((await image.reader.read(hosts, 'etc/hosts', 0, 100)).toString(), '127.0.0.1 localhost\n');
+      });
+    }));
+
   it('a TOC over the size limit: SGZ_TOC_TOO_LARGE', () =>
     inTemp(async (dir) => {
       const { blob, tocDigest } = writerBlob(base);

@@ -111,6 +111,22 @@ describe('TOC → inode table', () => {
     assert.ok(resolvePath(one, 'b').ino < resolvePath(one, 'a').ino);
   });
 
+  // Issue 22: missing parents were created recursively; 8,000 components overflowed.
+  it('a 100,000-component path is imported without recursion, and the rest of the layer with it', { timeout: 60_000 }, () => {
+    const deep = `${Array.from({ length: 99_999 }, () => 'd').join('/')}/f`;
+    const { v, layer } = view([
+      { name: 'a', type: 'fifo' },
+      { name: deep, type: 'reg', size: 3, offset: 100, chunkDigest: D },
+      { name: `${deep.slice(0, 1999)}/x`, type: 'fifo' },
+      { name: 'z', type: 'symlink', linkName: 'a' },
+    ]);
+    assert.equal(layer.warning_count, 0);
+    assert.equal(resolvePath(v, deep).size, 3);
+    assert.deepEqual(v.readdir(resolvePath(v, deep.slice(0, 1999))), ['d', 'x']);
+    assert.deepEqual(v.readdir(v.root()), ['a', 'd', 'z']);
+    assert.equal(resolvePath(v, 'z').link, 'a');
+  });
+
   // Issue 22: the digest was compared only after the whole TOC had been parsed and
   // imported, so a TOC that was going to be refused still cost its full parse.
   it('a TOC whose digest does not match is refused before the parser sees a byte', async () => {
