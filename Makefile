@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 TS_SOURCES := $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
 TEST_TIMEOUT ?= 600000
 
-.PHONY: setup system-deps deps build test lint bench bench-hello demo install uninstall clean
+.PHONY: setup system-deps deps build test soak lint bench bench-hello demo install uninstall clean
 
 ## setup: install Debian packages and npm dependencies, build everything
 setup: system-deps deps build
@@ -33,6 +33,12 @@ dist/.stamp: node_modules/.stamp $(TS_SOURCES) src/cli/stargzfs.sh scripts/bundl
 ## test: set up if needed, then run every test (unit, fixtures, end-to-end)
 test: setup
 	node --test --test-concurrency=2 --test-timeout=$(TEST_TIMEOUT) dist/test/
+
+## soak: faults under load for minutes (SOAK_SECONDS, SOAK_MB) and the kill loop (KILLS); curve in bench/results/soak-*.json
+soak: setup
+	@mkdir -p bench/results
+	SOAK_SECONDS=$${SOAK_SECONDS:-300} SOAK_MB=$${SOAK_MB:-192} SOAK_JSON=bench/results/soak-$$(date +%F).json node --test --test-timeout=3600000 dist/test/e2e/soak.test.js
+	KILLS=$${KILLS:-50} node --test --test-timeout=3600000 dist/test/e2e/crash-consistency.test.js
 
 ## lint: eslint (incl. the folder import rules) and the type checker
 lint: deps

@@ -126,6 +126,8 @@ export interface ConfigInput {
   mirror?: readonly string[] | undefined;
   /** Bytes, or a size with a K/M/G/T suffix (powers of 1024). */
   cacheSize?: string | number | undefined;
+  /** Size string or bytes; see CacheConfig.memoryBytes. */
+  cacheMemory?: string | number | undefined;
   prefetch?: boolean | undefined;
   learnedPrefetch?: boolean | undefined;
   backgroundFetch?: boolean | undefined;
@@ -151,7 +153,7 @@ export interface Environment {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'readTimeoutMs', 'stallTimeoutMs', 'mirror', 'cacheSize', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'readTimeoutMs', 'stallTimeoutMs', 'mirror', 'cacheSize', 'cacheMemory', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
 
 /** How TOCs are read unless options say otherwise (also what the early fetch assumes). */
 export const TOC_DEFAULTS = Object.freeze({ maxTocBytes: 150 << 20, tailBytes: 256 << 10 });
@@ -206,7 +208,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
     }),
     cache: Object.freeze({
       quotaBytes: input.cacheSize !== undefined ? parseSize('cache-size', input.cacheSize) : Math.max(512 << 20, Math.floor((env.freeBytes ?? 0) / 5)),
-      memoryBytes: 64 << 20,
+      memoryBytes: input.cacheMemory !== undefined ? parseSize('cache-memory', input.cacheMemory) : 64 << 20,
     }),
     http: Object.freeze({
       plainHttp: input.plainHttp ?? false,

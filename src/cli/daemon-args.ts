@@ -3,7 +3,7 @@
 // CLI's modules load. Anything this cannot read plainly is left to the full CLI.
 
 /** Options of `mount` and the global ones that take a value (the rest are flags). */
-const VALUED = new Set(['root', 'platform', 'log-level', 'log-format', 'timeout', 'retries', 'read-timeout', 'stall-timeout', 'mirror', 'cache-size', 'background-bandwidth', 'max-toc-bytes', 'layer', 'metrics']);
+const VALUED = new Set(['root', 'platform', 'log-level', 'log-format', 'timeout', 'retries', 'read-timeout', 'stall-timeout', 'mirror', 'cache-size', 'cache-memory', 'background-bandwidth', 'max-toc-bytes', 'layer', 'metrics']);
 
 export interface PlainMount {
   readonly src: string;

@@ -43,6 +43,7 @@ interface GlobalArgs {
   'stall-timeout'?: number | undefined;
   mirror?: string | string[] | undefined;
   'cache-size'?: string | undefined;
+  'cache-memory'?: string | undefined;
   prefetch?: boolean | undefined;
   'learned-prefetch'?: boolean | undefined;
   'background-fetch'?: boolean | undefined;
@@ -66,6 +67,7 @@ function config(argv: GlobalArgs): Config {
       stallTimeoutMs: argv['stall-timeout'] !== undefined ? argv['stall-timeout'] * 1000 : undefined,
       mirror: argv.mirror === undefined ? undefined : [argv.mirror].flat(),
       cacheSize: argv['cache-size'],
+      cacheMemory: argv['cache-memory'],
       prefetch: argv.prefetch,
       learnedPrefetch: argv['learned-prefetch'],
       backgroundFetch: argv['background-fetch'],
@@ -166,6 +168,7 @@ export async function main(args: string[]): Promise<number> {
     .option('stall-timeout', { type: 'number', describe: 'seconds a registry response may send nothing before it is aborted and retried (default 5)' })
     .option('mirror', { type: 'string', describe: 'REGISTRY=HOST[:PORT]: read REGISTRY’s images through this mirror first (repeatable, tried in order)' })
     .option('cache-size', { type: 'string', describe: 'chunk cache quota, e.g. 2G (default: a fifth of the free disk, at least 512M)' })
+    .option('cache-memory', { type: 'string', describe: 'memory kept for recently used chunks, e.g. 256M (default 64M)' })
     .option('prefetch', { type: 'boolean', describe: 'prefetch each layer’s landmark region (prioritized files); --no-prefetch: off' })
     .option('learned-prefetch', { type: 'boolean', describe: 'prefetch the files earlier runs of this image read first; --no-learned-prefetch: off' })
     .option('background-fetch', { type: 'boolean', describe: 'fetch the rest of every layer in the background; --no-background-fetch: off' })
