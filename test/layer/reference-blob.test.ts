@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { withImage, type CommandContext } from '../../src/cli/context.js';
 import { resolvePath } from '../../src/toc/view.js';
 import type { ChunkRow } from '../../src/toc/inode-db.js';
+import type { ConfigInput } from '../../src/config.js';
 import { buildEstargzImage } from '../../src/layer/build-image.js';
 import { entries, type Spec } from '../helpers/entries.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -52,13 +53,13 @@ describe('reference: read matrices with 3-byte chunks, through the registry', ()
     await served?.stop();
   });
 
-  async function withReader(root: string, multiRange: boolean, fn: (ctx: CommandContext) => Promise<void>): Promise<void> {
+  async function withReader(root: string, multiRange: boolean, fn: (ctx: CommandContext) => Promise<void>, extra: ConfigInput = {}): Promise<void> {
     served.proxy.reset();
     // Single ranges only (multi-range refused with 400, as blob_test's allowMultiRange(false)).
     if (!multiRange) served.proxy.inject({ kind: 'status', status: 400 }, 1_000_000, /\/blobs\//, { range: /,/ });
     try {
       // No read-ahead, no neighbours, no gap filling: each read asks for exactly the members it misses.
-      await withImage(testConfig(join(served.dir, root), { readAhead: 0, neighbourBytes: 0, coalesceGap: 0 }), served.ref, fn);
+      await withImage(testConfig(join(served.dir, root), { readAhead: 0, neighbourBytes: 0, coalesceGap: 0, ...extra }), served.ref, fn);
     } finally {
       served.proxy.reset();
     }
@@ -113,6 +114,30 @@ describe('reference: read matrices with 3-byte chunks, through the registry', ()
           }
           assert.equal(reads, FILES.length * SIZES.length * INNER.length * BASE.length);
         }));
+    }
+  }
+
+  // TestFailReadAt: an HTTP 500 on every attempt, and a body broken off halfway on every
+  // attempt (checkBrokenBody), with multi-range answered or refused: a typed error, never
+  // bytes. A body short of only its last byte (the gzip trailer's) may still give the
+  // chunk: its bytes are checked against the chunk digest, so it is right or an error.
+  for (const multiRange of [true, false]) {
+    for (const [name, fault] of [['http_500', { kind: 'status', status: 500 }], ['broken_body', { kind: 'reset-mid-body' }], ['last_byte_missing', { kind: 'truncate' }]] as const) {
+      it(`TestFailReadAt ${name}, ${multiRange ? 'multi-range' : 'single ranges'}: ${name === 'last_byte_missing' ? 'the right bytes or a typed error' : 'a typed error'} for the whole file and for half of it`, () =>
+        withReader(`root-fail-${name}-${String(multiRange)}`, multiRange, async (ctx) => {
+          const node = resolvePath(ctx.image.merged(), 'f10');
+          // Every blob request from here on, ranged or whole (a whole-blob pass would otherwise recover).
+          served.proxy.inject(fault, 1_000_000, /\/blobs\//);
+          for (const len of [DATA.length, DATA.length / 2]) {
+            const got = await ctx.image.reader.read(node, 'f10', 0, len).catch((err: Error & { code?: string }) => {
+              assert.match(err.code ?? '', /^SGZ_/, String(err));
+              return undefined;
+            });
+            if (name === 'last_byte_missing') assert.ok(got === undefined || got.toString() === DATA.slice(0, len), `wrong bytes: ${String(got)}`);
+            else assert.equal(got, undefined, 'no bytes from a broken answer');
+          }
+          assert.ok(served.proxy.stats.faults > 0);
+        }, { retries: 0 }));
     }
   }
 

@@ -137,8 +137,11 @@ describe('reference: estargz testBuild trees, every name prefix, gzip and zstd:c
   const variants: Array<[string, WriterOptions]> = [
     ['gzip', { chunkSize: 4 }],
     ['gzip level 0 (stored)', { chunkSize: 4, compressionLevel: 0 }],
+    ['gzip level 1', { chunkSize: 4, compressionLevel: 1 }],
     ['gzip level 9', { chunkSize: 4, compressionLevel: 9 }],
     ['zstd:chunked', { chunkSize: 4, format: 'zstdchunked' }],
+    ['zstd:chunked level 1', { chunkSize: 4, format: 'zstdchunked', compressionLevel: 1 }],
+    ['zstd:chunked level 19', { chunkSize: 4, format: 'zstdchunked', compressionLevel: 19 }],
   ];
   for (const [label, opts] of variants) {
     for (const prefix of label === 'gzip' || label === 'zstd:chunked' ? PREFIXES : ['' as const]) {
