@@ -33,7 +33,7 @@ export interface RegistryClientOptions {
   readonly retryBudgetMs?: number;
   /** A ranged GET that brings no byte for this long gets a twin request; the first answer wins, milliseconds (0: never). Default 1000. */
   readonly hedgeAfterMs?: number;
-  /** Connections per origin. Default 8. */
+  /** Requests per origin run at once (the fetch scheduler's concurrency); the pool holds twice as many connections. Default 8. */
   readonly connectionsPerHost: number;
   /** Per registry name (docker.io, ghcr.io, host:port): mirror hosts tried first, in order. */
   readonly mirrors: Readonly<Record<string, readonly string[]>>;
@@ -133,7 +133,9 @@ export class RegistryClient {
   constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
     this.log = log.child({ mod: 'registry' });
     this.agent = new Agent({
-      connections: opts.connectionsPerHost,
+      // Twice the fetch concurrency: a twin request or a whole-blob stream is never queued
+      // behind the very requests it is meant to overtake.
+      connections: opts.connectionsPerHost * 2,
       keepAliveTimeout: 30_000,
       connect: { rejectUnauthorized: !opts.insecure },
       headersTimeout: opts.timeoutMs,
