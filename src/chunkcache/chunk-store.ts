@@ -103,6 +103,20 @@ const SPACE_CHECK_MS = 1000;
 const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
 const errnoCode = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? 'EIO';
 const ZEROS = Buffer.alloc(1 << 20);
+/** When a process sweeps tmp/ of dead writers' files. */
+const TMP_SWEEP_AFTER_MS = 5000;
+/** The writer's pid in a temporary file's name: chunks' `<hex>.<pid>.<random>`, convert's `layer-<pid>-…`. */
+const TMP_WRITER = /^(?:[0-9a-f]{64}\.|layer-)(\d+)[.-]/;
+
+/** Whether a process with this pid exists (EPERM: it does, someone else's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 
 /** Whether a buffer holds only zero bytes (written as a hole). */
 function isZeros(b: Buffer): boolean {
@@ -195,6 +209,9 @@ export class ChunkStore {
     this.sSize = db.prepare('SELECT size FROM cache_chunks WHERE digest = ?').pluck();
     this.used = (this.sUsage.get() as CacheUsage).bytes;
     this.quota = Math.min(cfg.quotaBytes, this.capacity() ?? Infinity);
+    // What killed writers left in tmp/ goes once a process has been up a while (a mount):
+    // not on a short command's path.
+    setTimeout(() => void this.sweepTmp().catch(() => undefined), TMP_SWEEP_AFTER_MS).unref();
   }
 
   /**
@@ -857,16 +874,32 @@ export class ChunkStore {
         adopted++;
       }
     }
-    const tmp = join(this.cfg.root, 'tmp');
-    for (const name of await readdir(tmp).catch(() => [] as string[])) {
-      const st = await stat(join(tmp, name)).catch(() => undefined);
-      if (st !== undefined && Date.now() - st.mtimeMs > 3600_000) {
-        await rm(join(tmp, name), { force: true });
-        tmpRemoved++;
-      }
-    }
+    tmpRemoved += await this.sweepTmp(true);
     const { evicted, freed } = await this.evict(this.quotaNow());
     return { evicted, freed, adopted, tmpRemoved };
+  }
+
+  /**
+   * Removes the temporary files of writers that are gone (a process killed mid-write
+   * leaves its file behind; the names carry the writer's pid) and, with `old`, any older
+   * than an hour. How many were removed.
+   */
+  async sweepTmp(old = false): Promise<number> {
+    const tmp = join(this.cfg.root, 'tmp');
+    let removed = 0;
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      const pid = Number(TMP_WRITER.exec(name)?.[1] ?? 0);
+      let gone = pid > 0 && pid !== process.pid && !alive(pid);
+      if (!gone && old) {
+        const st = await stat(join(tmp, name)).catch(() => undefined);
+        gone = st !== undefined && Date.now() - st.mtimeMs > 3600_000;
+      }
+      if (gone) {
+        await rm(join(tmp, name), { force: true, recursive: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   close(): void {

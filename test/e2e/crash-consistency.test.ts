@@ -19,6 +19,7 @@ import { bytes, int, rng } from '../helpers/random.js';
 import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { launcherPath } from '../helpers/paths.js';
+import { runCli } from '../helpers/cli.js';
 
 const KILLS = Number(process.env.KILLS ?? 10);
 const SEED = Number(process.env.SEED ?? Date.now() % 100000);
@@ -119,8 +120,13 @@ describe('crash consistency', () => {
         if (i % 4 === 3) await withImage(testConfig(root), ref, async ({ cache }) => void (await cache.clear()));
       }
       await verifyReads();
+      const leftovers = existsSync(join(root, 'tmp')) ? readdirSync(join(root, 'tmp')).length : 0;
+      // What the killed writers left in tmp/ is theirs alone: `cache gc` removes it.
+      const gc = await runCli(['cache', 'gc', '--json', '--root', root]);
+      assert.equal(gc.code, 0, gc.stderr);
+      assert.deepEqual(existsSync(join(root, 'tmp')) ? readdirSync(join(root, 'tmp')) : [], [], 'no temporary file of a dead writer is left');
       const end = checkRoot(root);
-      console.log(`# seed ${SEED}: ${killed} killed, ${finished} finished of ${KILLS}; a full fetch ${span.toFixed(0)} ms; ${end.chunks} chunk files, ${end.layers} layers at the end`);
+      console.log(`# seed ${SEED}: ${killed} killed, ${finished} finished of ${KILLS}; a full fetch ${span.toFixed(0)} ms; ${end.chunks} chunk files, ${end.layers} layers at the end; ${leftovers} temporary files left by killed writers, removed by gc`);
       assert.ok(killed >= KILLS / 2, `most runs were killed mid-way (${killed} of ${KILLS})`);
     } finally {
       cleanup();
