@@ -29,6 +29,8 @@ export interface ImportInput {
   readonly tocCompressedSize: number;
   /** End of the data region: the last member's extent ends here. */
   readonly dataEnd: number;
+  /** Problems of the layer as a whole, kept as its first warnings (why it is not lazy). */
+  readonly notes?: readonly StargzfsError[];
 }
 
 const MAX_STORED_WARNINGS = 1000;
@@ -190,6 +192,7 @@ class Importer {
     );
     this.baseId = this.nextId = (this.sNodeId.get() as number) + 1;
     this.rootId = this.newNode(S_IFDIR | 0o755, 0, 0, 0, null, 0, 0, 0, null, NODE_IMPLICIT);
+    for (const note of i.notes ?? []) this.warn(note);
   }
 
   entry(raw: unknown, index: number): void {

@@ -7,7 +7,8 @@ import type { TocConfig } from '../config.js';
 import { DigestMismatchError, NotEstargzError, UnverifiedTocError } from '../errors.js';
 import { streamPlainLayer } from './plain-layer.js';
 import {
-  TOC_DIGEST_ANNOTATION, tocOffsetHint, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, type BlobReader, type LayerDescriptorLike,
+  TOC_DIGEST_ANNOTATION, TOC_OFFSET_ANNOTATION, tocOffsetHint, ZSTD_A_CHECKSUM_ANNOTATION, ZSTD_A_POSITION_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION,
+  ZSTD_B_POSITION_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
 import { importTocStream } from './importer.js';
 import type { InodeTable, LayerRow } from './inode-db.js';
@@ -48,6 +49,10 @@ export class LayerIndexer {
   /** Verifies a layer row against this descriptor's annotations; records a new verification. */
   private accept(row: LayerRow, tocAnn: string | undefined, zstdB: string | undefined, ctx: { layer: string }): LayerRow {
     let verified = row.verified === 1;
+    // A layer fetched whole was checked against its own digest; a TOC annotation says
+    // nothing about it. Comparing one would refuse on a second run the layer the first
+    // indexed (issue 22: a damaged footer read as NOT LAZY, then as a digest mismatch).
+    if (row.format.startsWith('plain-')) return row;
     if (tocAnn !== undefined) {
       if (row.toc_digest !== tocAnn) throw new DigestMismatchError('TOC', tocAnn, row.toc_digest, ctx);
       verified = true;
@@ -74,11 +79,13 @@ export class LayerIndexer {
     const ctx = { layer: desc.digest };
     this.log.info({ digest: desc.digest }, `${why.message}: fetching the whole blob`);
     const { json, compression } = await streamPlainLayer(blob, desc.digest, this.cfg.maxPlainBytes, ctx, (c) => store(c.digest, c.data));
+    // Why it is not lazy is kept with the row, so a later run that reuses it says the same.
+    const notes = desc.annotations !== undefined && lazyAnnotation(desc.annotations) !== undefined ? [why] : [];
     const row = await this.serialized(() => importTocStream(
       this.dbFile,
       {
         digest: desc.digest, tocCompressedDigest: undefined, verified: true, format: `plain-${compression}`,
-        compression: 'gzip', blobSize: blob.size, footerSize: 0, tocOffset: 0, tocCompressedSize: 0, dataEnd: blob.size,
+        compression: 'gzip', blobSize: blob.size, footerSize: 0, tocOffset: 0, tocCompressedSize: 0, dataEnd: blob.size, notes,
       },
       (async function* () { yield json; })(),
       undefined,
@@ -105,8 +112,10 @@ export class LayerIndexer {
     try {
       region = await readTocRegion(blob, this.cfg, ctx, desc.mediaType, tocOffsetHint(desc.annotations));
     } catch (err) {
-      if (err instanceof NotEstargzError && this.storeChunks !== undefined) return this.openPlain(desc, blob, err, this.storeChunks);
-      throw err;
+      if (!(err instanceof NotEstargzError)) throw err;
+      const why = damagedFooter(desc.annotations, ctx) ?? err;
+      if (this.storeChunks !== undefined) return this.openPlain(desc, blob, why, this.storeChunks);
+      throw why;
     }
     const compressedAnn = compressedAnnFor(region.footer.kind);
     if (compressedAnn !== undefined && region.tocCompressedDigest !== compressedAnn) {
@@ -147,4 +156,24 @@ export class LayerIndexer {
     }
     return { row, reused: false };
   }
+}
+
+/** The annotation that says a layer has a TOC, if any: it then has a footer too. */
+function lazyAnnotation(annotations: Readonly<Record<string, string>>): string | undefined {
+  return [TOC_DIGEST_ANNOTATION, ZSTD_B_CHECKSUM_ANNOTATION, ZSTD_A_CHECKSUM_ANNOTATION, TOC_OFFSET_ANNOTATION, ZSTD_B_POSITION_ANNOTATION, ZSTD_A_POSITION_ANNOTATION]
+    .find((k) => annotations[k] !== undefined);
+}
+
+/**
+ * A layer whose annotations describe its TOC but whose tail holds no footer is not a
+ * plain layer: its footer is damaged. Like the reference (estargz.Open fails, containerd
+ * pulls the layer whole) it is not lazy, and the reason says so.
+ */
+function damagedFooter(annotations: Readonly<Record<string, string>> | undefined, ctx: { layer: string }): NotEstargzError | undefined {
+  const key = annotations !== undefined ? lazyAnnotation(annotations) : undefined;
+  if (key === undefined) return undefined;
+  return new NotEstargzError(
+    `damaged footer: the layer's ${key} annotation says it has a TOC, but its last bytes are no eStargz/stargz/zstd:chunked footer; it can only be fetched whole`,
+    ctx,
+  );
 }

@@ -214,6 +214,40 @@ describe('hostile layers', () => {
       });
     }));
 
+  // Issue 22: on a fresh root the layer was fetched whole as plain (NOT LAZY); the next
+  // run found that row and compared it with the TOC annotation: exit 5, "TOC digest
+  // mismatch". The reference fails such a layer and containerd pulls it whole.
+  it('a damaged footer under an intact TOC digest annotation: NOT LAZY naming the footer, the same on every run', () =>
+    inTemp(async (dir) => {
+      const { blob, tocDigest } = writerBlob(base);
+      const bad = Buffer.from(blob);
+      bad.write('STARGX', bad.length - 51 + 32, 'latin1'); // the footer's magic
+      const ref = await layoutWith(dir, [{ blob: bad, annotations: tocAnnotation(tocDigest) }]);
+      const root = join(dir, 'root');
+      const verdicts = [];
+      for (let run = 0; run < 2; run++) {
+        const [l] = await layerReport(ref, testConfig(root));
+        assert.equal(l?.error, null, `run ${run}: ${JSON.stringify(l?.error)}`);
+        assert.equal(l?.lazy, false);
+        assert.equal(l?.indexedFromCache, run === 1);
+        assert.equal(l?.warnings[0]?.code, 'SGZ_NOT_ESTARGZ');
+        assert.match(l?.warnings[0]?.message ?? '', /layer sha256:[0-9a-f]{12}: NOT LAZY: damaged footer: .*toc\.digest annotation/);
+        verdicts.push({ ...l, indexedFromCache: undefined });
+      }
+      assert.deepEqual(verdicts[1], verdicts[0]);
+      const cliRoot = join(dir, 'cli-root');
+      const runs = [await runCli(['ls', '--root', cliRoot, ref, '/etc']), await runCli(['ls', '--root', cliRoot, ref, '/etc'])];
+      for (const r of runs) {
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout.toString(), 'hosts\n');
+      }
+      // And it reads, from the root both runs share.
+      await withImage(testConfig(root), ref, async ({ image }) => {
+        const node = resolvePath(image.merged(), 'etc/hosts');
+        assert.equal((await image.reader.read(node, 'etc/hosts', 0, 100)).toString(), '127.0.0.1 localhost\n');
+      });
+    }));
+
   it('a TOC over the size limit: SGZ_TOC_TOO_LARGE', () =>
     inTemp(async (dir) => {
       const { blob, tocDigest } = writerBlob(base);
