@@ -10,14 +10,12 @@ import { readdirSync, readFileSync, mkdirSync, writeFileSync, existsSync } from 
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { pushLayoutImage } from '../../src/http/push.js';
 import { runCli } from '../helpers/cli.js';
-import { fixtureManifest, fixturesDir } from '../helpers/paths.js';
-import { startRegistry, freePort, type TestRegistry } from '../helpers/registry.js';
-import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
+import { freePort, type TestRegistry } from '../helpers/registry.js';
+import type { TokenServer } from '../helpers/token-server.js';
+import { startTokenRegistry, type TokenRegistry } from '../helpers/token-registry.js';
 import { forceUnmount } from '../helpers/mount.js';
 import { tempDir } from '../helpers/tmp.js';
-import { testClient } from '../helpers/client.js';
 
 /** Every file under dir, recursively, as bytes. */
 function* filesUnder(dir: string): Generator<[string, Buffer]> {
@@ -45,6 +43,7 @@ async function recordingProxy(upstream: string): Promise<{ host: string; seen: A
 }
 
 describe('secrets', () => {
+  let served: TokenRegistry;
   let reg: TestRegistry;
   let tokens: TokenServer;
   let dir: string;
@@ -53,23 +52,11 @@ describe('secrets', () => {
   const password = 'b0b-s3cret-pass';
   before(async () => {
     ({ dir, cleanup } = tempDir());
-    tokens = await startTokenServer(dir, { bob: password }, 300);
-    reg = await startRegistry({ extraConfig: tokens.registryConfig('stargzfs-test-registry') });
-    conf = join(dir, 'docker');
-    mkdirSync(conf);
-    writeFileSync(join(conf, 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'bob', password } } }));
-    const client = testClient({}, conf);
-    try {
-      for (const repo of ['private/one', 'private/two']) {
-        await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: repo }, join(fixturesDir(), 'esgz', 'oci'), fixtureManifest('esgz'), 'latest');
-      }
-    } finally {
-      await client.close();
-    }
+    served = await startTokenRegistry(dir, 'bob', password, ['private/one', 'private/two']);
+    ({ reg, tokens, conf } = served);
   });
   after(async () => {
-    await reg?.stop();
-    await tokens?.stop();
+    await served?.stop();
     cleanup?.();
   });
 

@@ -10,7 +10,8 @@ import { pushLayoutImage } from '../../src/http/push.js';
 import { runCli } from '../helpers/cli.js';
 import { fixtureManifest, fixturesDir } from '../helpers/paths.js';
 import { startRegistry, type TestRegistry } from '../helpers/registry.js';
-import { startTokenServer, type TokenServer } from '../helpers/token-server.js';
+import type { TokenServer } from '../helpers/token-server.js';
+import { startTokenRegistry, type TokenRegistry } from '../helpers/token-registry.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { tempDir } from '../helpers/tmp.js';
 import { testClient } from '../helpers/client.js';
@@ -184,6 +185,7 @@ describe('credentials from docker credential helpers', () => {
 });
 
 describe('registry with token auth (our token server, real signed JWTs)', () => {
+  let served: TokenRegistry;
   let reg: TestRegistry;
   let tokens: TokenServer;
   let dir: string;
@@ -191,23 +193,11 @@ describe('registry with token auth (our token server, real signed JWTs)', () => 
   let conf: string;
   before(async () => {
     ({ dir, cleanup } = tempDir());
-    tokens = await startTokenServer(dir, { bob: 'b0b-pass' }, 3);
-    reg = await startRegistry({ extraConfig: tokens.registryConfig('stargzfs-test-registry') });
-    conf = join(dir, 'docker');
-    mkdirSync(conf);
-    writeFileSync(join(conf, 'config.json'), JSON.stringify({ auths: { [reg.host]: { username: 'bob', password: 'b0b-pass' } } }));
-    const client = testClient({}, conf);
-    try {
-      for (const repo of ['public/esgz', 'private/esgz']) {
-        await pushLayoutImage(client, { endpoint: reg.host, registry: reg.host, repository: repo }, join(fixturesDir(), 'esgz', 'oci'), manifestDigest('esgz'), 'latest');
-      }
-    } finally {
-      await client.close();
-    }
+    served = await startTokenRegistry(dir, 'bob', 'b0b-pass', ['public/esgz', 'private/esgz'], 3);
+    ({ reg, tokens, conf } = served);
   });
   after(async () => {
-    await reg?.stop();
-    await tokens?.stop();
+    await served?.stop();
     cleanup?.();
   });
 
