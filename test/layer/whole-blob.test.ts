@@ -30,6 +30,23 @@ describe('whole-blob pass when Range is ignored', () => {
     });
   });
 
+  it('a whole-blob stream cut off midway starts over, and every read still gets its bytes', async () => {
+    await withServedReader(files, {}, async ({ served, image, read }) => {
+      served.proxy.reset();
+      served.proxy.inject({ kind: 'ignore-range' }, 1_000_000, blobs, { rangedOnly: true });
+      served.proxy.inject({ kind: 'reset-mid-body' }, 1, blobs, { range: /^$/ });
+      const got = await Promise.all(files.map((f) => read(f.name)));
+      got.forEach((b, i) => assert.ok(b.equals((files[i] as { body: Buffer }).body)));
+      // Each read had its file as its member went by; the counters are the pass's, at its end.
+      for (let i = 0; i < 100 && served.proxy.stats.wholeBlobBodies === 0; i++) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal(served.proxy.stats.wholeBlobGets, 2, 'the cut-off stream and its retry');
+      assert.equal(served.proxy.stats.wholeBlobBodies, 1);
+      const s = image.reader.stats(image.layers[0]?.row?.id ?? -1);
+      assert.ok(s.bytesRefetched > 0, 'the first attempt\'s bytes are counted as fetched again');
+    });
+  });
+
   it('the layer is remembered as rangeless: a miss right after the pass joins a pass, it does not ask for a range', async () => {
     await withServedReader(files.slice(0, 20), {}, async ({ served, image, read }) => {
       served.proxy.reset();
