@@ -11,6 +11,7 @@ import { DigestMismatchError, StargzfsError, TocEntryError, TocFormatError } fro
 import { decodeEntry, type TocEntry } from './entry.js';
 import { forEachTocEntry, TocJsonParser, type TocHeader } from './json-entries.js';
 import { BatchInsert } from './batch-insert.js';
+import { PathIndex } from './path-index.js';
 import { basename, cleanName, dirname, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './names.js';
 import {
   NODE_HAS_XATTRS, NODE_IMPLICIT, openMetaDb, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, type LayerRow,
@@ -34,6 +35,8 @@ export interface ImportInput {
 }
 
 const MAX_STORED_WARNINGS = 1000;
+/** Longest name (one path component) Linux file systems allow, in bytes: longer ones no program could open. */
+const NAME_MAX = 255;
 
 /** `sha256:<hex>` → 32 bytes (NULL when absent). */
 const rawDigest = (d: string): Buffer | null => (d === '' ? null : Buffer.from(d.slice(7), 'hex'));
@@ -145,7 +148,7 @@ class Importer {
   private nextId = 0;
   private baseId = 0;
   private rootId = 0;
-  private readonly paths = new Map<string, number>();
+  private readonly paths = new PathIndex();
   // Per node, indexed by id - baseId.
   private readonly isDir: number[] = [];
   private readonly names: number[] = [];
@@ -283,12 +286,7 @@ class Importer {
   // A directory replaced by a non-directory takes its subtree with it (tar semantics),
   // and the names in it no longer count as links of what they named.
   private dropSubtree(path: string): void {
-    const prefix = `${path}/`;
-    for (const [k, node] of this.paths) {
-      if (!k.startsWith(prefix)) continue;
-      this.paths.delete(k);
-      (this.names[node - this.baseId] as number)--;
-    }
+    this.paths.dropBelow(path, (node) => (this.names[node - this.baseId] as number)--);
   }
 
   // Up to the nearest existing directory, then down creating the missing ones: a loop,
@@ -324,6 +322,11 @@ class Importer {
     }
     this.lastReg = undefined;
     const path = cleanName(e.name);
+    // A UTF-16 unit is at most 3 bytes of UTF-8: only components of more than 85 can be too long.
+    if (path.length > NAME_MAX / 3) {
+      const long = path.split('/').find((part) => part.length > NAME_MAX / 3 && Buffer.byteLength(part) > NAME_MAX);
+      if (long !== undefined) throw this.entryError(e, `a name of ${Buffer.byteLength(long)} bytes (Linux allows ${NAME_MAX})`);
+    }
     if (path === PREFETCH_LANDMARK) {
       this.landmark = 'prefetch';
       this.prefetchSize = e.offset;
