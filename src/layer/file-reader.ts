@@ -15,6 +15,7 @@ import {
 } from './members.js';
 import { LinkEstimator } from './link-estimator.js';
 import { DecodeQueue } from './decode-queue.js';
+import { isLargeChunk, LargeChunks, type LargeChunkCache } from './large-chunk.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
 import { WholeBlobPasses, type RemoteBlob } from './whole-blob.js';
 import { Refetcher } from './refetch.js';
@@ -28,6 +29,9 @@ export interface ChunkCache {
   put(digest: Buffer, data: Buffer): Promise<void>;
   /** Whether the chunk is stored (by this or another process), without reading it. */
   has(digest: Buffer): boolean;
+  /** Part of a stored chunk, for chunks too large to hold (large-chunk.ts); without it they are streamed per read. */
+  readRange?: LargeChunkCache['readRange'];
+  createWriter?: LargeChunkCache['createWriter'];
 }
 
 /** Per-layer counters, for status, metrics and tests. */
@@ -113,6 +117,8 @@ export class FileReader {
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
   /** Decodes of members fetched for no read in particular (neighbours, prefetch, background). */
   private readonly decodes = new DecodeQueue();
+  /** Chunks too large to hold in memory: streamed, and read by range from the cache. */
+  private readonly large: LargeChunks;
   /** Layers whose registry ignores Range: one whole-blob stream for all their misses. */
   private readonly whole: WholeBlobPasses;
   /** Second fetches of members that came with bad bytes. */
@@ -126,6 +132,13 @@ export class FileReader {
     private readonly cache?: ChunkCache,
     private readonly hooks: ReaderHooks = {},
   ) {
+    const ranged = cache?.readRange !== undefined && cache.createWriter !== undefined ? (cache as ChunkCache & LargeChunkCache) : undefined;
+    this.large = new LargeChunks(blobFor, scheduler, ranged, (layer, bytes, ms, priority) => {
+      const counters = this.stats(layer.id);
+      counters.requests++;
+      counters.bytesFetched += bytes;
+      this.hooks.onFetched?.(layer, bytes, { priority, requests: 1, ms });
+    });
     const put = async (digest: Buffer, data: Buffer): Promise<void> => {
       if (this.cache === undefined || this.cache.has(digest)) return;
       await this.cache.put(digest, data).catch((err: unknown) => this.hooks.onCacheError?.(err));
@@ -180,19 +193,28 @@ export class FileReader {
     const rows = this.table.chunks(node.dataId, off, end);
     this.hooks.onChunksRead?.(layer, path, rows);
     this.readAhead(layer, node, off, end);
-    const datas = await this.load(layer, node.dataId, rows, ON_DEMAND, ctx);
-    const parts: Buffer[] = [];
+    // Holes and chunks too large to hold are read by range; the rest whole, through load().
+    const whole = rows.filter((c) => !c.zeros && !isLargeChunk(c));
+    const loaded = whole.length > 0 ? this.load(layer, node.dataId, whole, ON_DEMAND, ctx) : Promise.resolve([]);
+    const pieces: Array<Promise<Buffer>> = [];
     let pos = off;
-    rows.forEach((c, i) => {
-      if (c.chunk_offset > pos || pos >= end) return;
-      const data = datas[i] as Buffer;
+    let w = 0;
+    for (const c of rows) {
+      const k = c.zeros || isLargeChunk(c) ? -1 : w++;
+      if (c.chunk_offset > pos || pos >= end) continue;
       const from = pos - c.chunk_offset;
       const to = Math.min(c.chunk_size, end - c.chunk_offset);
-      if (to > from) {
-        parts.push(data.subarray(from, to));
-        pos = c.chunk_offset + to;
-      }
-    });
+      if (to <= from) continue;
+      if (c.zeros) pieces.push(Promise.resolve(Buffer.alloc(to - from)));
+      else if (k < 0) pieces.push(this.readLarge(layer, c, from, to, ctx));
+      else pieces.push(loaded.then((datas) => (datas[k] as Buffer).subarray(from, to)));
+      pos = c.chunk_offset + to;
+    }
+    // Every piece settles before a failure is passed on: none is left running unobserved.
+    const settled = await Promise.allSettled([loaded, ...pieces]);
+    const failed = settled.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    const parts = settled.slice(1).map((r) => (r as PromiseFulfilledResult<Buffer>).value);
     if (pos < end) throw new TocFormatError(`no chunk in the TOC covers file offset ${pos} (file size ${node.size})`, { ...ctx, offset: pos });
     this.stats(layer.id).bytesServed += end - off;
     return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, end - off);
@@ -208,12 +230,21 @@ export class FileReader {
     }
   }
 
+  /** Part of a chunk too large to hold in memory; a failure is reported as a read's. */
+  private readLarge(layer: LayerRow, c: ChunkRow, from: number, to: number, ctx: ErrorContext): Promise<Buffer> {
+    return this.large.read(layer, c, from, to, ctx).catch((err: unknown) => {
+      this.hooks.onError?.(layer, err as Error, false);
+      throw err;
+    });
+  }
+
   /**
    * Fetches the chunks into the cache at the given priority (read-ahead, prefetch and
    * background use this), in jobs of at most `batchBytes` of blob each; resolves when all
    * are cached or failed. Chunks already cached or in flight are skipped.
    */
   async warm(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, batchBytes = 4 << 20): Promise<{ fetched: number; failed: number }> {
+    const large = this.warmLarge(layer, rows, priority);
     const missing = this.notHeld(layer, rows);
     const members = groupMembers(missing);
     const jobs: Member[][] = [];
@@ -224,7 +255,24 @@ export class FileReader {
       jobs.push(members.slice(i, j));
       i = j;
     }
-    return this.warmJobs(layer, missing, jobs, priority, this.tuning.coalesceGapBytes);
+    const [small, big] = await Promise.all([this.warmJobs(layer, missing, jobs, priority, this.tuning.coalesceGapBytes), large]);
+    return { fetched: small.fetched + big.fetched, failed: small.failed + big.failed };
+  }
+
+  /** Streams the large chunks among `rows` into the cache, one after another. */
+  private async warmLarge(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority): Promise<{ fetched: number; failed: number }> {
+    let fetched = 0;
+    let failed = 0;
+    for (const c of rows) {
+      if (!isLargeChunk(c) || c.zeros !== 0 || c.digest === null || this.held(layer, c)) continue;
+      try {
+        if (await this.large.warm(layer, c, priority)) fetched++;
+      } catch (err) {
+        failed++;
+        this.hooks.onError?.(layer, err as Error, true);
+      }
+    }
+    return { fetched, failed };
   }
 
   /**
@@ -235,19 +283,21 @@ export class FileReader {
    * is called once the request's bytes are in (or it failed), before they are all decoded.
    */
   async warmInOrder(layer: LayerRow, rows: readonly ChunkRow[], priority: Priority, arrived?: () => void): Promise<{ fetched: number; failed: number }> {
+    const large = this.warmLarge(layer, rows, priority);
     const missing = this.notHeld(layer, rows);
     const jobs = missing.length > 0 ? [groupMembersInOrder(missing)] : [];
-    return this.warmJobs(layer, missing, jobs, priority, IN_ORDER, arrived);
+    const [small, big] = await Promise.all([this.warmJobs(layer, missing, jobs, priority, IN_ORDER, arrived), large]);
+    return { fetched: small.fetched + big.fetched, failed: small.failed + big.failed };
   }
 
   /** Whether a chunk is cached or being fetched already. */
   held(layer: LayerRow, c: ChunkRow): boolean {
-    return this.inflight.has(memberKey(layer.id, c.blob_offset)) || (c.digest !== null && this.cache?.has(c.digest) === true);
+    return this.inflight.has(memberKey(layer.id, c.blob_offset)) || this.large.inFlight(layer, c) || (c.digest !== null && this.cache?.has(c.digest) === true);
   }
 
   /** The rows worth fetching: not zeros, not cached, not in flight. */
   private notHeld(layer: LayerRow, rows: readonly ChunkRow[]): ChunkRow[] {
-    return rows.filter((c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !this.held(layer, c));
+    return rows.filter((c) => c.zeros === 0 && c.blob_end > 0 && c.digest !== null && !isLargeChunk(c) && !this.held(layer, c));
   }
 
   private async warmJobs(
@@ -375,6 +425,8 @@ export class FileReader {
     const own: ChunkRow[] = [];
     const next: ChunkRow[] = [];
     for (const c of near) {
+      // A chunk too large to hold is never decoded with its member's others (large-chunk.ts).
+      if (isLargeChunk(c)) continue;
       if (wanted.has(c.blob_offset)) own.push(c);
       else if (c.blob_end <= limit && c.blob_offset >= last.end && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) === false) next.push(c);
     }

@@ -12,6 +12,7 @@ import type { ChunkRow, LayerRow } from '../toc/inode-db.js';
 import { inflateMember, type Compression } from '../toc/codec.js';
 import { DecodeError, DigestMismatchError, StargzfsError, type ErrorContext } from '../errors.js';
 import { chunkKey } from './members.js';
+import type { RemoteBlob } from './whole-blob.js';
 import { ON_DEMAND, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
 
 /** A chunk whose member must inflate past this many bytes takes this path. */
@@ -32,6 +33,9 @@ export interface LargeChunkWriter {
   commit(): Promise<void>;
   abort(): Promise<void>;
 }
+
+/** Where a pass's bytes go: into the cache, or the range a read keeps. */
+type Out = { writer: LargeChunkWriter } | { from: number; to: number };
 
 /** Told of each blob request made: its bytes and how long it took. */
 export type FetchedHook = (layer: LayerRow, bytes: number, ms: number, priority: Priority) => void;
@@ -66,7 +70,7 @@ export class LargeChunks {
       }
     }
     // Not cacheable (no cache, larger than its quota or the disk, or no digest to file it under).
-    return this.scheduler.submit(ON_DEMAND, c.blob_end - c.blob_offset, () => this.pass(layer, c, ON_DEMAND, ctx, { from, to })) as Promise<Buffer>;
+    return this.scheduler.submit(ON_DEMAND, c.blob_end - c.blob_offset, () => this.twice(layer, c, ON_DEMAND, ctx, () => ({ from, to }))) as Promise<Buffer>;
   }
 
   /** Streams the chunk into the cache at `priority` (read-ahead, prefetch, background). */
@@ -88,10 +92,19 @@ export class LargeChunks {
       return running.done;
     }
     if (c.digest === null || this.cache === undefined) return Promise.resolve(false);
-    const writer = this.cache.createWriter(c.digest, c.chunk_size);
-    if (writer === undefined) return Promise.resolve(false);
+    const { cache, digest } = { cache: this.cache, digest: c.digest };
+    const first = cache.createWriter(digest, c.chunk_size);
+    if (first === undefined) return Promise.resolve(false);
+    // Each attempt writes a file of its own: a failed one's was removed.
+    const writers: LargeChunkWriter[] = [];
+    const writer = (): Out => {
+      const w = writers.length === 0 ? first : cache.createWriter(digest, c.chunk_size);
+      if (w === undefined) throw new DecodeError('the chunk cache can no longer take this chunk for a second try', ctx);
+      writers.push(w);
+      return { writer: w };
+    };
     const job = this.scheduler.schedule(priority, c.blob_end - c.blob_offset, async () => {
-      await this.pass(layer, c, priority, ctx, { writer });
+      await this.twice(layer, c, priority, ctx, writer);
       return true;
     });
     this.storing.set(key, job);
@@ -101,16 +114,27 @@ export class LargeChunks {
     // A job cancelled before it ran never wrote: its temporary file was never made.
     job.done.then(clear, () => {
       clear();
-      void writer.abort();
+      for (const w of writers) void w.abort();
     });
     return job.done;
+  }
+
+  /** A pass, and once more (from another host, if there is one) when the bytes came wrong. */
+  private async twice(layer: LayerRow, c: ChunkRow, priority: Priority, ctx: ErrorContext, out: () => Out): Promise<Buffer | undefined> {
+    try {
+      return await this.pass(layer, c, priority, ctx, out(), this.blobFor(layer));
+    } catch (err) {
+      if (!(err instanceof DigestMismatchError || err instanceof DecodeError)) throw err;
+      const blob = this.blobFor(layer) as RemoteBlob;
+      return this.pass(layer, c, priority, ctx, out(), blob.elsewhere?.() ?? blob);
+    }
   }
 
   /**
    * One pass over the chunk's member: inflated up to the chunk's end, hashed, and either
    * written to `writer` (committed once the digest matched) or with [from, to) kept.
    */
-  private async pass(layer: LayerRow, c: ChunkRow, priority: Priority, ctx: ErrorContext, out: { writer: LargeChunkWriter } | { from: number; to: number }): Promise<Buffer | undefined> {
+  private async pass(layer: LayerRow, c: ChunkRow, priority: Priority, ctx: ErrorContext, out: Out, blob: BlobReader): Promise<Buffer | undefined> {
     const at = { ...ctx, offset: c.chunk_offset };
     const hash = c.digest !== null ? createHash('sha256') : undefined;
     const keep = 'from' in out ? Buffer.allocUnsafe(out.to - out.from) : undefined;
@@ -118,7 +142,7 @@ export class LargeChunks {
     try {
       const need = c.inner_offset + c.chunk_size;
       try {
-        for await (let piece of inflateMember(layer.compression as Compression, this.compressed(layer, c, priority), need)) {
+        for await (let piece of inflateMember(layer.compression as Compression, this.compressed(blob, layer, c, priority), need)) {
           if (pos < 0) {
             const skip = Math.min(piece.length, -pos);
             piece = piece.subarray(skip);
@@ -156,8 +180,7 @@ export class LargeChunks {
   }
 
   /** The member's compressed bytes in windows, the next one requested while this one inflates. */
-  private async *compressed(layer: LayerRow, c: ChunkRow, priority: Priority): AsyncGenerator<Buffer> {
-    const blob = this.blobFor(layer);
+  private async *compressed(blob: BlobReader, layer: LayerRow, c: ChunkRow, priority: Priority): AsyncGenerator<Buffer> {
     const get = (off: number): Promise<Buffer> => {
       const len = Math.min(WINDOW_BYTES, c.blob_end - off);
       const t0 = performance.now();

@@ -13,6 +13,7 @@ import { RangeUnsupportedError } from '../errors.js';
 import type { BlobReader } from '../toc/blob.js';
 import type { InodeTable, LayerRow } from '../toc/inode-db.js';
 import { chunkKey, fetchMembers, groupMembers, type ChunkFailure, type DecodedMember, type Member } from './members.js';
+import { isLargeChunk } from './large-chunk.js';
 
 /** What a registry blob offers beyond BlobReader (http/RegistryBlob); other sources offer none of it. */
 export interface RemoteBlob extends BlobReader {
@@ -136,7 +137,8 @@ export class WholeBlobPasses {
   }
 
   private start(layer: LayerRow, blob: RemoteBlob): Pass {
-    const rows = this.table.layerChunksBefore(layer, Number.MAX_SAFE_INTEGER).filter((c) => c.zeros === 0 && c.blob_end > 0);
+    // A chunk too large to hold is never decoded whole, here either (large-chunk.ts).
+    const rows = this.table.layerChunksBefore(layer, Number.MAX_SAFE_INTEGER).filter((c) => c.zeros === 0 && c.blob_end > 0 && !isLargeChunk(c));
     const members = groupMembers(rows).filter((m) => m.end - m.start <= MAX_PASS_MEMBER_BYTES);
     let finish!: () => void;
     const pass: Pass = { members, next: 0, failures: new Map(), waiting: new Map(), finished: new Promise<void>((r) => (finish = r)) };

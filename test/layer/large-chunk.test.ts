@@ -14,6 +14,9 @@ import { testConfig } from '../helpers/config.js';
 import { tempDir } from '../helpers/tmp.js';
 import { launcherPath } from '../helpers/paths.js';
 import { zerosLayer } from '../helpers/zeros-layer.js';
+import { LargeChunks } from '../../src/layer/large-chunk.js';
+import { FetchScheduler } from '../../src/layer/scheduler.js';
+import type { BlobReader } from '../../src/toc/blob.js';
 
 const MiB = 1 << 20;
 const HUGE = 4 * 1024 * MiB + 8 * MiB; // past 4 GiB: no Buffer, hash update or 32-bit size could hold it
@@ -136,6 +139,46 @@ describe('large chunks', () => {
         assert.deepEqual(readdirSync(join(root, 'tmp')), [], `${name}: no temporary file left`);
         assert.ok(largestFile(join(root, 'chunks')) < MiB, `${name}: nothing cached but \`small\``);
       }
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('a member that comes with a flipped byte is fetched once more before the read fails; never wrong bytes, nothing cached', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const layer = zerosLayer(64 * MiB);
+      const ref = await layoutWith(dir, [{ blob: layer.blob, annotations: tocAnnotation(layer.tocDigest) }]);
+      await withImage(testConfig(join(dir, 'root'), { cacheSize: '1G' }), ref, async ({ image, table, cache }) => {
+        const node = resolvePath(image.merged(), 'big');
+        const row = table.layer(node.layerId);
+        assert.ok(row !== undefined);
+        const [c] = table.chunks(node.dataId, 0, 1);
+        assert.ok(c !== undefined);
+        for (const [name, flips] of [['once', 1], ['every time', Infinity]] as const) {
+          // The real blob's bytes, with a byte flipped in the member's first window the first `flips` times.
+          let reads = 0;
+          const blob: BlobReader = {
+            size: layer.blob.length,
+            readAt: (off, len) => {
+              const out = Buffer.from(layer.blob.subarray(off, off + len));
+              if (off === c.blob_offset && reads++ < flips) out[100] = (out[100] as number) ^ 0xff;
+              return Promise.resolve(out);
+            },
+          };
+          const large = new LargeChunks(() => blob, new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0 }), cache, () => undefined);
+          const read = large.read(row, c, 40 * MiB, 40 * MiB + 4096, { layer: row.digest, path: 'big' });
+          if (flips === 1) {
+            assert.ok((await read).every((b) => b === 0), name);
+            assert.equal(reads, 2, `${name}: fetched twice`);
+            await cache.clear();
+          } else {
+            await assert.rejects(read, (err: { code?: string }) => ['SGZ_DIGEST_MISMATCH', 'SGZ_DECODE'].includes(err.code ?? ''));
+            assert.equal(reads, 2, `${name}: one refetch, then the error`);
+            assert.equal(largestFile(join(dir, 'root', 'chunks')), 0, `${name}: nothing cached`);
+          }
+        }
+      });
     } finally {
       cleanup();
     }
