@@ -232,6 +232,7 @@ describe('hostile layers', () => {
         assert.equal(l?.indexedFromCache, run === 1);
         assert.equal(l?.warnings[0]?.code, 'SGZ_NOT_ESTARGZ');
         assert.match(l?.warnings[0]?.message ?? '', /layer sha256:[0-9a-f]{12}: NOT LAZY: damaged footer: .*toc\.digest annotation/);
+        assert.match(l?.notLazyReason ?? '', /^damaged footer: /, 'inspect names the footer as the reason');
         verdicts.push({ ...l, indexedFromCache: undefined });
       }
       assert.deepEqual(verdicts[1], verdicts[0]);

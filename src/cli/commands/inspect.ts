@@ -46,9 +46,11 @@ export function inspectReport(image: OpenImage, table: InodeTable, platform = im
     const ann = l.desc.annotations ?? {};
     const unc = ann[UNCOMPRESSED_SIZE_ANNOTATION];
     const plain = r !== undefined && r.format.startsWith('plain-');
+    // A layer whose annotations promised a TOC says why it has none (a damaged footer) in its first warning.
+    const why = plain ? table.warnings(r.id, 1).find((w) => w.code === 'SGZ_NOT_ESTARGZ')?.message.replace(/^.*?NOT LAZY: /, '') : undefined;
     const notLazy = l.error instanceof NotEstargzError
       ? l.error.reason
-      : plain ? `plain ${r.format.slice(6)} layer without an eStargz/stargz/zstd:chunked footer; fetched whole and indexed` : null;
+      : plain ? (why ?? `plain ${r.format.slice(6)} layer without an eStargz/stargz/zstd:chunked footer; fetched whole and indexed`) : null;
     return {
       index: l.index,
       digest: l.desc.digest,
