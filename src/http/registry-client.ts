@@ -123,6 +123,8 @@ export class RegistryClient {
   /** Per host (endpoint), since this client was made. */
   readonly hostStats = new Map<string, HostStats>();
   private readonly agent: InstanceType<typeof Agent>;
+  /** close() or abort() was called: the agent is closing or gone. */
+  private ended = false;
   private readonly log: Logger;
   private readonly tokens = new Map<string, { authorization: string; expires: number }>();
   private readonly mirrorDownUntil = new Map<string, number>();
@@ -144,7 +146,19 @@ export class RegistryClient {
     });
   }
 
+  /**
+   * Cancels every request in flight: nobody waits for them any more (a mount shutting
+   * down; its prefetch would otherwise hold the exit until the last slow body is in).
+   */
+  abort(): void {
+    if (this.ended) return;
+    this.ended = true;
+    void this.agent.destroy().catch(() => undefined);
+  }
+
   async close(): Promise<void> {
+    if (this.ended) return;
+    this.ended = true;
     await this.agent.close();
   }
 

@@ -64,6 +64,10 @@ export class RegistrySource {
     return new RegistryBlob(this.client, this.target, desc.digest, desc.size);
   }
 
+  abort(): void {
+    this.client.abort();
+  }
+
   async close(): Promise<void> {
     await this.client.close();
   }

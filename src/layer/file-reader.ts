@@ -455,6 +455,9 @@ export class FileReader {
       const remote = this.blobFor(layer) as RemoteBlob;
       members.forEach((m, i) => each[i]?.resolve(this.whole.member(layer, remote, m)));
       arrived?.();
+      // A reader that joins hears of a failed pass; a neighbour fetch has none, and an
+      // unheard rejection would end the process (the soak found it).
+      for (const e of each) e.done.catch(() => undefined);
       return each.map((e) => e.done);
     }
     const bytes = gap === IN_ORDER ? members.reduce((n, m) => n + m.end - m.start, 0) : spanBytes(members, gap);

@@ -25,6 +25,8 @@ export interface ImageSource {
   /** The platform a config names, for sources whose resolve() leaves it out. */
   configPlatform?(config: Descriptor): Promise<Platform | undefined>;
   blob(desc: Descriptor): BlobReader;
+  /** Cancels requests in flight that nobody waits for any more (the image is closing); close() follows. */
+  abort?(): void;
   close(): Promise<void>;
   /** What each registry host answered (metrics); absent for local sources. */
   hostStats?(): ReadonlyMap<string, HostStats>;
@@ -288,6 +290,8 @@ export class OpenImage {
     this.closed = true;
     for (const digest of [...this.heads.keys()]) this.dropHead(digest);
     this.scheduler.close();
+    // Prefetch, background and read-ahead fetches still on the wire are nobody's any more.
+    this.source.abort?.();
     this.recorder?.flush();
   }
 

@@ -184,10 +184,12 @@ describe('soak', () => {
           if (afterBad >= 3) break;
         }
       }
-      if (afterBad > 0 || sum.wrong > 0) {
+      const logText = readdirSync(join(root, 'logs')).map((l) => readFileSync(join(root, 'logs', l), 'utf8')).join('');
+      const bugs = logText.split('\n').filter((l) => /unhandled rejection/.test(l));
+      if (afterBad > 0 || sum.wrong > 0 || bugs.length > 0) {
         // What the server said about it, for the failure's report.
         for (const log of readdirSync(join(root, 'logs'))) {
-          const lines = readFileSync(join(root, 'logs', log), 'utf8').split('\n').filter((l) => /"level":(40|50|60)/.test(l));
+          const lines = readFileSync(join(root, 'logs', log), 'utf8').split('\n').filter((l) => /"level":(40|50|60)|rror/.test(l));
           for (const l of lines.slice(-15)) console.log(`# ${l.slice(0, 600)}`);
           if (process.env.SOAK_LOG !== undefined) writeFileSync(process.env.SOAK_LOG, readFileSync(join(root, 'logs', log)));
         }
@@ -202,6 +204,7 @@ describe('soak', () => {
       };
       if (process.env.SOAK_JSON !== undefined) writeFileSync(process.env.SOAK_JSON, `${JSON.stringify(result, null, 2)}\n`);
       console.log(`# soak seed ${SEED}: ${sum.reads} reads: ${sum.ok} right, ${sum.eio} EIO, ${sum.wrong} wrong, ${sum.short} short, other ${JSON.stringify(sum.errors)}; slowest ${(sum.maxMs / 1000).toFixed(1)} s; ${totals.faults} faults in ${totals.requests} requests (${JSON.stringify(totals.byKind)}); peak RSS ${peak.rssMiB} MiB, ${peak.fds} fds, ${peak.threads} threads`);
+      assert.deepEqual(bugs, [], 'no rejection went unheard');
       assert.equal(sum.wrong, 0, 'no wrong bytes, ever');
       assert.equal(sum.short, 0, 'no short reads');
       assert.ok(sum.ok > 0, 'reads got through');

@@ -67,4 +67,33 @@ describe('whole-blob pass when Range is ignored', () => {
       assert.equal(served.proxy.stats.wholeBlobGets, 1, 'a second pass');
     });
   });
+
+  // Found by the soak: a pass that failed for good rejected the members its reads' neighbours
+  // waited for, and nobody listened: an unhandled rejection ended the server.
+  it('a pass that fails for good fails its reads with a typed error, and nothing is left unhandled', async () => {
+    const unhandled: unknown[] = [];
+    const onUnhandled = (err: unknown): void => void unhandled.push(err);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // Neighbour fetches on, as in a mount: they are the reads nobody waits for.
+      await withServedReader(files.slice(0, 60), { neighbourBytes: 1 << 20, retries: 0 }, async ({ served, read }) => {
+        served.proxy.reset();
+        served.proxy.inject({ kind: 'ignore-range' }, 1_000_000, blobs, { rangedOnly: true });
+        served.proxy.inject({ kind: 'reset-mid-body' }, 1_000_000, blobs, { range: /^$/ });
+        // One after another: once the layer is known to ignore Range, each read's
+        // neighbours wait for a pass too, with no reader of their own.
+        const got: Array<PromiseSettledResult<Buffer>> = [];
+        for (const f of files.slice(0, 60).reverse()) got.push(...(await Promise.allSettled([read(f.name)])));
+        assert.ok(got.some((r) => r.status === 'rejected'), 'the reads fail');
+        for (const r of got) {
+          if (r.status === 'rejected') assert.match(String((r.reason as { code?: string }).code), /^SGZ_/);
+          else assert.ok(r.value.length > 0);
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      });
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+    assert.deepEqual(unhandled, [], 'no rejection left unhandled');
+  });
 });

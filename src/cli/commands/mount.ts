@@ -139,6 +139,10 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const onTerm = (): void => stop('SIGTERM');
   process.on('SIGINT', onInt);
   process.on('SIGTERM', onTerm);
+  // A rejection nobody heard is a bug, but one that must not take every reader of the
+  // mount down with it: it is logged as an error (tests fail on it) and serving goes on.
+  const onUnhandled = (err: unknown): void => log.error({ err }, 'unhandled rejection (a bug); serving on');
+  process.on('unhandledRejection', onUnhandled);
   // Never stat the mountpoint here: that would be a FUSE request to this very thread.
   const readAheadKib = setReadAhead(args.mountpoint, 1024);
   if (readAheadKib === undefined) log.info('kernel read-ahead left at its default (could not set read_ahead_kb)');
@@ -160,6 +164,7 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   } finally {
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
+    process.off('unhandledRejection', onUnhandled);
     clearTimeout(ending);
     // The connection is gone: what is still unanswered fails now (the addon drops the
     // replies that come later), and the reads still running settle before the image and
