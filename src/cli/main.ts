@@ -354,7 +354,14 @@ export async function main(args: string[]): Promise<number> {
 
 /** Runs the command on process.argv and sets the exit code (the bundle's entry, bin.ts, calls it). */
 export function runMain(): void {
-  main(hideBin(process.argv)).then(
+  // Node exits with 0 when nothing is left to wait for, even with the command unfinished
+  // (a promise that never settles): that is an internal error, never a success.
+  process.exitCode = EXIT.error;
+  const unfinished = (): void => {
+    process.stderr.write('stargzfs: internal error: the command stopped before it finished (nothing left to wait for)\n');
+  };
+  process.once('beforeExit', unfinished);
+  main(hideBin(process.argv)).finally(() => process.off('beforeExit', unfinished)).then(
     (code) => {
       process.exitCode = code;
     },

@@ -10,7 +10,7 @@ import type { Dispatcher } from 'undici';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import apiRequest from 'undici/lib/api/api-request.js';
 import type { Logger } from '../log.js';
-import { BlobRangeError, RangeUnsupportedError, RegistryError, StargzfsError } from '../errors.js';
+import { BlobRangeError, ImageError, RangeUnsupportedError, RegistryError, StargzfsError } from '../errors.js';
 import { parseChallenge } from './challenge.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import { isLoopback } from './reference.js';
@@ -86,6 +86,8 @@ interface RequestSpec {
   readonly sink?: (status: number, headers: HttpResult['headers']) => BodySink;
   /** Skip the first mirror still in use: a refetch after it sent bad bytes. */
   readonly avoidFirstMirror?: boolean;
+  /** For a GET held whole: a longer body (a hostile registry's manifest) is refused, not held (SGZ_IMAGE). */
+  readonly maxBytes?: number;
 }
 
 /** Takes a streamed body's pieces in order. */
@@ -327,7 +329,7 @@ export class RegistryClient {
       if (early !== undefined) {
         this.log.debug({ path: redact(url.pathname), range: headers['range'] }, 'answered by the request sent early');
         const progress = spec.progress?.(early.status, early.headers);
-        res = { status: early.status, headers: early.headers, body: await readBody(early.body(), header(early.headers, 'content-length'), progress) };
+        res = { status: early.status, headers: early.headers, body: await readBody(early.body(), header(early.headers, 'content-length'), progress, spec.maxBytes) };
       } else {
         const left = until - Date.now();
         if (left <= 0) throw new RegistryError(`${t.endpoint}: ${spec.method} ${redact(spec.path)}: gave up after ${this.opts.retryBudgetMs ?? 30_000} ms of attempts`);
@@ -352,7 +354,11 @@ export class RegistryClient {
         } else {
           const progress = spec.method === 'GET' ? spec.progress?.(r.statusCode, r.headers) : undefined;
           const pieces = twin.onBytes === undefined ? r.body : tap(r.body, twin.onBytes);
-          const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(pieces, header(r.headers, 'content-length'), progress);
+          const body = spec.method === 'HEAD' ? (await r.body.dump(), Buffer.alloc(0)) : await readBody(pieces, header(r.headers, 'content-length'), progress, spec.maxBytes).catch((err: unknown) => {
+                // A body refused before it was read would hold its connection, and close(), forever.
+                r.body.destroy();
+                throw err;
+              });
           res = { status: r.statusCode, headers: r.headers, body };
         }
       }
@@ -570,11 +576,18 @@ export class RegistryClient {
  * The whole body, into one buffer sized from Content-Length when there is one (a 16 MiB
  * range then costs no re-copying); more bytes than announced is an error, not data.
  */
-async function readBody(body: AsyncIterable<Buffer>, contentLength: string | undefined, progress?: BodyProgress): Promise<Buffer> {
+async function readBody(body: AsyncIterable<Buffer>, contentLength: string | undefined, progress?: BodyProgress, max = Number.MAX_SAFE_INTEGER): Promise<Buffer> {
   const len = contentLength !== undefined ? Number(contentLength) : Number.NaN;
+  const tooLarge = (): ImageError => new ImageError(`the answer is larger than ${max} bytes, more than it may be`);
+  if (Number.isSafeInteger(len) && len > max) throw tooLarge();
   if (!Number.isSafeInteger(len)) {
     const parts: Buffer[] = [];
-    for await (const chunk of body) parts.push(chunk);
+    let have = 0;
+    for await (const chunk of body) {
+      have += chunk.length;
+      if (have > max) throw tooLarge();
+      parts.push(chunk);
+    }
     return Buffer.concat(parts);
   }
   const out = Buffer.allocUnsafe(len);

@@ -11,6 +11,14 @@ import type { BodyProgress, BodySink, HostStats, RangeOptions, RegistryClient, R
 import type { Extent } from './ranges.js';
 
 
+/**
+ * Manifests and indexes are read whole: a registry may not make them larger than this
+ * (containerd's limit too), so a hostile one cannot fill memory or hand JSON.parse
+ * megabytes of keys. Configs, read whole too, may be larger (long histories).
+ */
+const MAX_MANIFEST_BYTES = 4 << 20;
+const MAX_CONFIG_BYTES = 16 << 20;
+
 export class RegistryBlob {
   constructor(
     private readonly client: RegistryClient,
@@ -83,14 +91,15 @@ export class RegistrySource {
 
   /** A small blob (a config) read whole and checked against its digest. */
   async smallBlob(desc: Descriptor): Promise<Buffer> {
-    const bytes = (await this.client.call(this.target, { method: 'GET', path: blobPath(this.target.repository, desc.digest) })).body;
+    if (desc.size > MAX_CONFIG_BYTES) throw new ImageError(`${formatImageRef(this.ref)}: blob ${desc.digest} of ${desc.size} bytes is larger than a config may be (${MAX_CONFIG_BYTES})`);
+    const bytes = (await this.client.call(this.target, { method: 'GET', path: blobPath(this.target.repository, desc.digest), maxBytes: MAX_CONFIG_BYTES })).body;
     if (sha256(bytes) !== desc.digest) throw new ImageError(`${formatImageRef(this.ref)}: blob ${desc.digest} has digest ${sha256(bytes)}`);
     return bytes;
   }
 
   /** A manifest or index by tag or digest; digests are always checked. */
   async fetchManifest(reference: string): Promise<{ bytes: Buffer; digest: string; mediaType: string }> {
-    const r = await this.client.call(this.target, { method: 'GET', path: manifestPath(this.target.repository, reference), headers: { accept: MANIFEST_ACCEPT } });
+    const r = await this.client.call(this.target, { method: 'GET', path: manifestPath(this.target.repository, reference), headers: { accept: MANIFEST_ACCEPT }, maxBytes: MAX_MANIFEST_BYTES });
     const digest = sha256(r.body);
     if (reference.startsWith('sha256:') && digest !== reference) {
       throw new ImageError(`${formatImageRef(this.ref)}: manifest ${reference} has digest ${digest}`);

@@ -129,6 +129,9 @@ const timeCache = new Map<string, [number, number] | undefined>();
 
 /** [seconds, nanoseconds]; Go's zero time (year 1) is treated as absent (0). */
 export function parseRfc3339(s: string): [number, number] | undefined {
+  // Real timestamps are short; long ones are not worth keeping, and thousands of long
+  // ones of one length would all share a hash bucket (V8 hashes long strings by length).
+  if (s.length > 64) return parseRfc3339Uncached(s);
   let t = timeCache.get(s);
   if (t === undefined && !timeCache.has(s)) {
     if (timeCache.size > 4096) timeCache.clear();

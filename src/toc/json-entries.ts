@@ -18,6 +18,25 @@ export interface TocHeader {
 
 const NEED_MORE = Symbol('need more input');
 
+/** Entries larger than this have their keys checked before JSON.parse sees them. */
+const LONG_ENTRY_BYTES = 64 << 10;
+/** Longest object key allowed (xattr names are at most 255 bytes on Linux). */
+const MAX_KEY_BYTES = 1024;
+
+/** Bytes of the longest object key in buf[s, e), a JSON value (escapes counted as written). */
+function longestKey(buf: Buffer, s: number, e: number): number {
+  let longest = 0;
+  for (let i = s; i < e; i++) {
+    if (buf[i] !== 0x22) continue;
+    const start = i;
+    for (i++; i < e && buf[i] !== 0x22; i++) if (buf[i] === 0x5c) i++;
+    let j = i + 1;
+    while (j < e && WS[buf[j] as number]) j++;
+    if (buf[j] === 0x3a) longest = Math.max(longest, i - start - 1);
+  }
+  return longest;
+}
+
 type State = 'open' | 'key-or-close' | 'key' | 'entries-first' | 'entries-next' | 'after-value' | 'done';
 
 export class TocJsonParser {
@@ -161,6 +180,13 @@ export class TocJsonParser {
   }
 
   private parse(s: number, e: number): unknown {
+    // JSON.parse keys an object's fields by string hash, and V8 hashes a string of over
+    // 16,383 characters by its length alone: an entry of thousands of such keys would
+    // parse in quadratic time. No TOC field or xattr name is anywhere near that long.
+    if (e - s > LONG_ENTRY_BYTES) {
+      const key = longestKey(this.buf, s, e);
+      if (key > MAX_KEY_BYTES) this.fail(`an object key of ${key} bytes (TOC keys and xattr names are at most ${MAX_KEY_BYTES})`, s);
+    }
     try {
       return JSON.parse(this.buf.toString('utf8', s, e));
     } catch (err) {
@@ -262,7 +288,8 @@ export class TocJsonParser {
 
 /** The whole TOC in one buffer. Go decodes a missing "entries" as nil: an empty layer. */
 export function forEachTocEntry(json: Buffer, onEntry: (raw: unknown, index: number) => void, ctx: ErrorContext = {}): TocHeader {
-  const fast = parseWhole(json);
+  // Long keys are the walking parser's to refuse (see TocJsonParser.parse).
+  const fast = json.length > LONG_ENTRY_BYTES && longestKey(json, 0, json.length) > MAX_KEY_BYTES ? undefined : parseWhole(json);
   if (fast !== undefined) {
     fast.entries.forEach((e, i) => onEntry(e, i));
     return fast.header;

@@ -59,12 +59,15 @@ function sample(pid: number, t0: number, fault: string): Sample | undefined {
   }
 }
 
-function runReaders(mountpoint: string, files: Array<{ path: string; size: number; sha256: string }>, deadline: number): Promise<Counts[]> {
+function runReaders(dir: string, mountpoint: string, files: Array<{ path: string; size: number; sha256: string }>, deadline: number): Promise<Counts[]> {
   const reader = join(repoRoot, 'dist/test/helpers/soak-reader.js');
+  // In a file: a large image's list is more than the environment may hold.
+  const job = join(dir, 'soak-job.json');
+  writeFileSync(job, JSON.stringify({ mountpoint, files, deadline, concurrency: PER_PROCESS }));
   return Promise.all(Array.from({ length: PROCESSES }, () => new Promise<Counts>((resolve, reject) => {
-    const child = spawn(process.execPath, [reader], {
+    const child = spawn(process.execPath, [reader, job], {
       stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, UV_THREADPOOL_SIZE: String(PER_PROCESS + 2), SOAK_JOB: JSON.stringify({ mountpoint, files, deadline, concurrency: PER_PROCESS }) },
+      env: { ...process.env, UV_THREADPOOL_SIZE: String(PER_PROCESS + 2) },
     });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -161,7 +164,7 @@ describe('soak', () => {
       const weighted = files.flatMap((f) => Array<typeof f>(Math.max(1, Math.round(f.size / (128 << 10)))).fill(f));
       let counts: Counts[];
       try {
-        counts = await runReaders(mount.mountpoint, weighted, deadline);
+        counts = await runReaders(served.dir, mount.mountpoint, weighted, deadline);
       } finally {
         await faulting;
         clearInterval(tick);

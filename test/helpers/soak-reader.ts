@@ -1,9 +1,10 @@
-// One process of the soak test's readers: CONCURRENCY readers that, until DEADLINE, read
+// One process of the soak test's readers (the job, a JSON file, is its argument): `concurrency` readers that, until `deadline`, read
 // whole random files of a mounted image and check each against its sha256. Prints one
 // JSON line of counts: right, EIO, other errors by code, wrong bytes (never allowed),
 // short reads, and the slowest read. Run with UV_THREADPOOL_SIZE >= CONCURRENCY so the
 // readers really wait at once.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -14,7 +15,7 @@ interface Job {
   concurrency: number;
 }
 
-const job = JSON.parse(process.env['SOAK_JOB'] ?? '{}') as Job;
+const job = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as Job;
 const counts = { ok: 0, eio: 0, wrong: 0, short: 0, errors: {} as Record<string, number>, maxMs: 0, reads: 0 };
 
 async function readOne(f: Job['files'][number]): Promise<void> {

@@ -80,6 +80,25 @@ describe('streaming TOC JSON', () => {
     }
   });
 
+  // V8 hashes strings of over 16,383 characters by length alone: JSON.parse of one entry
+  // with 2,000 such keys took 5.6 s, 7,000 (a TOC under the size limit) over a minute.
+  it('an entry with thousands of keys of 20,000 characters is refused before JSON.parse, in linear time', () => {
+    const base = 'k'.repeat(20_000 - 8);
+    const keys = Array.from({ length: 2000 }, (_, i) => `${JSON.stringify(base + String(i).padStart(8, '0'))}:1`).join(',');
+    const json = Buffer.from(`{"version":1,"entries":[{"name":"a","type":"reg",${keys}}]}`);
+    for (const run of [(b: Buffer) => forEachTocEntry(b, () => undefined), (b: Buffer) => new TocJsonParser(() => undefined).push(b)]) {
+      const t0 = performance.now();
+      assert.throws(() => run(json), (err: StargzfsError) => err.code === 'SGZ_TOC_FORMAT' && /an object key of 20000 bytes/.test(err.message));
+      const ms = performance.now() - t0;
+      assert.ok(ms < 1500, `refused in ${ms.toFixed(0)} ms`);
+    }
+    // An entry as large made of long values, not keys, still parses.
+    const values = Array.from({ length: 100 }, (_, i) => `"x${i}":${JSON.stringify(base)}`).join(',');
+    let n = 0;
+    forEachTocEntry(Buffer.from(`{"version":1,"entries":[{"name":"a","type":"reg",${values}}]}`), () => n++);
+    assert.equal(n, 1);
+  });
+
   it('rejects malformed documents with the byte offset', () => {
     for (const bad of ['', '[]', '{"entries": [1]}', '{"entries": [{"a":1}', '{"entries": []} x', '{"version": "1", "entries": []}', '{"entries": 5}']) {
       assert.throws(
