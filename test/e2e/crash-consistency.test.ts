@@ -50,6 +50,8 @@ function checkRoot(root: string): { chunks: number; layers: number } {
   const db = new Database(join(root, 'meta.db'), { readonly: true, fileMustExist: true });
   try {
     assert.equal(db.pragma('integrity_check', { simple: true }), 'ok');
+    // Killed between creating the file and its schema: an empty database, which is fine.
+    if (db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'layers'").get() === undefined) return { chunks: 0, layers: 0 };
     // A layer row exists only with its whole tree: its root node and every chunk row's node.
     const layers = db.prepare('SELECT id, root_id FROM layers').all() as Array<{ id: number; root_id: number }>;
     for (const l of layers) {
