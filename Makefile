@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 TS_SOURCES := $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
 TEST_TIMEOUT ?= 600000
 
-.PHONY: setup system-deps deps build test soak lint bench bench-hello demo install uninstall clean
+.PHONY: setup system-deps deps build test soak fuzz lint bench bench-hello demo install uninstall clean
 
 ## setup: install Debian packages and npm dependencies, build everything
 setup: system-deps deps build
@@ -39,6 +39,14 @@ soak: setup
 	@mkdir -p bench/results
 	SOAK_SECONDS=$${SOAK_SECONDS:-300} SOAK_MB=$${SOAK_MB:-192} SOAK_JSON=bench/results/soak-$$(date +%F).json node --test --test-timeout=3600000 dist/test/e2e/soak.test.js
 	KILLS=$${KILLS:-50} node --test --test-timeout=3600000 dist/test/e2e/crash-consistency.test.js
+
+## fuzz: every fuzz target with FUZZ_RUNS inputs each (default a million; make test runs 2,000)
+fuzz: setup
+	@for f in dist/test/fuzz/*.fuzz.test.js; do \
+	  start=$$(date +%s); \
+	  FUZZ_RUNS=$${FUZZ_RUNS:-1000000} node --test --test-timeout=0 $$f | grep -E '^# (pass|fail)|^ *(not )?ok ' || exit 1; \
+	  echo "$$f: $$(( $$(date +%s) - start )) s"; \
+	done
 
 ## lint: eslint (incl. the folder import rules) and the type checker
 lint: deps

@@ -1,5 +1,6 @@
 // Byte-range arithmetic for blob reads: coalescing extents into fewer requests and
 // parsing multipart/byteranges answers. Pure functions, table-tested.
+import { BlobRangeError } from '../errors.js';
 
 export interface Extent {
   readonly offset: number;
@@ -42,14 +43,14 @@ export interface Part {
 export function boundaryOf(contentType: string): Buffer {
   const m = /boundary=(?:"([^"]+)"|([^;\s]+))/i.exec(contentType);
   const boundary = m?.[1] ?? m?.[2];
-  if (boundary === undefined) throw new Error('multipart answer without a boundary');
+  if (boundary === undefined) throw new BlobRangeError('multipart answer without a boundary');
   return Buffer.from(`--${boundary}`);
 }
 
 /** Where a multipart/byteranges part's bytes lie in the blob, from its headers. */
 export function partExtent(headers: string): Extent {
   const cr = /content-range:\s*bytes (\d+)-(\d+)\/(\d+|\*)/i.exec(headers);
-  if (cr === null) throw new Error('multipart part without a Content-Range');
+  if (cr === null) throw new BlobRangeError('multipart part without a Content-Range');
   const offset = Number(cr[1]);
   return { offset, length: Number(cr[2]) - offset + 1 };
 }
@@ -113,7 +114,7 @@ export function parseByteranges(body: Buffer, contentType: string): Part[] {
   const parts = reader.feed(body);
   const next = body.indexOf(boundaryOf(contentType), reader.position);
   if (!reader.complete && next >= 0) {
-    throw new Error(body.indexOf('\r\n\r\n', next) < 0 ? 'multipart part without a header end' : 'multipart part shorter than its Content-Range');
+    throw new BlobRangeError(body.indexOf('\r\n\r\n', next) < 0 ? 'multipart part without a header end' : 'multipart part shorter than its Content-Range');
   }
   return parts;
 }
@@ -180,7 +181,7 @@ export class ByterangesSplitter {
         this.closed = true;
       } else if (headerEnd < 0) {
         // Headers are a few lines; more than this between parts is not multipart/byteranges.
-        if (text.length > 16 << 10) throw new Error('multipart answer without a part header');
+        if (text.length > 16 << 10) throw new BlobRangeError('multipart answer without a part header');
         this.pending = text;
       } else {
         const extent = partExtent(text.toString('latin1', after, headerEnd));
