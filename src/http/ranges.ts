@@ -52,7 +52,13 @@ export function partExtent(headers: string): Extent {
   const cr = /content-range:\s*bytes (\d+)-(\d+)\/(\d+|\*)/i.exec(headers);
   if (cr === null) throw new BlobRangeError('multipart part without a Content-Range');
   const offset = Number(cr[1]);
-  return { offset, length: Number(cr[2]) - offset + 1 };
+  const last = Number(cr[2]);
+  // A range that ends before it starts (or past what a number holds) made a negative
+  // length that the readers looped on, allocating, until the process ran out of memory.
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(last) || last < offset) {
+    throw new BlobRangeError(`multipart part with an impossible Content-Range: bytes ${cr[1]}-${cr[2]}`);
+  }
+  return { offset, length: last - offset + 1 };
 }
 
 /**
