@@ -140,9 +140,10 @@ describe('a mount whose state root is on a full disk', () => {
       assert.ok(lines.length < 50, `a handful of log lines, not one per chunk (${lines.length})`);
       assert.ok(before.cache.configuredQuotaBytes >= 512 << 20, 'the default quota is larger than the disk');
       assert.ok(before.cache.quotaBytes < DISK_BYTES, `the quota in effect fits the disk (${before.cache.quotaBytes})`);
-      assert.equal(whileFull.cache.diskFull, true, 'status shows the full disk');
+      // Once eviction has made room under the lowered quota the disk is no longer full for the
+      // cache (on a busy machine that can come before the status is read): either is shown.
       assert.ok(whileFull.cache.quotaBytes < before.cache.quotaBytes, 'the quota followed the free space down');
-      assert.match(shown.stdout.toString(), /cache: .*DISK FULL/);
+      assert.match(shown.stdout.toString(), /cache: .*(DISK FULL|lowered from \d+ MiB: what the disk holds)/, 'status shows the condition');
       assert.equal(after.cache.diskFull, false, 'and its end');
       const layer = after.layers[0];
       assert.ok(layer !== undefined && layer.fetchedBytes <= layer.totalBytes, 'fetchedBytes counts each range once');
