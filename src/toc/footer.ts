@@ -121,10 +121,10 @@ function zstdFooter(buf: Buffer | undefined, payloadSize: number, magic: Buffer)
   const tocUncompressedSize = u64(2);
   if (![tocOffset, tocCompressedSize, tocUncompressedSize].every(Number.isSafeInteger)) return undefined;
   if (payloadSize === 64) {
-    return {
-      kind: 'zstd-chunked-b', size: buf.length, tocOffset, tocCompressedSize, tocUncompressedSize,
-      tarSplitOffset: u64(4),
-    };
+    // Past 2^53 it read as NaN, and a NaN offset went out with the footer.
+    const tarSplitOffset = u64(4);
+    if (!Number.isSafeInteger(tarSplitOffset)) return undefined;
+    return { kind: 'zstd-chunked-b', size: buf.length, tocOffset, tocCompressedSize, tocUncompressedSize, tarSplitOffset };
   }
   return { kind: 'zstd-chunked-a', size: buf.length, tocOffset, tocCompressedSize, tocUncompressedSize };
 }

@@ -63,7 +63,8 @@ function num(buf: Buffer, off: number, len: number, field: string): number {
     // GNU base-256: two's complement big-endian, first byte's top bit is the marker.
     let v = BigInt(b0 & 0x7f) - (b0 & 0x40 ? 0x80n : 0n);
     for (let i = 1; i < len; i++) v = (v << 8n) | BigInt(buf[off + i] as number);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < BigInt(Number.MIN_SAFE_INTEGER)) {
+    // Only a time may be before zero; a negative size made the readers step backwards.
+    if (v > BigInt(Number.MAX_SAFE_INTEGER) || v < (field === 'mtime' ? BigInt(Number.MIN_SAFE_INTEGER) : 0n)) {
       throw new TarError(`tar header field ${field} out of range`);
     }
     return Number(v);
@@ -72,6 +73,17 @@ function num(buf: Buffer, off: number, len: number, field: string): number {
   if (s === '') return 0;
   if (!/^[0-7]+$/.test(s)) throw new TarError(`tar header field ${field} is not octal: ${JSON.stringify(s)}`);
   return Number.parseInt(s, 8);
+}
+
+/**
+ * A PAX record's number: sizes and ids are decimal integers, mtime may be negative and
+ * fractional. Number() alone let `size=x` through as NaN, which readers then stepped by.
+ */
+function paxNumber(key: string, s: string): number {
+  const ok = key === 'mtime' ? /^-?\d{1,16}(?:\.\d{1,9})?$/.test(s) : /^\d{1,16}$/.test(s);
+  const n = Number(s);
+  if (!ok || !Number.isSafeInteger(Math.trunc(n))) throw new TarError(`PAX record ${key} is not a number in range: ${JSON.stringify(s.slice(0, 32))}`);
+  return n;
 }
 
 function checksumOk(block: Buffer): boolean {
@@ -287,10 +299,10 @@ export class TarReader {
       switch (k) {
         case 'path': h.name = s; break;
         case 'linkpath': h.linkName = s; break;
-        case 'size': h.size = Number(s); break;
-        case 'uid': h.uid = Number(s); break;
-        case 'gid': h.gid = Number(s); break;
-        case 'mtime': h.mtime = Number(s); break;
+        case 'size': h.size = paxNumber(k, s); break;
+        case 'uid': h.uid = paxNumber(k, s); break;
+        case 'gid': h.gid = paxNumber(k, s); break;
+        case 'mtime': h.mtime = paxNumber(k, s); break;
         case 'uname': h.uname = s; break;
         case 'gname': h.gname = s; break;
         default:
