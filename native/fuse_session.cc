@@ -15,6 +15,9 @@
 #include <fuse_lowlevel.h>
 #include <napi.h>
 
+#include "read_map.h"
+
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -75,6 +78,8 @@ struct Shared {
   bool stopping = false;
   unsigned maxRead = 1 << 20;
   unsigned maxBackground = 128;
+  // Reads answered here from verified chunk files (read_map.h).
+  stargzfs::ReadMap readMap;
 };
 
 Shared* shared(fuse_req_t req) { return static_cast<Shared*>(fuse_req_userdata(req)); }
@@ -229,7 +234,14 @@ void op_read_common(int op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t o
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) { op_read_common(OP_READDIR, req, ino, size, off, fi); }
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) { op_read_common(OP_READDIRPLUS, req, ino, size, off, fi); }
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) { op_read_common(OP_READ, req, ino, size, off, fi); }
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
+  thread_local std::vector<char> buf;
+  if (shared(req)->readMap.Read(ino, static_cast<uint64_t>(off), size, buf)) {
+    fuse_reply_buf(req, buf.data(), buf.size());
+    return;
+  }
+  op_read_common(OP_READ, req, ino, size, off, fi);
+}
 
 void op_release_common(int op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
   auto* r = make(op, req, ino);
@@ -363,6 +375,9 @@ class Session : public Napi::ObjectWrap<Session> {
       InstanceMethod("end", &Session::End),
       InstanceMethod("destroy", &Session::Destroy),
       InstanceMethod("setHasXattrs", &Session::SetHasXattrs),
+      InstanceMethod("mapFile", &Session::MapFile),
+      InstanceMethod("unmapFile", &Session::UnmapFile),
+      InstanceMethod("nativeReads", &Session::NativeReads),
       InstanceMethod("pending", &Session::Pending),
       InstanceMethod("replyErr", &Session::ReplyErr),
       InstanceMethod("replyNone", &Session::ReplyNone),
@@ -522,6 +537,39 @@ class Session : public Napi::ObjectWrap<Session> {
     if (has) shared_.hasXattrs.insert(ino);
     else shared_.hasXattrs.erase(ino);
     return info.Env().Undefined();
+  }
+
+  // mapFile(ino, size, offs: Float64Array, lens: Float64Array, paths: string[]); '' = zeros
+  Napi::Value MapFile(const Napi::CallbackInfo& info) {
+    uint64_t ino = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    uint64_t size = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    Napi::Float64Array o = info[2].As<Napi::Float64Array>();
+    Napi::Float64Array l = info[3].As<Napi::Float64Array>();
+    Napi::Array p = info[4].As<Napi::Array>();
+    size_t n = std::min({o.ElementLength(), l.ElementLength(), static_cast<size_t>(p.Length())});
+    std::vector<uint64_t> offs(n), lens(n);
+    std::vector<std::string> paths(n);
+    for (size_t i = 0; i < n; i++) {
+      offs[i] = static_cast<uint64_t>(o[i]);
+      lens[i] = static_cast<uint64_t>(l[i]);
+      paths[i] = p.Get(static_cast<uint32_t>(i)).As<Napi::String>().Utf8Value();
+    }
+    shared_.readMap.Map(ino, size, offs, lens, paths);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
+    shared_.readMap.Unmap(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    return info.Env().Undefined();
+  }
+
+  // [reads answered here, their bytes, parts mapped]
+  Napi::Value NativeReads(const Napi::CallbackInfo& info) {
+    Napi::Float64Array a = Napi::Float64Array::New(info.Env(), 3);
+    a[0] = static_cast<double>(shared_.readMap.reads());
+    a[1] = static_cast<double>(shared_.readMap.bytes());
+    a[2] = static_cast<double>(shared_.readMap.parts());
+    return a;
   }
 
   Napi::Value Pending(const Napi::CallbackInfo& info) {

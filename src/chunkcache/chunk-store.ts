@@ -337,6 +337,32 @@ export class ChunkStore {
   }
 
   /**
+   * Bytes [from, to) of a chunk: from memory when it is hot, else from its file alone
+   * (checked once per process, see readRange), never the whole chunk for a small read.
+   * Undefined on a miss, or when the file failed its check (it is dropped).
+   */
+  async readPart(digest: Buffer, size: number, from: number, to: number): Promise<Buffer | undefined> {
+    const hex = digest.toString('hex');
+    const hot = this.memory.get(hex) ?? this.queued.get(hex)?.data ?? this.writing.get(hex);
+    if (hot !== undefined) {
+      this.touch(hex);
+      return hot.subarray(from, to);
+    }
+    return this.readRange(digest, size, from, to);
+  }
+
+  /**
+   * The chunk's file when this process has verified its bytes (it wrote them after they
+   * matched, or hashed the file once) and the file is in place, not waiting to be
+   * written: the FUSE addon may then read it without asking again.
+   */
+  verifiedFile(digest: Buffer): string | undefined {
+    const hex = digest.toString('hex');
+    if (!this.verified.has(hex) || this.queued.has(hex) || this.writing.has(hex) || this.forgotten.has(hex)) return undefined;
+    return this.path(hex);
+  }
+
+  /**
    * A chunk file's bytes through the descriptor LRU: a chunk read again after it left the
    * memory LRU costs a pread, not an open and a close. A descriptor of a file evicted
    * meanwhile still reads the same (content-addressed) bytes.

@@ -37,6 +37,17 @@ export interface FuseSession {
   /** After FuseOp.Exit: joins the loop and frees the session; fails whatever is still unanswered with EIO. */
   destroy(): void;
   setHasXattrs(ino: number, has: boolean): void;
+  /**
+   * Parts of a file whose bytes are in chunk files this process has verified: part i is
+   * [offs[i], offs[i] + lens[i]) of the file, the chunk file paths[i] from its start ('':
+   * zeros). A read wholly inside mapped parts is answered by the addon from those files
+   * and never reaches JavaScript (native/read_map.h).
+   */
+  mapFile(ino: number, size: number, offs: Float64Array, lens: Float64Array, paths: string[]): void;
+  /** Forgets a file's parts (the kernel forgot the inode). */
+  unmapFile(ino: number): void;
+  /** [reads the addon answered from mapped parts, their bytes, parts mapped now] */
+  nativeReads(): Float64Array;
   /** Requests handed to JavaScript and not answered yet. */
   pending(): number;
   replyErr(req: Req, errno: number): void;

@@ -4,6 +4,12 @@ import type { Logger } from '../log.js';
 import { openSession, type FuseSession } from './fuse-binding.js';
 import type { FsOperations } from './operations.js';
 
+/**
+ * libfuse worker threads. Reads of mapped chunk files are answered on these threads
+ * (native/read_map.h), so they bound how many such reads run at once.
+ */
+const WORKER_THREADS = 16;
+
 export interface MountOptions {
   readonly allowOther: boolean;
   /** Largest read, bytes. */
@@ -14,7 +20,7 @@ export function mountFs(mountpoint: string, ops: FsOperations, opts: MountOption
   // default_permissions: the kernel checks mode bits, so access() and open() need no JavaScript round trip for that.
   const options = ['ro', 'default_permissions', 'fsname=stargzfs', 'subtype=stargzfs', `max_read=${opts.maxRead}`];
   if (opts.allowOther) options.push('allow_other');
-  const session = openSession(mountpoint, options, ops.handle, { maxRead: opts.maxRead, maxBackground: 128, threads: 8 });
+  const session = openSession(mountpoint, options, ops.handle, { maxRead: opts.maxRead, maxBackground: 128, threads: WORKER_THREADS });
   ops.attach(session);
   log.debug({ mountpoint, options }, 'FUSE session started');
   return session;

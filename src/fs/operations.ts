@@ -7,7 +7,7 @@ import { constants } from 'node:os';
 import type { Logger } from '../log.js';
 import type { FileReader } from '../layer/file-reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
-import type { ImageView, ViewNode } from '../toc/view.js';
+import type { DirEntry, ImageView, ViewNode } from '../toc/view.js';
 import { errnoOf } from './errno.js';
 import { FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
 import { OpTimer, type OpObserver } from './op-timer.js';
@@ -16,6 +16,11 @@ const E = constants.errno;
 const ROOT = 1;
 /** The image never changes under a mount: entries and attributes may be cached long. */
 const TTL = 24 * 3600;
+/**
+ * After a read, the verified chunks this far either side of it are handed to the addon
+ * too: chunks that read-ahead, prefetch or other files cached are then read without JavaScript.
+ */
+const MAP_AROUND_READ = 256 << 20;
 /**
  * Synthetic inodes of the status directory, far above any meta.db node id: an image
  * cannot make an entry with these numbers, so `stargzfs status` checks them.
@@ -34,7 +39,8 @@ interface Known {
 interface DirHandle {
   node: ViewNode;
   path: string;
-  names: string[];
+  /** `.`, `..`, then the listing as of opendir, nodes included (one query, not one per name). */
+  entries: DirEntry[];
 }
 
 interface FileHandle {
@@ -142,9 +148,11 @@ export class FsOperations {
         if ((k.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
         // The root's listing leaves out an image entry named like the status directory:
         // readdirplus would hand the kernel that entry, and its dentry would then hide ours.
-        const names = ino === STATUS_DIR_INO ? [STATUS_FILE] : this.view.readdir(k.node).filter((n) => ino !== ROOT || n !== STATUS_DIR);
+        const entries = ino === STATUS_DIR_INO
+          ? [{ name: STATUS_FILE, node: this.statusNode(STATUS_FILE_INO).node }]
+          : this.view.list(k.node).filter((e) => ino !== ROOT || e.name !== STATUS_DIR);
         const fh = this.nextFh++;
-        this.dirs.set(fh, { node: k.node, path: k.path, names: ['.', '..', ...names] });
+        this.dirs.set(fh, { node: k.node, path: k.path, entries: [{ name: '.', node: k.node }, { name: '..', node: k.node }, ...entries] });
         return s.replyOpen(req, fh, ino !== STATUS_DIR_INO, false);
       }
       case FuseOp.Readdir:
@@ -218,7 +226,10 @@ export class FsOperations {
     const k = this.nodes.get(ino);
     if (k === undefined || ino === ROOT) return;
     k.lookups -= n;
-    if (k.lookups <= 0) this.nodes.delete(ino);
+    if (k.lookups <= 0) {
+      this.nodes.delete(ino);
+      if ((k.node.mode & S_IFMT) === S_IFREG) this.session?.unmapFile(ino);
+    }
   }
 
   private lookup(s: FuseSession, req: Req, parent: number, name: string): void {
@@ -250,13 +261,8 @@ export class FsOperations {
     const offs: number[] = [];
     const xattrs: boolean[] = [];
     const children: Array<ViewNode | undefined> = [];
-    for (let i = off; i < d.names.length && names.length < room; i++) {
-      const name = d.names[i] as string;
-      let node: ViewNode | undefined;
-      if (name === '.' || name === '..') node = d.node;
-      else if (ino === STATUS_DIR_INO) node = this.statusNode(STATUS_FILE_INO).node;
-      else node = this.view.lookup(d.node, name);
-      if (node === undefined) continue; // gone from the view since opendir: cannot happen in a read-only image
+    for (let i = off; i < d.entries.length && names.length < room; i++) {
+      const { name, node } = d.entries[i] as DirEntry;
       names.push(name);
       inos.push(name === '.' || name === '..' ? ino : this.fuseIno(node));
       attrs.push(attrOf(node));
@@ -281,11 +287,22 @@ export class FsOperations {
       (data) => {
         this.log.trace({ ino, off, size, replied: data.length }, 'read');
         s.replyBuf(req, data);
+        this.mapVerified(s, ino, h.node, off, off + size);
       },
       (err: unknown) => this.fail(s, req, FuseOp.Read, ino, err, h.path),
     );
     this.reading.add(done);
     void done.finally(() => this.reading.delete(done));
+  }
+
+  /**
+   * Hands the addon the parts of the file around a read that are in verified chunk
+   * files, so later reads of them are answered without JavaScript (native/read_map.h).
+   */
+  private mapVerified(s: FuseSession, ino: number, node: ViewNode, off: number, end: number): void {
+    if (this.ended) return;
+    const p = this.reader.verifiedParts(node, Math.max(0, off - MAP_AROUND_READ), end + MAP_AROUND_READ);
+    if (p.offs.length > 0) s.mapFile(ino, node.size, Float64Array.from(p.offs), Float64Array.from(p.lens), p.paths);
   }
 
   /**

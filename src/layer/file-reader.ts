@@ -29,6 +29,10 @@ export interface ChunkCache {
   put(digest: Buffer, data: Buffer): Promise<void>;
   /** Whether the chunk is stored (by this or another process), without reading it. */
   has(digest: Buffer): boolean;
+  /** Bytes [from, to) of a cached chunk, without reading the rest of it; undefined on a miss. */
+  readPart?(digest: Buffer, size: number, from: number, to: number): Promise<Buffer | undefined>;
+  /** The path of a chunk's file once this process has verified it; undefined otherwise. */
+  verifiedFile?(digest: Buffer): string | undefined;
   /** Part of a stored chunk, for chunks too large to hold (large-chunk.ts); without it they are streamed per read. */
   readRange?: LargeChunkCache['readRange'];
   createWriter?: LargeChunkCache['createWriter'];
@@ -184,6 +188,24 @@ export class FileReader {
     return withDeadline(reading, ms, () => new ReadTimeoutError(`the read of ${len} bytes at file offset ${off} got no answer within ${ms} ms (--read-timeout)`, ms, ctx()));
   }
 
+  /**
+   * The parts of a file's [off, end) whose bytes are in chunk files this process has
+   * verified ('' for holes), for the FUSE addon to read on its own (fs/operations.ts).
+   */
+  verifiedParts(node: ViewNode, off: number, end: number): { offs: number[]; lens: number[]; paths: string[] } {
+    const out = { offs: [] as number[], lens: [] as number[], paths: [] as string[] };
+    const file = this.cache?.verifiedFile;
+    if (file === undefined) return out;
+    for (const c of this.table.chunks(node.dataId, off, Math.min(end, node.size))) {
+      const p = c.zeros ? '' : c.digest !== null ? file.call(this.cache, c.digest) : undefined;
+      if (p === undefined) continue;
+      out.offs.push(c.chunk_offset);
+      out.lens.push(c.chunk_size);
+      out.paths.push(p);
+    }
+    return out;
+  }
+
   /** The read, without its deadline. */
   private async readNow(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
     const end = Math.min(node.size, off + len);
@@ -193,31 +215,64 @@ export class FileReader {
     const rows = this.table.chunks(node.dataId, off, end);
     this.hooks.onChunksRead?.(layer, path, rows);
     this.readAhead(layer, node, off, end);
-    // Holes and chunks too large to hold are read by range; the rest whole, through load().
-    const whole = rows.filter((c) => !c.zeros && !isLargeChunk(c));
-    const loaded = whole.length > 0 ? this.load(layer, node.dataId, whole, ON_DEMAND, ctx) : Promise.resolve([]);
-    const pieces: Array<Promise<Buffer>> = [];
+    // Each chunk's slice of the read.
+    const slices: Array<{ c: ChunkRow; from: number; to: number }> = [];
     let pos = off;
-    let w = 0;
     for (const c of rows) {
-      const k = c.zeros || isLargeChunk(c) ? -1 : w++;
       if (c.chunk_offset > pos || pos >= end) continue;
       const from = pos - c.chunk_offset;
       const to = Math.min(c.chunk_size, end - c.chunk_offset);
       if (to <= from) continue;
-      if (c.zeros) pieces.push(Promise.resolve(Buffer.alloc(to - from)));
-      else if (k < 0) pieces.push(this.readLarge(layer, c, from, to, ctx));
-      else pieces.push(loaded.then((datas) => (datas[k] as Buffer).subarray(from, to)));
+      slices.push({ c, from, to });
       pos = c.chunk_offset + to;
     }
+    if (pos < end) throw new TocFormatError(`no chunk in the TOC covers file offset ${pos} (file size ${node.size})`, { ...ctx, offset: pos });
+    // Cached chunks give only the slice asked for, all at once; holes and chunks too large
+    // to hold are read by range; the rest are loaded whole (fetched), through load().
+    const counters = this.stats(layer.id);
+    const parts: Array<Buffer | Promise<Buffer>> = new Array<Buffer>(slices.length);
+    const misses: number[] = [];
+    await Promise.all(slices.map(async ({ c, from, to }, i) => {
+      if (c.zeros) {
+        parts[i] = Buffer.alloc(to - from);
+      } else if (isLargeChunk(c)) {
+        const p = this.readLarge(layer, c, from, to, ctx);
+        p.catch(() => undefined); // observed below, with the others
+        parts[i] = p;
+      } else {
+        const hit = await this.cachedSlice(c, from, to);
+        if (hit !== undefined) {
+          counters.cacheHits++;
+          parts[i] = hit;
+        } else {
+          misses.push(i);
+        }
+      }
+    }));
+    misses.sort((a, b) => a - b);
+    const loaded = misses.length > 0 ? this.load(layer, node.dataId, misses.map((i) => (slices[i] as { c: ChunkRow }).c), ON_DEMAND, ctx) : Promise.resolve([]);
+    misses.forEach((i, k) => {
+      const { from, to } = slices[i] as { from: number; to: number };
+      parts[i] = loaded.then((datas) => (datas[k] as Buffer).subarray(from, to));
+    });
     // Every piece settles before a failure is passed on: none is left running unobserved.
-    const settled = await Promise.allSettled([loaded, ...pieces]);
+    const settled = await Promise.allSettled([loaded, ...parts]);
     const failed = settled.find((r) => r.status === 'rejected');
     if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
-    const parts = settled.slice(1).map((r) => (r as PromiseFulfilledResult<Buffer>).value);
-    if (pos < end) throw new TocFormatError(`no chunk in the TOC covers file offset ${pos} (file size ${node.size})`, { ...ctx, offset: pos });
-    this.stats(layer.id).bytesServed += end - off;
-    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, end - off);
+    const bufs = settled.slice(1).map((r) => (r as PromiseFulfilledResult<Buffer>).value);
+    counters.bytesServed += end - off;
+    return bufs.length === 1 ? (bufs[0] as Buffer) : Buffer.concat(bufs, end - off);
+  }
+
+  /** A cached chunk's slice, read alone (not the whole chunk); undefined when not cached. */
+  private async cachedSlice(c: ChunkRow, from: number, to: number): Promise<Buffer | undefined> {
+    const cache = this.cache;
+    if (cache === undefined || c.digest === null || cache.readPart === undefined || !cache.has(c.digest)) return undefined;
+    // A file that cannot be read or fails its check is a miss: load() fetches the chunk.
+    return cache.readPart(c.digest, c.chunk_size, from, to).catch((err: unknown) => {
+      this.hooks.onCacheError?.(err);
+      return undefined;
+    });
   }
 
   /** The file's bytes in [off, end), in reads of up to 1 MiB (sequential, so read-ahead runs). */

@@ -239,6 +239,7 @@ export class InodeTable {
   private readonly sChild;
   private readonly sChildrenFirst;
   private readonly sChildrenAfter;
+  private readonly sChildNodes;
   private readonly sXattrs;
   private readonly sChunksFrom;
   private readonly sChunkAt;
@@ -254,6 +255,7 @@ export class InodeTable {
     this.sChild = db.prepare('SELECT node_id FROM dirents WHERE parent_id = ? AND name = ?').pluck();
     this.sChildrenFirst = db.prepare('SELECT name, node_id FROM dirents WHERE parent_id = ? ORDER BY name LIMIT ?');
     this.sChildrenAfter = db.prepare('SELECT name, node_id FROM dirents WHERE parent_id = ? AND name > ? ORDER BY name LIMIT ?');
+    this.sChildNodes = db.prepare('SELECT d.name AS name, n.* FROM dirents d JOIN nodes n ON n.id = d.node_id WHERE d.parent_id = ? ORDER BY d.name');
     this.sXattrs = db.prepare('SELECT name, value FROM xattrs WHERE node_id = ? ORDER BY name');
     this.sChunkAt = db.prepare(
       'SELECT chunk_offset FROM chunks WHERE node_id = ? AND chunk_offset <= ? ORDER BY chunk_offset DESC LIMIT 1',
@@ -297,6 +299,11 @@ export class InodeTable {
       if (rows.length < page) return;
       after = rows[rows.length - 1]?.name;
     }
+  }
+
+  /** Every child with its node row, in name order: a directory listing in one query. */
+  childNodes(parentId: number): Array<NodeRow & { name: string }> {
+    return this.sChildNodes.all(parentId) as Array<NodeRow & { name: string }>;
   }
 
   xattrs(id: number): Array<{ name: string; value: Buffer }> {

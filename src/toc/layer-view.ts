@@ -5,7 +5,7 @@
 // opaque xattr. Both hide the root's stargz.index.json and landmarks.
 import { HIDDEN_ROOT_NAMES, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
 import { S_IFCHR, type InodeTable, type LayerRow } from './inode-db.js';
-import { compareNames, fromRow, type ImageView, type ViewNode, type Xattr } from './view.js';
+import { compareNames, fromRow, listByLookup, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
 
 /** Which opaque xattr(s) to show: overlayfs reads trusted.*, or user.* with `userxattr`. */
 export type OverlayEncoding = 'none' | 'trusted' | 'user' | 'both';
@@ -57,6 +57,14 @@ export class LayerView implements ImageView {
     if (whiteouts.length === 0) return names;
     for (const w of whiteouts) if (!real.has(w) && w !== '') names.push(w);
     return [...new Set(names)].sort(compareNames);
+  }
+
+  list(dir: ViewNode): DirEntry[] {
+    const atRoot = dir.ino === this.layer.root_id;
+    const rows = this.table.childNodes(dir.ino);
+    // Overlay-encoded whiteouts show under other names: resolved per name.
+    if (this.overlay !== 'none' && rows.some((r) => r.name.startsWith(WHITEOUT_PREFIX))) return listByLookup(this, dir);
+    return rows.filter((r) => !(atRoot && HIDDEN_ROOT_NAMES.has(r.name))).map((r) => ({ name: r.name, node: fromRow(r) }));
   }
 
   xattrs(node: ViewNode): Xattr[] {

@@ -6,7 +6,7 @@
 // the list of layer directory nodes that make it up, resolved per lookup.
 import { HIDDEN_ROOT_NAMES, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
 import { S_IFDIR, type InodeTable, type LayerRow, type NodeRow } from './inode-db.js';
-import { compareNames, fromRow, isDir, type ImageView, type ViewNode, type Xattr } from './view.js';
+import { compareNames, fromRow, isDir, listByLookup, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
 
 export class MergedView implements ImageView {
   /** Layer rows, top layer first. */
@@ -56,6 +56,21 @@ export class MergedView implements ImageView {
       for (const w of whiteouts) hidden.add(w);
     }
     return [...seen].sort(compareNames);
+  }
+
+  list(dir: ViewNode): DirEntry[] {
+    const dirs = dir.dirs ?? [dir.ino];
+    // Entries of more than one layer need whiteouts and merges resolved per name.
+    if (dirs.length !== 1) return listByLookup(this, dir);
+    // One layer's directory: its own whiteouts hide only lower layers, so every entry but
+    // the markers is shown as it is, and a subdirectory is that layer's alone too.
+    const atRoot = this.isRoot(dir);
+    const out: DirEntry[] = [];
+    for (const r of this.table.childNodes(dirs[0] as number)) {
+      if (r.name.startsWith(WHITEOUT_PREFIX) || (atRoot && HIDDEN_ROOT_NAMES.has(r.name))) continue;
+      out.push({ name: r.name, node: isDir(r) ? this.dirNode(r, [r.id]) : fromRow(r) });
+    }
+    return out;
   }
 
   xattrs(node: ViewNode): Xattr[] {
