@@ -295,6 +295,12 @@ export class FsOperations {
     void done.finally(() => this.reading.delete(done));
   }
 
+  /** Reads the addon answered from verified chunk files without JavaScript, and what it has mapped. */
+  addonReads(): { reads: number; bytes: number; mappedParts: number } {
+    const a = this.session?.nativeReads();
+    return { reads: a?.[0] ?? 0, bytes: a?.[1] ?? 0, mappedParts: a?.[2] ?? 0 };
+  }
+
   /**
    * Hands the addon the parts of the file around a read that are in verified chunk
    * files, so later reads of them are answered without JavaScript (native/read_map.h).

@@ -1,4 +1,4 @@
-// Background fetch: everything of a layer not yet cached, in blob order, in large batches
+// Background fetch: everything of a layer not yet cached, in blob order, in small batches
 // at background priority (the scheduler pauses it while on-demand reads are in flight and
 // holds it to the bandwidth limit). Nodes are paged so a layer of 200k files is never
 // held in memory as one list of chunks.
@@ -7,7 +7,11 @@ import type { FileReader } from './file-reader.js';
 import { BACKGROUND } from './scheduler.js';
 
 const NODES_PER_PAGE = 4096;
-const BATCH_BYTES = 4 << 20;
+/**
+ * Blob bytes per background request: small, so that an on-demand read arriving while one
+ * is in flight shares the link with it only briefly (one at a time; see scheduler.ts).
+ */
+const BATCH_BYTES = 1 << 20;
 
 export async function backgroundFetch(
   table: InodeTable, layer: LayerRow, reader: FileReader, stopped: () => boolean,

@@ -1,8 +1,11 @@
 // One fetch scheduler per image: every blob read for chunks (on-demand, prefetch,
 // background) waits here for a slot. On-demand work always starts first; one slot is kept
-// for it so a burst of prefetch cannot make a read wait behind a queue of large GETs;
-// background work starts only while no on-demand work is queued or running (it pauses),
-// and spends from a byte budget when a bandwidth limit is set.
+// for it so a burst of prefetch cannot make a read wait behind a queue of large GETs.
+// Background work uses only what on-demand reads leave idle: one request at a time, none
+// while on-demand work is queued or running nor for a quiet period after it (a program's
+// reads come in bursts with short gaps between; a background body started in a gap would
+// share the link with the next burst), and it spends from a byte budget when a bandwidth
+// limit is set.
 
 import { ClosedError } from '../errors.js';
 
@@ -16,7 +19,12 @@ export interface SchedulerOptions {
   readonly concurrency: number;
   /** Background bytes per second; 0 = unlimited. */
   readonly backgroundBytesPerSec: number;
+  /** Background work waits this long after on-demand work ends, ms. Default BACKGROUND_QUIET_MS. */
+  readonly quietMs?: number;
 }
+
+/** How long background fetch stays paused after the last on-demand fetch ended. */
+export const BACKGROUND_QUIET_MS = 300;
 
 export interface Scheduled<T> {
   readonly done: Promise<T>;
@@ -45,6 +53,8 @@ export class FetchScheduler {
   private lastRefill = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** When on-demand work last ended (performance.now()). */
+  private demandEnded = -Infinity;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.tokens = opts.backgroundBytesPerSec;
@@ -73,6 +83,7 @@ export class FetchScheduler {
             .then(resolve, reject)
             .finally(() => {
               this.running[p]--;
+              if (p === ON_DEMAND) this.demandEnded = performance.now();
               this.pump();
             });
         },
@@ -127,12 +138,13 @@ export class FetchScheduler {
     const prefetch = this.queues[PREFETCH];
     while (prefetch.length > 0 && this.total() < lowMax && demand.length === 0) (prefetch.shift() as Job).run();
     const background = this.queues[BACKGROUND];
-    while (background.length > 0 && this.total() < lowMax && this.onDemand === 0 && prefetch.length === 0) {
-      const job = background[0] as Job;
-      if (!this.take(job.bytes)) return this.wake();
-      background.shift();
-      job.run();
-    }
+    if (background.length === 0 || this.running[BACKGROUND] > 0 || this.total() >= lowMax || this.onDemand > 0 || prefetch.length > 0) return;
+    const quietFor = this.demandEnded + (this.opts.quietMs ?? BACKGROUND_QUIET_MS) - performance.now();
+    if (quietFor > 0) return this.wake(quietFor);
+    const job = background[0] as Job;
+    if (!this.take(job.bytes)) return this.wake();
+    background.shift();
+    job.run();
   }
 
   /** Token bucket for background bytes; a job larger than one second's budget waits for a full bucket. */
@@ -148,7 +160,8 @@ export class FetchScheduler {
     return true;
   }
 
-  private wake(): void {
+  /** Pumps again after `ms`, or once the byte budget holds the next background job. */
+  private wake(ms?: number): void {
     if (this.timer !== undefined) return;
     const rate = this.opts.backgroundBytesPerSec;
     const job = this.queues[BACKGROUND][0];
@@ -156,6 +169,6 @@ export class FetchScheduler {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.pump();
-    }, Math.max(5, Math.ceil((need * 1000) / rate)));
+    }, Math.max(5, Math.ceil(ms ?? (need * 1000) / rate)));
   }
 }

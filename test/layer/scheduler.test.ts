@@ -44,7 +44,7 @@ describe('fetch scheduler', () => {
   });
 
   it('on-demand work queued ahead of prefetch; background waits until no on-demand work is queued or running', async () => {
-    const s = new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0 });
+    const s = new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0, quietMs: 0 });
     const log: string[] = [];
     const job = track(s, log);
     const d1 = job('d1', ON_DEMAND);
@@ -78,6 +78,31 @@ describe('fetch scheduler', () => {
     await tick();
     assert.equal(log.at(-1), 'b2');
     b2.gate.open();
+    await b2.done;
+    s.close();
+  });
+
+  it('background: one request at a time, and none for the quiet period after on-demand work ends', async () => {
+    const s = new FetchScheduler({ concurrency: 4, backgroundBytesPerSec: 0, quietMs: 150 });
+    const log: string[] = [];
+    const job = track(s, log);
+    const b1 = job('b1', BACKGROUND);
+    const b2 = job('b2', BACKGROUND);
+    await tick();
+    assert.deepEqual(log, ['b1'], 'one background request in flight, though slots are free');
+    const d1 = job('d1', ON_DEMAND);
+    await tick();
+    assert.deepEqual(log, ['b1', 'd1']);
+    d1.gate.open();
+    await d1.done;
+    const ended = performance.now();
+    b1.gate.open();
+    await b1.done;
+    await new Promise((r) => setTimeout(r, 60));
+    assert.deepEqual(log, ['b1', 'd1'], 'b2 waits out the quiet period after the read');
+    b2.gate.open();
+    while (!log.includes('b2')) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(performance.now() - ended >= 145, `b2 started ${Math.round(performance.now() - ended)} ms after the read ended`);
     await b2.done;
     s.close();
   });

@@ -103,9 +103,9 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const exited = new Promise<string>((resolve) => { ended = resolve; });
   const metrics = args.metrics !== undefined ? await mountMetrics(ctx) : undefined;
   const endpoint = metrics !== undefined ? await (await import('../../metrics/server.js')).serveMetrics(args.metrics as string, metrics, log) : undefined;
-  const ops = new FsOperations(view, ctx.image.reader, ctx.log.child({ mod: 'fs' }), {
+  const ops: FsOperations = new FsOperations(view, ctx.image.reader, ctx.log.child({ mod: 'fs' }), {
     observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
-    status: () => ({ ...(mountStatus(ctx, args.mountpoint, startedAt) as object), metrics: endpoint?.address ?? null }),
+    status: (): unknown => ({ ...(mountStatus(ctx, args.mountpoint, startedAt) as object), servedByAddon: ops.addonReads(), metrics: endpoint?.address ?? null }),
     onExit: (why) => ended(why),
     size: {
       bytes: ctx.image.layers.reduce((n, l) => n + Number(l.desc.annotations?.['io.containers.estargz.uncompressed-size'] ?? l.desc.size), 0),
