@@ -1,10 +1,12 @@
 // The FUSE session addon: libfuse3's low-level API on its own multithreaded loop, every
 // request handed to JavaScript through a thread-safe function (the worker thread returns
 // at once), answered from JavaScript with reply* calls that carry the request handle.
-// It owns no filesystem logic, with three exceptions that save round trips: operations
-// that would write get EROFS here, forget is answered here (and passed on), and getxattr/
+// It owns no filesystem logic, with four exceptions that save round trips: operations
+// that would write get EROFS here, forget is answered here (and passed on), getxattr/
 // listxattr of an inode JavaScript marked as having no xattrs are answered here (ls -l
-// asks two per file; see DESIGN.md "Where the time goes").
+// asks two per file; see DESIGN.md "Where the time goes"; ENOSYS for all of them when
+// the image has none, so the kernel stops asking), and reads inside chunk files that
+// JavaScript has verified are answered here from those files (read_map.h).
 //
 // JavaScript never holds a libfuse request pointer: it gets a number that names the
 // request in a table here, and a reply takes the request out of the table first. So a
@@ -70,6 +72,8 @@ struct Shared {
   Napi::ThreadSafeFunction tsfn;
   std::mutex xattrMutex;
   std::unordered_set<uint64_t> hasXattrs;
+  // No inode has xattrs: ENOSYS, and the kernel stops asking.
+  std::atomic<bool> noXattrs{false};
   // Requests handed to JavaScript and not answered yet, by the number JavaScript holds.
   std::mutex reqMutex;
   std::unordered_map<uint64_t, Outstanding> outstanding;
@@ -260,6 +264,10 @@ bool knownWithoutXattrs(Shared* s, fuse_ino_t ino) {
 
 void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
   auto* s = shared(req);
+  if (s->noXattrs) {
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   if (knownWithoutXattrs(s, ino)) {
     fuse_reply_err(req, ENODATA);
     return;
@@ -272,6 +280,10 @@ void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) 
 
 void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
   auto* s = shared(req);
+  if (s->noXattrs) {
+    fuse_reply_err(req, ENOSYS);
+    return;
+  }
   if (knownWithoutXattrs(s, ino)) {
     if (size == 0) fuse_reply_xattr(req, 0);
     else fuse_reply_buf(req, nullptr, 0);
@@ -375,6 +387,7 @@ class Session : public Napi::ObjectWrap<Session> {
       InstanceMethod("end", &Session::End),
       InstanceMethod("destroy", &Session::Destroy),
       InstanceMethod("setHasXattrs", &Session::SetHasXattrs),
+      InstanceMethod("setNoXattrs", &Session::SetNoXattrs),
       InstanceMethod("mapFile", &Session::MapFile),
       InstanceMethod("unmapFile", &Session::UnmapFile),
       InstanceMethod("nativeReads", &Session::NativeReads),
@@ -536,6 +549,11 @@ class Session : public Napi::ObjectWrap<Session> {
     std::lock_guard<std::mutex> lock(shared_.xattrMutex);
     if (has) shared_.hasXattrs.insert(ino);
     else shared_.hasXattrs.erase(ino);
+    return info.Env().Undefined();
+  }
+
+  Napi::Value SetNoXattrs(const Napi::CallbackInfo& info) {
+    shared_.noXattrs = info[0].As<Napi::Boolean>().Value();
     return info.Env().Undefined();
   }
 

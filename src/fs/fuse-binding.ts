@@ -38,6 +38,11 @@ export interface FuseSession {
   destroy(): void;
   setHasXattrs(ino: number, has: boolean): void;
   /**
+   * No inode has xattrs: getxattr and listxattr are answered ENOSYS, which tells the
+   * kernel the filesystem has no xattr support, and it asks no more (callers get EOPNOTSUPP).
+   */
+  setNoXattrs(none: boolean): void;
+  /**
    * Parts of a file whose bytes are in chunk files this process has verified: part i is
    * [offs[i], offs[i] + lens[i]) of the file, the chunk file paths[i] from its start ('':
    * zeros). A read wholly inside mapped parts is answered by the addon from those files

@@ -33,6 +33,7 @@ export class OpTimer {
       end: () => s.end(),
       destroy: () => s.destroy(),
       setHasXattrs: (ino, has) => s.setHasXattrs(ino, has),
+      setNoXattrs: (none) => s.setNoXattrs(none),
       mapFile: (ino, size, offs, lens, paths) => s.mapFile(ino, size, offs, lens, paths),
       unmapFile: (ino) => s.unmapFile(ino),
       nativeReads: () => s.nativeReads(),

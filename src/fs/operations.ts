@@ -86,6 +86,8 @@ export class FsOperations {
   private readonly timer: OpTimer | undefined;
   /** Reads still running in the reader (answered or not): the image must outlive them. */
   private readonly reading = new Set<Promise<void>>();
+  /** Inodes whose verified parts the addon holds (unmapped when the kernel forgets them). */
+  private readonly mapped = new Set<number>();
   /** The session ended: nothing new is started on the image. */
   private ended = false;
 
@@ -103,6 +105,9 @@ export class FsOperations {
 
   attach(session: FuseSession): void {
     this.session = this.timer !== undefined ? this.timer.wrap(session) : session;
+    // An image without xattrs: the kernel is told they are not supported and stops asking
+    // (two round trips per file of ls -l, one per exec).
+    if (!this.view.anyXattrs()) session.setNoXattrs(true);
     session.setHasXattrs(ROOT, this.view.xattrs(this.view.root()).length > 0);
     session.setHasXattrs(STATUS_DIR_INO, false);
     session.setHasXattrs(STATUS_FILE_INO, false);
@@ -228,7 +233,7 @@ export class FsOperations {
     k.lookups -= n;
     if (k.lookups <= 0) {
       this.nodes.delete(ino);
-      if ((k.node.mode & S_IFMT) === S_IFREG) this.session?.unmapFile(ino);
+      if (this.mapped.delete(ino)) this.session?.unmapFile(ino);
     }
   }
 
@@ -308,7 +313,9 @@ export class FsOperations {
   private mapVerified(s: FuseSession, ino: number, node: ViewNode, off: number, end: number): void {
     if (this.ended) return;
     const p = this.reader.verifiedParts(node, Math.max(0, off - MAP_AROUND_READ), end + MAP_AROUND_READ);
-    if (p.offs.length > 0) s.mapFile(ino, node.size, Float64Array.from(p.offs), Float64Array.from(p.lens), p.paths);
+    if (p.offs.length === 0) return;
+    s.mapFile(ino, node.size, Float64Array.from(p.offs), Float64Array.from(p.lens), p.paths);
+    this.mapped.add(ino);
   }
 
   /**

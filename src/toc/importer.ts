@@ -95,6 +95,8 @@ export async function importTocStream(
     source = drain(parts);
   }
   const db = openMetaDb(dbFile);
+  // A 200k-entry import touches tens of MB of pages; a small page cache spills mid-transaction.
+  db.pragma('cache_size = -65536');
   try {
     db.exec('BEGIN IMMEDIATE');
     const existing = db.prepare('SELECT * FROM layers WHERE digest = ?').get(input.digest) as LayerRow | undefined;

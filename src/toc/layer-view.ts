@@ -67,6 +67,11 @@ export class LayerView implements ImageView {
     return rows.filter((r) => !(atRoot && HIDDEN_ROOT_NAMES.has(r.name))).map((r) => ({ name: r.name, node: fromRow(r) }));
   }
 
+  anyXattrs(): boolean {
+    // Overlay encoding shows an opaque marker as an xattr of its directory.
+    return this.table.layerHasXattrs(this.layer) || (this.overlay !== 'none' && this.table.layerHasName(this.layer, OPAQUE_MARKER));
+  }
+
   xattrs(node: ViewNode): Xattr[] {
     if (node.whiteout === true) return [];
     const own = node.noXattrs === true ? [] : this.table.xattrs(node.dataId);

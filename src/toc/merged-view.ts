@@ -73,6 +73,10 @@ export class MergedView implements ImageView {
     return out;
   }
 
+  anyXattrs(): boolean {
+    return this.top.some((l) => this.table.layerHasXattrs(l));
+  }
+
   xattrs(node: ViewNode): Xattr[] {
     return node.noXattrs === true ? [] : this.table.xattrs(node.dataId);
   }

@@ -51,6 +51,11 @@ export interface ImageView {
   /** The directory's entries with their nodes, in byte order: a listing in as few queries as the view can. */
   list(dir: ViewNode): DirEntry[];
   xattrs(node: ViewNode): Xattr[];
+  /**
+   * Whether any node can have an xattr. False lets the FUSE layer tell the kernel that
+   * xattrs are not supported at all, so it stops asking (ls -l and exec ask per file).
+   */
+  anyXattrs(): boolean;
 }
 
 export const isDir = (n: { mode: number }): boolean => (n.mode & S_IFMT) === S_IFDIR;
