@@ -72,6 +72,8 @@ export interface OperationsOptions {
   readonly onExit: (why: string) => void;
   /** What statfs reports: the image's uncompressed bytes and its inodes (none free: read-only). */
   readonly size: { readonly bytes: number; readonly files: number };
+  /** Called on every request from the kernel: someone is using the filesystem (background fetch waits). */
+  readonly onRequest?: (() => void) | undefined;
   /** Called with each request's latency (metrics); off when absent. */
   readonly observeOp?: OpObserver | undefined;
 }
@@ -131,6 +133,7 @@ export class FsOperations {
       return;
     }
     if (s === undefined || req === null) return;
+    this.opts.onRequest?.();
     // Queued before the session stopped, which has failed it already: this reply is dropped.
     if (this.ended) return s.replyErr(req, E.EIO);
     this.timer?.start(req, op);

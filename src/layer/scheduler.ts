@@ -23,8 +23,13 @@ export interface SchedulerOptions {
   readonly quietMs?: number;
 }
 
-/** How long background fetch stays paused after the last on-demand fetch ended. */
+/** How long background fetch stays paused after the last on-demand fetch ended, or the last request of a user. */
 export const BACKGROUND_QUIET_MS = 300;
+/**
+ * Paused this long without a break, background fetch sends one request anyway (then at
+ * most one a second): a mount kept busy for good by cached reads still fills its cache.
+ */
+const BACKGROUND_STARVED_MS = 10_000;
 
 export interface Scheduled<T> {
   readonly done: Promise<T>;
@@ -53,8 +58,10 @@ export class FetchScheduler {
   private lastRefill = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** When on-demand work last ended (performance.now()). */
+  /** When on-demand work last ended, or a user last asked for something (performance.now()). */
   private demandEnded = -Infinity;
+  /** When background work last started, or was first held back. */
+  private backgroundAt = -Infinity;
 
   constructor(private readonly opts: SchedulerOptions) {
     this.tokens = opts.backgroundBytesPerSec;
@@ -107,6 +114,16 @@ export class FetchScheduler {
     };
   }
 
+  /**
+   * A user of the data asked for something (a lookup, a listing, a read served from the
+   * cache): a program is running, and background fetch stays out of its way for the quiet
+   * period, as after on-demand work. A program's start is lookups and reads with short
+   * gaps; a background body started in one of them shares the link and the CPU with it.
+   */
+  activity(): void {
+    this.demandEnded = performance.now();
+  }
+
   /** On-demand work queued or running: background fetch is paused while this is > 0. */
   get onDemand(): number {
     return this.running[ON_DEMAND] + this.queues[ON_DEMAND].length;
@@ -139,8 +156,13 @@ export class FetchScheduler {
     while (prefetch.length > 0 && this.total() < lowMax && demand.length === 0) (prefetch.shift() as Job).run();
     const background = this.queues[BACKGROUND];
     if (background.length === 0 || this.running[BACKGROUND] > 0 || this.total() >= lowMax || this.onDemand > 0 || prefetch.length > 0) return;
-    const quietFor = this.demandEnded + (this.opts.quietMs ?? BACKGROUND_QUIET_MS) - performance.now();
-    if (quietFor > 0) return this.wake(quietFor);
+    const now = performance.now();
+    const quiet = this.opts.quietMs ?? BACKGROUND_QUIET_MS;
+    const quietFor = this.demandEnded + quiet - now;
+    if (this.backgroundAt === -Infinity) this.backgroundAt = now;
+    if (quietFor > 0 && now - this.backgroundAt < BACKGROUND_STARVED_MS) return this.wake(Math.min(quietFor, BACKGROUND_STARVED_MS - (now - this.backgroundAt)));
+    if (quietFor > 0) this.backgroundAt = now - BACKGROUND_STARVED_MS + 1000; // starved: one now, the next a second later
+    else this.backgroundAt = now;
     const job = background[0] as Job;
     if (!this.take(job.bytes)) return this.wake();
     background.shift();

@@ -29,6 +29,8 @@ export interface ProxyStats {
   /** Response body bytes sent to clients for blob GETs. */
   blobBytes: number;
   ranges: string[];
+  /** Each ranged blob GET: its Range, when it came in and when its answer ended (performance.now()). */
+  blobLog: Array<{ range: string; start: number; end: number }>;
   /** Blob GETs without a Range header (a whole blob asked for). */
   wholeBlobGets: number;
   /** Blob GETs answered 200 whose whole body was sent (a whole blob transferred). */
@@ -61,7 +63,7 @@ export interface InjectOptions {
 }
 
 export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
-  const stats: ProxyStats = { requests: 0, faults: 0, connections: 0, blobBytes: 0, ranges: [], wholeBlobGets: 0, wholeBlobBodies: 0 };
+  const stats: ProxyStats = { requests: 0, faults: 0, connections: 0, blobBytes: 0, ranges: [], blobLog: [], wholeBlobGets: 0, wholeBlobBodies: 0 };
   const faults: Array<{ fault: Fault; left: number; skip: number; rangedOnly: boolean; range: RegExp | undefined; match: RegExp; probability: number }> = [];
   const take = (path: string, range: string | undefined): Fault | undefined => {
     const f = faults.find(
@@ -94,7 +96,12 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
     }
     const headers = { ...req.headers, host: upstream };
     if (fault?.kind === 'ignore-range') delete headers.range;
-    if (isBlob && typeof req.headers.range === 'string') stats.ranges.push(req.headers.range);
+    if (isBlob && typeof req.headers.range === 'string') {
+      stats.ranges.push(req.headers.range);
+      const entry = { range: req.headers.range, start: performance.now(), end: Infinity };
+      stats.blobLog.push(entry);
+      res.on('close', () => { entry.end = performance.now(); });
+    }
     if (isBlob && req.headers.range === undefined) stats.wholeBlobGets++;
     const up = httpRequest({ host: upstream.split(':')[0], port: Number(upstream.split(':')[1]), method: req.method, path, headers }, (ur) => {
       const h = { ...ur.headers };
@@ -217,6 +224,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       stats.connections = 0;
       stats.blobBytes = 0;
       stats.ranges = [];
+      stats.blobLog = [];
       stats.wholeBlobGets = 0;
       stats.wholeBlobBodies = 0;
       faults.length = 0;

@@ -107,6 +107,21 @@ describe('fetch scheduler', () => {
     s.close();
   });
 
+  it('background waits out the quiet period after activity() (a request of a user), as after on-demand work', async () => {
+    const s = new FetchScheduler({ concurrency: 4, backgroundBytesPerSec: 0, quietMs: 120 });
+    const log: string[] = [];
+    const job = track(s, log);
+    s.activity();
+    const t0 = performance.now();
+    const b1 = job('b1', BACKGROUND);
+    b1.gate.open();
+    await tick();
+    assert.deepEqual(log, [], 'not at once');
+    await b1.done;
+    assert.ok(performance.now() - t0 >= 115, `started ${Math.round(performance.now() - t0)} ms after the activity`);
+    s.close();
+  });
+
   it('a waiting prefetch job that a read joins is raised to on-demand', async () => {
     const s = new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0 });
     const log: string[] = [];

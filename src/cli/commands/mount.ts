@@ -107,6 +107,7 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
     observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
     status: (): unknown => ({ ...(mountStatus(ctx, args.mountpoint, startedAt) as object), servedByAddon: ops.addonReads(), metrics: endpoint?.address ?? null }),
     onExit: (why) => ended(why),
+    onRequest: () => ctx.image.scheduler.activity(),
     size: {
       bytes: ctx.image.layers.reduce((n, l) => n + Number(l.desc.annotations?.['io.containers.estargz.uncompressed-size'] ?? l.desc.size), 0),
       files: ctx.image.layers.reduce((n, l) => n + (l.row?.node_count ?? 0), 0),
