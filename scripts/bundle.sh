@@ -15,6 +15,11 @@ npx esbuild dist/src/cli/bin.js --bundle --splitting --platform=node --format=es
   --external:better-sqlite3 --external:zstd-napi --external:pino-pretty \
   --alias:node:http2=./dist/src/http/lazy-http2.js \
   --banner:js="import { createRequire as __stargzfsRequire } from 'node:module'; const require = __stargzfsRequire(import.meta.url);"
+# The TOC import's worker thread (src/toc/import-thread.ts finds it beside the entry).
+npx esbuild dist/src/toc/import-worker.js --bundle --platform=node --format=esm --target=node20 \
+  --outfile=dist/bundle/import-worker.mjs --log-level=warning \
+  --external:better-sqlite3 --external:zstd-napi --external:pino-pretty \
+  --banner:js="import { createRequire as __stargzfsRequire } from 'node:module'; const require = __stargzfsRequire(import.meta.url);"
 chmod +x dist/bundle/stargzfs.mjs
 # The executable people run: a shell launcher in front of the bundle (src/cli/stargzfs.sh).
 install -m 0755 src/cli/stargzfs.sh dist/bundle/stargzfs

@@ -230,3 +230,35 @@ export class TarError extends StargzfsError {
     super('SGZ_TAR', message, ctx);
   }
 }
+
+/** A StargzfsError as plain data, to cross a thread boundary (a worker's postMessage). */
+export interface WireError {
+  readonly name: string;
+  readonly message: string;
+  readonly stack: string | undefined;
+  /** The error's own fields: code, layer, path, offset, inode, and its class's (expected, limit …). */
+  readonly fields: Record<string, unknown>;
+}
+
+const CLASSES: Record<string, typeof StargzfsError> = Object.fromEntries([
+  TocFormatError, TocEntryError, TocTooLargeError, UnverifiedTocError, ExternalTocError, NotEstargzError, DigestMismatchError,
+  DecodeError, BlobRangeError, RegistryError, RangeUnsupportedError, ReadTimeoutError, CacheCorruptError, ClosedError,
+  ImageError, ImageReferenceError, NotFoundError, NotADirectoryError, SymlinkLoopError, IsADirectoryError, ConfigError, TarError,
+].map((c) => [c.name, c as unknown as typeof StargzfsError]));
+
+export function toWire(err: unknown): WireError {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) if (v === undefined || ['string', 'number', 'boolean'].includes(typeof v)) fields[k] = v;
+  return { name: e instanceof StargzfsError ? e.name : 'Error', message: e.message, stack: e.stack, fields };
+}
+
+/** The error again, of its own class (a class this file does not know comes back a plain Error). */
+export function fromWire(w: WireError): Error {
+  const cls = CLASSES[w.name] ?? (w.name === 'StargzfsError' ? StargzfsError : undefined);
+  const e: Error = cls !== undefined ? (Object.create(cls.prototype) as Error) : new Error(w.message);
+  Object.assign(e, w.fields);
+  Object.defineProperty(e, 'message', { value: w.message, writable: true, configurable: true });
+  Object.defineProperty(e, 'stack', { value: w.stack, writable: true, configurable: true });
+  return e;
+}

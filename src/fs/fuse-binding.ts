@@ -88,6 +88,7 @@ interface Addon {
   stopListening(fd: number): void;
   reserveHeap(bytes: number): Promise<boolean>;
   releaseHeap(): void;
+  trimHeap(): void;
 }
 
 let addon: Addon | undefined;
@@ -149,6 +150,12 @@ export function releaseHeap(): void {
   if (!heapReserved || addon === undefined) return;
   heapReserved = false;
   addon.releaseHeap();
+}
+
+/** Gives free malloc memory of every arena back to the kernel now (native/memory.cc). */
+export function trimHeap(): void {
+  addon ??= loadAddon();
+  addon.trimHeap();
 }
 
 /** Loads the addon now (a spare does, so that a mount it serves does not wait for it). */

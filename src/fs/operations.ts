@@ -4,6 +4,7 @@
 // Every request is answered exactly once; errors become errno in fs/errno.ts and are
 // logged once with the operation and path.
 import { constants } from 'node:os';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import type { FileReader } from '../layer/file-reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
@@ -21,6 +22,8 @@ const TTL = 24 * 3600;
  * too: chunks that read-ahead, prefetch or other files cached are then read without JavaScript.
  */
 const MAP_AROUND_READ = 256 << 20;
+/** Nodes kept by inode number for requests in a row on the same inodes. */
+const RECENT_NODES = 16384;
 /**
  * Synthetic inodes of the status directory, far above any meta.db node id: an image
  * cannot make an entry with these numbers, so `stargzfs status` checks them.
@@ -30,15 +33,27 @@ export const STATUS_FILE_INO = 2 ** 52 + 1;
 export const STATUS_DIR = '.stargzfs';
 export const STATUS_FILE = 'status.json';
 
+/**
+ * An inode the kernel holds, as little as can be kept for 200k of them: its name under
+ * the directory it was first found in. Its node is looked up again from there when
+ * asked for (a small cache keeps the recent ones), and its path is the names up to the root.
+ */
 interface Known {
-  node: ViewNode;
-  path: string;
   lookups: number;
+  parent: number;
+  name: string;
+  /** A file with other names (hard links): kept, as the directory it was found in may be forgotten first. */
+  node?: ViewNode;
+}
+
+/** An inode's node, and its path (worked out when read). */
+interface Resolved {
+  readonly node: ViewNode;
+  readonly path: string;
 }
 
 interface DirHandle {
   node: ViewNode;
-  path: string;
   /** `.`, `..`, then the listing as of opendir, nodes included (one query, not one per name). */
   entries: DirEntry[];
 }
@@ -80,6 +95,9 @@ export interface OperationsOptions {
 
 export class FsOperations {
   private readonly nodes = new Map<number, Known>();
+  /** Nodes of recently used inodes, so that a burst of requests on one does not look it up each time. */
+  private readonly recent = new LRUCache<number, ViewNode>({ max: RECENT_NODES });
+  private readonly rootNode: ViewNode;
   private readonly dirs = new Map<number, DirHandle>();
   private readonly files = new Map<number, FileHandle>();
   private nextFh = 1;
@@ -101,7 +119,8 @@ export class FsOperations {
   ) {
     const root = view.root();
     this.rootIno = root.ino;
-    this.nodes.set(ROOT, { node: root, path: '', lookups: Infinity });
+    this.rootNode = root;
+    this.nodes.set(ROOT, { lookups: Infinity, parent: 0, name: '' });
     this.timer = opts.observeOp !== undefined ? new OpTimer(opts.observeOp) : undefined;
   }
 
@@ -160,7 +179,7 @@ export class FsOperations {
           ? [{ name: STATUS_FILE, node: this.statusNode(STATUS_FILE_INO).node }]
           : this.view.list(k.node).filter((e) => ino !== ROOT || e.name !== STATUS_DIR);
         const fh = this.nextFh++;
-        this.dirs.set(fh, { node: k.node, path: k.path, entries: [{ name: '.', node: k.node }, { name: '..', node: k.node }, ...entries] });
+        this.dirs.set(fh, { node: k.node, entries: [{ name: '.', node: k.node }, { name: '..', node: k.node }, ...entries] });
         return s.replyOpen(req, fh, ino !== STATUS_DIR_INO, false);
       }
       case FuseOp.Readdir:
@@ -201,17 +220,64 @@ export class FsOperations {
     }
   }
 
-  private known(ino: number): Known {
-    const k = this.nodes.get(ino);
-    if (k !== undefined) return k;
+  private known(ino: number): Resolved {
     if (ino === STATUS_DIR_INO || ino === STATUS_FILE_INO) return this.statusNode(ino);
-    // The kernel asks only about inodes we gave it and it has not forgotten.
-    throw Object.assign(new Error(`inode ${ino} is not known`), { code: 'ESTALE' });
+    const node = this.nodeOf(ino);
+    const pathOf = (): string => this.pathOf(ino);
+    return {
+      node,
+      get path(): string {
+        return pathOf();
+      },
+    };
   }
 
-  private statusNode(ino: number): Known {
-    if (ino === STATUS_DIR_INO) return { node: synthetic(STATUS_DIR_INO, S_IFDIR | 0o555, 0), path: STATUS_DIR, lookups: 0 };
-    return { node: synthetic(STATUS_FILE_INO, S_IFREG | 0o444, this.statusBytes().length), path: `${STATUS_DIR}/${STATUS_FILE}`, lookups: 0 };
+  private stale(ino: number): Error {
+    // The kernel asks only about inodes we gave it and it has not forgotten.
+    return Object.assign(new Error(`inode ${ino} is not known`), { code: 'ESTALE' });
+  }
+
+  /** The inode's node: cached, kept, or looked up again under its parent (no recursion: the depth is the image's). */
+  private nodeOf(ino: number): ViewNode {
+    const chain: number[] = [];
+    let base: ViewNode | undefined;
+    for (let cur = ino; base === undefined; ) {
+      if (cur === ROOT) {
+        base = this.rootNode;
+        break;
+      }
+      const k = this.nodes.get(cur);
+      if (k === undefined) throw this.stale(cur);
+      base = this.recent.get(cur) ?? k.node;
+      if (base !== undefined) break;
+      chain.push(cur);
+      cur = k.parent;
+    }
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const c = chain[i] as number;
+      const next = this.view.lookup(base, (this.nodes.get(c) as Known).name);
+      if (next === undefined) throw this.stale(c);
+      this.recent.set(c, next);
+      base = next;
+    }
+    return base;
+  }
+
+  /** The inode's path in the image, from its names up to the root. */
+  private pathOf(ino: number): string {
+    const names: string[] = [];
+    for (let cur = ino; cur !== ROOT; ) {
+      const k = this.nodes.get(cur);
+      if (k === undefined) throw this.stale(cur);
+      names.push(k.name);
+      cur = k.parent;
+    }
+    return names.reverse().join('/');
+  }
+
+  private statusNode(ino: number): Resolved {
+    if (ino === STATUS_DIR_INO) return { node: synthetic(STATUS_DIR_INO, S_IFDIR | 0o555, 0), path: STATUS_DIR };
+    return { node: synthetic(STATUS_FILE_INO, S_IFREG | 0o444, this.statusBytes().length), path: `${STATUS_DIR}/${STATUS_FILE}` };
   }
 
   private statusBytes(): Buffer {
@@ -222,11 +288,22 @@ export class FsOperations {
     return n.ino === this.rootIno ? ROOT : n.ino;
   }
 
-  private remember(n: ViewNode, path: string, count = 1): number {
+  /** The kernel holds one more lookup of `n`, found as `name` in the directory `parent` (a FUSE inode). */
+  private remember(n: ViewNode, parent: number, name: string, count = 1): number {
     const ino = this.fuseIno(n);
     const k = this.nodes.get(ino);
-    if (k === undefined) this.nodes.set(ino, { node: n, path, lookups: count });
-    else k.lookups += count;
+    if (k === undefined) {
+      const linked = (n.mode & S_IFMT) !== S_IFDIR && n.nlink > 1;
+      this.nodes.set(ino, linked ? { lookups: count, parent, name, node: n } : { lookups: count, parent, name });
+    } else {
+      k.lookups += count;
+      // Another name of a hard link: the one the kernel used last is the one known alive.
+      if (k.parent !== parent && ino !== ROOT) {
+        k.parent = parent;
+        k.name = name;
+      }
+    }
+    this.recent.set(ino, n);
     return ino;
   }
 
@@ -236,6 +313,7 @@ export class FsOperations {
     k.lookups -= n;
     if (k.lookups <= 0) {
       this.nodes.delete(ino);
+      this.recent.delete(ino);
       if (this.mapped.delete(ino)) this.session?.unmapFile(ino);
     }
   }
@@ -253,8 +331,7 @@ export class FsOperations {
     if ((p.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
     const child = this.view.lookup(p.node, name);
     if (child === undefined) return s.replyEntry(req, 0, new Float64Array(9), TTL, false);
-    const path = p.path === '' ? name : `${p.path}/${name}`;
-    const ino = this.remember(child, path);
+    const ino = this.remember(child, parent, name);
     s.replyEntry(req, ino, attrOf(child), TTL, this.view.xattrs(child).length > 0);
   }
 
@@ -283,7 +360,7 @@ export class FsOperations {
     // The kernel holds a lookup on every entry readdirplus returned (not . and ..).
     for (let i = 0; i < taken; i++) {
       const child = children[i];
-      if (child !== undefined && ino !== STATUS_DIR_INO) this.remember(child, d.path === '' ? (names[i] as string) : `${d.path}/${names[i] as string}`);
+      if (child !== undefined && ino !== STATUS_DIR_INO) this.remember(child, ino, names[i] as string);
     }
   }
 
@@ -357,7 +434,13 @@ export class FsOperations {
     const errno = errnoOf(err);
     if (errno === E.EIO || errno === E.ESTALE) {
       const opName = Object.entries(FuseOp).find(([, v]) => v === op)?.[0] ?? String(op);
-      this.log.warn({ op: opName, ino, path: path ?? this.nodes.get(ino)?.path, err }, `${opName} failed`);
+      let where = path;
+      try {
+        where ??= this.nodes.has(ino) ? this.pathOf(ino) : undefined;
+      } catch {
+        // a parent forgotten already: the inode number says enough
+      }
+      this.log.warn({ op: opName, ino, path: where, err }, `${opName} failed`);
     }
     s.replyErr(req, errno);
   }

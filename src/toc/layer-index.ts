@@ -11,8 +11,9 @@ import {
   ZSTD_B_POSITION_ANNOTATION, type BlobReader, type LayerDescriptorLike,
 } from './blob.js';
 import { importTocStream } from './importer.js';
+import { importTocInWorker } from './import-thread.js';
 import type { InodeTable, LayerRow } from './inode-db.js';
-import { readTocRegion, tocJsonChunks } from './toc-reader.js';
+import { readTocRegion } from './toc-reader.js';
 
 export type ChunkSink = (digest: Buffer, data: Buffer) => Promise<void>;
 
@@ -127,7 +128,7 @@ export class LayerIndexer {
     if (!verified) this.log.warn({ digest: desc.digest }, 'layer TOC is not verified: no digest annotation');
 
     const started = performance.now();
-    const imported = await this.serialized(() => importTocStream(
+    const imported = await this.serialized(() => importTocInWorker(
       this.dbFile,
       {
         digest: desc.digest,
@@ -141,7 +142,9 @@ export class LayerIndexer {
         tocCompressedSize: region.comp.length,
         dataEnd: region.dataEnd,
       },
-      tocJsonChunks(region, this.cfg.maxTocBytes, ctx),
+      region,
+      this.cfg.maxTocBytes,
+      ctx,
       tocAnn,
     ));
     // Another process may have indexed the layer first, under other annotations: check

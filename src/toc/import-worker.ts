@@ -1,0 +1,28 @@
+// The TOC import on a thread of its own (import-thread.ts starts it): the compressed TOC
+// arrives with the job; inflating it, parsing and the SQLite inserts keep the main thread
+// free to serve, and the import's garbage (a 200k-entry TOC is 66 MB of JSON and leaves
+// some 150 MB of heap behind) goes with the thread. The answer is the layer row or the error.
+import { parentPort, workerData } from 'node:worker_threads';
+import { toWire, type ErrorContext } from '../errors.js';
+import { importTocStream, type ImportInput } from './importer.js';
+import { tocJsonChunks, type TocRegion } from './toc-reader.js';
+
+export interface ImportJob {
+  readonly dbFile: string;
+  readonly input: ImportInput;
+  readonly region: TocRegion;
+  readonly maxTocBytes: number;
+  readonly ctx: ErrorContext;
+  readonly expectedDigest: string | undefined;
+}
+
+const port = parentPort;
+if (port === null) throw new Error('import-worker.js runs as a worker thread only');
+const job = workerData as ImportJob;
+// A Buffer crosses the thread as a plain Uint8Array.
+const comp = Buffer.from(job.region.comp.buffer, job.region.comp.byteOffset, job.region.comp.byteLength);
+const region: TocRegion = { ...job.region, comp };
+importTocStream(job.dbFile, job.input, tocJsonChunks(region, job.maxTocBytes, job.ctx), job.expectedDigest).then(
+  (row) => port.postMessage({ row }),
+  (err: unknown) => port.postMessage({ error: toWire(err) }),
+);
