@@ -361,9 +361,8 @@ uint64_t idOf(const Napi::Value& v) {
   return v.As<Napi::BigInt>().Uint64Value(&lossless);
 }
 
-void fillStat(const Napi::Value& v, uint64_t ino, struct stat* st) {
-  // [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec]
-  Napi::Float64Array a = v.As<Napi::Float64Array>();
+// a: [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec]
+void fillStatFrom(const double* a, uint64_t ino, struct stat* st) {
   std::memset(st, 0, sizeof *st);
   st->st_ino = ino;
   st->st_mode = static_cast<mode_t>(a[0]);
@@ -376,6 +375,11 @@ void fillStat(const Napi::Value& v, uint64_t ino, struct stat* st) {
   st->st_blksize = 4096;
   st->st_mtim.tv_sec = st->st_atim.tv_sec = st->st_ctim.tv_sec = static_cast<time_t>(a[7]);
   st->st_mtim.tv_nsec = st->st_atim.tv_nsec = st->st_ctim.tv_nsec = static_cast<long>(a[8]);
+}
+
+void fillStat(const Napi::Value& v, uint64_t ino, struct stat* st) {
+  Napi::Float64Array a = v.As<Napi::Float64Array>();
+  fillStatFrom(a.Data(), ino, st);
 }
 
 class Session : public Napi::ObjectWrap<Session> {
@@ -679,31 +683,37 @@ class Session : public Napi::ObjectWrap<Session> {
     return info.Env().Undefined();
   }
 
-  // replyDir(req, size, plus, names[], inos[], attrs[], nextOffs[], hasXattrs[], timeout):
-  // as many entries as fit in `size`; returns how many were taken (readdirplus counts a
-  // lookup for each, so JavaScript must know).
+  // replyDir(req, size, plus, names, inos, attrs, nextOffs, hasXattrs, timeout): as many
+  // entries as fit in `size`; returns how many were taken (readdirplus counts a lookup for
+  // each, so JavaScript must know). Flat arguments, one N-API value each rather than
+  // several per entry: names each followed by a NUL (no name holds one), attrs 9 numbers per entry
+  // (fillStat's order), hasXattrs one byte per entry.
   Napi::Value ReplyDir(const Napi::CallbackInfo& info) {
     // Claimed before the entries are built: fuse_add_direntry_plus reads the request.
     fuse_req_t req = claim(info);
     if (req == nullptr) return Napi::Number::New(info.Env(), 0);
     size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
     bool plus = info[2].As<Napi::Boolean>().Value();
-    Napi::Array names = info[3].As<Napi::Array>();
-    Napi::Array inos = info[4].As<Napi::Array>();
-    Napi::Array attrs = info[5].As<Napi::Array>();
-    Napi::Array offs = info[6].As<Napi::Array>();
-    Napi::Array xattrs = info[7].As<Napi::Array>();
+    std::string names = info[3].As<Napi::String>().Utf8Value();
+    Napi::Float64Array inos = info[4].As<Napi::Float64Array>();
+    Napi::Float64Array attrs = info[5].As<Napi::Float64Array>();
+    Napi::Float64Array offs = info[6].As<Napi::Float64Array>();
+    Napi::Uint8Array xattrs = info[7].As<Napi::Uint8Array>();
     double timeout = info[8].As<Napi::Number>().DoubleValue();
+    size_t n = std::min({inos.ElementLength(), offs.ElementLength(), xattrs.ElementLength(), attrs.ElementLength() / 9});
     std::vector<char> buf(size);
     size_t used = 0;
     uint32_t taken = 0;
-    for (uint32_t i = 0; i < names.Length(); i++) {
-      std::string name = names.Get(i).As<Napi::String>().Utf8Value();
-      uint64_t ino = static_cast<uint64_t>(inos.Get(i).As<Napi::Number>().Int64Value());
-      off_t next = static_cast<off_t>(offs.Get(i).As<Napi::Number>().Int64Value());
+    size_t at = 0;
+    for (size_t i = 0; i < n && at < names.size(); i++) {
+      // Each name ends with its NUL, the string's own bytes.
+      const char* name = names.data() + at;
+      at += std::strlen(name) + 1;
+      uint64_t ino = static_cast<uint64_t>(inos[i]);
+      off_t next = static_cast<off_t>(offs[i]);
       struct stat st;
-      fillStat(attrs.Get(i), ino, &st);
-      size_t n;
+      fillStatFrom(attrs.Data() + i * 9, ino, &st);
+      size_t len;
       if (plus) {
         struct fuse_entry_param e;
         std::memset(&e, 0, sizeof e);
@@ -712,16 +722,16 @@ class Session : public Napi::ObjectWrap<Session> {
         e.attr = st;
         e.attr_timeout = timeout;
         e.entry_timeout = timeout;
-        n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name.c_str(), &e, next);
+        len = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
       } else {
-        n = fuse_add_direntry(req, buf.data() + used, size - used, name.c_str(), &st, next);
+        len = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
       }
-      if (n > size - used) break;
-      if (plus && xattrs.Get(i).As<Napi::Boolean>().Value()) {
+      if (len > size - used) break;
+      if (plus && xattrs[i] != 0) {
         std::lock_guard<std::mutex> lock(shared_.xattrMutex);
         shared_.hasXattrs.insert(ino);
       }
-      used += n;
+      used += len;
       taken++;
     }
     fuse_reply_buf(req, buf.data(), used);

@@ -65,8 +65,11 @@ export interface FuseSession {
   replyBuf(req: Req, data: Buffer | null): void;
   replyReadlink(req: Req, target: string): void;
   replyXattrSize(req: Req, size: number): void;
-  /** Returns how many entries fitted in `size` bytes. */
-  replyDir(req: Req, size: number, plus: boolean, names: string[], inos: number[], attrs: Attr[], nextOffs: number[], hasXattrs: boolean[], timeout: number): number;
+  /**
+   * Returns how many entries fitted in `size` bytes. Flat, one value per argument: `names`
+   * each followed by a NUL, `attrs` 9 numbers per entry (Attr's order), `hasXattrs` 0/1 per entry.
+   */
+  replyDir(req: Req, size: number, plus: boolean, names: string, inos: Float64Array, attrs: Float64Array, nextOffs: Float64Array, hasXattrs: Uint8Array, timeout: number): number;
   replyStatfs(req: Req, values: Float64Array): void;
 }
 

@@ -71,9 +71,24 @@ function makedev(major: number, minor: number): number {
 }
 
 export function attrOf(n: ViewNode): Attr {
+  const a = new Float64Array(9);
+  attrInto(n, a, 0);
+  return a;
+}
+
+/** The node's Attr written into `out` at `at` (9 numbers). */
+function attrInto(n: ViewNode, out: Float64Array, at: number): void {
   const type = n.mode & S_IFMT;
   const size = type === S_IFREG || type === S_IFLNK ? n.size : type === S_IFDIR ? 4096 : 0;
-  return Float64Array.of(n.mode, n.nlink, n.uid, n.gid, makedev(n.rdevMajor, n.rdevMinor), size, Math.ceil(size / 512), n.mtime ?? 0, n.mtime === null ? 0 : n.mtimeNsec);
+  out[at] = n.mode;
+  out[at + 1] = n.nlink;
+  out[at + 2] = n.uid;
+  out[at + 3] = n.gid;
+  out[at + 4] = makedev(n.rdevMajor, n.rdevMinor);
+  out[at + 5] = size;
+  out[at + 6] = Math.ceil(size / 512);
+  out[at + 7] = n.mtime ?? 0;
+  out[at + 8] = n.mtime === null ? 0 : n.mtimeNsec;
 }
 
 const synthetic = (ino: number, mode: number, size: number): ViewNode => ({
@@ -339,28 +354,27 @@ export class FsOperations {
     const d = this.dirs.get(fh);
     if (d === undefined) return s.replyErr(req, E.EBADF);
     // Each entry takes at least 24 bytes (readdirplus about 150): build no more than can fit.
-    const room = Math.ceil(size / (plus ? 140 : 24)) + 1;
-    const names: string[] = [];
-    const inos: number[] = [];
-    const attrs: Attr[] = [];
-    const offs: number[] = [];
-    const xattrs: boolean[] = [];
-    const children: Array<ViewNode | undefined> = [];
-    for (let i = off; i < d.entries.length && names.length < room; i++) {
-      const { name, node } = d.entries[i] as DirEntry;
-      names.push(name);
-      inos.push(name === '.' || name === '..' ? ino : this.fuseIno(node));
-      attrs.push(attrOf(node));
-      offs.push(i + 1);
-      xattrs.push(plus && name !== '.' && name !== '..' && ino !== STATUS_DIR_INO && this.view.xattrs(node).length > 0);
-      children.push(name === '.' || name === '..' ? undefined : node);
+    const n = Math.max(0, Math.min(d.entries.length - off, Math.ceil(size / (plus ? 140 : 24)) + 1));
+    let names = '';
+    const inos = new Float64Array(n);
+    const attrs = new Float64Array(n * 9);
+    const offs = new Float64Array(n);
+    const xattrs = new Uint8Array(n);
+    for (let k = 0; k < n; k++) {
+      const { name, node } = d.entries[off + k] as DirEntry;
+      const dot = name === '.' || name === '..';
+      names += `${name}\0`;
+      inos[k] = dot ? ino : this.fuseIno(node);
+      attrInto(node, attrs, k * 9);
+      offs[k] = off + k + 1;
+      xattrs[k] = plus && !dot && ino !== STATUS_DIR_INO && this.view.xattrs(node).length > 0 ? 1 : 0;
     }
     const taken = s.replyDir(req, size, plus, names, inos, attrs, offs, xattrs, TTL);
-    if (!plus) return;
+    if (!plus || ino === STATUS_DIR_INO) return;
     // The kernel holds a lookup on every entry readdirplus returned (not . and ..).
-    for (let i = 0; i < taken; i++) {
-      const child = children[i];
-      if (child !== undefined && ino !== STATUS_DIR_INO) this.remember(child, ino, names[i] as string);
+    for (let k = 0; k < taken; k++) {
+      const { name, node } = d.entries[off + k] as DirEntry;
+      if (name !== '.' && name !== '..') this.remember(node, ino, name);
     }
   }
 

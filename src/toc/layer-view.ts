@@ -4,7 +4,7 @@
 // the layer also has a real X), `.wh..wh..opq` disappears and its directory carries the
 // opaque xattr. Both hide the root's stargz.index.json and landmarks.
 import { HIDDEN_ROOT_NAMES, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
-import { S_IFCHR, type InodeTable, type LayerRow } from './inode-db.js';
+import { S_IFCHR, S_IFDIR, S_IFMT, type InodeTable, type LayerRow } from './inode-db.js';
 import { compareNames, fromRow, listByLookup, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
 
 /** Which opaque xattr(s) to show: overlayfs reads trusted.*, or user.* with `userxattr`. */
@@ -75,7 +75,8 @@ export class LayerView implements ImageView {
   xattrs(node: ViewNode): Xattr[] {
     if (node.whiteout === true) return [];
     const own = node.noXattrs === true ? [] : this.table.xattrs(node.dataId);
-    if (this.overlay === 'none' || this.table.child(node.ino, OPAQUE_MARKER) === undefined) return own;
+    // Only a directory can hold an opaque marker: no query for the others (readdirplus asks per entry).
+    if (this.overlay === 'none' || (node.mode & S_IFMT) !== S_IFDIR || this.table.child(node.ino, OPAQUE_MARKER) === undefined) return own;
     const extra: Xattr[] = [];
     if (this.overlay === 'trusted' || this.overlay === 'both') extra.push({ name: 'trusted.overlay.opaque', value: OPAQUE_VALUE });
     if (this.overlay === 'user' || this.overlay === 'both') extra.push({ name: 'user.overlay.opaque', value: OPAQUE_VALUE });
