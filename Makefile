@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 TS_SOURCES := $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
 TEST_TIMEOUT ?= 600000
 
-.PHONY: setup system-deps deps build test soak fuzz lint bench bench-hello demo install uninstall clean
+.PHONY: setup system-deps deps build test soak fuzz lint bench bench-steady bench-hello demo install uninstall clean
 
 ## setup: install Debian packages and npm dependencies, build everything
 setup: system-deps deps build
@@ -66,6 +66,14 @@ bench: setup
 	node dist/bench/faults.bench.js | tee bench/results/faults.json
 	node dist/bench/convert.bench.js | tee bench/results/convert.json
 	BENCH_REPORT=bench/report node dist/bench/hello.bench.js | tee bench/results/hello-$$(date +%F).json
+	node dist/bench/steady.bench.js | tee bench/results/steady.json
+	bench/reference.sh
+
+## bench-steady: steady state against the local disk, then beside the reference when its kit is set up
+bench-steady: setup
+	@mkdir -p bench/results
+	node dist/bench/steady.bench.js | tee bench/results/steady.json
+	bench/reference.sh
 
 ## bench-hello: only the start-up benchmark (report in bench/report/hello.md)
 bench-hello: setup

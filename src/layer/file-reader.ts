@@ -412,7 +412,7 @@ export class FileReader {
         out.push(this.fromPlainLayer(layer, c.digest, c.chunk_size, { ...ctx, offset: c.chunk_offset }));
         continue;
       }
-      const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
+      const pending = this.joinable(layer, c, priority);
       if (pending === undefined && c.digest !== null && this.cache?.has(c.digest) === true) {
         // Its fetch ended while the cache was looked at: the chunk is there now, not in flight.
         const now = await this.cache.get(c.digest, c.chunk_size);
@@ -437,7 +437,7 @@ export class FileReader {
     for (let i = 0, j = 0; i < rows.length && j < missing.length; i++) {
       const c = missing[j] as ChunkRow;
       if (rows[i] !== c) continue;
-      const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
+      const pending = this.joinable(layer, c, priority);
       if (pending === undefined) {
         j++;
         continue;
@@ -460,6 +460,12 @@ export class FileReader {
       }
     }
     return Promise.all(out);
+  }
+
+  /** The fetch of this chunk's member a load at `priority` may wait for: not background work still queued, for a read. */
+  private joinable(layer: LayerRow, c: ChunkRow, priority: Priority): Scheduled<DecodedMember> | undefined {
+    const pending = this.inflight.get(memberKey(layer.id, c.blob_offset));
+    return pending !== undefined && priority === ON_DEMAND && pending.waitingBackground() ? undefined : pending;
   }
 
   /**
@@ -550,7 +556,7 @@ export class FileReader {
     members.forEach((m, i) => {
       const key = memberKey(layer.id, m.start);
       const done = (each[i] as { done: Promise<DecodedMember> }).done;
-      this.inflight.set(key, { done, promote: job.promote });
+      this.inflight.set(key, { done, promote: job.promote, waitingBackground: job.waitingBackground });
       const clear = (): void => {
         if (this.inflight.get(key)?.done === done) this.inflight.delete(key);
       };

@@ -269,6 +269,8 @@ export class OpenImage {
       f.learnedPrefetch ? this.prefetchLearned().catch((err: unknown) => this.failed(rows, 'learned', err)) : Promise.resolve(undefined),
     ]);
     let fetchedBehind;
+    // Planning background fetch queries meta.db on this thread: not while a program starts.
+    if (background) await this.scheduler.quiet();
     if (background && this.opts.cache !== undefined && !this.closed) {
       const each = await Promise.all(
         rows.map((row) =>

@@ -35,6 +35,12 @@ export interface Scheduled<T> {
   readonly done: Promise<T>;
   /** Moves the job to the on-demand queue if it has not started. */
   promote(): void;
+  /**
+   * The job is background work still waiting. A read must not join it: raised, a whole
+   * background batch would become the read's (a 61 KB file waited for 1 MiB); the read
+   * fetches what it needs on its own.
+   */
+  waitingBackground(): boolean;
 }
 
 interface Job {
@@ -58,8 +64,11 @@ export class FetchScheduler {
   private lastRefill = Date.now();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
-  /** When on-demand work last ended, or a user last asked for something (performance.now()). */
-  private demandEnded = -Infinity;
+  /**
+   * When on-demand work last ended, or a user last asked for something (performance.now()).
+   * A new scheduler counts as just used: an image is opened to be read at once.
+   */
+  private demandEnded = performance.now();
   /** When background work last started, or was first held back. */
   private backgroundAt = -Infinity;
 
@@ -101,6 +110,7 @@ export class FetchScheduler {
     this.pump();
     return {
       done,
+      waitingBackground: () => !started && queue === BACKGROUND,
       promote: () => {
         if (started || queue === ON_DEMAND) return;
         const q = this.queues[queue] as Job[];
@@ -122,6 +132,20 @@ export class FetchScheduler {
    */
   activity(): void {
     this.demandEnded = performance.now();
+  }
+
+  /**
+   * Resolves once nothing has been asked for the quiet period (no on-demand work, no
+   * activity): background fetch starts its own work (queries to plan it included) only then.
+   */
+  async quiet(): Promise<void> {
+    const quiet = this.opts.quietMs ?? BACKGROUND_QUIET_MS;
+    for (;;) {
+      if (this.closed) return;
+      const wait = this.onDemand > 0 ? quiet : this.demandEnded + quiet - performance.now();
+      if (wait <= 0) return;
+      await new Promise<void>((resolve) => setTimeout(resolve, Math.ceil(wait)));
+    }
   }
 
   /** On-demand work queued or running: background fetch is paused while this is > 0. */

@@ -113,7 +113,9 @@ describe('read path through the registry', () => {
   it('background fetch steps aside: a read during a slow background fetch is served before the background is done', async () => {
     await withImage(testConfig(root(), { backgroundBandwidth: '2M' }), ref, async ({ image }) => {
       const warming = image.warm();
-      await new Promise((res) => setTimeout(res, 200));
+      // Background fetch starts once the image has been quiet a moment (scheduler.ts).
+      for (let i = 0; i < 300 && image.progress.snapshot()[0]?.phases.background !== 'running'; i++) await new Promise((res) => setTimeout(res, 10));
+      await new Promise((res) => setTimeout(res, 100));
       const f = SMALL[77] as { name: string; body: Buffer };
       const got = await image.reader.read(resolvePath(image.merged(), f.name), f.name, 0, 1 << 20);
       assert.ok(got.equals(f.body));

@@ -89,6 +89,9 @@ describe('fetch scheduler', () => {
     const b1 = job('b1', BACKGROUND);
     const b2 = job('b2', BACKGROUND);
     await tick();
+    assert.equal(log.length, 0, 'a new scheduler counts as just used: background waits');
+    while (log.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 30));
     assert.deepEqual(log, ['b1'], 'one background request in flight, though slots are free');
     const d1 = job('d1', ON_DEMAND);
     await tick();

@@ -150,6 +150,8 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs): Promis
   const readAheadKib = setReadAhead(args.mountpoint, 1024);
   if (readAheadKib === undefined) log.info('kernel read-ahead left at its default (could not set read_ahead_kb)');
   log.info({ mountpoint: args.mountpoint, image: ctx.image.resolved.ref, readAheadKib, uptimeMs: Math.round(performance.now()) }, 'mounted');
+  // Whoever mounted it is about to use it: background fetch waits its quiet period from here.
+  ctx.image.scheduler.activity();
   signalReady(args.mountpoint);
   const line = followProgress(ctx.image, `mounted at ${args.mountpoint}`, args.tty);
   line.draw();
