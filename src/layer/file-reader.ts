@@ -9,7 +9,6 @@ import type { BlobReader } from '../toc/blob.js';
 import type { ChunkRow, InodeTable, LayerRow } from '../toc/inode-db.js';
 import type { ViewNode } from '../toc/view.js';
 import { DecodeError, DigestMismatchError, ReadTimeoutError, TocFormatError, type ErrorContext } from '../errors.js';
-import { streamPlainLayer } from '../toc/plain-layer.js';
 import {
   chunkKey, fetchMembers, groupMembers, groupMembersInOrder, IN_ORDER, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Grouping, type Member,
 } from './members.js';
@@ -20,6 +19,8 @@ import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled
 import { WholeBlobPasses, type RemoteBlob } from './whole-blob.js';
 import { Refetcher } from './refetch.js';
 import { inRead, withDeadline } from './read-deadline.js';
+import { ReadAhead } from './read-ahead.js';
+import { PlainRefetch } from './plain-refetch.js';
 
 export type BlobFor = (layer: LayerRow) => BlobReader;
 
@@ -99,23 +100,13 @@ const NODE_WINDOW = 512;
 /** Bounds of the neighbour window. */
 const MIN_NEIGHBOURS = 64 << 10;
 const MAX_NEIGHBOURS = 4 << 20;
-/** Sequential-read state kept for this many files. */
-const MAX_STREAMS = 1024;
-/** First read-ahead window; it doubles on every sequential read up to ReadTuning.readAheadBytes. */
-const INITIAL_READ_AHEAD = 1 << 20;
-
-interface Sequential {
-  next: number;
-  window: number;
-  /** File offset up to which read-ahead has been started. */
-  ahead: number;
-}
 
 export class FileReader {
   private readonly counters = new Map<number, LayerCounters>();
   private readonly inflight = new Map<string, Scheduled<DecodedMember>>();
-  private readonly plainRefetch = new Map<number, { wanted: Map<string, Buffer | undefined>; done: Promise<void> }>();
-  private readonly sequential = new Map<number, Sequential>();
+  /** Chunks of plain layers no longer cached: the whole blob streamed again. */
+  private readonly plain: PlainRefetch;
+  private readonly ahead: ReadAhead;
   private readonly layers = new Map<number, LayerRow>();
   /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
@@ -156,6 +147,19 @@ export class FileReader {
         counters.bytesFetched += bytes;
         counters.bytesRefetched += restarted;
         this.hooks.onFetched?.(layer, bytes, { priority: ON_DEMAND, requests: 1, ms });
+      },
+    });
+    this.ahead = new ReadAhead(tuning.readAheadBytes);
+    this.plain = new PlainRefetch({
+      blobFor,
+      scheduler,
+      put: async (digest, data) => this.cache?.put(digest, data).catch((err: unknown) => this.hooks.onCacheError?.(err)),
+      get: async (digest, size) => this.cache?.get(digest, size),
+      streamed: (layer, bytes, ms) => {
+        const counters = this.stats(layer.id);
+        counters.requests++;
+        counters.bytesFetched += bytes;
+        this.hooks.onFetched?.(layer, bytes, { priority: ON_DEMAND, requests: Math.ceil(bytes / (8 << 20)), ms, ranges: [[0, bytes]] });
       },
     });
     this.refetch = new Refetcher(blobFor, scheduler, {
@@ -409,7 +413,7 @@ export class FileReader {
       }
       if (c.blob_end === 0 && c.digest !== null) {
         if (this.cache !== undefined) counters.cacheMisses++;
-        out.push(this.fromPlainLayer(layer, c.digest, c.chunk_size, { ...ctx, offset: c.chunk_offset }));
+        out.push(this.plain.chunk(layer, c.digest, c.chunk_size, { ...ctx, offset: c.chunk_offset }));
         continue;
       }
       const pending = this.joinable(layer, c, priority);
@@ -596,65 +600,14 @@ export class FileReader {
   }
 
   /**
-   * Read-ahead: a read that continues where the last one of this file ended doubles the
-   * window (up to readAheadBytes) and starts fetching the chunks after it at prefetch
-   * priority, without waiting for them.
+   * Read-ahead (read-ahead.ts): the chunks past a sequential read, fetched at prefetch
+   * priority without waiting for them.
    */
   private readAhead(layer: LayerRow, node: ViewNode, off: number, end: number): void {
-    const max = this.tuning.readAheadBytes;
-    if (max <= 0) return;
-    const prev = this.sequential.get(node.dataId);
-    const continues = prev !== undefined && prev.next === off;
-    if (off !== 0 && !continues) {
-      this.remember(node.dataId, { next: end, window: 0, ahead: end });
-      return;
-    }
-    const window = Math.min(max, continues && prev.window > 0 ? prev.window * 2 : INITIAL_READ_AHEAD);
-    const from = Math.max(end, continues ? prev.ahead : end);
-    const to = Math.min(node.size, end + window);
-    this.remember(node.dataId, { next: end, window, ahead: Math.max(from, to) });
-    if (to <= from) return;
-    const rows = this.table.chunks(node.dataId, from, to).filter((c) => c.chunk_offset + c.chunk_size > from);
+    const ahead = this.ahead.next(node.dataId, node.size, off, end);
+    if (ahead === undefined) return;
+    const rows = this.table.chunks(node.dataId, ahead.from, ahead.to).filter((c) => c.chunk_offset + c.chunk_size > ahead.from);
     // A failed request is reported by fetch(); a reader that joins it gets the error.
     void this.warm(layer, rows, PREFETCH).catch(() => undefined);
-  }
-
-  private remember(dataId: number, s: Sequential): void {
-    this.sequential.delete(dataId);
-    this.sequential.set(dataId, s);
-    if (this.sequential.size > MAX_STREAMS) this.sequential.delete(this.sequential.keys().next().value as number);
-  }
-
-  /**
-   * A chunk of a plain (not eStargz) layer that is no longer cached: the whole blob is
-   * streamed again (once for all waiting readers), checked, and every chunk re-stored;
-   * the chunks readers wait for are kept in memory on the way.
-   */
-  private async fromPlainLayer(layer: LayerRow, digest: Buffer, size: number, ctx: ErrorContext): Promise<Buffer> {
-    const hex = digest.toString('hex');
-    let r = this.plainRefetch.get(layer.id);
-    if (r === undefined) {
-      const wanted = new Map<string, Buffer | undefined>();
-      const blob = this.blobFor(layer);
-      const done = this.scheduler.submit(ON_DEMAND, blob.size, async () => {
-        const counters = this.stats(layer.id);
-        counters.requests++;
-        counters.bytesFetched += blob.size;
-        const t0 = performance.now();
-        await streamPlainLayer(blob, layer.digest, Number.MAX_SAFE_INTEGER, ctx, async (c) => {
-          const key = c.digest.toString('hex');
-          if (wanted.has(key)) wanted.set(key, c.data);
-          await this.cache?.put(c.digest, c.data).catch((err: unknown) => this.hooks.onCacheError?.(err));
-        });
-        this.hooks.onFetched?.(layer, blob.size, { priority: ON_DEMAND, requests: Math.ceil(blob.size / (8 << 20)), ms: performance.now() - t0, ranges: [[0, blob.size]] });
-      }).finally(() => this.plainRefetch.delete(layer.id));
-      r = { wanted, done };
-      this.plainRefetch.set(layer.id, r);
-    }
-    if (!r.wanted.has(hex)) r.wanted.set(hex, undefined);
-    await r.done;
-    const data = r.wanted.get(hex) ?? (await this.cache?.get(digest, size).catch(() => undefined));
-    if (data === undefined) throw new DecodeError('the layer blob no longer holds this chunk', ctx);
-    return data;
   }
 }
