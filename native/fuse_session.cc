@@ -173,7 +173,10 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
   auto* s = static_cast<Shared*>(userdata);
   std::string refused;
   conn->max_read = s->maxRead;  // must equal the max_read mount option
-  conn->max_readahead = s->maxRead;
+  // The kernel's readahead, as a disk's: 128 KiB. At 1 MiB each random 4 KiB pread of a
+  // cached file read a megabyte of chunk file (ops/s 4,000 against 6,300, p99 1.3 ms against
+  // 0.27 ms); sequential reads lost nothing (they ask for max_read-sized reads themselves).
+  conn->max_readahead = 128 << 10;
   conn->max_write = s->maxRead;  // libfuse derives max_pages (the largest read) from this
   conn->max_background = s->maxBackground;
   conn->congestion_threshold = s->maxBackground * 3 / 4;
