@@ -313,11 +313,8 @@ export class ChunkStore {
   /** The chunk with this sha256, or undefined (a miss, or a cached file that failed its check). */
   async get(digest: Buffer, size: number): Promise<Buffer | undefined> {
     const hex = digest.toString('hex');
-    const hot = this.memory.get(hex) ?? this.queued.get(hex)?.data ?? this.writing.get(hex);
-    if (hot !== undefined) {
-      this.touch(hex);
-      return hot;
-    }
+    const hot = this.hot(hex);
+    if (hot !== undefined) return hot;
     let data: Buffer;
     try {
       data = await this.readChunkFile(hex);
@@ -342,13 +339,14 @@ export class ChunkStore {
    * Undefined on a miss, or when the file failed its check (it is dropped).
    */
   async readPart(digest: Buffer, size: number, from: number, to: number): Promise<Buffer | undefined> {
-    const hex = digest.toString('hex');
-    const hot = this.memory.get(hex) ?? this.queued.get(hex)?.data ?? this.writing.get(hex);
-    if (hot !== undefined) {
-      this.touch(hex);
-      return hot.subarray(from, to);
-    }
-    return this.readRange(digest, size, from, to);
+    return this.hot(digest.toString('hex'))?.subarray(from, to) ?? this.readRange(digest, size, from, to);
+  }
+
+  /** The chunk from memory (the LRU, or waiting to be written), its use recorded; undefined if not there. */
+  private hot(hex: string): Buffer | undefined {
+    const data = this.memory.get(hex) ?? this.queued.get(hex)?.data ?? this.writing.get(hex);
+    if (data !== undefined) this.touch(hex);
+    return data;
   }
 
   /**

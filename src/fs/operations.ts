@@ -17,11 +17,6 @@ const E = constants.errno;
 const ROOT = 1;
 /** The image never changes under a mount: entries and attributes may be cached long. */
 const TTL = 24 * 3600;
-/**
- * After a read, the verified chunks this far either side of it are handed to the addon
- * too: chunks that read-ahead, prefetch or other files cached are then read without JavaScript.
- */
-const MAP_AROUND_READ = 256 << 20;
 /** Nodes kept by inode number for requests in a row on the same inodes. */
 const RECENT_NODES = 16384;
 /**
@@ -401,12 +396,14 @@ export class FsOperations {
   }
 
   /**
-   * Hands the addon the parts of the file around a read that are in verified chunk
+   * Hands the addon the parts of a read JavaScript just served that are in verified chunk
    * files, so later reads of them are answered without JavaScript (native/read_map.h).
+   * Only the read's own chunks: a chunk cached by other means is mapped the first time a
+   * read of it comes here, which costs one round trip, not a query over the file per read.
    */
   private mapVerified(s: FuseSession, ino: number, node: ViewNode, off: number, end: number): void {
     if (this.ended) return;
-    const p = this.reader.verifiedParts(node, Math.max(0, off - MAP_AROUND_READ), end + MAP_AROUND_READ);
+    const p = this.reader.verifiedParts(node, off, end);
     if (p.offs.length === 0) return;
     s.mapFile(ino, node.size, Float64Array.from(p.offs), Float64Array.from(p.lens), p.paths);
     this.mapped.add(ino);

@@ -198,10 +198,10 @@ export class FileReader {
    */
   verifiedParts(node: ViewNode, off: number, end: number): { offs: number[]; lens: number[]; paths: string[] } {
     const out = { offs: [] as number[], lens: [] as number[], paths: [] as string[] };
-    const file = this.cache?.verifiedFile;
-    if (file === undefined) return out;
+    const cache = this.cache;
+    if (cache?.verifiedFile === undefined) return out;
     for (const c of this.table.chunks(node.dataId, off, Math.min(end, node.size))) {
-      const p = c.zeros ? '' : c.digest !== null ? file.call(this.cache, c.digest) : undefined;
+      const p = c.zeros ? '' : c.digest !== null ? cache.verifiedFile(c.digest) : undefined;
       if (p === undefined) continue;
       out.offs.push(c.chunk_offset);
       out.lens.push(c.chunk_size);

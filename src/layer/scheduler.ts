@@ -139,10 +139,9 @@ export class FetchScheduler {
    * activity): background fetch starts its own work (queries to plan it included) only then.
    */
   async quiet(): Promise<void> {
-    const quiet = this.opts.quietMs ?? BACKGROUND_QUIET_MS;
     for (;;) {
       if (this.closed) return;
-      const wait = this.onDemand > 0 ? quiet : this.demandEnded + quiet - performance.now();
+      const wait = this.onDemand > 0 ? this.quietMs : this.quietLeft(performance.now());
       if (wait <= 0) return;
       await new Promise<void>((resolve) => setTimeout(resolve, Math.ceil(wait)));
     }
@@ -181,8 +180,7 @@ export class FetchScheduler {
     const background = this.queues[BACKGROUND];
     if (background.length === 0 || this.running[BACKGROUND] > 0 || this.total() >= lowMax || this.onDemand > 0 || prefetch.length > 0) return;
     const now = performance.now();
-    const quiet = this.opts.quietMs ?? BACKGROUND_QUIET_MS;
-    const quietFor = this.demandEnded + quiet - now;
+    const quietFor = this.quietLeft(now);
     if (this.backgroundAt === -Infinity) this.backgroundAt = now;
     if (quietFor > 0 && now - this.backgroundAt < BACKGROUND_STARVED_MS) return this.wake(Math.min(quietFor, BACKGROUND_STARVED_MS - (now - this.backgroundAt)));
     if (quietFor > 0) this.backgroundAt = now - BACKGROUND_STARVED_MS + 1000; // starved: one now, the next a second later
@@ -204,6 +202,15 @@ export class FetchScheduler {
     if (this.tokens < need) return false;
     this.tokens -= bytes;
     return true;
+  }
+
+  private get quietMs(): number {
+    return this.opts.quietMs ?? BACKGROUND_QUIET_MS;
+  }
+
+  /** Milliseconds until the quiet period after the last on-demand work or activity is over (≤ 0: over). */
+  private quietLeft(now: number): number {
+    return this.demandEnded + this.quietMs - now;
   }
 
   /** Pumps again after `ms`, or once the byte budget holds the next background job. */
