@@ -526,7 +526,9 @@ export class FileReader {
       return each.map((e) => e.done);
     }
     const bytes = gap === IN_ORDER ? members.reduce((n, m) => n + m.end - m.start, 0) : spanBytes(members, gap);
-    const job = this.scheduler.schedule(priority, bytes, () =>
+    // Run as on-demand when a read raised the job while it waited: its bytes count as a
+    // read's, and its members are decoded at once, not deferred behind other work.
+    const job = this.scheduler.schedule(priority, bytes, (runsAs) =>
       fetchMembers(layer, this.rangesOnly(layer), members, gap, {
         put: async (digest, data) => {
           if (this.cache === undefined || this.cache.has(digest)) return;
@@ -536,11 +538,11 @@ export class FileReader {
           counters.requests += requests;
           counters.bytesFetched += bytes;
           if (requests === 1) this.link.observe(bytes, ms);
-          this.hooks.onFetched?.(layer, bytes, { priority, requests, ms, ranges: members.map((m) => [m.start, m.end] as const) });
+          this.hooks.onFetched?.(layer, bytes, { priority: runsAs, requests, ms, ranges: members.map((m) => [m.start, m.end] as const) });
           arrived?.();
           arrived = undefined;
         },
-      }, (i, m) => each[i]?.resolve(m), priority === ON_DEMAND ? undefined : this.decodes.defer),
+      }, (i, m) => each[i]?.resolve(m), runsAs === ON_DEMAND ? undefined : this.decodes.defer),
     );
     job.done.then(
       (rs) => rs.forEach((m, i) => each[i]?.resolve(m)),
@@ -606,7 +608,10 @@ export class FileReader {
   private readAhead(layer: LayerRow, node: ViewNode, off: number, end: number): void {
     const ahead = this.ahead.next(node.dataId, node.size, off, end);
     if (ahead === undefined) return;
-    const rows = this.table.chunks(node.dataId, ahead.from, ahead.to).filter((c) => c.chunk_offset + c.chunk_size > ahead.from);
+    // A chunk that starts before `end` is the read's own, loaded by the read itself. Read
+    // ahead of it, it became a prefetch job the read then joined: with the kernel's 128 KiB
+    // reads, a one-chunk file was fetched at prefetch priority, its decode deferred.
+    const rows = this.table.chunks(node.dataId, ahead.from, ahead.to).filter((c) => c.chunk_offset >= end);
     // A failed request is reported by fetch(); a reader that joins it gets the error.
     void this.warm(layer, rows, PREFETCH).catch(() => undefined);
   }

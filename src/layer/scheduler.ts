@@ -81,8 +81,11 @@ export class FetchScheduler {
     return this.schedule(priority, bytes, fn).done;
   }
 
-  /** As submit, with a handle to raise the job to on-demand while it still waits (a read joined it). */
-  schedule<T>(priority: Priority, bytes: number, fn: () => Promise<T>): Scheduled<T> {
+  /**
+   * As submit, with a handle to raise the job to on-demand while it still waits (a read
+   * joined it). `fn` is told the priority it runs at: on-demand when it was raised.
+   */
+  schedule<T>(priority: Priority, bytes: number, fn: (runsAs: Priority) => Promise<T>): Scheduled<T> {
     let job!: Job;
     let queue = priority;
     let started = false;
@@ -95,7 +98,7 @@ export class FetchScheduler {
           const p = queue;
           this.running[p]++;
           this.started[p]++;
-          fn()
+          fn(p)
             .then(resolve, reject)
             .finally(() => {
               this.running[p]--;

@@ -131,8 +131,10 @@ describe('fetch scheduler', () => {
     const job = track(s, log);
     const p1 = job('p1', PREFETCH);
     const g = gate();
-    const p2 = s.schedule(PREFETCH, 1, async () => {
+    let ranAs: number | undefined;
+    const p2 = s.schedule(PREFETCH, 1, async (runsAs) => {
       log.push('p2');
+      ranAs = runsAs;
       await g.promise;
     });
     await tick();
@@ -140,6 +142,7 @@ describe('fetch scheduler', () => {
     p2.promote();
     await tick();
     assert.deepEqual(log, ['p1', 'p2'], 'started in the on-demand slot');
+    assert.equal(ranAs, ON_DEMAND, 'and told it runs as on-demand work (its bytes are a read\'s, its decodes not deferred)');
     g.open();
     p1.gate.open();
     await Promise.all([p1.done, p2.done]);
