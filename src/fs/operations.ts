@@ -130,7 +130,9 @@ export class FsOperations {
     const root = view.root();
     this.rootIno = root.ino;
     this.rootNode = root;
-    this.nodes.set(ROOT, { lookups: Infinity, parent: 0, name: '' });
+    // Never forgotten (forget skips it); a small integer, not Infinity, so that every Known
+    // keeps `lookups` unboxed (one Infinity makes the field a heap number in all 200k).
+    this.nodes.set(ROOT, { lookups: 2 ** 30, parent: 0, name: '' });
     this.timer = opts.observeOp !== undefined ? new OpTimer(opts.observeOp) : undefined;
   }
 
