@@ -24,9 +24,10 @@ build: dist/.stamp build/Release/stargzfs_fuse.node
 build/Release/stargzfs_fuse.node: binding.gyp $(wildcard native/*.cc native/*.c) node_modules/.stamp
 	scripts/build-native.sh
 
-dist/.stamp: node_modules/.stamp $(TS_SOURCES) src/cli/stargzfs.sh scripts/bundle.sh
+dist/.stamp: node_modules/.stamp $(TS_SOURCES) $(shell find src -name '*.proto') src/cli/stargzfs.sh scripts/bundle.sh
 	npx tsc -p tsconfig.json
 	chmod +x dist/src/cli/main.js
+	rm -rf dist/src/snapshotter/proto && cp -r src/snapshotter/proto dist/src/snapshotter/proto
 	scripts/bundle.sh
 	@touch $@
 

@@ -32,6 +32,8 @@ export default tseslint.config(
   layerRule('convert', ['chunkcache', 'layer', 'fs', 'cli']),
   layerRule('metrics', ['toc', 'http', 'chunkcache', 'layer', 'fs', 'cli', 'convert']),
   layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
+  layerRule('service', ['cli', 'snapshotter']),
+  layerRule('snapshotter', ['cli']),
   {
     files: ['src/**/*.ts'],
     ignores: ['src/cli/**'],

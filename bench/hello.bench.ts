@@ -10,7 +10,7 @@
 //   BENCH_RUNS=3  BENCH_PROFILES=loopback,20ms-200mbit,80ms-50mbit  BENCH_SCENARIOS=…
 //   BENCH_CACHE=/var/tmp/stargzfs-bench (built root filesystems, kept between runs)
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startRegistry } from '../test/helpers/registry.js';
@@ -35,16 +35,10 @@ const work = mkdtempSync(join(tmpdir(), 'stargzfs-hello-'));
 let seq = 0;
 const fresh = (name: string): string => join(work, `${name}-${++seq}`);
 
-// Spare servers (`stargzfs spare`) for the "+ spare" variants wait here; every other
-// command is pointed at an empty directory, so that no spare of the machine's serves it.
-const SPARES = join(work, 'spares');
-const NO_SPARES = join(work, 'no-spares');
-const env = (spares: string): NodeJS.ProcessEnv => ({ ...process.env, STARGZFS_SPARE_DIR: spares });
-
 /** Runs a command; resolves when it exits 0. */
-function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean; spares?: string } = {}): Promise<string> {
+function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean } = {}): Promise<string> {
   return new Promise((res, rej) => {
-    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: env(opts.spares ?? NO_SPARES) });
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => void (opts.quiet ? undefined : (out += d.toString())));
@@ -53,15 +47,19 @@ function sh(cmd: string, args: readonly string[], opts: { quiet?: boolean; spare
     p.on('close', (code) => (code === 0 ? res(out) : rej(new Error(`${cmd} ${args.join(' ').slice(0, 300)}: exit ${code}: ${err.slice(-2000)}`))));
   });
 }
-const cli = (args: readonly string[], quiet = true, spares = NO_SPARES): Promise<string> => sh(CLI, args, { quiet, spares });
+const cli = (args: readonly string[], quiet = true): Promise<string> => sh(CLI, args, { quiet });
 
-let spareTaken = false;
-/** A spare waiting in SPARES: the replacement of the one the last run took, or a new one. Not timed. */
-async function spareReady(): Promise<void> {
-  const waiting = async (): Promise<number> => (JSON.parse(await cli(['spare', '--list', '--json'], false, SPARES)) as { pids: number[] }).pids.length;
-  for (let i = 0; spareTaken && i < 100 && (await waiting()) === 0; i++) await new Promise((r) => setTimeout(r, 100));
-  if ((await waiting()) === 0) await cli(['spare'], true, SPARES);
-  spareTaken = true;
+/** `stargzfs serve` on `root`, answering on ROOT/serve.sock; resolves with its stop. Not timed. */
+async function startServe(root: string): Promise<() => Promise<void>> {
+  mkdirSync(root, { recursive: true });
+  const p = spawn(CLI, ['serve', '--root', root, '--no-snapshotter'], { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => p.on('exit', () => r()));
+  for (let i = 0; i < 200 && !existsSync(join(root, 'serve.sock')); i++) await new Promise((r) => setTimeout(r, 50));
+  if (!existsSync(join(root, 'serve.sock'))) throw new Error(`stargzfs serve did not listen on ${root}/serve.sock`);
+  return async () => {
+    p.kill('SIGTERM');
+    await exited;
+  };
 }
 const dropCaches = async (): Promise<void> => {
   await sh('sync', []);
@@ -77,7 +75,7 @@ interface Scenario {
 }
 
 const reg = await startRegistry();
-// Ctrl-C or a kill ends the run in progress, then the registry, the spares and the work
+// Ctrl-C or a kill ends the run in progress, then the registry, the services and the work
 // directory go as at the end (the default action would leave them behind).
 let stopping: string | undefined;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
@@ -178,9 +176,9 @@ try {
         await sh(cmd, args, { quiet: true });
         return { seconds: (performance.now() - t0) / 1000, ready: (ready - t0) / 1000 };
       };
-      const lazy = (name: string, tag: string, flags: string[], learnFirst: boolean, spare = false): void => {
+      const lazy = (name: string, tag: string, flags: string[], learnFirst: boolean, service = false): void => {
         variants.push({
-          name: spare ? `${name} + spare` : name,
+          name: service ? `${name} + service` : name,
           run: async () => {
             const root = fresh('root');
             const mnt = fresh('mnt');
@@ -200,21 +198,23 @@ try {
               }
               await cli(['--root', root, 'cache', 'clear']);
             }
-            if (spare) await spareReady();
+            // The service is up before the clock starts, as on a node that runs it; the mount is handed to it.
+            const stopService = service ? await startServe(root) : undefined;
             try {
-              return await timed(() => cli(['--root', root, '--plain-http', 'mount', '--daemon', ...flags, ref, mnt], true, spare ? SPARES : NO_SPARES), mnt);
+              return await timed(() => cli(['--root', root, '--plain-http', 'mount', '--daemon', ...flags, ref, mnt]), mnt);
             } finally {
               await cli(['unmount', mnt]);
+              await stopService?.();
               rmSync(root, { recursive: true, force: true });
               rmSync(mnt, { recursive: true, force: true });
             }
           },
         });
       };
-      for (const spare of [false, true]) {
-        lazy('lazy', 'esgz', LAZY, false, spare);
-        lazy('landmark', `prio-${s.name}`, ['--no-learned-prefetch', '--no-background-fetch'], false, spare);
-        lazy('learned', 'esgz', ['--no-prefetch', '--no-background-fetch'], true, spare);
+      for (const service of [false, true]) {
+        lazy('lazy', 'esgz', LAZY, false, service);
+        lazy('landmark', `prio-${s.name}`, ['--no-learned-prefetch', '--no-background-fetch'], false, service);
+        lazy('learned', 'esgz', ['--no-prefetch', '--no-background-fetch'], true, service);
       }
       variants.push({
         name: 'full pull',
@@ -265,7 +265,6 @@ try {
   process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
   if (process.env['BENCH_REPORT'] !== undefined) writeReport(process.env['BENCH_REPORT'], out);
 } finally {
-  await cli(['spare', '--stop'], true, SPARES).catch(() => undefined);
   await reg.stop();
   rmSync(work, { recursive: true, force: true });
 }

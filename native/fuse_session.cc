@@ -35,7 +35,6 @@
 
 namespace stargzfs {
 void RegisterStdio(Napi::Env env, Napi::Object exports);  // native/stdio.cc
-void RegisterSpare(Napi::Env env, Napi::Object exports);  // native/spare.cc
 void RegisterMemory(Napi::Env env, Napi::Object exports);  // native/memory.cc
 }
 
@@ -771,7 +770,6 @@ class Session : public Napi::ObjectWrap<Session> {
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", Session::Init(env));
   stargzfs::RegisterStdio(env, exports);
-  stargzfs::RegisterSpare(env, exports);
   stargzfs::RegisterMemory(env, exports);
   return exports;
 }

@@ -9,11 +9,10 @@
 //
 // reserveHeap keeps buffers below 64 MiB in the heap and the heap from being trimmed
 // (freed memory is reused warm), then touches `bytes` of it on a pool thread and
-// frees them: the burst that follows starts on warm pages. Only a spare does that, while
-// it waits; in a server that has just started, the touching thread slowed the main
-// thread's start by as much as it later saved (page faults and the JIT's mprotect calls
-// contend for the process's memory map lock). releaseHeap, once the burst is over, gives
-// the memory back.
+// frees them: the burst that follows starts on warm pages. A server that has just
+// started passes 0: a touching thread slowed the main thread's start by as much as it
+// later saved (page faults and the JIT's mprotect calls contend for the process's memory
+// map lock). releaseHeap, once the burst is over, gives the memory back.
 #include <napi.h>
 
 #include <malloc.h>

@@ -20,6 +20,8 @@ npx esbuild dist/src/toc/import-worker.js --bundle --platform=node --format=esm 
   --outfile=dist/bundle/import-worker.mjs --log-level=warning \
   --external:better-sqlite3 --external:zstd-napi --external:pino-pretty \
   --banner:js="import { createRequire as __stargzfsRequire } from 'node:module'; const require = __stargzfsRequire(import.meta.url);"
+# containerd's snapshots API, loaded at run time by src/snapshotter/grpc-server.ts (../proto from a chunk).
+cp -r src/snapshotter/proto dist/bundle/proto
 chmod +x dist/bundle/stargzfs.mjs
 # The executable people run: a shell launcher in front of the bundle (src/cli/stargzfs.sh).
 install -m 0755 src/cli/stargzfs.sh dist/bundle/stargzfs

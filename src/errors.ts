@@ -23,7 +23,11 @@ export type ErrorCode =
   | 'SGZ_SYMLINK_LOOP'
   | 'SGZ_IS_A_DIRECTORY'
   | 'SGZ_CONFIG'
-  | 'SGZ_TAR';
+  | 'SGZ_TAR'
+  | 'SGZ_SNAPSHOT_NOT_FOUND'
+  | 'SGZ_SNAPSHOT_EXISTS'
+  | 'SGZ_SNAPSHOT_PRECONDITION'
+  | 'SGZ_SNAPSHOT_ARGUMENT';
 
 export interface ErrorContext {
   /** Layer blob digest the problem belongs to. */
@@ -261,4 +265,15 @@ export function fromWire(w: WireError): Error {
   Object.defineProperty(e, 'message', { value: w.message, writable: true, configurable: true });
   Object.defineProperty(e, 'stack', { value: w.stack, writable: true, configurable: true });
   return e;
+}
+
+/**
+ * containerd's snapshot errors (the snapshotter answers them as gRPC NotFound,
+ * AlreadyExists, FailedPrecondition and InvalidArgument; containerd maps those to its
+ * errdefs, and an AlreadyExists from Prepare means "this layer is there remotely").
+ */
+export class SnapshotError extends StargzfsError {
+  constructor(code: 'SGZ_SNAPSHOT_NOT_FOUND' | 'SGZ_SNAPSHOT_EXISTS' | 'SGZ_SNAPSHOT_PRECONDITION' | 'SGZ_SNAPSHOT_ARGUMENT', message: string) {
+    super(code, message);
+  }
 }

@@ -4,9 +4,7 @@
 // modules load (they are most of a process's start-up, and the server loads them again).
 // Started by the shell launcher (src/cli/stargzfs.sh, STARGZFS_DAEMON=sh), this process
 // is that server already. A mount's first registry requests go out from here too, while
-// the CLI loads (layer/early-fetch.ts). A spare (STARGZFS_SPARE=1, src/cli/spare.ts)
-// loads the CLI first and becomes such a server when a launcher hands it a mount.
-// Everything else, and any `mount` this cannot read plainly, goes to main.ts.
+// the CLI loads (layer/early-fetch.ts). Everything else, and any `mount` this cannot read plainly, goes to main.ts.
 import { closeSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultRoot, TOC_DEFAULTS } from '../config.js';
@@ -16,13 +14,6 @@ import { armReadyChannel, LOG_FILE_ENV, READY_FD_ENV } from './ready.js';
 import { redirectStdio, reserveHeap } from '../fs/fuse-binding.js';
 
 const EARLY_WIRE_WAIT_MS = 25;
-/**
- * Heap a spare warms for its mount's start-up burst (native/memory.cc): about what a
- * server touched anew while python3 started from a landmark region of 8 MB (17k page
- * faults, half of them gone with this). The mount gives it back once its prefetch is
- * over (commands/mount.ts).
- */
-const SPARE_HEAP_BYTES = 64 << 20;
 
 const root = (m: PlainMount): string =>
   m.root ?? defaultRoot({ uid: process.getuid?.() ?? 0, home: process.env['HOME'], xdgCacheHome: process.env['XDG_CACHE_HOME'], arch: process.arch });
@@ -46,8 +37,8 @@ async function serve(m: PlainMount | undefined): Promise<void> {
     // otherwise add to the first round trip; bounded for a registry slow to accept.
     await Promise.race([onWire, new Promise((resolve) => setTimeout(resolve, EARLY_WIRE_WAIT_MS).unref())]);
   }
-  // Freed buffers are reused warm (a spare has warmed the heap already). After the early
-  // requests: loading the addon for it takes a few milliseconds in a foreground mount.
+  // Freed buffers are reused warm (native/memory.cc). After the early requests: loading
+  // the addon for it takes a few milliseconds in a foreground mount.
   if (m !== undefined) void reserveHeap(0);
   armReadyChannel();
   await runCli();
@@ -63,25 +54,12 @@ async function serveLauncher(m: PlainMount, args: readonly string[], readyFd: nu
   await serve(m);
 }
 
-/** A spare: loads what a mount needs, then serves the mount a launcher hands it. */
-async function spare(): Promise<void> {
-  const { adoptClaim, becomeSpare } = await import('./spare.js');
-  const { claim, fd } = await becomeSpare(process.argv[1] as string, async () => {
-    await Promise.all([reserveHeap(SPARE_HEAP_BYTES), import('./main.js'), import('../layer/early-fetch.js'), import('./spare-warm.js').then((w) => w.warm())]);
-  });
-  adoptClaim(claim);
-  await serveLauncher(plainMount(claim.args) as PlainMount, claim.args, fd);
-}
-
 const args = process.argv.slice(2);
 const mount = plainMount(args);
 const fromShell = process.env['STARGZFS_DAEMON'] === 'sh';
 delete process.env['STARGZFS_DAEMON'];
 
-if (process.env['STARGZFS_SPARE'] === '1') {
-  delete process.env['STARGZFS_SPARE'];
-  await spare();
-} else if (fromShell && mount?.daemon !== true) {
+if (fromShell && mount?.daemon !== true) {
   // Arguments only the full CLI reads: the shell runs it in the foreground instead.
   writeSync(3, 'use-node\n');
   closeSync(3);

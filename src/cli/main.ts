@@ -1,11 +1,11 @@
 #!/usr/bin/env node
 // The composition root: argv → Config → commands. The only module that reads
 // process.env and process.argv.
-import { statfsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import yargs, { type Argv } from 'yargs';
+import { resolve } from 'node:path';
+import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { parseSize, resolveConfig, type Config } from '../config.js';
+import { config, globalOptions, mountOptions, viewOptions } from './options.js';
+import { parseSize } from '../config.js';
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { ConfigError } from '../errors.js';
@@ -21,70 +21,14 @@ import { fetchCommand } from './commands/fetch.js';
 import { profileClear, profileExport } from './commands/profile.js';
 import { mountCommand } from './commands/mount.js';
 import { statusCommand, unmountCommand } from './commands/unmount.js';
-import { spareCommand } from './commands/spare.js';
+import { serveCommand } from './commands/serve.js';
+import { answerOf, callService, controlSocket } from '../service/client.js';
+import type { MountInfo } from '../service/service.js';
 import { daemonize } from './daemon.js';
-import { isDaemonServer } from './ready.js';
+import { isDaemonServer, signalReady } from './ready.js';
 import { convertCommand, convertProgressLine } from './commands/convert.js';
 import { parsePrioritized } from '../convert/prioritized.js';
 import { parsePlatform } from '../http/image.js';
-
-interface GlobalArgs {
-  root?: string | undefined;
-  platform?: string | undefined;
-  'allow-unverified'?: boolean | undefined;
-  'log-level'?: string | undefined;
-  'log-format'?: string | undefined;
-  'max-toc-bytes'?: number | undefined;
-  'plain-http'?: boolean | undefined;
-  insecure?: boolean | undefined;
-  timeout?: number | undefined;
-  retries?: number | undefined;
-  'read-timeout'?: number | undefined;
-  'stall-timeout'?: number | undefined;
-  mirror?: string | string[] | undefined;
-  'cache-size'?: string | undefined;
-  'cache-memory'?: string | undefined;
-  prefetch?: boolean | undefined;
-  'learned-prefetch'?: boolean | undefined;
-  'background-fetch'?: boolean | undefined;
-  'background-bandwidth'?: string | undefined;
-}
-
-function config(argv: GlobalArgs): Config {
-  return resolveConfig(
-    {
-      root: argv.root,
-      platform: argv.platform,
-      allowUnverified: argv['allow-unverified'],
-      logLevel: argv['log-level'],
-      logFormat: argv['log-format'],
-      maxTocBytes: argv['max-toc-bytes'],
-      plainHttp: argv['plain-http'],
-      insecure: argv.insecure,
-      timeoutMs: argv.timeout !== undefined ? argv.timeout * 1000 : undefined,
-      retries: argv.retries,
-      readTimeoutMs: argv['read-timeout'] !== undefined ? argv['read-timeout'] * 1000 : undefined,
-      stallTimeoutMs: argv['stall-timeout'] !== undefined ? argv['stall-timeout'] * 1000 : undefined,
-      mirror: argv.mirror === undefined ? undefined : [argv.mirror].flat(),
-      cacheSize: argv['cache-size'],
-      cacheMemory: argv['cache-memory'],
-      prefetch: argv.prefetch,
-      learnedPrefetch: argv['learned-prefetch'],
-      backgroundFetch: argv['background-fetch'],
-      backgroundBandwidth: argv['background-bandwidth'],
-    },
-    {
-      uid: process.getuid?.() ?? 0,
-      home: process.env['HOME'],
-      xdgCacheHome: process.env['XDG_CACHE_HOME'],
-      arch: process.arch,
-      dockerConfig: process.env['DOCKER_CONFIG'],
-      // The --daemon child logs to a file: JSON there, whatever the parent's terminal.
-      stderrIsTTY: process.stderr.isTTY === true && !isDaemonServer(),
-      freeBytes: freeBytes(argv.root ?? (process.getuid?.() === 0 ? '/var/lib/stargzfs' : (process.env['XDG_CACHE_HOME'] ?? `${process.env['HOME'] ?? '/tmp'}/.cache`))),
-    },
-  );
-}
 
 /**
  * Our package.json's version. yargs looks for a package.json upwards from the working
@@ -107,27 +51,14 @@ function readPrioritized(path: string): string {
   }
 }
 
-/** Free bytes on the filesystem that holds `path` (or its nearest existing parent). */
-function freeBytes(path: string): number | undefined {
-  for (let p = resolve(path); ; p = dirname(p)) {
-    try {
-      const s = statfsSync(p);
-      return s.bavail * s.bsize;
-    } catch {
-      if (p === dirname(p)) return undefined;
-    }
-  }
-}
+const DEFAULT_SNAPSHOTTER_ADDRESS = '/run/stargzfs/snapshotter.sock';
 
-const viewOptions = <T>(y: Argv<T>) =>
-  y
-    .option('layer', { type: 'string', describe: "one layer's own tree instead of the merged image: index (0 = base, -1 = top) or digest prefix" })
-    .option('overlay', {
-      type: 'string',
-      choices: ['none', 'trusted', 'user', 'both'],
-      default: 'none',
-      describe: 'with --layer: show whiteouts and opaque dirs as overlayfs sees them (opaque xattr namespace)',
-    });
+/** Hands a `mount` command line to the service on `root`; undefined when none answers there. */
+async function handToService(root: string, args: readonly string[], cwd: string): Promise<MountInfo | undefined> {
+  const answer = await callService(controlSocket(root), 'POST', '/v1/mounts', { args: args.filter((a) => !/^--daemon(=|$)/.test(a)), cwd });
+  if (answer === undefined) return undefined;
+  return answerOf<MountInfo>(answer);
+}
 
 export async function main(args: string[]): Promise<number> {
   let exitCode: number = EXIT.ok;
@@ -152,28 +83,9 @@ export async function main(args: string[]): Promise<number> {
   // on a later error: 0.1 s of a mount's start-up. Our errors never show it (see fail()).
   (cli as unknown as { getInternalMethods(): { getUsageInstance(): { cacheHelpMessage(): void } } })
     .getInternalMethods().getUsageInstance().cacheHelpMessage = () => {};
-  await cli
+  await globalOptions(cli
     .scriptName('stargzfs')
-    .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an image reference (registry/repo[:tag][@digest], docker.io by default) or an OCI layout (oci:DIR[:TAG|@DIGEST]).')
-    .option('root', { type: 'string', describe: 'state root holding meta.db (default /var/lib/stargzfs for root, else $XDG_CACHE_HOME/stargzfs)' })
-    .option('platform', { type: 'string', describe: 'os/arch[/variant] to pick from a multi-platform image (default: this machine; convert: every platform, or a comma-separated list)' })
-    .option('allow-unverified', { type: 'boolean', describe: 'use layers whose TOC has no digest annotation (shown as unverified)' })
-    .option('log-level', { type: 'string', describe: 'fatal|error|warn|info|debug|trace|silent (logs go to stderr)', default: 'warn' })
-    .option('log-format', { type: 'string', choices: ['json', 'pretty'], describe: 'log lines as JSON or for people (default: pretty on a terminal, else JSON)' })
-    .option('plain-http', { type: 'boolean', describe: 'speak plain HTTP to the registry (always allowed for loopback registries)' })
-    .option('insecure', { type: 'boolean', describe: 'accept self-signed TLS certificates from the registry' })
-    .option('timeout', { type: 'number', describe: 'per-request timeout in seconds (default 30)' })
-    .option('retries', { type: 'number', describe: 'retries for connection errors, 429 and 5xx (default 4)' })
-    .option('read-timeout', { type: 'number', describe: 'seconds a file read waits for its bytes, retries included, before it fails with EIO (default 30)' })
-    .option('stall-timeout', { type: 'number', describe: 'seconds a registry response may send nothing before it is aborted and retried (default 5)' })
-    .option('mirror', { type: 'string', describe: 'REGISTRY=HOST[:PORT]: read REGISTRY’s images through this mirror first (repeatable, tried in order)' })
-    .option('cache-size', { type: 'string', describe: 'chunk cache quota, e.g. 2G (default: a fifth of the free disk, at least 512M)' })
-    .option('cache-memory', { type: 'string', describe: 'memory kept for recently used chunks, e.g. 256M (default 64M)' })
-    .option('prefetch', { type: 'boolean', describe: 'prefetch each layer’s landmark region (prioritized files); --no-prefetch: off' })
-    .option('learned-prefetch', { type: 'boolean', describe: 'prefetch the files earlier runs of this image read first; --no-learned-prefetch: off' })
-    .option('background-fetch', { type: 'boolean', describe: 'fetch the rest of every layer in the background; --no-background-fetch: off' })
-    .option('background-bandwidth', { type: 'string', describe: 'limit background fetch to this many bytes per second, e.g. 10M (default: unlimited)' })
-    .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
+    .usage('$0 <command> [options]\n\nLook inside container images (eStargz, stargz, zstd:chunked) without pulling them.\n<src> is an image reference (registry/repo[:tag][@digest], docker.io by default) or an OCI layout (oci:DIR[:TAG|@DIGEST]).'))
     .command(
       'inspect <src>',
       'show each layer: format, TOC, verification, prefetch region; NOT LAZY layers with the reason',
@@ -215,18 +127,19 @@ export async function main(args: string[]): Promise<number> {
     .command(
       'mount <src> <mountpoint>',
       'serve the image lazily through FUSE until unmounted: the merged image, or with --layer one layer ready for overlayfs',
-      (y) =>
-        y
-          .positional('src', { type: 'string', demandOption: true })
-          .positional('mountpoint', { type: 'string', demandOption: true })
-          .option('layer', { type: 'string', describe: 'serve one layer (index, 0 = base, -1 = top, or digest prefix), whiteouts and opaque dirs encoded for overlayfs' })
-          .option('userxattr', { type: 'boolean', default: false, describe: 'with --layer: opaque dirs as user.overlay.opaque (overlayfs -o userxattr) instead of trusted.overlay.opaque' })
-          .option('allow-other', { type: 'boolean', default: false, describe: 'let other users see the mount (FUSE allow_other)' })
-          .option('daemon', { type: 'boolean', default: false, describe: 'return once the mount serves (exit 0), or fail with the reason; the server stays in the background' })
-          .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at /metrics on HOST:PORT, :PORT (loopback) or unix:PATH' }),
+      (y) => mountOptions(y.positional('src', { type: 'string', demandOption: true }).positional('mountpoint', { type: 'string', demandOption: true })),
       (argv) =>
         run(async () => {
           const cfg = config(argv);
+          // A service on this root takes the mount: it serves it from now on, in its process.
+          const handed = await handToService(cfg.state.root, process.argv.slice(2), process.cwd());
+          if (handed !== undefined) {
+            const said = `stargzfs: mounted at ${handed.mountpoint} (by the service at ${controlSocket(cfg.state.root)})`;
+            // A --daemon server's launcher waits for its word; anyone else reads stderr.
+            if (isDaemonServer()) signalReady(handed.mountpoint, said);
+            else process.stderr.write(`${said}\n`);
+            return;
+          }
           if (argv.daemon) {
             exitCode = await daemonize(process.argv.slice(2).filter((a) => !/^--daemon(=|$)/.test(a)), cfg.state.root, argv.mountpoint);
             return;
@@ -244,21 +157,29 @@ export async function main(args: string[]): Promise<number> {
         }),
     )
     .command(
+      'serve',
+      'run the service: many mounts in one long-running process (`mount --root` hands them to it through ROOT/serve.sock) and containerd\'s snapshotter',
+      (y) =>
+        y
+          .option('snapshotter-address', { type: 'string', describe: 'serve containerd\'s snapshots API (proxy snapshotter) on this Unix socket (default /run/stargzfs/snapshotter.sock for root)' })
+          .option('snapshotter', { type: 'boolean', default: true, describe: '--no-snapshotter: no containerd snapshotter' }),
+      (argv) =>
+        run(() =>
+          serveCommand(config(argv), {
+            globals: argv,
+            adapters: async (service, cfg, log) => {
+              if (!argv.snapshotter || (argv['snapshotter-address'] === undefined && process.getuid?.() !== 0)) return [];
+              const { startSnapshotter } = await import('../snapshotter/adapter.js');
+              return [await startSnapshotter(service, cfg, log, argv['snapshotter-address'] ?? DEFAULT_SNAPSHOTTER_ADDRESS, argv['snapshotter-address'] !== undefined)];
+            },
+          }),
+        ),
+    )
+    .command(
       'unmount <mountpoint>',
       'unmount a stargzfs mount and wait for its server to exit',
       (y) => y.positional('mountpoint', { type: 'string', demandOption: true }),
       (argv) => run(() => unmountCommand(argv.mountpoint)),
-    )
-    .command(
-      'spare',
-      'start a spare server that the next `mount … --daemon` takes over (no Node start-up or CLI loading on its path); --list, --stop',
-      (y) =>
-        y
-          .option('count', { type: 'number', default: 1, describe: 'how many to start (each one taken is replaced after a moment)' })
-          .option('list', { type: 'boolean', default: false, describe: 'list the spares waiting' })
-          .option('stop', { type: 'boolean', default: false, describe: 'stop every spare waiting' })
-          .option('json', { type: 'boolean', default: false }),
-      (argv) => run(() => spareCommand(process.argv[1] as string, { count: argv.count, list: argv.list, stop: argv.stop, json: argv.json })),
     )
     .command(
       'status <mountpoint>',

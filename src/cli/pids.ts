@@ -1,4 +1,4 @@
-// Whether a process we were told about (a mount's server, a spare) still runs.
+// Whether a process we were told about (a mount's server) still runs.
 export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);

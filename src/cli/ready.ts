@@ -32,10 +32,10 @@ export function armReadyChannel(): void {
 export const isDaemonServer = (): boolean => process.env[READY_FD_ENV] !== undefined;
 
 /** The mount serves: tell the launcher, which then exits 0 and leaves us running. */
-export function signalReady(mountpoint: string): void {
+export function signalReady(mountpoint: string, shown?: string): void {
   if (fd === undefined) return;
   const log = process.env[LOG_FILE_ENV];
-  say(`stargzfs: mounted at ${mountpoint} (pid ${process.pid}${log !== undefined ? `, log ${log}` : ''})\nready\n`);
+  say(`${shown ?? `stargzfs: mounted at ${mountpoint} (pid ${process.pid}${log !== undefined ? `, log ${log}` : ''})`}\nready\n`);
   closeSync(fd);
   fd = undefined;
 }

@@ -10,10 +10,10 @@
 # `use-node` when it would rather the full CLI ran the daemon (arguments it does not
 # read plainly). Anything it printed before that (a crash at start) arrives here too.
 #
-# A spare server waiting (`stargzfs spare`, src/cli/spare.ts) is handed the mount first,
-# through native/spare_client.c: it says the same lines on its socket, and the mount
-# starts without a Node start-up or the CLI's loading. Exit 75 from the client: no spare
-# took it, and the server is started here as without spares.
+# A service on the mount's state root (`stargzfs serve`, src/service/) is handed any
+# `mount` first, through native/serve_client.c: it answers with the same lines, and the
+# mount is made in the service's process, without a Node start-up. Exit 75 from the
+# client: no service there, and the mount runs on its own as without a service.
 # Where the bundle is: through the symlink `make install` puts on the PATH, or here. The
 # test is a builtin; `readlink` is a fork and an exec, a millisecond or two of every mount.
 if [ -L "$0" ]; then
@@ -27,21 +27,27 @@ fi
 main="${self%/*}/stargzfs.mjs"
 node=${STARGZFS_NODE:-node}
 
-daemon=
+daemon= mount=
 for a in "$@"; do
   case $a in
     --daemon | --daemon=true) daemon=1 ;;
+    mount) mount=1 ;;
     --) break ;;
   esac
 done
-[ -n "$daemon" ] || exec "$node" "$main" "$@"
 
-client="${self%/*}/../../build/Release/stargzfs-spare-client"
 said=
-if [ -x "$client" ]; then
-  said=$("$client" "$main" "$@" </dev/null) || said=
+# A service on the mount's state root takes it (src/service/control.ts): no Node start-up.
+if [ -n "$mount" ]; then
+  client="${self%/*}/../../build/Release/stargzfs-serve-client"
+  if [ -x "$client" ]; then
+    said=$("$client" "$@" </dev/null) || said=
+  fi
 fi
-[ -n "$said" ] || said=$(STARGZFS_DAEMON=sh setsid "$node" "$main" "$@" 3>&1 2>&1 >/dev/null </dev/null &)
+if [ -z "$said" ]; then
+  [ -n "$daemon" ] || exec "$node" "$main" "$@"
+  said=$(STARGZFS_DAEMON=sh setsid "$node" "$main" "$@" 3>&1 2>&1 >/dev/null </dev/null &)
+fi
 status=${said##*"
 "}
 shown=${said%"$status"}

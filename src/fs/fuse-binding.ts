@@ -86,9 +86,6 @@ export interface SessionTuning {
 interface Addon {
   Session: new (mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning) => FuseSession;
   redirectStdio(path: string): void;
-  listenSpare(path: string): number;
-  acceptClaim(fd: number): Promise<{ fd: number; request: Buffer }>;
-  stopListening(fd: number): void;
   reserveHeap(bytes: number): Promise<boolean>;
   releaseHeap(): void;
   trimHeap(): void;
@@ -119,24 +116,6 @@ export function redirectStdio(path: string): void {
   addon.redirectStdio(path);
 }
 
-/** A spare server's listening socket at `path` (see native/spare.cc); returns its fd. */
-export function listenSpare(path: string): number {
-  addon ??= loadAddon();
-  return addon.listenSpare(path);
-}
-
-/** The first whole request from this user on a spare's socket: the connection's (blocking) fd and the bytes. */
-export function acceptClaim(fd: number): Promise<{ fd: number; request: Buffer }> {
-  addon ??= loadAddon();
-  return addon.acceptClaim(fd);
-}
-
-/** Wakes acceptClaim on `fd`, which rejects ("stopped"). */
-export function stopListening(fd: number): void {
-  addon ??= loadAddon();
-  addon.stopListening(fd);
-}
-
 /**
  * Keeps the malloc heap from shrinking, and warms `bytes` of it on a pool thread, for a
  * mount's start-up burst (native/memory.cc says why). The settings hold at once; the
@@ -159,11 +138,6 @@ export function releaseHeap(): void {
 export function trimHeap(): void {
   addon ??= loadAddon();
   addon.trimHeap();
-}
-
-/** Loads the addon now (a spare does, so that a mount it serves does not wait for it). */
-export function preloadAddon(): void {
-  addon ??= loadAddon();
 }
 
 /** Mounts and starts serving; requests arrive at `handler` on the main thread. */

@@ -29,7 +29,7 @@ function fetchKilledAfter(root: string, ref: string, killMs: number): Promise<{ 
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     const child = spawn(launcherPath, ['fetch', '--root', root, '--log-level', 'silent', ref], {
-      stdio: 'ignore', env: { ...process.env, STARGZFS_NODE: process.execPath, STARGZFS_SPARE_DIR: '/nonexistent' },
+      stdio: 'ignore', env: { ...process.env, STARGZFS_NODE: process.execPath },
     });
     let killed = false;
     const timer = setTimeout(() => {

@@ -202,7 +202,7 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
     const fake = join(fresh('bin'), 'node');
     mkdirSync(join(fake, '..'), { recursive: true });
     writeFileSync(fake, '#!/bin/sh\necho "first line of a crash" >&2\necho "last line of a crash" >&2\nexit 9\n', { mode: 0o755 });
-    const r = spawnSync(launcherPath, ['mount', '--daemon', 'oci:/nowhere:x', mnt], { env: { ...process.env, STARGZFS_SPARE_DIR: '/nonexistent/stargzfs-test-spares', STARGZFS_NODE: fake } });
+    const r = spawnSync(launcherPath, ['mount', '--daemon', 'oci:/nowhere:x', mnt], { env: { ...process.env, STARGZFS_NODE: fake } });
     assert.equal(r.status, 1);
     assert.match(r.stderr.toString(), /first line of a crash\nlast line of a crash\nstargzfs: the mount's server ended before it served/);
   });

@@ -13,7 +13,7 @@ import { entries } from '../helpers/entries.js';
 import { serveImage, type ServedImage } from '../helpers/served-image.js';
 import { forceUnmount, mountDaemon, type TestMount } from '../helpers/mount.js';
 import { runCli } from '../helpers/cli.js';
-import { mountInfo } from '../../src/cli/mountpoint.js';
+import { mountInfo } from '../../src/service/mountpoint.js';
 import { alive } from '../../src/cli/pids.js';
 
 const READERS = 16;

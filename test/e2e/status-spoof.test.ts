@@ -11,7 +11,7 @@ import { serveImage, type ServedImage } from '../helpers/served-image.js';
 import { mountDaemon, type TestMount } from '../helpers/mount.js';
 import { runCli } from '../helpers/cli.js';
 import { alive } from '../../src/cli/pids.js';
-import { mountInfo } from '../../src/cli/mountpoint.js';
+import { mountInfo } from '../../src/service/mountpoint.js';
 import { STATUS_DIR_INO } from '../../src/fs/operations.js';
 
 const FORGED = JSON.stringify({ pid: 1, image: 'evil.example/forged:latest', manifest: 'sha256:forged', startedAt: '2000-01-01T00:00:00Z', metrics: null, mountpoint: '/', layers: [] });

@@ -15,8 +15,7 @@ export interface CliResult {
 export function runCli(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; nodeArgs?: readonly string[]; node?: boolean; cwd?: string } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const direct = opts.node === true || opts.nodeArgs !== undefined;
-    // No spare of the machine's serves a test's mount unless the test brings its own (test/e2e/spare.test.ts).
-    const env = { STARGZFS_SPARE_DIR: '/nonexistent/stargzfs-test-spares', ...(opts.env ?? process.env), STARGZFS_NODE: process.execPath };
+    const env = { ...(opts.env ?? process.env), STARGZFS_NODE: process.execPath };
     const child = direct
       ? spawn(process.execPath, [...(opts.nodeArgs ?? []), cliPath, ...args], { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(launcherPath, args, { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { withImage } from '../../src/cli/context.js';
-import { inspectReport } from '../../src/cli/commands/inspect.js';
+import { inspectReport } from '../../src/layer/report.js';
 import { resolvePath } from '../../src/toc/view.js';
 import { OCI_LAYER_ZSTD } from '../../src/http/media-types.js';
 import { entries } from '../helpers/entries.js';

@@ -3,7 +3,7 @@
 import { describe, it, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { withImage } from '../../src/cli/context.js';
-import { inspectReport } from '../../src/cli/commands/inspect.js';
+import { inspectReport } from '../../src/layer/report.js';
 import { resolvePath } from '../../src/toc/view.js';
 import type { Config } from '../../src/config.js';
 import { footer } from '../../src/toc/writer.js';

@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { withImage, type CommandContext } from '../../src/cli/context.js';
-import { inspectReport } from '../../src/cli/commands/inspect.js';
+import { inspectReport } from '../../src/layer/report.js';
 import { isDir, resolvePath, type ImageView, type ViewNode } from '../../src/toc/view.js';
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../../src/toc/inode-db.js';
 import { cleanName } from '../../src/toc/names.js';

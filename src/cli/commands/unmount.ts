@@ -5,11 +5,12 @@
 // for the mount.
 import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { detach, mountInfo } from '../mountpoint.js';
+import { detach, mountInfo } from '../../service/mountpoint.js';
 import { STATUS_DIR, STATUS_FILE, STATUS_FILE_INO } from '../../fs/operations.js';
 import { NotFoundError } from '../../errors.js';
 import { mib, write, writeJson } from '../output.js';
 import { alive } from '../pids.js';
+import { answerOf, callService } from '../../service/client.js';
 import type { CacheHealth } from '../../chunkcache/chunk-store.js';
 
 interface StatusJson {
@@ -26,6 +27,8 @@ interface StatusJson {
   }>;
   /** Absent from servers older than the cache section. */
   cache?: CacheHealth;
+  /** Set when a service (`stargzfs serve`) serves the mount. */
+  service?: { pid: number; controlSocket: string };
 }
 
 /** "major:minor" as /proc/self/mountinfo writes a device number (Linux's dev_t encoding). */
@@ -58,11 +61,21 @@ function readStatus(mountpoint: string): StatusJson {
 export async function unmountCommand(mountpoint: string): Promise<void> {
   if (mountInfo(mountpoint)?.fstype !== 'fuse.stargzfs') throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
   let pid: number | undefined;
+  let status: StatusJson | undefined;
   try {
-    const p = readStatus(mountpoint).pid;
-    pid = Number.isSafeInteger(p) && p > 1 ? p : undefined;
+    status = readStatus(mountpoint);
+    pid = Number.isSafeInteger(status.pid) && status.pid > 1 ? status.pid : undefined;
   } catch {
     pid = undefined; // a dead mount: detaching it is all there is to do
+  }
+  if (status?.service !== undefined) {
+    // The service's mount: it detaches it and answers once the mount is gone (its process stays).
+    const answer = await callService(status.service.controlSocket, 'DELETE', `/v1/mounts?mountpoint=${encodeURIComponent(status.mountpoint)}`);
+    if (answer !== undefined) {
+      answerOf(answer);
+      return;
+    }
+    pid = undefined;
   }
   detach(mountpoint);
   // The serving process ends when its session does; wait for it so a caller can reuse the mountpoint.
@@ -79,7 +92,7 @@ function cacheLine(c: CacheHealth): string {
 export async function statusCommand(mountpoint: string, json: boolean): Promise<void> {
   const s = readStatus(mountpoint);
   if (json) return writeJson(s);
-  const lines = [`${s.mountpoint}: ${s.image} (${s.manifest}), pid ${s.pid}, since ${s.startedAt}${s.metrics ? `, metrics at ${s.metrics}` : ''}`];
+  const lines = [`${s.mountpoint}: ${s.image} (${s.manifest}), ${s.service !== undefined ? 'service ' : ''}pid ${s.pid}, since ${s.startedAt}${s.metrics ? `, metrics at ${s.metrics}` : ''}`];
   for (const l of s.layers) {
     const what = l.lazy ? `${l.format}${l.verified ? '' : ' UNVERIFIED'}` : `NOT LAZY: ${l.notLazyReason ?? l.lastError?.message ?? 'unreadable'}`;
     const phases = l.prefetch !== null ? Object.entries(l.prefetch).map(([k, v]) => `${k} ${v}`).join(', ') : '';

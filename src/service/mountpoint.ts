@@ -31,18 +31,46 @@ export function detach(mountpoint: string): void {
   }
 }
 
-/** What is mounted exactly at `mountpoint` (the last mount there), from /proc without touching the mount itself. */
-export function mountInfo(mountpoint: string): { dev: string; fstype: string } | undefined {
-  const want = resolve(mountpoint);
-  let found: { dev: string; fstype: string } | undefined;
+interface MountEntry {
+  readonly at: string;
+  readonly dev: string;
+  readonly fstype: string;
+}
+
+/** The mount table, from /proc without touching any mount. */
+function mountTable(): MountEntry[] {
+  const out: MountEntry[] = [];
   for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
     const f = line.split(' ');
     const sep = f.indexOf('-');
     if (sep < 0) continue;
     const at = (f[4] ?? '').replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
-    if (at === want) found = { dev: f[2] ?? '', fstype: f[sep + 1] ?? '' };
+    out.push({ at, dev: f[2] ?? '', fstype: f[sep + 1] ?? '' });
   }
-  return found;
+  return out;
+}
+
+/** What is mounted exactly at `mountpoint` (the last mount there). */
+export function mountInfo(mountpoint: string): { dev: string; fstype: string } | undefined {
+  const want = resolve(mountpoint);
+  return mountTable().filter((m) => m.at === want).at(-1);
+}
+
+/** The mountpoints at or below `dir`, deepest first. */
+export function mountsUnder(dir: string): string[] {
+  const want = resolve(dir);
+  return [...new Set(mountTable().map((m) => m.at).filter((at) => at === want || at.startsWith(`${want}/`)))].sort((a, b) => b.length - a.length);
+}
+
+/** Detaches everything mounted at or below `dir` (lazily: open files keep their mounts alive until closed). */
+export function unmountTree(dir: string): void {
+  for (const at of mountsUnder(dir)) {
+    try {
+      execFileSync('umount', ['-l', at], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch {
+      // Gone meanwhile, or not ours to take off: the caller checks what is left.
+    }
+  }
 }
 
 /**

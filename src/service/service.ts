@@ -1,0 +1,158 @@
+// The long-running service: many mounts in one process over one state (meta.db, chunk
+// cache, TOC index), so that a mount costs a lookup and a FUSE mount, not a process start.
+// Mounts come from the control socket (`stargzfs mount` hands them over) and from the
+// runtime adapters (the containerd snapshotter); each is a MountedImage.
+import type { Logger } from '../log.js';
+import type { Config } from '../config.js';
+import { ImageError, NotFoundError } from '../errors.js';
+import { MountedImage, type MountParts, type MountSpec } from './mounted-image.js';
+
+/** A mount as the control socket or an adapter asks for it. */
+export interface MountRequest {
+  readonly src: string;
+  readonly spec: MountSpec;
+  /** This mount's configuration: the service's defaults with the request's own options over them. */
+  readonly config: Config;
+  /** Open only this layer (a digest) of the image, and only if it is lazily readable (a runtime adapter's layer mount). */
+  readonly onlyLayer?: string | undefined;
+}
+
+export interface OpenedImage {
+  readonly parts: MountParts;
+  close(): Promise<void>;
+}
+
+export interface ServiceDeps {
+  readonly log: Logger;
+  /** Opens an image over the service's shared state (the composition root builds it). */
+  openImage(config: Config, src: string, opts: { layer?: string }): Promise<OpenedImage>;
+  /** What status.json says about the service (its pid, its control socket). */
+  readonly identity: Record<string, unknown>;
+}
+
+/** A runtime adapter the service runs beside its control socket (containerd's snapshotter): started after the service, stopped before it. */
+export interface ServiceAdapter {
+  readonly name: string;
+  close(): Promise<void>;
+  status(): Record<string, unknown>;
+}
+
+export interface MountInfo {
+  readonly mountpoint: string;
+  readonly image: string;
+  readonly manifest: string;
+  readonly layer: string | null;
+  readonly startedAt: string;
+}
+
+interface Entry {
+  readonly mounted: MountedImage;
+  readonly opened: OpenedImage;
+  /** Settles when the mount is gone and everything it held is closed. */
+  readonly gone: Promise<void>;
+}
+
+export class Service {
+  private readonly mounts = new Map<string, Entry>();
+  /** Mountpoints being mounted now: a second request for one waits for the first to settle. */
+  private readonly starting = new Map<string, Promise<unknown>>();
+  private readonly log: Logger;
+  private closed = false;
+
+  constructor(private readonly deps: ServiceDeps) {
+    this.log = deps.log.child({ mod: 'service' });
+  }
+
+  /** Mounts and returns once the tree is visible. Errors name the image, layer or mountpoint. */
+  async mount(req: MountRequest): Promise<MountInfo> {
+    if (this.closed) throw new ImageError('the service is stopping');
+    const at = req.spec.mountpoint;
+    await this.starting.get(at)?.catch(() => undefined);
+    if (this.mounts.has(at)) throw new ImageError('already a mount of this service (unmount it first)', { path: at });
+    const starting = this.start(req);
+    this.starting.set(at, starting);
+    try {
+      return await starting;
+    } finally {
+      this.starting.delete(at);
+    }
+  }
+
+  private async start(req: MountRequest): Promise<MountInfo> {
+    const t0 = performance.now();
+    const opened = await this.deps.openImage(req.config, req.src, req.onlyLayer !== undefined ? { layer: req.onlyLayer } : {});
+    let mounted: MountedImage;
+    try {
+      mounted = await MountedImage.start(opened.parts, req.spec, () => ({ service: this.deps.identity }));
+    } catch (err) {
+      await opened.close();
+      throw err;
+    }
+    const gone = mounted.ended.then(async (why) => {
+      this.log.info({ mountpoint: req.spec.mountpoint, why }, 'mount ended');
+      await mounted.close();
+      await opened.close();
+      if (this.mounts.get(req.spec.mountpoint)?.mounted === mounted) this.mounts.delete(req.spec.mountpoint);
+    });
+    this.mounts.set(req.spec.mountpoint, { mounted, opened, gone });
+    this.log.info({ mountpoint: req.spec.mountpoint, image: opened.parts.image.resolved.ref, layer: req.spec.layer, ms: Math.round(performance.now() - t0) }, 'mounted');
+    return this.info(req.spec.mountpoint, mounted);
+  }
+
+  private info(mountpoint: string, m: MountedImage): MountInfo {
+    return {
+      mountpoint,
+      image: m.image.resolved.ref,
+      manifest: m.image.resolved.manifestDigest,
+      layer: m.spec.layer ?? null,
+      startedAt: m.startedAt,
+    };
+  }
+
+  /**
+   * Detaches the mount: open files finish, and the session ends when the last one is
+   * closed. Waits until then unless `wait` is false.
+   */
+  async unmount(mountpoint: string, opts: { wait?: boolean } = {}): Promise<void> {
+    await this.starting.get(mountpoint)?.catch(() => undefined);
+    const e = this.mounts.get(mountpoint);
+    if (e === undefined) throw notMounted(mountpoint);
+    e.mounted.detach(false);
+    if (opts.wait !== false) await e.gone;
+  }
+
+  has(mountpoint: string): boolean {
+    return this.mounts.has(mountpoint);
+  }
+
+  list(): MountInfo[] {
+    return [...this.mounts.entries()].map(([at, e]) => this.info(at, e.mounted));
+  }
+
+  status(mountpoint: string): Record<string, unknown> {
+    const e = this.mounts.get(mountpoint);
+    if (e === undefined) throw notMounted(mountpoint);
+    return e.mounted.status({ service: this.deps.identity });
+  }
+
+  /**
+   * Unmounts everything: reads fail with EIO from now on (a stop is a stop), the sessions
+   * end once readers let go or after `graceMs`.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.closed = true;
+    await Promise.all([...this.starting.values()].map((p) => p.catch(() => undefined)));
+    const entries = [...this.mounts.values()];
+    for (const e of entries) e.mounted.detach(true);
+    const timer = setTimeout(() => {
+      for (const e of entries) e.mounted.end();
+    }, graceMs);
+    try {
+      await Promise.all(entries.map((e) => e.gone.catch((err: unknown) => this.log.warn({ err }, 'a mount did not close cleanly'))));
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const notMounted = (mountpoint: string): NotFoundError => new NotFoundError({ path: `${mountpoint} (no mount of this service there)` });
