@@ -122,18 +122,27 @@ export class Snapshotter {
     const worker = async (): Promise<void> => {
       while (next < rows.length) {
         const r = rows[next++] as SnapshotRow;
-        const fs = this.fsDir(r.id);
-        await mkdir(fs, { recursive: true });
-        const res = await this.remote.mount(fs, r.labels).catch((err: unknown) => ({ ok: false as const, reason: (err as Error).message }));
-        if (res.ok) mounted++;
-        else {
-          failed++;
-          this.log.error({ key: r.key, reason: res.reason }, 'remote snapshot not mounted again; containers using it see an empty layer until it is');
-        }
+        await this.restoreOne(r).then((ok) => (ok ? mounted++ : failed++));
       }
     };
     await Promise.all(Array.from({ length: Math.min(RESTORE_PARALLEL, rows.length) }, worker));
     return { mounted, failed };
+  }
+
+  private async restoreOne(r: SnapshotRow): Promise<boolean> {
+    const fs = this.fsDir(r.id);
+    try {
+      // A dead mount left by a killed service is there (ENOTCONN): the provider replaces it.
+      await mkdir(fs, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOTCONN') throw err;
+      });
+      const res = await this.remote.mount(fs, r.labels);
+      if (!res.ok) this.log.error({ key: r.key, reason: res.reason }, 'remote snapshot not mounted again; containers using it see an empty layer until it is');
+      return res.ok;
+    } catch (err) {
+      this.log.error({ key: r.key, err }, 'remote snapshot not mounted again; containers using it see an empty layer until it is');
+      return false;
+    }
   }
 
   private async create(kind: Kind, key: string, parent: string, labels: Record<string, string>): Promise<SnapshotRow> {

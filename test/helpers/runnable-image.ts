@@ -24,7 +24,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     int fd = open(argv[i], O_RDONLY);
     if (fd < 0) { printf("%s missing\\n", argv[i]); continue; }
-    uint64_t h = 1469598103934665603ULL, n = 0;
+    uint64_t h = 14695981039346656037ULL, n = 0;
     ssize_t r;
     while ((r = read(fd, buf, sizeof buf)) > 0) {
       for (ssize_t j = 0; j < r; j++) { h ^= buf[j]; h *= 1099511628211ULL; }
