@@ -9,6 +9,9 @@ packages=(
   curl                          # the baseline of the ranged-GET benchmark
   openssl                       # the token-auth tests make a signing certificate
   fuse3 libfuse3-dev            # the FUSE addon (native/) builds against libfuse3 and mounts with it
+  containerd runc               # the snapshotter's e2e test runs containers through a real containerd
+  stargz-snapshotter            # ctr-remote: the lazy pull (`i rpull`) the snapshotter test drives
+  libc6-dev                     # a static test binary for those containers (cc -static)
 )
 
 missing=()

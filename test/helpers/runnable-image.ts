@@ -18,26 +18,45 @@ const CHECK_C = `
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
-int main(int argc, char** argv) {
+static void check(const char* path) {
   static unsigned char buf[1 << 16];
-  for (int i = 1; i < argc; i++) {
-    int fd = open(argv[i], O_RDONLY);
-    if (fd < 0) { printf("%s missing\\n", argv[i]); continue; }
-    uint64_t h = 14695981039346656037ULL, n = 0;
-    ssize_t r;
-    while ((r = read(fd, buf, sizeof buf)) > 0) {
-      for (ssize_t j = 0; j < r; j++) { h ^= buf[j]; h *= 1099511628211ULL; }
-      n += (uint64_t)r;
+  int fd = open(path, O_RDONLY);
+  if (fd < 0) { printf("%s missing\\n", path); return; }
+  uint64_t h = 14695981039346656037ULL, n = 0;
+  ssize_t r;
+  while ((r = read(fd, buf, sizeof buf)) > 0) {
+    for (ssize_t j = 0; j < r; j++) { h ^= buf[j]; h *= 1099511628211ULL; }
+    n += (uint64_t)r;
+  }
+  if (r < 0) printf("%s error\\n", path);
+  else printf("%s %llu %016llx\\n", path, (unsigned long long)n, (unsigned long long)h);
+  close(fd);
+}
+/* check FILE...  or  check --rounds N --sleep-ms MS FILE...: the same files read N times. */
+int main(int argc, char** argv) {
+  int first = 1, rounds = 1, ms = 0;
+  if (argc > 5 && strcmp(argv[1], "--rounds") == 0 && strcmp(argv[3], "--sleep-ms") == 0) {
+    rounds = atoi(argv[2]);
+    ms = atoi(argv[4]);
+    first = 5;
+  }
+  for (int k = 0; k < rounds; k++) {
+    if (k > 0) {
+      struct timespec t = { ms / 1000, (long)(ms % 1000) * 1000000L };
+      nanosleep(&t, NULL);
     }
-    close(fd);
-    printf("%s %llu %016llx\\n", argv[i], (unsigned long long)n, (unsigned long long)h);
+    for (int i = first; i < argc; i++) check(argv[i]);
+    fflush(stdout);
   }
   return 0;
 }
 `;
 
-/** What \`check\` prints for these bytes. */
+/** What `check` prints for these bytes. */
 export function fnv1a64(b: Buffer): string {
   let h = 0xcbf29ce484222325n;
   for (const byte of b) {
