@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 TS_SOURCES := $(shell find src test bench scripts -name '*.ts' 2>/dev/null) tsconfig.json
 TEST_TIMEOUT ?= 600000
 
-.PHONY: setup system-deps deps build test soak fuzz lint bench bench-steady bench-hello demo install uninstall clean
+.PHONY: setup system-deps deps build test soak fuzz lint bench bench-steady bench-service bench-hello demo install uninstall clean
 
 ## setup: install Debian packages and npm dependencies, build everything
 setup: system-deps deps build
@@ -68,6 +68,7 @@ bench: setup
 	node dist/bench/convert.bench.js | tee bench/results/convert.json
 	BENCH_REPORT=bench/report node dist/bench/hello.bench.js | tee bench/results/hello-$$(date +%F).json
 	node dist/bench/steady.bench.js | tee bench/results/steady.json
+	node dist/bench/service.bench.js | tee bench/results/service.json
 	bench/reference.sh
 
 ## bench-steady: steady state against the local disk, then beside the reference when its kit is set up
@@ -75,6 +76,11 @@ bench-steady: setup
 	@mkdir -p bench/results
 	node dist/bench/steady.bench.js | tee bench/results/steady.json
 	bench/reference.sh
+
+## bench-service: the service: RSS and descriptors per mounted layer (200 layers), mount latency with and without it
+bench-service: setup
+	@mkdir -p bench/results
+	node dist/bench/service.bench.js | tee bench/results/service.json
 
 ## bench-hello: only the start-up benchmark (report in bench/report/hello.md)
 bench-hello: setup

@@ -13,6 +13,7 @@ export interface GlobalArgs {
   'log-level'?: string | undefined;
   'log-format'?: string | undefined;
   'max-toc-bytes'?: number | undefined;
+  'neighbour-bytes'?: string | undefined;
   'plain-http'?: boolean | undefined;
   insecure?: boolean | undefined;
   timeout?: number | undefined;
@@ -37,6 +38,7 @@ export function config(argv: GlobalArgs): Config {
       logLevel: argv['log-level'],
       logFormat: argv['log-format'],
       maxTocBytes: argv['max-toc-bytes'],
+      neighbourBytes: argv['neighbour-bytes'],
       plainHttp: argv['plain-http'],
       insecure: argv.insecure,
       timeoutMs: argv.timeout !== undefined ? argv.timeout * 1000 : undefined,
@@ -106,7 +108,8 @@ export const globalOptions = <T>(y: Argv<T>) =>
     .option('learned-prefetch', { type: 'boolean', describe: 'prefetch the files earlier runs of this image read first; --no-learned-prefetch: off' })
     .option('background-fetch', { type: 'boolean', describe: 'fetch the rest of every layer in the background; --no-background-fetch: off' })
     .option('background-bandwidth', { type: 'string', describe: 'limit background fetch to this many bytes per second, e.g. 10M (default: unlimited)' })
-    .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true });
+    .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
+    .option('neighbour-bytes', { type: 'string', describe: 'bytes fetched after a miss along with it, e.g. 256K, or auto (default: what arrives within a round trip)', hidden: true });
 
 export const mountOptions = <T>(y: Argv<T>) =>
   y

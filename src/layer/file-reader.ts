@@ -13,6 +13,7 @@ import {
   chunkKey, fetchMembers, groupMembers, groupMembersInOrder, IN_ORDER, memberKey, spanBytes, type ChunkFailure, type DecodedMember, type Grouping, type Member,
 } from './members.js';
 import { LinkEstimator } from './link-estimator.js';
+import { NeighbourYield } from './neighbour-yield.js';
 import { DecodeQueue } from './decode-queue.js';
 import { isLargeChunk, LargeChunks, type LargeChunkCache } from './large-chunk.js';
 import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
@@ -110,6 +111,8 @@ export class FileReader {
   private readonly layers = new Map<number, LayerRow>();
   /** Round trip and bandwidth seen by this reader's fetches, for the neighbour window. */
   readonly link = new LinkEstimator(MIN_NEIGHBOURS, MAX_NEIGHBOURS);
+  /** The share of neighbour bytes that reads used, which scales the neighbour window. */
+  readonly neighbourYield = new NeighbourYield();
   /** Decodes of members fetched for no read in particular (neighbours, prefetch, background). */
   private readonly decodes = new DecodeQueue();
   /** Chunks too large to hold in memory: streamed, and read by range from the cache. */
@@ -245,6 +248,7 @@ export class FileReader {
         parts[i] = p;
       } else {
         const hit = await this.cachedSlice(c, from, to);
+        if (c.digest !== null) this.neighbourYield.read(c.digest);
         if (hit !== undefined) {
           counters.cacheHits++;
           parts[i] = hit;
@@ -406,6 +410,7 @@ export class FileReader {
         throw new TocFormatError(`chunk at ${c.chunk_offset} has no chunkDigest to verify it against`, { ...ctx, offset: c.chunk_offset });
       }
       const hit = c.digest !== null && this.cache !== undefined ? await this.cache.get(c.digest, c.chunk_size) : undefined;
+      if (c.digest !== null && priority === ON_DEMAND) this.neighbourYield.read(c.digest);
       if (hit !== undefined) {
         counters.cacheHits++;
         out.push(hit);
@@ -483,7 +488,7 @@ export class FileReader {
     const first = members[0] as Member;
     const last = members[members.length - 1] as Member;
     const n = this.tuning.neighbourBytes;
-    const extra = priority !== ON_DEMAND ? 0 : n === 'auto' ? this.link.windowBytes() : n;
+    const extra = priority !== ON_DEMAND ? 0 : n === 'auto' ? this.neighbourYield.scale(this.link.windowBytes()) : n;
     const near = this.table.chunksNear(layer, dataId - NODE_WINDOW, dataId + NODE_WINDOW, first.start, last.end + extra);
     const wanted = new Set(members.map((m) => m.start));
     const limit = last.end + extra;
@@ -495,6 +500,7 @@ export class FileReader {
       if (wanted.has(c.blob_offset)) own.push(c);
       else if (c.blob_end <= limit && c.blob_offset >= last.end && c.digest !== null && !this.inflight.has(memberKey(layer.id, c.blob_offset)) && this.cache?.has(c.digest) === false) next.push(c);
     }
+    for (const c of next) this.neighbourYield.fetchedAsNeighbour(c.digest as Buffer, c.chunk_size);
     const whole = groupMembers(own);
     for (const m of members) if (!whole.some((o) => o.start === m.start)) whole.push(m);
     return { members: whole.sort((a, b) => a.start - b.start), neighbours: groupMembers(next) };

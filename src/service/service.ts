@@ -25,7 +25,7 @@ export interface OpenedImage {
 export interface ServiceDeps {
   readonly log: Logger;
   /** Opens an image over the service's shared state (the composition root builds it). */
-  openImage(config: Config, src: string, opts: { layer?: string }): Promise<OpenedImage>;
+  openImage(config: Config, src: string, opts: { layer?: string; prefetching?: boolean }): Promise<OpenedImage>;
   /** What status.json says about the service (its pid, its control socket). */
   readonly identity: Record<string, unknown>;
 }
@@ -56,6 +56,7 @@ export class Service {
   private readonly mounts = new Map<string, Entry>();
   /** Mountpoints being mounted now: a second request for one waits for the first to settle. */
   private readonly starting = new Map<string, Promise<unknown>>();
+  private readonly preindexing = new Map<string, Promise<void>>();
   private readonly log: Logger;
   private closed = false;
 
@@ -119,6 +120,29 @@ export class Service {
     if (e === undefined) throw notMounted(mountpoint);
     e.mounted.detach(false);
     if (opts.wait !== false) await e.gone;
+  }
+
+  /**
+   * Fetches and indexes one layer's TOC without mounting it (a runtime about to ask for
+   * it: its mount then finds the index in meta.db). Concurrent calls for a layer share
+   * one; errors are the mount's to report, not this one's.
+   */
+  preindex(config: Config, src: string, layer: string): Promise<void> {
+    const key = `${src}\0${layer}`;
+    let p = this.preindexing.get(key);
+    if (p === undefined) {
+      p = this.deps.openImage(config, src, { layer, prefetching: false }).then(
+        (opened) => opened.close(),
+        (err: unknown) => this.log.debug({ err, src, layer }, 'layer not indexed ahead'),
+      ).finally(() => this.preindexing.delete(key));
+      this.preindexing.set(key, p);
+    }
+    return p;
+  }
+
+  /** The preindex() of that layer still running, if any. */
+  indexing(src: string, layer: string): Promise<void> | undefined {
+    return this.preindexing.get(`${src}\0${layer}`);
   }
 
   has(mountpoint: string): boolean {

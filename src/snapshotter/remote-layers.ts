@@ -11,6 +11,10 @@ import type { RemoteLayerProvider } from './snapshotter.js';
 /** Where an image reference and a layer digest can come from, in the order they are tried. */
 const REF_LABELS = ['containerd.io/snapshot/cri.image-ref', 'containerd.io/snapshot/remote/stargz.reference'];
 const DIGEST_LABELS = ['containerd.io/snapshot/cri.layer-digest', 'containerd.io/snapshot/remote/stargz.digest'];
+/** This layer's digest and those of the layers after it, comma-separated (cut short to fit a label). */
+const LAYERS_LABELS = ['containerd.io/snapshot/cri.image-layers', 'containerd.io/snapshot/remote/stargz.layers'];
+/** Layers indexed ahead at once: each is a TOC fetch, and imports run one at a time anyway. */
+const AHEAD = 3;
 
 const first = (labels: Readonly<Record<string, string>>, keys: readonly string[]): string | undefined =>
   keys.map((k) => labels[k]).find((v) => v !== undefined && v !== '');
@@ -28,7 +32,13 @@ export class ServiceLayers implements RemoteLayerProvider {
     if (src === undefined || digest === undefined) {
       return { ok: false, reason: `no image reference or layer digest among the labels (${[...REF_LABELS, ...DIGEST_LABELS].join(', ')})` };
     }
+    // The runtime asks for the layers one by one, each after the last is done: their TOCs
+    // are fetched and indexed meanwhile, so that each next mount finds its index ready.
+    const ahead = (first(labels, LAYERS_LABELS) ?? '').split(',').filter((d) => /^sha256:[0-9a-f]{64}$/.test(d) && d !== digest).slice(0, AHEAD);
+    for (const d of ahead) void this.service.preindex(this.config, src, d);
     try {
+      // This layer's own TOC may be on its way already (a Prepare before this one started it).
+      await this.service.indexing(src, digest);
       // A mount left by a service that was killed (ENOTCONN) is replaced by MountedImage itself.
       await this.service.mount({
         src,
