@@ -145,12 +145,12 @@ export class SharedState {
    * if it can be read lazily: a runtime adapter mounts layers one by one, and a plain layer
    * is theirs to unpack, not ours to fetch whole (NotEstargzError says why).
    */
-  async openImage(config: Config, ref: string, opts: { layer?: string; prefetching?: boolean } = {}): Promise<{ parts: MountParts; close(): Promise<void> }> {
+  async openImage(config: Config, ref: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean } = {}): Promise<{ parts: MountParts; close(): Promise<void> }> {
     const full = isOciRef(ref) ? await OciLayoutSource.open(ref) : this.registrySource(ref, config);
     const source = opts.layer !== undefined ? oneLayer(full, opts.layer) : full;
     try {
       const image = await OpenImage.open(source, source.resolve(config.image.platform), opts.layer !== undefined ? this.lazyIndexer : this.indexer, this.table, this.log, {
-        fetch: config.fetch, cache: this.cache, profiles: this.profiles, prefetching: opts.prefetching !== false,
+        fetch: config.fetch, cache: this.cache, profiles: this.profiles, prefetching: opts.prefetching !== false, ahead: opts.ahead === true,
       });
       const l = image.layers[0];
       if (opts.layer !== undefined && l !== undefined) {

@@ -84,6 +84,8 @@ export interface OpenOptions {
    * whose annotations give its region's size has that region fetched with its TOC.
    */
   readonly prefetching?: boolean;
+  /** Opened only to index its layers ahead of a mount: their imports let others go first. */
+  readonly ahead?: boolean;
 }
 
 export interface WarmResult {
@@ -170,7 +172,7 @@ export class OpenImage {
           blob = startsAfterFirstRead(blob, () => head.start());
         }
         try {
-          const { row, reused } = await indexer.open(desc, blob);
+          const { row, reused } = await indexer.open(desc, blob, { ahead: opts.ahead === true });
           const head = heads.get(desc.digest);
           if (head !== undefined && (row.landmark !== 'prefetch' || row.prefetch_size !== hint)) {
             log.child({ mod: 'image' }).warn(

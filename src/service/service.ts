@@ -25,7 +25,7 @@ export interface OpenedImage {
 export interface ServiceDeps {
   readonly log: Logger;
   /** Opens an image over the service's shared state (the composition root builds it). */
-  openImage(config: Config, src: string, opts: { layer?: string; prefetching?: boolean }): Promise<OpenedImage>;
+  openImage(config: Config, src: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean }): Promise<OpenedImage>;
   /** What status.json says about the service (its pid, its control socket). */
   readonly identity: Record<string, unknown>;
 }
@@ -131,7 +131,7 @@ export class Service {
     const key = `${src}\0${layer}`;
     let p = this.preindexing.get(key);
     if (p === undefined) {
-      p = this.deps.openImage(config, src, { layer, prefetching: false }).then(
+      p = this.deps.openImage(config, src, { layer, prefetching: false, ahead: true }).then(
         (opened) => opened.close(),
         (err: unknown) => this.log.debug({ err, src, layer }, 'layer not indexed ahead'),
       ).finally(() => this.preindexing.delete(key));

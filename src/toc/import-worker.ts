@@ -18,11 +18,19 @@ export interface ImportJob {
 
 const port = parentPort;
 if (port === null) throw new Error('import-worker.js runs as a worker thread only');
-const job = workerData as ImportJob;
-// A Buffer crosses the thread as a plain Uint8Array.
-const comp = Buffer.from(job.region.comp.buffer, job.region.comp.byteOffset, job.region.comp.byteLength);
-const region: TocRegion = { ...job.region, comp };
-importTocStream(job.dbFile, job.input, tocJsonChunks(region, job.maxTocBytes, job.ctx), job.expectedDigest).then(
-  (row) => port.postMessage({ row }),
-  (err: unknown) => port.postMessage({ error: toWire(err) }),
-);
+
+function run(job: ImportJob, reply: (m: unknown) => void): void {
+  // A Buffer crosses the thread as a plain Uint8Array.
+  const comp = Buffer.from(job.region.comp.buffer, job.region.comp.byteOffset, job.region.comp.byteLength);
+  const region: TocRegion = { ...job.region, comp };
+  importTocStream(job.dbFile, job.input, tocJsonChunks(region, job.maxTocBytes, job.ctx), job.expectedDigest).then(
+    (row) => reply({ row }),
+    (err: unknown) => reply({ error: toWire(err) }),
+  );
+}
+
+// Started with its one job; or kept by a long-running process and handed jobs as messages,
+// one at a time, its code compiled by the first (a new thread per import took 270-300 ms
+// for a 6,700-entry TOC; the kept one 150-180 ms).
+if (workerData !== undefined && workerData !== null) run(workerData as ImportJob, (m) => port.postMessage(m));
+else port.on('message', (job: ImportJob) => run(job, (m) => port.postMessage(m)));

@@ -25,7 +25,6 @@ export interface OpenedLayer {
 
 export class LayerIndexer {
   private readonly log: Logger;
-  private importQueue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly db: Database.Database,
@@ -40,11 +39,29 @@ export class LayerIndexer {
     this.log = log.child({ mod: 'toc' });
   }
 
-  /** Imports run one at a time: each holds a write transaction open across awaits. */
-  private serialized<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.importQueue.then(fn);
-    this.importQueue = run.catch(() => undefined);
-    return run;
+  private importing = false;
+  private readonly waiting: Array<{ ahead: boolean; go: () => void }> = [];
+  /** Opens of layers not known yet, for a mount (not ahead), from their first byte to their row. */
+  private opening = 0;
+  private readonly opened: Array<() => void> = [];
+
+  /**
+   * Imports run one at a time: each holds a write transaction open across awaits. A layer
+   * indexed ahead of its mount (`ahead`) lets any other import waiting go first.
+   */
+  private async serialized<T>(fn: () => Promise<T>, ahead = false): Promise<T> {
+    // An import ahead waits for the opens a mount waits on, from their TOC fetch on.
+    while (ahead && this.opening > 0) await new Promise<void>((go) => this.opened.push(go));
+    if (this.importing) await new Promise<void>((go) => this.waiting.push({ ahead, go }));
+    this.importing = true;
+    try {
+      return await fn();
+    } finally {
+      const i = this.waiting.findIndex((w) => !w.ahead);
+      const next = this.waiting.splice(i >= 0 ? i : 0, 1)[0];
+      if (next !== undefined) next.go();
+      else this.importing = false;
+    }
   }
 
   /** Verifies a layer row against this descriptor's annotations; records a new verification. */
@@ -94,18 +111,29 @@ export class LayerIndexer {
     return { row, reused: false };
   }
 
-  async open(desc: LayerDescriptorLike, blob: BlobReader): Promise<OpenedLayer> {
+  /** `ahead`: indexed before anyone reads it (a runtime's next layer); other imports go first. */
+  async open(desc: LayerDescriptorLike, blob: BlobReader, opts: { ahead?: boolean } = {}): Promise<OpenedLayer> {
+    const ann = desc.annotations ?? {};
+    const known = this.table.layerByDigest(desc.digest);
+    if (known !== undefined) {
+      this.log.debug({ digest: desc.digest }, 'layer index reused from meta.db');
+      return { row: this.accept(known, ann[TOC_DIGEST_ANNOTATION], ann[ZSTD_B_CHECKSUM_ANNOTATION], { layer: desc.digest }), reused: true };
+    }
+    if (opts.ahead === true) return this.index(desc, blob, opts);
+    this.opening++;
+    try {
+      return await this.index(desc, blob, opts);
+    } finally {
+      if (--this.opening === 0) for (const go of this.opened.splice(0)) go();
+    }
+  }
+
+  private async index(desc: LayerDescriptorLike, blob: BlobReader, opts: { ahead?: boolean }): Promise<OpenedLayer> {
     const ctx = { layer: desc.digest };
     const ann = desc.annotations ?? {};
     const tocAnn = ann[TOC_DIGEST_ANNOTATION];
     const zstdB = ann[ZSTD_B_CHECKSUM_ANNOTATION];
     const zstdA = ann[ZSTD_A_CHECKSUM_ANNOTATION];
-
-    const known = this.table.layerByDigest(desc.digest);
-    if (known !== undefined) {
-      this.log.debug({ digest: desc.digest }, 'layer index reused from meta.db');
-      return { row: this.accept(known, tocAnn, zstdB, ctx), reused: true };
-    }
 
     const compressedAnnFor = (kind: string): string | undefined =>
       kind === 'zstd-chunked-b' ? zstdB : kind === 'zstd-chunked-a' ? zstdA : undefined;
@@ -146,7 +174,7 @@ export class LayerIndexer {
       this.cfg.maxTocBytes,
       ctx,
       tocAnn,
-    ));
+    ), opts.ahead === true);
     // Another process may have indexed the layer first, under other annotations: check
     // the row we got as if it had been known from the start.
     const row = this.accept(imported, tocAnn, zstdB, ctx);

@@ -11,6 +11,7 @@ import { ControlServer } from '../../service/control.js';
 import { parseMountLine } from '../mount-line.js';
 import { exitCodeFor } from '../exit-codes.js';
 import { StargzfsError } from '../../errors.js';
+import { keepImportThread } from '../../toc/import-thread.js';
 import type { GlobalArgs } from '../options.js';
 
 /** How long readers of a mount that still hold files open get EIO before the service's mounts go (ENOTCONN then). */
@@ -28,6 +29,7 @@ export async function serveCommand(config: Config, args: ServeArgs): Promise<voi
   const root = config.state.root;
   const socket = join(root, 'serve.sock');
   const state = new SharedState(config, log);
+  keepImportThread();
   const identity = { pid: process.pid, controlSocket: socket };
   const service = new Service({ log, identity, openImage: (cfg, src, opts) => state.openImage(cfg, src, opts) });
   const onUnhandled = (err: unknown): void => log.error({ err }, 'unhandled rejection (a bug); serving on');
