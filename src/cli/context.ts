@@ -8,9 +8,9 @@ import type Database from 'better-sqlite3';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { isOciRef, OciLayoutSource, parseOciRef } from '../http/oci-layout.js';
-import { parsePlatform, type ResolvedImage } from '../http/image.js';
+import { parsePlatform } from '../http/image.js';
 import { formatImageRef, parseImageRef } from '../http/reference.js';
-import { ImageError, ImageReferenceError, NotEstargzError } from '../errors.js';
+import { ImageReferenceError } from '../errors.js';
 import type { ImageStore } from '../convert/input.js';
 import { DirFiles, TarFiles } from '../convert/files.js';
 import { LayoutStore } from '../convert/layout-store.js';
@@ -29,7 +29,6 @@ import { OpenImage, type ImageSource } from '../layer/image.js';
 import { ProfileStore } from '../layer/profile.js';
 import type { ImageView } from '../toc/view.js';
 import type { OverlayEncoding } from '../toc/layer-view.js';
-import type { MountParts } from '../service/mounted-image.js';
 
 export interface CommandContext {
   readonly config: Config;
@@ -90,130 +89,6 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     cache?.close();
     await source?.close();
     db?.close();
-  }
-}
-
-/** `source` as if its image had only the layer `digest`. */
-function oneLayer(source: ImageSource, digest: string): ImageSource {
-  return {
-    resolve: async (platform) => {
-      const r = await source.resolve(platform);
-      const layers = r.layers.filter((d) => d.digest === digest);
-      if (layers.length === 0) throw new ImageError(`the image has no layer ${digest}`, { layer: digest });
-      return { ...r, layers };
-    },
-    configPlatform: source.configPlatform !== undefined ? (c) => (source.configPlatform as NonNullable<ImageSource['configPlatform']>)(c) : undefined,
-    blob: (d) => source.blob(d),
-    abort: () => source.abort?.(),
-    close: () => source.close(),
-    hostStats: () => source.hostStats?.() ?? new Map(),
-  };
-}
-
-/** How long the service takes a tag's manifest as resolved (the reference keeps its for 120 s). */
-const RESOLVED_TTL_MS = 60_000;
-
-/**
- * The service's state: one meta.db, chunk cache, TOC indexer and profile store that every
- * mount of the process shares (the TOC of a layer is indexed once, a chunk cached once).
- * Each image gets its own source and OpenImage, closed when its mount ends.
- */
-export class SharedState {
-  private readonly db: Database.Database;
-  readonly table: InodeTable;
-  readonly cache: ChunkStore;
-  private readonly indexer: LayerIndexer;
-  /** Refuses plain layers (NOT LAZY) instead of fetching them whole. */
-  private readonly lazyIndexer: LayerIndexer;
-  private readonly profiles: ProfileStore;
-  private readonly clients = new Map<string, RegistryClient>();
-  private readonly resolved = new Map<string, { at: number; image: Promise<ResolvedImage> }>();
-
-  constructor(config: Config, readonly log: Logger) {
-    const dbFile = join(config.state.root, 'meta.db');
-    this.db = openMetaDb(dbFile);
-    this.table = new InodeTable(this.db);
-    this.cache = new ChunkStore(this.db, { root: config.state.root, ...config.cache, writeBehind: true }, log);
-    this.indexer = new LayerIndexer(this.db, dbFile, this.table, config.toc, log, (digest, data) => this.cache.put(digest, data));
-    this.lazyIndexer = new LayerIndexer(this.db, dbFile, this.table, config.toc, log);
-    this.profiles = new ProfileStore(this.db);
-  }
-
-  /**
-   * Opens `ref` with this mount's configuration (registry options, fetch policy) over the
-   * shared state. With `layer` (a digest), only that layer of the image is opened, and only
-   * if it can be read lazily: a runtime adapter mounts layers one by one, and a plain layer
-   * is theirs to unpack, not ours to fetch whole (NotEstargzError says why).
-   */
-  async openImage(config: Config, ref: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean } = {}): Promise<{ parts: MountParts; close(): Promise<void> }> {
-    const full = isOciRef(ref) ? await OciLayoutSource.open(ref) : this.registrySource(ref, config);
-    const source = opts.layer !== undefined ? oneLayer(full, opts.layer) : full;
-    try {
-      const image = await OpenImage.open(source, source.resolve(config.image.platform), opts.layer !== undefined ? this.lazyIndexer : this.indexer, this.table, this.log, {
-        fetch: config.fetch, cache: this.cache, profiles: this.profiles, prefetching: opts.prefetching !== false, ahead: opts.ahead === true,
-      });
-      const l = image.layers[0];
-      if (opts.layer !== undefined && l !== undefined) {
-        if (l.error !== undefined) throw l.error;
-        if (l.row?.format.startsWith('plain-') === true) throw new NotEstargzError(`plain ${l.row.format.slice(6)} layer (indexed whole by an earlier mount), no TOC to read lazily`, { layer: l.desc.digest });
-      }
-      if (!isOciRef(ref)) {
-        try {
-          this.profiles.rememberRef(ref, image.resolved.manifestDigest);
-        } catch (err) {
-          this.log.debug({ err }, 'the image this reference names not noted');
-        }
-      }
-      return {
-        parts: { image, table: this.table, cache: this.cache, log: this.log },
-        close: async () => {
-          image.close();
-          await source.close();
-        },
-      };
-    } catch (err) {
-      await source.close();
-      throw err;
-    }
-  }
-
-  /**
-   * `ref` through the registry client this configuration's mounts share (connections and
-   * tokens stay warm between mounts), its manifest resolved once per RESOLVED_TTL_MS: a
-   * runtime mounts an image's layers one by one, each a mount of its own. Closing or
-   * aborting the source leaves the shared client alone.
-   */
-  private registrySource(ref: string, config: Config): ImageSource {
-    const key = JSON.stringify(config.http);
-    let client = this.clients.get(key);
-    if (client === undefined) {
-      client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, this.log), this.log);
-      this.clients.set(key, client);
-    }
-    const source = new RegistrySource(ref, client);
-    const resolve = (platform: string): Promise<ResolvedImage> => {
-      const k = `${key}\0${ref}\0${platform}`;
-      const hit = this.resolved.get(k);
-      if (hit !== undefined && Date.now() - hit.at < RESOLVED_TTL_MS) return hit.image;
-      const image = source.resolve(platform);
-      this.resolved.set(k, { at: Date.now(), image });
-      image.catch(() => this.resolved.delete(k));
-      return image;
-    };
-    return {
-      resolve,
-      configPlatform: (c) => source.configPlatform(c),
-      blob: (d) => source.blob(d),
-      close: async () => {},
-      hostStats: () => source.hostStats(),
-    };
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.clients.values()].map((c) => c.close()));
-    await this.cache.drain();
-    this.cache.close();
-    this.db.close();
   }
 }
 

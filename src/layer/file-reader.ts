@@ -16,7 +16,7 @@ import { LinkEstimator } from './link-estimator.js';
 import { NeighbourYield } from './neighbour-yield.js';
 import { DecodeQueue } from './decode-queue.js';
 import { isLargeChunk, LargeChunks, type LargeChunkCache } from './large-chunk.js';
-import { ON_DEMAND, PREFETCH, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
+import { ON_DEMAND, PREFETCH, type Scheduler, type Priority, type Scheduled } from './scheduler.js';
 import { WholeBlobPasses, type RemoteBlob } from './whole-blob.js';
 import { Refetcher } from './refetch.js';
 import { inRead, withDeadline } from './read-deadline.js';
@@ -125,7 +125,7 @@ export class FileReader {
   constructor(
     private readonly table: InodeTable,
     private readonly blobFor: BlobFor,
-    private readonly scheduler: FetchScheduler,
+    private readonly scheduler: Scheduler,
     private readonly tuning: ReadTuning,
     private readonly cache?: ChunkCache,
     private readonly hooks: ReaderHooks = {},

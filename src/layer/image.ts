@@ -15,7 +15,7 @@ import { FileReader, type ChunkCache } from './file-reader.js';
 import { hasLandmarkRegion, prefetchLandmarkRegion, type PrefetchResult } from './prefetch.js';
 import { prefetchLearned, type LearnedResult } from './learned.js';
 import { backgroundFetch } from './background.js';
-import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH } from './scheduler.js';
+import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH, ScopedScheduler, type Scheduler } from './scheduler.js';
 import { FetchProgress } from './progress.js';
 import { ProfileRecorder, type ProfileStore } from './profile.js';
 import { BlobHead } from './blob-head.js';
@@ -86,6 +86,8 @@ export interface OpenOptions {
   readonly prefetching?: boolean;
   /** Opened only to index its layers ahead of a mount: their imports let others go first. */
   readonly ahead?: boolean;
+  /** A scheduler shared with other images (its registry host's); none: one of its own. */
+  readonly scheduler?: FetchScheduler | undefined;
 }
 
 export interface WarmResult {
@@ -97,7 +99,7 @@ export interface WarmResult {
 export class OpenImage {
   readonly reader: FileReader;
   readonly progress = new FetchProgress();
-  readonly scheduler: FetchScheduler;
+  readonly scheduler: Scheduler;
   private readonly recorder: ProfileRecorder | undefined;
   private readonly log: Logger;
   private closed = false;
@@ -117,7 +119,9 @@ export class OpenImage {
     for (const l of layers) {
       this.progress.addLayer(l.desc.digest, l.row !== undefined && l.row.data_end > 0 ? l.row.data_end : l.desc.size);
     }
-    this.scheduler = new FetchScheduler({ concurrency: opts.fetch.concurrency, backgroundBytesPerSec: opts.fetch.backgroundBytesPerSec });
+    this.scheduler = opts.scheduler !== undefined
+      ? new ScopedScheduler(opts.scheduler)
+      : new FetchScheduler({ concurrency: opts.fetch.concurrency, backgroundBytesPerSec: opts.fetch.backgroundBytesPerSec });
     const recorder = opts.profiles !== undefined
       ? new ProfileRecorder(opts.profiles, resolved.manifestDigest, (err) => this.log.warn({ err }, 'access profile not saved'))
       : undefined;

@@ -13,7 +13,7 @@ import { inflateMember, type Compression } from '../toc/codec.js';
 import { DecodeError, DigestMismatchError, StargzfsError, type ErrorContext } from '../errors.js';
 import { chunkKey } from './members.js';
 import type { RemoteBlob } from './whole-blob.js';
-import { ON_DEMAND, type FetchScheduler, type Priority, type Scheduled } from './scheduler.js';
+import { ON_DEMAND, type Scheduler, type Priority, type Scheduled } from './scheduler.js';
 
 /** A chunk whose member must inflate past this many bytes takes this path. */
 export const LARGE_CHUNK_BYTES = 32 << 20;
@@ -46,7 +46,7 @@ export class LargeChunks {
 
   constructor(
     private readonly blobFor: (layer: LayerRow) => BlobReader,
-    private readonly scheduler: FetchScheduler,
+    private readonly scheduler: Scheduler,
     private readonly cache: LargeChunkCache | undefined,
     private readonly fetched: FetchedHook,
   ) {}

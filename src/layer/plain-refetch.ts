@@ -6,11 +6,11 @@ import type { BlobReader } from '../toc/blob.js';
 import type { LayerRow } from '../toc/inode-db.js';
 import { DecodeError, type ErrorContext } from '../errors.js';
 import { streamPlainLayer } from '../toc/plain-layer.js';
-import { ON_DEMAND, type FetchScheduler } from './scheduler.js';
+import { ON_DEMAND, type Scheduler } from './scheduler.js';
 
 export interface PlainRefetchDeps {
   readonly blobFor: (layer: LayerRow) => BlobReader;
-  readonly scheduler: FetchScheduler;
+  readonly scheduler: Scheduler;
   readonly put: (digest: Buffer, data: Buffer) => Promise<void>;
   readonly get: (digest: Buffer, size: number) => Promise<Buffer | undefined>;
   /** The blob was streamed: its bytes, how many requests of 8 MiB it counts as, the wall time. */

@@ -7,7 +7,7 @@ import type { ChunkRow, LayerRow } from '../toc/inode-db.js';
 import type { BlobReader } from '../toc/blob.js';
 import { chunkKey, fetchMembers, groupMembers, memberKey, type DecodedMember, type Member } from './members.js';
 import type { RemoteBlob } from './whole-blob.js';
-import { ON_DEMAND, type FetchScheduler } from './scheduler.js';
+import { ON_DEMAND, type Scheduler } from './scheduler.js';
 
 export interface RefetchHooks {
   /** Caches a verified chunk (a failure is the hook's to report). */
@@ -21,7 +21,7 @@ export class Refetcher {
 
   constructor(
     private readonly blobFor: (layer: LayerRow) => BlobReader,
-    private readonly scheduler: FetchScheduler,
+    private readonly scheduler: Scheduler,
     private readonly hooks: RefetchHooks,
   ) {}
 

@@ -45,6 +45,8 @@ export interface Scheduled<T> {
 
 interface Job {
   readonly bytes: number;
+  /** Whose job it is (a ScopedScheduler): cancelled together when that one closes. */
+  readonly owner: object | undefined;
   readonly run: () => void;
   readonly cancel: (err: Error) => void;
 }
@@ -85,13 +87,14 @@ export class FetchScheduler {
    * As submit, with a handle to raise the job to on-demand while it still waits (a read
    * joined it). `fn` is told the priority it runs at: on-demand when it was raised.
    */
-  schedule<T>(priority: Priority, bytes: number, fn: (runsAs: Priority) => Promise<T>): Scheduled<T> {
+  schedule<T>(priority: Priority, bytes: number, fn: (runsAs: Priority) => Promise<T>, owner?: object): Scheduled<T> {
     let job!: Job;
     let queue = priority;
     let started = false;
     const done = new Promise<T>((resolve, reject) => {
       job = {
         bytes,
+        owner,
         cancel: reject,
         run: () => {
           started = true;
@@ -157,6 +160,19 @@ export class FetchScheduler {
 
   stats(): SchedulerStats {
     return { running: [...this.running], queued: this.queues.map((q) => q.length), started: [...this.started] };
+  }
+
+  /** Queued jobs of `owner` reject with SGZ_CLOSED; its running ones finish. */
+  cancelOwned(owner: object): void {
+    const err = new ClosedError('the fetch scheduler');
+    for (const q of this.queues) {
+      for (let i = q.length - 1; i >= 0; i--) {
+        const job = q[i] as Job;
+        if (job.owner !== owner) continue;
+        q.splice(i, 1);
+        job.cancel(err);
+      }
+    }
   }
 
   /** Stops starting jobs: queued ones reject with SGZ_CLOSED, running ones finish. */
@@ -226,5 +242,53 @@ export class FetchScheduler {
       this.timer = undefined;
       this.pump();
     }, Math.max(5, Math.ceil(ms ?? (need * 1000) / rate)));
+  }
+}
+
+/** What an image's readers and prefetch need of a scheduler: its own, or its share of one. */
+export type Scheduler = Pick<FetchScheduler, 'submit' | 'schedule' | 'activity' | 'quiet' | 'onDemand' | 'stats' | 'close'>;
+
+/**
+ * One image's share of a scheduler that several images use (the service: one per
+ * registry host, so that the concurrency cap and the background budget hold for all the
+ * images read from it, and one image's background fetch waits for another's reads).
+ * Closing it cancels this image's queued jobs only.
+ */
+export class ScopedScheduler implements Scheduler {
+  private closed = false;
+
+  constructor(private readonly shared: FetchScheduler) {}
+
+  submit<T>(priority: Priority, bytes: number, fn: () => Promise<T>): Promise<T> {
+    return this.schedule(priority, bytes, fn).done;
+  }
+
+  schedule<T>(priority: Priority, bytes: number, fn: (runsAs: Priority) => Promise<T>): Scheduled<T> {
+    if (this.closed) {
+      const done = Promise.reject(new ClosedError('the fetch scheduler'));
+      return { done, waitingBackground: () => false, promote: () => {} };
+    }
+    return this.shared.schedule(priority, bytes, fn, this);
+  }
+
+  activity(): void {
+    this.shared.activity();
+  }
+
+  async quiet(): Promise<void> {
+    if (!this.closed) await this.shared.quiet();
+  }
+
+  get onDemand(): number {
+    return this.shared.onDemand;
+  }
+
+  stats(): SchedulerStats {
+    return this.shared.stats();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.shared.cancelOwned(this);
   }
 }

@@ -3,7 +3,7 @@
 // when a read joins it, and the background bandwidth limit.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH, type Priority } from '../../src/layer/scheduler.js';
+import { BACKGROUND, FetchScheduler, ON_DEMAND, PREFETCH, ScopedScheduler, type Priority } from '../../src/layer/scheduler.js';
 
 function gate(): { promise: Promise<void>; open: () => void } {
   let open!: () => void;
@@ -159,5 +159,35 @@ describe('fetch scheduler', () => {
     // A full bucket (one second's worth) covers two jobs; the other four need 2 s of budget at least.
     assert.equal(started.length, 6);
     assert.ok((started[5] ?? 0) >= 1500, `six 200 KiB jobs at 400 KiB/s started by ${String(started[5])} ms`);
+  });
+
+  it('shared by images (the service, per registry host): one cap for all, an image closing cancels only its own queued jobs, its background waits for the reads of another', async () => {
+    const shared = new FetchScheduler({ concurrency: 2, backgroundBytesPerSec: 0, quietMs: 0 });
+    const a = new ScopedScheduler(shared);
+    const b = new ScopedScheduler(shared);
+    const log: string[] = [];
+    const job = (s: ScopedScheduler, name: string, p: Priority, g = gate()) => ({ gate: g, done: s.submit(p, 1, async () => { log.push(name); await g.promise; }) });
+    const a1 = job(a, 'a1', ON_DEMAND);
+    const b1 = job(b, 'b1', ON_DEMAND);
+    const a2 = job(a, 'a2', ON_DEMAND);
+    const b2 = job(b, 'b2', ON_DEMAND);
+    await tick();
+    assert.deepEqual(log, ['a1', 'b1'], 'two slots for both images together');
+    a.close();
+    await assert.rejects(a2.done, { code: 'SGZ_CLOSED' });
+    await assert.rejects(a.submit(ON_DEMAND, 1, async () => undefined), { code: 'SGZ_CLOSED' });
+    const bg = job(b, 'bg', BACKGROUND);
+    a1.gate.open();
+    await a1.done;
+    await tick();
+    assert.deepEqual(log, ['a1', 'b1', 'b2'], "b's queued read runs; its background waits while reads run");
+    b1.gate.open();
+    b2.gate.open();
+    await Promise.all([b1.done, b2.done]);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(log, ['a1', 'b1', 'b2', 'bg']);
+    bg.gate.open();
+    await bg.done;
+    shared.close();
   });
 });

@@ -47,7 +47,7 @@ describe('stargzfs serve (real registry, real FUSE)', () => {
     mkdirSync(dir, { recursive: true });
     let svc: TestService | undefined;
     try {
-      svc = await startService(root, ['--no-snapshotter']);
+      svc = await startService(root, ['--no-snapshotter', '--no-learned-prefetch']);
       const m1 = join(dir, 'a');
       const m2 = join(dir, 'b');
       const m3 = join(dir, 'c');
@@ -62,6 +62,9 @@ describe('stargzfs serve (real registry, real FUSE)', () => {
       const s1 = statusOf(m1);
       assert.equal(s1.pid, svc.pid);
       assert.equal(s1.service?.pid, svc.pid);
+      // serve's flags are every mount's defaults.
+      assert.equal(s1.layers[0]?.prefetch?.['learned'], 'off');
+      assert.notEqual(s1.layers[0]?.prefetch?.['background'], 'off');
 
       // A relative mountpoint is the caller's; the request's own flags reach the mount.
       const r2 = await runCli(['mount', '--root', root, '--layer', '-1', '--no-prefetch', '--no-background-fetch', fx.ref('zstdchunked'), 'b'], { cwd: dir });

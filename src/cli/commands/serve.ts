@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import type { Config } from '../../config.js';
 import { createLogger, type Logger } from '../../log.js';
-import { SharedState } from '../context.js';
+import { SharedState } from '../shared-state.js';
 import { Service, type ServiceAdapter as Adapter } from '../../service/service.js';
 import { ControlServer } from '../../service/control.js';
 import { parseMountLine } from '../mount-line.js';
