@@ -267,13 +267,47 @@ export function fromWire(w: WireError): Error {
   return e;
 }
 
-/**
- * containerd's snapshot errors (the snapshotter answers them as gRPC NotFound,
- * AlreadyExists, FailedPrecondition and InvalidArgument; containerd maps those to its
- * errdefs, and an AlreadyExists from Prepare means "this layer is there remotely").
- */
+// ---- snapshotter (src/snapshotter/): containerd's snapshot errors -------------------
+// The snapshotter answers them as gRPC NotFound, AlreadyExists, FailedPrecondition and
+// InvalidArgument (src/snapshotter/grpc-server.ts); containerd maps those to its errdefs,
+// and an AlreadyExists from Prepare means "this layer is there remotely".
+
+export type SnapshotErrorCode = 'SGZ_SNAPSHOT_NOT_FOUND' | 'SGZ_SNAPSHOT_EXISTS' | 'SGZ_SNAPSHOT_PRECONDITION' | 'SGZ_SNAPSHOT_ARGUMENT';
+
 export class SnapshotError extends StargzfsError {
-  constructor(code: 'SGZ_SNAPSHOT_NOT_FOUND' | 'SGZ_SNAPSHOT_EXISTS' | 'SGZ_SNAPSHOT_PRECONDITION' | 'SGZ_SNAPSHOT_ARGUMENT', message: string) {
+  /** The snapshot key (or name) the call was about. */
+  readonly key: string;
+  constructor(code: SnapshotErrorCode, key: string, message: string) {
     super(code, message);
+    this.key = key;
   }
 }
+
+/** No snapshot by that key, or a parent that is gone. */
+export class SnapshotNotFoundError extends SnapshotError {
+  constructor(key: string, what = 'snapshot') {
+    super('SGZ_SNAPSHOT_NOT_FOUND', key, `${what} ${JSON.stringify(key)}: not found`);
+  }
+}
+
+/** The key (Prepare, View) or the name (Commit) is taken; from Prepare, also "committed remotely". */
+export class SnapshotExistsError extends SnapshotError {
+  constructor(key: string) {
+    super('SGZ_SNAPSHOT_EXISTS', key, `snapshot ${JSON.stringify(key)}: already exists`);
+  }
+}
+
+/** The snapshot is of the wrong kind for the call, or has children. */
+export class SnapshotPreconditionError extends SnapshotError {
+  constructor(key: string, why: string) {
+    super('SGZ_SNAPSHOT_PRECONDITION', key, `snapshot ${JSON.stringify(key)}: ${why}`);
+  }
+}
+
+/** A request containerd's own storage would refuse: no key, a parent that is not committed, a field that cannot be updated. */
+export class SnapshotArgumentError extends SnapshotError {
+  constructor(key: string, why: string) {
+    super('SGZ_SNAPSHOT_ARGUMENT', key, `snapshot ${JSON.stringify(key)}: ${why}`);
+  }
+}
+// ---- end snapshotter ---------------------------------------------------------------

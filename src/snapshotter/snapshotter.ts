@@ -1,66 +1,80 @@
-// containerd's snapshotter semantics (those of its overlayfs snapshotter and
-// storage/bolt.go) over SQLite metadata and directories `<root>/snapshots/<id>/{fs,work}`,
-// with remote snapshots: a Prepare that names its target (`containerd.io/snapshot.ref`)
-// and whose labels say which image layer it is gets that layer mounted lazily by the
-// provider, committed under the target and answered AlreadyExists, so containerd neither
-// downloads nor unpacks it.
+// containerd's snapshotter semantics (those of its overlayfs snapshotter over
+// CD/snapshots/storage/bolt.go) on SQLite metadata and directories
+// `<dir>/snapshots/<id>/{fs,work}`, plus remote snapshots: a Prepare that names its target
+// (`containerd.io/snapshot.ref`) and whose layer the provider can mount lazily is committed
+// under the target and answered AlreadyExists, so containerd neither downloads nor
+// unpacks that layer (RUNTIMES.md A2).
+//
+// Metadata calls are synchronous (better-sqlite3), so a check and the write it guards run
+// with no await between them. Provider calls and disk walks do await: what they were
+// started for is checked again after them.
 import { lstat, mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { SnapshotError } from '../errors.js';
+import { ClosedError, SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotPreconditionError } from '../errors.js';
+import { listFilter } from './list-filter.js';
 import { KIND, SnapshotMetadata, type Kind, type SnapshotRow } from './metadata.js';
-import { mountsUnder, unmountTree } from '../service/mountpoint.js';
+import { mountsUnder } from './mount-table.js';
+
+export { KIND, type Kind } from './metadata.js';
 
 export interface RemoteLayerProvider {
-  /** Mounts the layer that `labels` describe lazily at `dir` (an existing empty directory). */
+  /** Mount the layer that `labels` describe lazily at `dir` (an existing empty directory). */
   mount(dir: string, labels: Readonly<Record<string, string>>): Promise<{ ok: true } | { ok: false; reason: string }>;
-  /** Unmounts what mount() put at `dir` (nothing mounted there is no error). */
+  /** Unmount what mount() put at `dir` (no error if nothing is mounted). */
   unmount(dir: string): Promise<void>;
 }
 
+/** containerd's Mount: what to pass to mount(2) (or `mount -t TYPE -o OPTIONS SOURCE TARGET`). */
 export interface Mount {
   readonly type: string;
   readonly source: string;
   readonly target?: string;
-  readonly options: string[];
+  readonly options: readonly string[];
 }
 
 export interface Info {
   readonly name: string;
+  /** The parent's name, '' for none. */
   readonly parent: string;
   readonly kind: Kind;
+  /** Milliseconds since the epoch. */
   readonly created: number;
   readonly updated: number;
-  readonly labels: Record<string, string>;
+  readonly labels: Readonly<Record<string, string>>;
 }
 
-export const TARGET_LABEL = 'containerd.io/snapshot.ref';
-export const REMOTE_LABEL = 'containerd.io/snapshot/remote';
-/** The value the reference snapshotter gives it. */
-const REMOTE_VALUE = 'remote snapshot';
-/** Remote snapshots mounted again at once after a restart. */
-const RESTORE_PARALLEL = 8;
+export interface Usage {
+  /** Bytes on disk (512-byte blocks of each inode, hard links once). */
+  readonly size: number;
+  readonly inodes: number;
+}
 
-const notFound = (what: string): SnapshotError => new SnapshotError('SGZ_SNAPSHOT_NOT_FOUND', `${what}: not found`);
-const exists = (what: string): SnapshotError => new SnapshotError('SGZ_SNAPSHOT_EXISTS', `${what}: already exists`);
-const precondition = (why: string): SnapshotError => new SnapshotError('SGZ_SNAPSHOT_PRECONDITION', why);
-const invalid = (why: string): SnapshotError => new SnapshotError('SGZ_SNAPSHOT_ARGUMENT', why);
+/** The Prepare label naming the committed snapshot a layer will become (the unpacker's chain ID). */
+export const TARGET_LABEL = 'containerd.io/snapshot.ref';
+/** Marks a snapshot mounted lazily; restore() mounts these again after a restart. */
+export const REMOTE_LABEL = 'containerd.io/snapshot/remote';
+/** The value the reference snapshotter gives REMOTE_LABEL. */
+export const REMOTE_VALUE = 'remote snapshot';
+/** Remote snapshots mounted again at once after a restart: each may fetch a TOC. */
+const RESTORE_PARALLEL = 8;
 
 export const infoOf = (r: SnapshotRow): Info => ({ name: r.key, parent: r.parent, kind: r.kind, created: r.created, updated: r.updated, labels: r.labels });
 
-/** Disk use of a directory tree the way containerd counts it: 512-byte blocks of each inode once, and the inodes. */
-async function diskUsage(dir: string): Promise<{ size: number; inodes: number }> {
-  const seen = new Set<number>();
+/** Disk use of a tree the way containerd's fs.DiskUsage counts it: blocks of each inode once, and the inodes. */
+async function diskUsage(dir: string): Promise<Usage> {
+  const seen = new Set<string>();
   let size = 0;
   const walk = async (path: string): Promise<void> => {
     let st;
     try {
-      st = await lstat(path, { bigint: false });
+      st = await lstat(path);
     } catch {
-      return;
+      return; // removed meanwhile: a container writing while containerd commits
     }
-    if (!seen.has(st.ino)) {
-      seen.add(st.ino);
+    const id = `${st.dev}:${st.ino}`;
+    if (!seen.has(id)) {
+      seen.add(id);
       size += st.blocks * 512;
     }
     if (!st.isDirectory()) return;
@@ -74,133 +88,153 @@ export class Snapshotter {
   private readonly meta: SnapshotMetadata;
   private readonly log: Logger;
   private readonly snapshots: string;
+  private closed = false;
 
-  /** `root`: the snapshotter's own directory (created). */
-  static async open(root: string, remote: RemoteLayerProvider, log: Logger): Promise<Snapshotter> {
-    await mkdir(join(root, 'snapshots'), { recursive: true });
-    return new Snapshotter(root, remote, log);
+  /**
+   * The snapshotter kept in `dir` (created if new; `<state root>/snapshotter` in the
+   * service): `dir/metadata.db` and `dir/snapshots/<id>/`. Remote snapshots are not
+   * mounted yet: restore() does that.
+   */
+  static async open(dir: string, remote: RemoteLayerProvider, log: Logger): Promise<Snapshotter> {
+    await mkdir(join(dir, 'snapshots'), { recursive: true });
+    return new Snapshotter(dir, remote, log);
   }
 
-  private constructor(readonly root: string, private readonly remote: RemoteLayerProvider, log: Logger) {
+  constructor(readonly dir: string, private readonly remote: RemoteLayerProvider, log: Logger) {
     this.log = log.child({ mod: 'snapshotter' });
-    this.snapshots = join(root, 'snapshots');
-    this.meta = new SnapshotMetadata(join(root, 'metadata.db'));
+    this.snapshots = join(dir, 'snapshots');
+    this.meta = new SnapshotMetadata(join(dir, 'metadata.db'));
   }
 
-  private dir(id: number): string {
+  private dirOf(id: number): string {
     return join(this.snapshots, String(id));
   }
 
+  /** Where snapshot `id`'s files are (the upper dir of an active one; the lazy mount of a remote one). */
   fsDir(id: number): string {
-    return join(this.dir(id), 'fs');
+    return join(this.dirOf(id), 'fs');
+  }
+
+  private open(): SnapshotMetadata {
+    if (this.closed) throw new ClosedError('snapshotter');
+    return this.meta;
   }
 
   private row(key: string): SnapshotRow {
-    const r = this.meta.get(key);
-    if (r === undefined) throw notFound(`snapshot ${key}`);
+    const r = this.open().get(key);
+    if (r === undefined) throw new SnapshotNotFoundError(key);
     return r;
   }
 
-  /** The parents of a snapshot, nearest first. */
+  /** The parents of a snapshot, nearest first (the base layer last). */
   private parents(r: SnapshotRow): SnapshotRow[] {
-    const out: SnapshotRow[] = [];
-    for (let p = r.parent; p !== ''; ) {
-      const row = this.meta.get(p);
-      if (row === undefined) throw notFound(`parent ${p} of ${r.key}`);
-      out.push(row);
-      p = row.parent;
-    }
-    return out;
+    const { rows, missing } = this.open().parents(r.key);
+    if (missing !== undefined) throw new SnapshotNotFoundError(missing, 'parent');
+    return rows;
   }
 
   /** Mounts every committed remote snapshot again (after a restart); a failure is logged, and the others go on. */
   async restore(): Promise<{ mounted: number; failed: number }> {
-    const rows = this.meta.all().filter((r) => r.remote && r.kind === KIND.COMMITTED);
+    const rows = this.open().all().filter((r) => r.remote && r.kind === KIND.COMMITTED);
     let mounted = 0;
-    let failed = 0;
     let next = 0;
     const worker = async (): Promise<void> => {
-      while (next < rows.length) {
-        const r = rows[next++] as SnapshotRow;
-        await this.restoreOne(r).then((ok) => (ok ? mounted++ : failed++));
-      }
+      for (let r = rows[next++]; r !== undefined; r = rows[next++]) if (await this.restoreOne(r)) mounted++;
     };
     await Promise.all(Array.from({ length: Math.min(RESTORE_PARALLEL, rows.length) }, worker));
-    return { mounted, failed };
+    return { mounted, failed: rows.length - mounted };
   }
 
   private async restoreOne(r: SnapshotRow): Promise<boolean> {
-    const fs = this.fsDir(r.id);
+    const why = 'remote snapshot not mounted again: containers using it see an empty layer until it is';
     try {
-      // A dead mount left by a killed service is there (ENOTCONN): the provider replaces it.
-      await mkdir(fs, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+      // A dead FUSE mount left by a killed process answers ENOTCONN; the provider replaces it.
+      await mkdir(this.fsDir(r.id), { recursive: true }).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOTCONN') throw err;
       });
-      const res = await this.remote.mount(fs, r.labels);
-      if (!res.ok) this.log.error({ key: r.key, reason: res.reason }, 'remote snapshot not mounted again; containers using it see an empty layer until it is');
+      const res = await this.remote.mount(this.fsDir(r.id), r.labels);
+      if (!res.ok) this.log.error({ key: r.key, id: r.id, reason: res.reason }, why);
       return res.ok;
     } catch (err) {
-      this.log.error({ key: r.key, err }, 'remote snapshot not mounted again; containers using it see an empty layer until it is');
+      this.log.error({ key: r.key, id: r.id, err }, why);
       return false;
     }
   }
 
-  private async create(kind: Kind, key: string, parent: string, labels: Record<string, string>): Promise<SnapshotRow> {
-    if (key === '') throw invalid('a snapshot needs a key');
-    if (this.meta.get(key) !== undefined) throw exists(`snapshot ${key}`);
+  /** A new active or view snapshot: its row, then its directories (bolt's CreateSnapshot order of checks). */
+  private async create(kind: Kind, key: string, parent: string, labels: Readonly<Record<string, string>>): Promise<SnapshotRow> {
+    const meta = this.open();
+    if (key === '') throw new SnapshotArgumentError(key, 'a snapshot needs a key');
     if (parent !== '') {
-      const p = this.meta.get(parent);
-      if (p === undefined) throw notFound(`parent ${parent}`);
-      if (p.kind !== KIND.COMMITTED) throw invalid(`parent ${parent} is not a committed snapshot`);
+      const p = meta.get(parent);
+      if (p === undefined) throw new SnapshotNotFoundError(parent, 'parent');
+      if (p.kind !== KIND.COMMITTED) throw new SnapshotArgumentError(key, `parent ${JSON.stringify(parent)} is not a committed snapshot`);
     }
+    if (meta.get(key) !== undefined) throw new SnapshotExistsError(key);
     const now = Date.now();
-    const row = this.meta.insert({ key, kind, parent, labels, created: now, updated: now, size: 0, inodes: 0, remote: false });
-    await mkdir(this.fsDir(row.id), { recursive: true });
-    if (kind === KIND.ACTIVE) await mkdir(join(this.dir(row.id), 'work'), { recursive: true });
+    const row = meta.insert({ key, kind, parent, labels: { ...labels }, created: now, updated: now, size: 0, inodes: 0, remote: false });
+    try {
+      await mkdir(this.fsDir(row.id), { recursive: true });
+      if (kind === KIND.ACTIVE) await mkdir(join(this.dirOf(row.id), 'work'));
+    } catch (err) {
+      if (this.meta.get(key)?.id === row.id) this.meta.remove(key);
+      throw err;
+    }
     return row;
   }
 
-  async prepare(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
-    const target = labels[TARGET_LABEL];
-    if (target !== undefined && target !== '') {
-      // Pulled already (another pull of the same layer): containerd finds it by the label.
-      const there = this.meta.get(target);
-      if (there !== undefined && there.kind === KIND.COMMITTED) throw exists(`snapshot ${target}`);
-    }
+  /**
+   * A new active snapshot on `parent` and how to mount it read-write. With TARGET_LABEL it
+   * may instead become the committed snapshot of that name, mounted lazily: then it
+   * throws SnapshotExistsError, which containerd takes as "done, no need to unpack".
+   */
+  async prepare(key: string, parent: string, labels: Readonly<Record<string, string>>): Promise<Mount[]> {
+    const target = labels[TARGET_LABEL] ?? '';
+    // Pulled already (an earlier pull of the same layer): containerd finds it by the label.
+    if (target !== '' && this.open().get(target)?.kind === KIND.COMMITTED) throw new SnapshotExistsError(target);
     const row = await this.create(KIND.ACTIVE, key, parent, labels);
-    if (target !== undefined && target !== '') {
-      const res = await this.remote.mount(this.fsDir(row.id), labels).catch((err: unknown) => ({ ok: false as const, reason: (err as Error).message }));
+    if (target !== '') {
+      const res = await Promise.resolve()
+        .then(() => this.remote.mount(this.fsDir(row.id), labels))
+        .catch((err: unknown): { ok: false; reason: string } => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
       if (res.ok) return this.commitRemote(row, target, labels);
-      this.log.info({ key, target, reason: res.reason }, `NOT LAZY: ${res.reason}; containerd unpacks this layer`);
+      this.log.info({ key, target, reason: res.reason }, `NOT LAZY: ${res.reason}`);
     }
     return this.mountsOf(row);
   }
 
-  /** The remote layer is mounted at the new snapshot's fs: it becomes `target`, and containerd is told it exists. */
-  private async commitRemote(row: SnapshotRow, target: string, labels: Record<string, string>): Promise<never> {
-    const still = this.meta.get(row.key);
-    if (still === undefined || this.meta.get(target) !== undefined) {
-      // Removed meanwhile, or a concurrent pull of the same layer committed it first.
+  /** The layer is mounted at the new snapshot's fs: it becomes `target`, and containerd is told that exists. */
+  private async commitRemote(row: SnapshotRow, target: string, labels: Readonly<Record<string, string>>): Promise<never> {
+    const meta = this.open();
+    const still = meta.get(row.key);
+    if (still?.id !== row.id || meta.get(target) !== undefined) {
+      // Removed while mounting, or a concurrent pull of the same layer committed it first:
+      // its snapshot is the one containerd will find; ours goes.
+      if (still?.id === row.id) meta.remove(row.key);
       await this.remote.unmount(this.fsDir(row.id));
-      if (still !== undefined) await this.removeRow(still);
-      throw exists(`snapshot ${target}`);
+      await this.removeDir(this.dirOf(row.id));
+      if (still?.id !== row.id) throw new SnapshotNotFoundError(row.key);
+      this.log.debug({ key: row.key, target }, 'committed by a concurrent Prepare meanwhile');
+      throw new SnapshotExistsError(target);
     }
-    this.meta.commit(row.key, target, { ...labels, [REMOTE_LABEL]: REMOTE_VALUE }, { size: 0, inodes: 0 }, true, Date.now());
+    meta.commit(row.key, target, { ...labels, [REMOTE_LABEL]: REMOTE_VALUE }, { size: 0, inodes: 0 }, true, Date.now());
     this.log.info({ key: row.key, target, id: row.id }, 'remote snapshot committed');
-    throw exists(`snapshot ${target}`);
+    throw new SnapshotExistsError(target);
   }
 
-  async view(key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+  /** A new view snapshot of `parent` and how to mount it read-only. */
+  async view(key: string, parent: string, labels: Readonly<Record<string, string>>): Promise<Mount[]> {
     return this.mountsOf(await this.create(KIND.VIEW, key, parent, labels));
   }
 
+  /** How to mount an active or view snapshot. */
   mounts(key: string): Mount[] {
     const r = this.row(key);
-    if (r.kind !== KIND.ACTIVE && r.kind !== KIND.VIEW) throw precondition(`snapshot ${key} is not active or a view`);
+    if (r.kind !== KIND.ACTIVE && r.kind !== KIND.VIEW) throw new SnapshotPreconditionError(key, 'not an active or view snapshot');
     return this.mountsOf(r);
   }
 
-  /** As containerd's overlayfs snapshotter mounts them: lowerdirs nearest parent first. */
+  /** As containerd's overlayfs snapshotter mounts them (RUNTIMES.md "Mounts"): lowerdirs nearest parent first. */
   private mountsOf(r: SnapshotRow): Mount[] {
     const parents = this.parents(r);
     if (parents.length === 0) {
@@ -214,101 +248,124 @@ export class Snapshotter {
     return [{
       type: 'overlay',
       source: 'overlay',
-      options: [`workdir=${join(this.dir(r.id), 'work')}`, `upperdir=${this.fsDir(r.id)}`, `lowerdir=${lower.join(':')}`],
+      options: [`workdir=${join(this.dirOf(r.id), 'work')}`, `upperdir=${this.fsDir(r.id)}`, `lowerdir=${lower.join(':')}`],
     }];
   }
 
-  async commit(name: string, key: string, labels: Record<string, string>): Promise<void> {
+  /**
+   * Active `key` becomes committed `name`, with `labels` (replacing its own, as bolt does):
+   * same id, same directory, its disk usage recorded.
+   */
+  async commit(name: string, key: string, labels: Readonly<Record<string, string>>): Promise<void> {
+    const meta = this.open();
+    if (name === '') throw new SnapshotArgumentError(key, 'a committed snapshot needs a name');
+    if (meta.get(name) !== undefined) throw new SnapshotExistsError(name);
     const r = this.row(key);
-    if (r.kind !== KIND.ACTIVE) throw precondition(`snapshot ${key} is not active`);
-    if (this.meta.get(name) !== undefined) throw exists(`snapshot ${name}`);
+    if (r.kind !== KIND.ACTIVE) throw new SnapshotPreconditionError(key, 'not an active snapshot');
     const usage = await diskUsage(this.fsDir(r.id));
-    // The walk awaited: the key may have been removed or the name taken meanwhile.
-    if (this.meta.get(key)?.id !== r.id) throw notFound(`snapshot ${key}`);
-    if (this.meta.get(name) !== undefined) throw exists(`snapshot ${name}`);
-    this.meta.commit(key, name, Object.keys(labels).length > 0 ? labels : r.labels, usage, false, Date.now());
+    // The walk awaited: the key may have been removed, or the name taken, meanwhile.
+    if (meta.get(name) !== undefined) throw new SnapshotExistsError(name);
+    if (meta.get(key)?.id !== r.id) throw new SnapshotNotFoundError(key);
+    meta.commit(key, name, { ...labels }, usage, false, Date.now());
   }
 
+  /**
+   * Removes a snapshot that has no children. A remote one is unmounted before its
+   * directory goes; a directory that cannot go now is left to Cleanup.
+   */
   async remove(key: string): Promise<void> {
     const r = this.row(key);
-    if (this.meta.hasChildren(key)) throw precondition(`cannot remove snapshot ${key}: it has children`);
-    await this.removeRow(r);
-  }
-
-  private async removeRow(r: SnapshotRow): Promise<void> {
-    this.meta.remove(r.key);
-    if (r.remote) await this.remote.unmount(this.fsDir(r.id));
-    await this.removeDir(r.id);
-  }
-
-  /** A snapshot's directory, after taking off whatever is still mounted in it (never deleting through a mount). */
-  private async removeDir(id: number): Promise<void> {
-    const dir = this.dir(id);
-    if (mountsUnder(dir).length > 0) {
-      await this.remote.unmount(this.fsDir(id));
-      unmountTree(dir);
+    if (this.open().hasChildren(key)) throw new SnapshotPreconditionError(key, 'cannot remove a snapshot that has children');
+    // The row goes first: nothing can be prepared on this snapshot once its unmount starts.
+    this.open().remove(key);
+    if (r.remote) {
+      try {
+        await this.remote.unmount(this.fsDir(r.id));
+      } catch (err) {
+        this.log.warn({ key, id: r.id, err }, 'remote snapshot not unmounted; its directory is left for Cleanup');
+        return;
+      }
     }
-    if (mountsUnder(dir).length > 0) {
-      this.log.warn({ dir }, 'still mounted; its directory is left for Cleanup');
-      return;
+    await this.removeDir(this.dirOf(r.id));
+  }
+
+  /** A snapshot's directory, unless something is still mounted in it (a recursive delete never goes through a mount). */
+  private async removeDir(dir: string): Promise<boolean> {
+    const mounted = mountsUnder(dir);
+    if (mounted.length > 0) {
+      this.log.warn({ dir, mounted }, 'still mounted; the directory is left for Cleanup');
+      return false;
     }
     await rm(dir, { recursive: true, force: true });
+    return true;
   }
 
   stat(key: string): Info {
     return infoOf(this.row(key));
   }
 
-  /** Labels only: paths `labels` (all) or `labels.<key>` (one; absent from `info` means delete); no paths: all labels. */
-  update(info: { name: string; labels: Record<string, string> }, paths: readonly string[]): Info {
+  /**
+   * Labels only, as containerd's metadata store does it: path `labels` replaces them all,
+   * `labels.<k>` sets one (deletes it when `info` has no such label), no paths replaces them
+   * all; any other path is InvalidArgument and changes nothing.
+   */
+  update(info: { readonly name: string; readonly labels: Readonly<Record<string, string>> }, paths: readonly string[]): Info {
     const r = this.row(info.name);
-    let labels: Record<string, string>;
-    if (paths.length === 0) labels = { ...info.labels };
-    else {
-      labels = { ...r.labels };
-      for (const p of paths) {
-        if (p === 'labels') labels = { ...info.labels };
-        else if (p.startsWith('labels.')) {
-          const k = p.slice('labels.'.length);
-          const v = info.labels[k];
-          if (v === undefined) delete labels[k];
-          else labels[k] = v;
-        } else throw invalid(`cannot update field ${p} of snapshot ${info.name} (only labels)`);
-      }
+    let labels: Record<string, string> = paths.length === 0 ? { ...info.labels } : { ...r.labels };
+    for (const p of paths) {
+      if (p === 'labels') labels = { ...info.labels };
+      else if (p.startsWith('labels.')) {
+        const k = p.slice('labels.'.length);
+        const v = info.labels[k];
+        if (v === undefined) delete labels[k];
+        else labels[k] = v;
+      } else throw new SnapshotArgumentError(info.name, `cannot update field ${JSON.stringify(p)} (only labels)`);
     }
-    this.meta.setLabels(info.name, labels, Date.now());
+    this.open().setLabels(info.name, labels, Date.now());
     return this.stat(info.name);
   }
 
-  list(): Info[] {
-    return this.meta.all().map(infoOf);
+  /** Every snapshot, or those any of containerd's `filters` may match (see list-filter.ts). */
+  list(filters: readonly string[] = []): Info[] {
+    const match = listFilter(filters);
+    return this.open().all().map(infoOf).filter(match);
   }
 
-  async usage(key: string): Promise<{ size: number; inodes: number }> {
+  /** Remote: 0 (nothing of theirs is on this disk); active: walked now; committed: what the commit recorded. */
+  async usage(key: string): Promise<Usage> {
     const r = this.row(key);
     if (r.remote) return { size: 0, inodes: 0 };
     if (r.kind === KIND.ACTIVE) return diskUsage(this.fsDir(r.id));
     return { size: r.size, inodes: r.inodes };
   }
 
-  /** Directories no snapshot owns any more (a crash between the row and the directory, a Remove that found a mount). */
+  /**
+   * Deletes the directories no snapshot owns (a crash between a row and its directory, a
+   * Remove that found a mount), taking the provider's mount off each first. Returns how
+   * many went.
+   */
   async cleanup(): Promise<number> {
-    const ids = this.meta.ids();
     let removed = 0;
-    for (const name of await readdir(this.snapshots).catch(() => [] as string[])) {
-      const id = Number(name);
-      if (String(id) === name && ids.has(id)) continue;
+    for (const name of await readdir(this.snapshots)) {
+      // Asked for each directory, not once before the loop: a Prepare may add a row meanwhile.
+      const owned = (): boolean => /^[1-9][0-9]*$/.test(name) && this.open().hasId(Number(name));
+      if (owned()) continue;
       const dir = join(this.snapshots, name);
-      await this.remote.unmount(join(dir, 'fs'));
-      unmountTree(dir);
-      if (mountsUnder(dir).length > 0) continue;
-      await rm(dir, { recursive: true, force: true });
-      removed++;
+      try {
+        await this.remote.unmount(join(dir, 'fs'));
+      } catch (err) {
+        this.log.warn({ dir, err }, 'not unmounted; left for the next Cleanup');
+        continue;
+      }
+      if (owned()) continue;
+      if (await this.removeDir(dir)) removed++;
     }
     return removed;
   }
 
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     this.meta.close();
   }
 }
