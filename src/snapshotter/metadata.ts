@@ -110,7 +110,8 @@ export class SnapshotMetadata {
         UNION ALL
         SELECT s.parent, c.depth + 1 FROM snapshots s JOIN chain c ON s.key = c.key WHERE s.parent != '' AND c.depth < ?
       )
-      SELECT s.*, c.depth FROM chain c LEFT JOIN snapshots s ON s.key = c.key ORDER BY c.depth`);
+      SELECT c.key, s.id, s.kind, s.parent, s.labels, s.created, s.updated, s.size, s.inodes, s.remote, c.depth
+      FROM chain c LEFT JOIN snapshots s ON s.key = c.key ORDER BY c.depth`);
     this.insertStmt = this.db.prepare('INSERT INTO snapshots (key, kind, parent, labels, created, updated, size, inodes, remote) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)');
     this.commitStmt = this.db.prepare('UPDATE snapshots SET key = ?, kind = ?, labels = ?, created = ?, updated = ?, size = ?, inodes = ?, remote = ? WHERE key = ?');
     this.labelsStmt = this.db.prepare('UPDATE snapshots SET labels = ?, updated = ? WHERE key = ?');

@@ -32,8 +32,6 @@ export function protoDir(): string {
  */
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: Number, enums: Number, defaults: true, oneofs: true };
 
-export type SnapshotsClient = grpc.Client & Record<string, unknown>;
-
 interface SnapshotsPackage {
   containerd: { services: { snapshots: { v1: { Snapshots: grpc.ServiceClientConstructor } } } };
 }

@@ -174,7 +174,10 @@ export class Snapshotter {
     const now = Date.now();
     const row = meta.insert({ key, kind, parent, labels: { ...labels }, created: now, updated: now, size: 0, inodes: 0, remote: false });
     try {
-      await mkdir(this.fsDir(row.id), { recursive: true });
+      // Never into an existing directory: one left from a metadata.db that was deleted would bring old files.
+      await mkdir(this.snapshots, { recursive: true });
+      await mkdir(this.dirOf(row.id));
+      await mkdir(this.fsDir(row.id));
       if (kind === KIND.ACTIVE) await mkdir(join(this.dirOf(row.id), 'work'));
     } catch (err) {
       if (this.meta.get(key)?.id === row.id) this.meta.remove(key);
@@ -211,8 +214,12 @@ export class Snapshotter {
       // Removed while mounting, or a concurrent pull of the same layer committed it first:
       // its snapshot is the one containerd will find; ours goes.
       if (still?.id === row.id) meta.remove(row.key);
-      await this.remote.unmount(this.fsDir(row.id));
-      await this.removeDir(this.dirOf(row.id));
+      try {
+        await this.remote.unmount(this.fsDir(row.id));
+        await this.removeDir(this.dirOf(row.id));
+      } catch (err) {
+        this.log.warn({ key: row.key, id: row.id, err }, 'not unmounted; its directory is left for Cleanup');
+      }
       if (still?.id !== row.id) throw new SnapshotNotFoundError(row.key);
       this.log.debug({ key: row.key, target }, 'committed by a concurrent Prepare meanwhile');
       throw new SnapshotExistsError(target);
@@ -346,7 +353,11 @@ export class Snapshotter {
    */
   async cleanup(): Promise<number> {
     let removed = 0;
-    for (const name of await readdir(this.snapshots)) {
+    const names = await readdir(this.snapshots).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    for (const name of names) {
       // Asked for each directory, not once before the loop: a Prepare may add a row meanwhile.
       const owned = (): boolean => /^[1-9][0-9]*$/.test(name) && this.open().hasId(Number(name));
       if (owned()) continue;
