@@ -56,23 +56,6 @@ export function mountInfo(mountpoint: string): { dev: string; fstype: string } |
   return mountTable().filter((m) => m.at === want).at(-1);
 }
 
-/** The mountpoints at or below `dir`, deepest first. */
-export function mountsUnder(dir: string): string[] {
-  const want = resolve(dir);
-  return [...new Set(mountTable().map((m) => m.at).filter((at) => at === want || at.startsWith(`${want}/`)))].sort((a, b) => b.length - a.length);
-}
-
-/** Detaches everything mounted at or below `dir` (lazily: open files keep their mounts alive until closed). */
-export function unmountTree(dir: string): void {
-  for (const at of mountsUnder(dir)) {
-    try {
-      execFileSync('umount', ['-l', at], { stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch {
-      // Gone meanwhile, or not ours to take off: the caller checks what is left.
-    }
-  }
-}
-
 /**
  * Raises the kernel's read-ahead for the mount (its backing device info defaults to
  * 128 KiB, which caps FUSE reads of sequential files at that size whatever max_read is).

@@ -12,22 +12,12 @@ import * as grpc from '@grpc/grpc-js';
 import { serveSnapshotter } from '../../src/snapshotter/grpc-server.js';
 import { Snapshotter } from '../../src/snapshotter/snapshotter.js';
 import { createLogger } from '../../src/log.js';
-import { tempDir } from '../helpers/tmp.js';
-import { RecordingProvider, client, grpcCode, logSink, withServer } from './harness.js';
+import { RecordingProvider, client, grpcCode, inTemp, logSink, withServer } from './harness.js';
 
 const NOT_FOUND = grpcCode(grpc.status.NOT_FOUND);
 const EXISTS = grpcCode(grpc.status.ALREADY_EXISTS);
 const PRECONDITION = grpcCode(grpc.status.FAILED_PRECONDITION);
 const INVALID = grpcCode(grpc.status.INVALID_ARGUMENT);
-
-async function inTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = tempDir('stargzfs-snapshotter-');
-  try {
-    await fn(dir);
-  } finally {
-    cleanup();
-  }
-}
 
 describe('snapshotter gRPC API (containerd.services.snapshots.v1.Snapshots)', () => {
   it('Prepare, Commit, Stat, Usage, Mounts: a layer unpacked and committed as containerd does it', () =>

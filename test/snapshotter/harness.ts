@@ -2,6 +2,7 @@
 // its calls, a grpc-js client made from the kept .proto files (as containerd's proxy
 // client speaks: the same service, fields and codes), a log sink, and a server on a Unix
 // socket in a temp root that is always closed.
+import { tempDir } from '../helpers/tmp.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DestinationStream } from 'pino';
@@ -136,5 +137,15 @@ export async function withServer(root: string, provider: RemoteLayerProvider, fn
     }
   } finally {
     snapshotter.close();
+  }
+}
+
+/** `fn` with a temp directory, removed after it. */
+export async function inTemp(fn: (dir: string) => Promise<void>): Promise<void> {
+  const { dir, cleanup } = tempDir('stargzfs-snapshotter-');
+  try {
+    await fn(dir);
+  } finally {
+    cleanup();
   }
 }

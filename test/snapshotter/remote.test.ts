@@ -9,8 +9,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Snapshotter } from '../../src/snapshotter/snapshotter.js';
-import { tempDir } from '../helpers/tmp.js';
-import { RecordingProvider, grpcCode, logSink, withServer } from './harness.js';
+import { RecordingProvider, grpcCode, inTemp, logSink, withServer } from './harness.js';
 
 const EXISTS = grpcCode(grpc.status.ALREADY_EXISTS);
 const NOT_FOUND = grpcCode(grpc.status.NOT_FOUND);
@@ -22,15 +21,6 @@ const layerLabels = (chain: string, digest: string): Record<string, string> => (
   'containerd.io/snapshot/remote/stargz.digest': digest,
   'containerd.io/snapshot/remote/stargz.layers': `${digest},sha256:next`,
 });
-
-async function inTemp(fn: (dir: string) => Promise<void>): Promise<void> {
-  const { dir, cleanup } = tempDir('stargzfs-snapshotter-');
-  try {
-    await fn(dir);
-  } finally {
-    cleanup();
-  }
-}
 
 describe('remote snapshots', () => {
   it('the provider mounts the layer: committed under the target with its parent and labels, answered ALREADY_EXISTS', () =>
