@@ -34,8 +34,15 @@ export default tseslint.config(
   layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
   layerRule('service', ['cli', 'snapshotter']),
   layerRule('snapshotter', ['cli']),
-  // The snapshotter keeps apart from the service too, but for its two adapters to it (adapter.ts, remote-layers.ts).
-  { ...layerRule('snapshotter', ['cli', 'service']), ignores: ['src/snapshotter/adapter.ts', 'src/snapshotter/remote-layers.ts'] },
+  // The snapshotter keeps apart from the service too, but for its two adapters to it
+  // (adapter.ts, remote-layers.ts) and the mount table (service/mountpoint.ts).
+  {
+    ...layerRule('snapshotter', ['cli', 'service']),
+    ignores: ['src/snapshotter/adapter.ts', 'src/snapshotter/remote-layers.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: [...forbid('cli', 'service'), '!../service/mountpoint.js'], message: 'src/snapshotter must not import cli, or service but for its mount table (DESIGN.md module map)' }] }],
+    },
+  },
   {
     files: ['src/**/*.ts'],
     ignores: ['src/cli/**'],

@@ -110,11 +110,12 @@ export class MountedImage {
   readonly ended: Promise<string>;
   /** Settles when prefetch and background fetch are over (never rejects). */
   readonly warmed: Promise<void>;
-  readonly startedAt = new Date().toISOString();
   private closing: Promise<void> | undefined;
 
   private constructor(
     readonly spec: MountSpec,
+    readonly startedAt: string,
+    private readonly statusOf: (extra: object) => Record<string, unknown>,
     private readonly parts: MountParts,
     private readonly ops: FsOperations,
     private readonly session: FuseSession,
@@ -141,9 +142,11 @@ export class MountedImage {
     const metrics = spec.metrics !== undefined ? await mountMetrics(parts.image) : undefined;
     const endpoint = metrics !== undefined ? await (await import('../metrics/server.js')).serveMetrics(spec.metrics as string, metrics, log) : undefined;
     const startedAt = new Date().toISOString();
+    const status = (extra: object): Record<string, unknown> =>
+      ({ ...mountStatus(parts, spec.mountpoint, startedAt, extra), servedByAddon: ops.addonReads(), metrics: endpoint?.address ?? null });
     const ops: FsOperations = new FsOperations(view, parts.image.reader, parts.log.child({ mod: 'fs' }), {
       observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
-      status: (): unknown => ({ ...mountStatus(parts, spec.mountpoint, startedAt, extraStatus()), servedByAddon: ops.addonReads(), metrics: endpoint?.address ?? null }),
+      status: (): unknown => status(extraStatus()),
       onExit: (why) => ended(why),
       onRequest: () => parts.image.scheduler.activity(),
       size: {
@@ -171,7 +174,7 @@ export class MountedImage {
     log.info({ image: parts.image.resolved.ref, layer: spec.layer, readAheadKib, uptimeMs: Math.round(performance.now()) }, 'mounted');
     // Whoever mounted it is about to use it: background fetch waits its quiet period from here.
     parts.image.scheduler.activity();
-    return new MountedImage(spec, parts, ops, session, exited, endpoint, log);
+    return new MountedImage(spec, startedAt, status, parts, ops, session, exited, endpoint, log);
   }
 
   get image(): OpenImage {
@@ -179,7 +182,7 @@ export class MountedImage {
   }
 
   status(extra: object = {}): Record<string, unknown> {
-    return { ...mountStatus(this.parts, this.spec.mountpoint, this.startedAt, extra), servedByAddon: this.ops.addonReads(), metrics: this.endpoint?.address ?? null };
+    return this.statusOf(extra);
   }
 
   /**

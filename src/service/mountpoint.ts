@@ -37,14 +37,18 @@ interface MountEntry {
   readonly fstype: string;
 }
 
-/** The mount table, from /proc without touching any mount. */
-function mountTable(): MountEntry[] {
+/**
+ * The mount table, from `mountinfo` (default: this process's, read from /proc without
+ * touching any mount, so a dead FUSE mount cannot hang us).
+ */
+function mountTable(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): MountEntry[] {
   const out: MountEntry[] = [];
-  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  for (const line of mountinfo.split('\n')) {
     const f = line.split(' ');
     const sep = f.indexOf('-');
     if (sep < 0) continue;
-    const at = (f[4] ?? '').replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
+    // Field 5 is the mountpoint, with space, tab, newline and backslash as octal escapes.
+    const at = (f[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));
     out.push({ at, dev: f[2] ?? '', fstype: f[sep + 1] ?? '' });
   }
   return out;
@@ -54,6 +58,16 @@ function mountTable(): MountEntry[] {
 export function mountInfo(mountpoint: string): { dev: string; fstype: string } | undefined {
   const want = resolve(mountpoint);
   return mountTable().filter((m) => m.at === want).at(-1);
+}
+
+/**
+ * The mountpoints at or below `dir`, deepest first (a recursive delete would go through
+ * them into the filesystems underneath).
+ */
+export function mountsUnder(dir: string, mountinfo?: string): string[] {
+  const want = resolve(dir);
+  const found = new Set(mountTable(mountinfo).map((m) => m.at).filter((at) => at === want || at.startsWith(`${want}/`)));
+  return [...found].sort((a, b) => b.length - a.length);
 }
 
 /**

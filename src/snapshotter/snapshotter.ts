@@ -14,7 +14,7 @@ import type { Logger } from '../log.js';
 import { ClosedError, SnapshotArgumentError, SnapshotExistsError, SnapshotNotFoundError, SnapshotPreconditionError } from '../errors.js';
 import { listFilter } from './list-filter.js';
 import { KIND, SnapshotMetadata, type Kind, type SnapshotRow } from './metadata.js';
-import { mountsUnder } from './mount-table.js';
+import { mountsUnder } from '../service/mountpoint.js';
 
 export { KIND, type Kind } from './metadata.js';
 

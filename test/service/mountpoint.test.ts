@@ -1,7 +1,7 @@
 // mountsUnder on mountinfo text: prefixes that are not parents, escaped names, deepest first.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mountsUnder } from '../../src/snapshotter/mount-table.js';
+import { mountsUnder } from '../../src/service/mountpoint.js';
 
 const MOUNTINFO = [
   '22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw',
