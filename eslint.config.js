@@ -32,8 +32,10 @@ export default tseslint.config(
   layerRule('convert', ['chunkcache', 'layer', 'fs', 'cli']),
   layerRule('metrics', ['toc', 'http', 'chunkcache', 'layer', 'fs', 'cli', 'convert']),
   layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
-  layerRule('service', ['cli', 'snapshotter']),
-  layerRule('snapshotter', ['cli']),
+  layerRule('service', ['cli', 'snapshotter', 'store']),
+  layerRule('snapshotter', ['cli', 'store']),
+  // podman's layer store: an adapter of the service, beside the snapshotter.
+  layerRule('store', ['cli', 'snapshotter', 'toc', 'chunkcache', 'layer', 'convert']),
   // The snapshotter keeps apart from the service too, but for its two adapters to it
   // (adapter.ts, remote-layers.ts) and the mount table (service/mountpoint.ts).
   {

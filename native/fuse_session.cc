@@ -43,7 +43,7 @@ namespace {
 enum Op {
   OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_OPENDIR, OP_READDIR, OP_READDIRPLUS, OP_RELEASEDIR,
   OP_OPEN, OP_READ, OP_RELEASE, OP_READLINK, OP_GETXATTR, OP_LISTXATTR, OP_STATFS, OP_ACCESS,
-  OP_INIT, OP_EXIT, OP_FORGET_MULTI,
+  OP_INIT, OP_EXIT, OP_FORGET_MULTI, OP_CREATE, OP_RMDIR,
 };
 
 struct Request {
@@ -81,6 +81,9 @@ struct Shared {
   bool stopping = false;
   unsigned maxRead = 1 << 20;
   unsigned maxBackground = 128;
+  // The kernel keeps a symlink's target once read (an image never changes); off for a
+  // filesystem whose readlink has work to do each time (the layer store's `diff`).
+  bool cacheSymlinks = true;
   // Reads answered here from verified chunk files (read_map.h).
   stargzfs::ReadMap readMap;
 };
@@ -119,7 +122,7 @@ void dispatch(Shared* s, Request* r) {
     Napi::Value handle = r->id != 0 ? Napi::Value(Napi::BigInt::New(env, r->id)) : env.Null();
     std::vector<napi_value> args = {Napi::Number::New(env, r->op), handle, Napi::Number::New(env, static_cast<double>(r->ino))};
     switch (r->op) {
-      case OP_LOOKUP: args.push_back(Napi::String::New(env, r->name)); break;
+      case OP_LOOKUP: case OP_CREATE: case OP_RMDIR: args.push_back(Napi::String::New(env, r->name)); break;
       case OP_GETXATTR: args.push_back(Napi::String::New(env, r->name)); args.push_back(Napi::Number::New(env, static_cast<double>(r->size))); break;
       case OP_LISTXATTR: args.push_back(Napi::Number::New(env, static_cast<double>(r->size))); break;
       case OP_READDIR: case OP_READDIRPLUS: case OP_READ:
@@ -182,6 +185,7 @@ void op_init(void* userdata, struct fuse_conn_info* conn) {
   const unsigned wanted[] = {FUSE_CAP_READDIRPLUS, FUSE_CAP_ASYNC_READ, FUSE_CAP_EXPORT_SUPPORT, FUSE_CAP_CACHE_SYMLINKS};
   const char* names[] = {"readdirplus", "async_read", "export_support", "cache_symlinks"};
   for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
+    if (wanted[i] == FUSE_CAP_CACHE_SYMLINKS && !s->cacheSymlinks) continue;
     if (conn->capable & wanted[i]) conn->want |= wanted[i];
     else refused += std::string(refused.empty() ? "" : ",") + names[i];
   }
@@ -319,7 +323,18 @@ void erofs_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_repl
 void erofs_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, struct fuse_file_info*) { fuse_reply_err(req, EROFS); }
 void erofs_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, EROFS); }
 void erofs_removexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void erofs_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, struct fuse_file_info*) { fuse_reply_err(req, EROFS); }
+// Handed on, not refused here: on a read-only mount the kernel refuses them itself, and a
+// writable one (the layer store) gives them meaning (podman's `use` and release).
+void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, struct fuse_file_info*) {
+  auto* r = make(OP_CREATE, req, parent);
+  r->name = name;
+  dispatch(shared(req), r);
+}
+void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
+  auto* r = make(OP_RMDIR, req, parent);
+  r->name = name;
+  dispatch(shared(req), r);
+}
 void erofs_fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, struct fuse_file_info*) { fuse_reply_err(req, EROFS); }
 
 fuse_lowlevel_ops makeOps() {
@@ -346,14 +361,14 @@ fuse_lowlevel_ops makeOps() {
   ops.mknod = erofs_mknod;
   ops.mkdir = erofs_mkdir;
   ops.unlink = erofs_unlink;
-  ops.rmdir = erofs_unlink;
+  ops.rmdir = op_rmdir;
   ops.symlink = erofs_symlink;
   ops.rename = erofs_rename;
   ops.link = erofs_link;
   ops.write = erofs_write;
   ops.setxattr = erofs_setxattr;
   ops.removexattr = erofs_removexattr;
-  ops.create = erofs_create;
+  ops.create = op_create;
   ops.fallocate = erofs_fallocate;
   return ops;
 }
@@ -420,6 +435,8 @@ class Session : public Napi::ObjectWrap<Session> {
     shared_.maxRead = tune.Get("maxRead").As<Napi::Number>().Uint32Value();
     shared_.maxBackground = tune.Get("maxBackground").As<Napi::Number>().Uint32Value();
     unsigned threads = tune.Get("threads").As<Napi::Number>().Uint32Value();
+    Napi::Value cacheSymlinks = tune.Get("cacheSymlinks");
+    if (cacheSymlinks.IsBoolean()) shared_.cacheSymlinks = cacheSymlinks.As<Napi::Boolean>().Value();
     std::vector<std::string> argvStore = {"stargzfs"};
     for (uint32_t i = 0; i < opts.Length(); i++) {
       argvStore.push_back("-o");

@@ -55,6 +55,8 @@ export interface HttpConfig {
   readonly connectionsPerHost: number;
   /** Where the docker CLI's config.json is ($DOCKER_CONFIG or ~/.docker); undefined: no credentials. */
   readonly dockerConfigDir: string | undefined;
+  /** Containers auth files (podman's), tried before the docker config. */
+  readonly authFiles: readonly string[];
   /** Mirrors per registry name, tried in order before the registry. Default none. */
   readonly mirrors: Readonly<Record<string, readonly string[]>>;
   /** How long a failed mirror is skipped, milliseconds. Default 30000. */
@@ -146,6 +148,10 @@ export interface Environment {
   arch: string;
   /** $DOCKER_CONFIG */
   dockerConfig?: string | undefined;
+  /** $REGISTRY_AUTH_FILE */
+  registryAuthFile?: string | undefined;
+  /** $XDG_RUNTIME_DIR */
+  xdgRuntimeDir?: string | undefined;
   /** Free bytes on the filesystem of the state root (for the default cache quota). */
   freeBytes?: number | undefined;
   /** stderr is a terminal (the default log format). */
@@ -221,6 +227,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
       hedgeAfterMs: 1000,
       connectionsPerHost,
       dockerConfigDir: env.dockerConfig ?? (env.home !== undefined ? `${env.home}/.docker` : undefined),
+      authFiles: Object.freeze([env.registryAuthFile, env.xdgRuntimeDir !== undefined ? `${env.xdgRuntimeDir}/containers/auth.json` : undefined].filter((f): f is string => f !== undefined && f !== '')),
       mirrors: parseMirrors(input.mirror ?? []),
       mirrorBackoffMs: 30_000,
       redirectTtlMs: 300_000,

@@ -42,7 +42,7 @@ export interface CommandContext {
 
 async function openSource(ref: string, config: Config, log: Logger): Promise<ImageSource> {
   if (isOciRef(ref)) return OciLayoutSource.open(ref);
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log), log);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log);
   return new RegistrySource(ref, client);
 }
 
@@ -142,7 +142,7 @@ export async function openConvertStore(src: string, config: Config, log: Logger)
   if (s?.isDirectory() === true) {
     return existsSync(join(src, 'oci-layout')) ? new LayoutStore(new DirFiles(src), {}) : new DirStore(src, platform);
   }
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log), log);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log);
   return new RegistryStore(new RegistrySource(src, client));
 }
 
@@ -155,7 +155,7 @@ export async function openConvertSink(dst: string, config: Config, log: Logger):
   }
   const ref = parseImageRef(dst);
   if (ref.digest !== undefined) throw new ImageReferenceError(`${dst}: name the output with a tag, not a digest`);
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log), log);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log);
   const target = { endpoint: ref.endpoint, registry: ref.registry, repository: ref.repository };
   return { sink: new RegistrySink(formatImageRef(ref), client, target, ref.tag ?? 'latest'), close: () => client.close() };
 }

@@ -162,15 +162,29 @@ export async function main(args: string[]): Promise<number> {
       (y) =>
         y
           .option('snapshotter-address', { type: 'string', describe: 'serve containerd\'s snapshots API (proxy snapshotter) on this Unix socket (default /run/stargzfs/snapshotter.sock for root)' })
-          .option('snapshotter', { type: 'boolean', default: true, describe: '--no-snapshotter: no containerd snapshotter' }),
+          .option('snapshotter', { type: 'boolean', default: true, describe: '--no-snapshotter: no containerd snapshotter' })
+          .option('store', { type: 'string', describe: 'mount podman\'s additional layer store here (storage.conf: additionallayerstores = ["DIR:ref"])' })
+          .option('store-grace-ms', { type: 'number', default: 60_000, describe: 'how long a store layer podman no longer uses stays mounted, ms' }),
       (argv) =>
         run(() =>
           serveCommand(config(argv), {
             globals: argv,
             adapters: async (service, cfg, log) => {
-              if (!argv.snapshotter || (argv['snapshotter-address'] === undefined && process.getuid?.() !== 0)) return [];
-              const { startSnapshotter } = await import('../snapshotter/adapter.js');
-              return [await startSnapshotter(service, cfg, log, argv['snapshotter-address'] ?? DEFAULT_SNAPSHOTTER_ADDRESS, argv['snapshotter-address'] !== undefined)];
+              const adapters = [];
+              if (argv.snapshotter && (argv['snapshotter-address'] !== undefined || process.getuid?.() === 0)) {
+                const { startSnapshotter } = await import('../snapshotter/adapter.js');
+                adapters.push(await startSnapshotter(service, cfg, log, argv['snapshotter-address'] ?? DEFAULT_SNAPSHOTTER_ADDRESS, argv['snapshotter-address'] !== undefined));
+              }
+              if (argv.store !== undefined) {
+                const { startStore } = await import('../store/adapter.js');
+                try {
+                  adapters.push(await startStore(service, cfg, log, resolve(argv.store), { graceMs: argv['store-grace-ms'] }));
+                } catch (err) {
+                  for (const a of adapters) await a.close();
+                  throw err;
+                }
+              }
+              return adapters;
             },
           }),
         ),

@@ -59,6 +59,8 @@ export function config(argv: GlobalArgs): Config {
       xdgCacheHome: process.env['XDG_CACHE_HOME'],
       arch: process.arch,
       dockerConfig: process.env['DOCKER_CONFIG'],
+      registryAuthFile: process.env['REGISTRY_AUTH_FILE'],
+      xdgRuntimeDir: process.env['XDG_RUNTIME_DIR'],
       // The --daemon child logs to a file: JSON there, whatever the parent's terminal.
       stderrIsTTY: process.stderr.isTTY === true && !isDaemonServer(),
       freeBytes: freeBytes(argv.root ?? (process.getuid?.() === 0 ? '/var/lib/stargzfs' : (process.env['XDG_CACHE_HOME'] ?? `${process.env['HOME'] ?? '/tmp'}/.cache`))),

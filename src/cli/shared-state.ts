@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { isOciRef, OciLayoutSource } from '../http/oci-layout.js';
 import type { ResolvedImage } from '../http/image.js';
 import { parseImageRef } from '../http/reference.js';
+import { parseJson } from '../http/manifest.js';
 import { ImageError, NotEstargzError } from '../errors.js';
 import { RegistryClient } from '../http/registry-client.js';
 import { RegistrySource } from '../http/registry-source.js';
@@ -19,6 +20,7 @@ import { OpenImage, type ImageSource } from '../layer/image.js';
 import { FetchScheduler } from '../layer/scheduler.js';
 import { ProfileStore } from '../layer/profile.js';
 import type { MountParts } from '../service/mounted-image.js';
+import type { ImageDescription } from '../service/service.js';
 
 /** `source` as if its image had only the layer `digest`. */
 function oneLayer(source: ImageSource, digest: string): ImageSource {
@@ -127,10 +129,21 @@ export class SharedState {
    * aborting the source leaves the shared client alone.
    */
   private registrySource(ref: string, config: Config): ImageSource {
+    const { source, resolve } = this.registry(ref, config);
+    return {
+      resolve,
+      configPlatform: (c) => source.configPlatform(c),
+      blob: (d) => source.blob(d),
+      close: async () => {},
+      hostStats: () => source.hostStats(),
+    };
+  }
+
+  private registry(ref: string, config: Config): { source: RegistrySource; resolve: (platform: string) => Promise<ResolvedImage> } {
     const key = JSON.stringify(config.http);
     let client = this.clients.get(key);
     if (client === undefined) {
-      client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, this.log), this.log);
+      client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, this.log, config.http.authFiles), this.log);
       this.clients.set(key, client);
     }
     const source = new RegistrySource(ref, client);
@@ -143,12 +156,29 @@ export class SharedState {
       image.catch(() => this.resolved.delete(k));
       return image;
     };
+    return { source, resolve };
+  }
+
+  /**
+   * What a runtime that pulls `ref` itself needs to know of it without a mount (the layer
+   * store's `info` and `blob`): its manifest (resolved as the mounts resolve it), its
+   * config's diff_ids, fetched once asked for, and its blobs. `fresh` resolves the tag again.
+   */
+  async describeImage(config: Config, ref: string, fresh = false): Promise<ImageDescription> {
+    if (isOciRef(ref)) throw new ImageError('only registry images are described', { path: ref });
+    const { source, resolve } = this.registry(ref, config);
+    if (fresh) this.resolved.delete(`${JSON.stringify(config.http)}\0${ref}\0${config.image.platform}`);
+    const resolved = await resolve(config.image.platform);
+    let diffIds: Promise<readonly string[]> | undefined;
     return {
-      resolve,
-      configPlatform: (c) => source.configPlatform(c),
-      blob: (d) => source.blob(d),
-      close: async () => {},
-      hostStats: () => source.hostStats(),
+      resolved,
+      diffIds: () => (diffIds ??= source.smallBlob(resolved.config).then((bytes) => {
+        const rootfs = parseJson(bytes, `config ${resolved.config.digest}`)['rootfs'] as { diff_ids?: unknown } | undefined;
+        const ids = Array.isArray(rootfs?.diff_ids) ? rootfs.diff_ids.filter((d): d is string => typeof d === 'string') : [];
+        if (ids.length !== resolved.layers.length) throw new ImageError(`config ${resolved.config.digest} lists ${ids.length} diff_ids for ${resolved.layers.length} layers`);
+        return ids;
+      })),
+      blob: (desc) => source.blob(desc),
     };
   }
 

@@ -7,6 +7,8 @@ export const FuseOp = {
   Lookup: 1, Forget: 2, Getattr: 3, Opendir: 4, Readdir: 5, Readdirplus: 6, Releasedir: 7,
   Open: 8, Read: 9, Release: 10, Readlink: 11, Getxattr: 12, Listxattr: 13, Statfs: 14, Access: 15,
   Init: 16, Exit: 17, ForgetMulti: 18,
+  /** (parent, name): a read-only mount never sees these; the layer store gives them meaning. */
+  Create: 19, Rmdir: 20,
 } as const;
 export type FuseOp = (typeof FuseOp)[keyof typeof FuseOp];
 
@@ -81,6 +83,8 @@ export interface SessionTuning {
   readonly maxBackground: number;
   /** libfuse worker threads (each only hands requests on). */
   readonly threads: number;
+  /** The kernel keeps a symlink's target once read (default true); false sends every readlink here. */
+  readonly cacheSymlinks?: boolean;
 }
 
 interface Addon {

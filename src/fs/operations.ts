@@ -227,6 +227,9 @@ export class FsOperations {
         return s.replyStatfs(req, Float64Array.of(4096, Math.ceil(this.opts.size.bytes / 4096), 0, 0, this.opts.size.files, 0, 255));
       case FuseOp.Access:
         return s.replyErr(req, 0);
+      case FuseOp.Create:
+      case FuseOp.Rmdir:
+        return s.replyErr(req, E.EROFS);
       default:
         return s.replyErr(req, E.ENOSYS);
     }

@@ -1,6 +1,7 @@
-// Registry credentials from the docker CLI's config: `auths` (auth, username/password,
-// identitytoken), `credHelpers` and `credsStore` (docker-credential-<name> get). The file
-// is re-read when asked (after a refusal), so rotated credentials work without restart.
+// Registry credentials from the containers auth files (podman's `auth.json`: the same
+// `auths` shape, tried first) and the docker CLI's config: `auths` (auth, username/password,
+// identitytoken), `credHelpers` and `credsStore` (docker-credential-<name> get). The files
+// are re-read when asked (after a refusal), so rotated credentials work without restart.
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -29,14 +30,17 @@ export class DockerConfigCredentials implements CredentialSource {
   private config: Promise<DockerConfig> | undefined;
   private readonly log: Logger;
 
-  /** `dir`: $DOCKER_CONFIG or ~/.docker, resolved by the CLI; undefined = no credentials. */
-  constructor(private readonly dir: string | undefined, log: Logger) {
+  /**
+   * `dir`: $DOCKER_CONFIG or ~/.docker, resolved by the CLI; undefined = none. `authFiles`:
+   * containers auth files ($REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json), before it.
+   */
+  constructor(private readonly dir: string | undefined, log: Logger, private readonly authFiles: readonly string[] = []) {
     this.log = log.child({ mod: 'credentials' });
   }
 
   async get(registry: string, reload = false): Promise<Credentials | undefined> {
-    if (this.dir === undefined) return undefined;
-    if (reload || this.config === undefined) this.config = this.load();
+    if (this.dir === undefined && this.authFiles.length === 0) return undefined;
+    if (reload || this.config === undefined) this.config = this.loadAll();
     const cfg = await this.config;
     const keys = registry === 'docker.io' ? HUB_KEYS : [registry, `https://${registry}`, `http://${registry}`];
     const helper = keys.map((k) => cfg.credHelpers?.[k]).find((h) => h !== undefined) ?? cfg.credsStore;
@@ -54,12 +58,24 @@ export class DockerConfigCredentials implements CredentialSource {
     return undefined;
   }
 
-  private async load(): Promise<DockerConfig> {
-    const file = join(this.dir as string, 'config.json');
+  /** The files merged, the first to name a registry winning. */
+  private async loadAll(): Promise<DockerConfig> {
+    const files = [...this.authFiles, ...(this.dir !== undefined ? [join(this.dir, 'config.json')] : [])];
+    const all = await Promise.all(files.map((f) => this.load(f)));
+    const merged: DockerConfig = { auths: {}, credHelpers: {} };
+    for (const c of all.reverse()) {
+      Object.assign(merged.auths as object, c.auths ?? {});
+      Object.assign(merged.credHelpers as object, c.credHelpers ?? {});
+      merged.credsStore = c.credsStore ?? merged.credsStore;
+    }
+    return merged;
+  }
+
+  private async load(file: string): Promise<DockerConfig> {
     try {
       return JSON.parse(await readFile(file, 'utf8')) as DockerConfig;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file }, `cannot read docker config: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file }, `cannot read registry credentials: ${(err as Error).message}`);
       return {};
     }
   }

@@ -6,6 +6,8 @@ import type { Logger } from '../log.js';
 import type { Config } from '../config.js';
 import { ImageError, NotFoundError } from '../errors.js';
 import { MountedImage, type MountParts, type MountSpec } from './mounted-image.js';
+import type { Descriptor, ResolvedImage } from '../http/image.js';
+import type { BlobReader } from '../toc/blob.js';
 
 /** A mount as the control socket or an adapter asks for it. */
 export interface MountRequest {
@@ -22,10 +24,21 @@ export interface OpenedImage {
   close(): Promise<void>;
 }
 
+/** An image as a runtime that pulls it itself sees it (the layer store), without a mount. */
+export interface ImageDescription {
+  readonly resolved: ResolvedImage;
+  /** The config's rootfs.diff_ids, base layer first (one fetch, when first asked). */
+  diffIds(): Promise<readonly string[]>;
+  /** A layer blob's bytes as the registry serves them (unchecked: the caller verifies). */
+  blob(desc: Descriptor): BlobReader;
+}
+
 export interface ServiceDeps {
   readonly log: Logger;
   /** Opens an image over the service's shared state (the composition root builds it). */
   openImage(config: Config, src: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean }): Promise<OpenedImage>;
+  /** Resolves an image over the service's registry clients (`fresh`: the tag again, not the minute-old answer). */
+  describeImage(config: Config, src: string, fresh?: boolean): Promise<ImageDescription>;
   /** What status.json says about the service (its pid, its control socket). */
   readonly identity: Record<string, unknown>;
 }
@@ -138,6 +151,11 @@ export class Service {
       this.preindexing.set(key, p);
     }
     return p;
+  }
+
+  describe(config: Config, src: string, fresh = false): Promise<ImageDescription> {
+    if (this.closed) return Promise.reject(new ImageError('the service is stopping'));
+    return this.deps.describeImage(config, src, fresh);
   }
 
   /** The preindex() of that layer still running, if any. */

@@ -31,7 +31,7 @@ export async function serveCommand(config: Config, args: ServeArgs): Promise<voi
   const state = new SharedState(config, log);
   keepImportThread();
   const identity = { pid: process.pid, controlSocket: socket };
-  const service = new Service({ log, identity, openImage: (cfg, src, opts) => state.openImage(cfg, src, opts) });
+  const service = new Service({ log, identity, openImage: (cfg, src, opts) => state.openImage(cfg, src, opts), describeImage: (cfg, src, fresh) => state.describeImage(cfg, src, fresh) });
   const onUnhandled = (err: unknown): void => log.error({ err }, 'unhandled rejection (a bug); serving on');
   process.on('unhandledRejection', onUnhandled);
   let adapters: Adapter[] = [];
