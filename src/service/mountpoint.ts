@@ -1,13 +1,17 @@
 // The mountpoint as the system sees it: a dead FUSE mount a killed server left behind
 // (ENOTCONN), and detaching a mount.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, statfsSync, statSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-/** True when the mountpoint holds a FUSE mount whose server is gone (ENOTCONN). */
+/**
+ * True when the mountpoint holds a FUSE mount whose server is gone (ENOTCONN). statfs, not
+ * stat: the kernel answers a stat from attributes it still caches (for a day, on our
+ * mounts) without asking the dead server, but it always asks for statfs.
+ */
 export function isDeadMount(mountpoint: string): boolean {
   try {
-    statSync(mountpoint);
+    statfsSync(mountpoint);
     return false;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'ENOTCONN';

@@ -40,6 +40,8 @@ interface Layer {
   /** Why the layer cannot be read lazily: it is not mounted again, lookups answer ENOENT. */
   notLazy: string | undefined;
   releaseTimer: NodeJS.Timeout | undefined;
+  /** Settles once a let-go mount is detached and its directory removed: a new mount waits for it. */
+  going: Promise<void> | undefined;
   /** The blob, copied and checked, for `blob` readers; its open readers. */
   blobFile: Promise<string> | undefined;
   blobReaders: number;
@@ -261,7 +263,7 @@ export class StoreLayers {
     refs.add(ref);
     let l = this.layers.get(desc.digest);
     if (l === undefined) {
-      l = { digest: desc.digest, ref, mountpoint: this.mountpointOf(desc.digest), mounting: undefined, mounted: false, notLazy: undefined, releaseTimer: undefined, blobFile: undefined, blobReaders: 0 };
+      l = { digest: desc.digest, ref, mountpoint: this.mountpointOf(desc.digest), mounting: undefined, mounted: false, notLazy: undefined, releaseTimer: undefined, going: undefined, blobFile: undefined, blobReaders: 0 };
       this.layers.set(desc.digest, l);
     }
     const layer = l;
@@ -271,6 +273,7 @@ export class StoreLayers {
     layer.mounted = false;
     const t0 = performance.now();
     layer.mounting = (async () => {
+      await layer.going;
       makeDir(layer.mountpoint);
       await this.service.mount({
         src: ref,
@@ -313,18 +316,24 @@ export class StoreLayers {
     if (mounting === undefined) return;
     await mounting.catch(() => undefined);
     if (l.mounting !== mounting || this.uses.get(l.digest) > 0) return;
+    // From here a lookup mounts it anew, once this detach is done.
     l.mounting = undefined;
     l.mounted = false;
     l.blobFile = undefined;
-    try {
-      if (this.service.has(l.mountpoint)) await this.service.unmount(l.mountpoint, { wait: false });
-      // No directory left behind: a `diff` followed after this finds nothing, never an empty layer.
-      removeDir(l.mountpoint);
-      await rm(join(this.blobsDir, l.digest.replace(/^sha256:/, '')), { force: true });
-      this.log.info({ layer: l.digest }, 'layer let go (unused)');
-    } catch (err) {
-      this.log.warn({ layer: l.digest, err: (err as Error).message }, 'layer not let go');
-    }
+    const going = (async () => {
+      try {
+        if (this.service.has(l.mountpoint)) await this.service.unmount(l.mountpoint, { wait: false });
+        // No directory left behind: a `diff` followed after this finds nothing, never an empty layer.
+        removeDir(l.mountpoint);
+        await rm(join(this.blobsDir, l.digest.replace(/^sha256:/, '')), { force: true });
+        this.log.info({ layer: l.digest }, 'layer let go (unused)');
+      } catch (err) {
+        this.log.warn({ layer: l.digest, err: (err as Error).message }, 'layer not let go');
+      }
+    })();
+    l.going = going;
+    await going;
+    if (l.going === going) l.going = undefined;
   }
 
   status(): StoreLayerStatus[] {
