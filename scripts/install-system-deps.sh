@@ -12,6 +12,8 @@ packages=(
   containerd runc               # the snapshotter's e2e test runs containers through a real containerd
   stargz-snapshotter            # ctr-remote: the lazy pull (`i rpull`) the snapshotter test drives
   libc6-dev                     # a static test binary for those containers (cc -static)
+  podman fuse-overlayfs         # the layer store's e2e test: podman 4.3 with stargzfs as its additional layer store
+  catatonit slirp4netns         # podman's recommends (init, rootless networking), as a normal install has them
 )
 
 missing=()
