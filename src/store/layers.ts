@@ -126,6 +126,8 @@ export class StoreLayers {
     image.then(
       (img) => {
         for (const desc of img.resolved.layers) void this.mounted(ref, desc).catch(() => undefined);
+        // `info` needs the config's diff_ids: fetched beside the TOCs, not after them.
+        void img.diffIds().catch(() => undefined);
       },
       (err: unknown) => {
         this.images.delete(ref);

@@ -48,9 +48,13 @@ export function keepImportThread(): void {
   if (url !== undefined) keptWorker(url);
 }
 
-function answer(worker: Worker): Promise<LayerRow> {
+function answer(worker: Worker, onLandmark: ((prefetchSize: number) => void) | undefined): Promise<LayerRow> {
   return new Promise<LayerRow>((resolve, reject) => {
-    const onMessage = (m: { row?: LayerRow; error?: WireError }): void => {
+    const onMessage = (m: { row?: LayerRow; error?: WireError; landmark?: number }): void => {
+      if (m.landmark !== undefined) {
+        onLandmark?.(m.landmark);
+        return;
+      }
       done();
       if (m.error !== undefined) reject(fromWire(m.error));
       else resolve(m.row as LayerRow);
@@ -74,17 +78,19 @@ function answer(worker: Worker): Promise<LayerRow> {
   });
 }
 
+/** `onLandmark` hears the prefetch region's size once the import has parsed the landmark entry (before it ends). */
 export async function importTocInWorker(
   dbFile: string, input: ImportInput, region: TocRegion, maxTocBytes: number, ctx: ErrorContext, expectedDigest: string | undefined,
+  onLandmark?: (prefetchSize: number) => void,
 ): Promise<LayerRow> {
   const url = workerUrl();
-  if (url === undefined) return importTocStream(dbFile, input, tocJsonChunks(region, maxTocBytes, ctx), expectedDigest);
+  if (url === undefined) return importTocStream(dbFile, input, tocJsonChunks(region, maxTocBytes, ctx), expectedDigest, onLandmark);
   const job: ImportJob = { dbFile, input, region, maxTocBytes, ctx, expectedDigest };
   if (keep) {
     const worker = keptWorker(url);
     worker.ref();
     try {
-      const row = answer(worker);
+      const row = answer(worker, onLandmark);
       worker.postMessage(job);
       return await row;
     } finally {
@@ -93,7 +99,7 @@ export async function importTocInWorker(
   }
   const worker = new Worker(url, { workerData: job });
   try {
-    return await answer(worker);
+    return await answer(worker, onLandmark);
   } finally {
     // Gone before the row is used: its memory is then free to give back (cli trims the heap).
     await worker.terminate();

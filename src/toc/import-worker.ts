@@ -23,7 +23,8 @@ function run(job: ImportJob, reply: (m: unknown) => void): void {
   // A Buffer crosses the thread as a plain Uint8Array.
   const comp = Buffer.from(job.region.comp.buffer, job.region.comp.byteOffset, job.region.comp.byteLength);
   const region: TocRegion = { ...job.region, comp };
-  importTocStream(job.dbFile, job.input, tocJsonChunks(region, job.maxTocBytes, job.ctx), job.expectedDigest).then(
+  // The landmark's offset goes out at once: the head of the blob can be fetched while the import goes on.
+  importTocStream(job.dbFile, job.input, tocJsonChunks(region, job.maxTocBytes, job.ctx), job.expectedDigest, (landmark) => reply({ landmark })).then(
     (row) => reply({ row }),
     (err: unknown) => reply({ error: toWire(err) }),
   );

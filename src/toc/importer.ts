@@ -76,7 +76,7 @@ export function importToc(db: Database.Database, input: ImportInput, json: Buffe
  * at a time per process.
  */
 export async function importTocStream(
-  dbFile: string, input: ImportInput, json: AsyncIterable<Buffer>, expectedDigest: string | undefined,
+  dbFile: string, input: ImportInput, json: AsyncIterable<Buffer>, expectedDigest: string | undefined, onLandmark?: (prefetchSize: number) => void,
 ): Promise<LayerRow> {
   let source = json;
   let checked: { digest: string; size: number } | undefined;
@@ -104,7 +104,7 @@ export async function importTocStream(
       db.exec('COMMIT');
       return existing;
     }
-    const imp = new Importer(db, input);
+    const imp = new Importer(db, input, onLandmark);
     const parser = new TocJsonParser((raw, i) => imp.entry(raw, i), { layer: input.digest });
     const hash = checked === undefined ? createHash('sha256') : undefined;
     let size = 0;
@@ -164,7 +164,8 @@ class Importer {
   private pending: PendingChunk[] = [];
   private pendingOffset = -1;
 
-  constructor(private readonly db: Database.Database, private readonly input: ImportInput) {
+  /** `onLandmark`: told the prefetch region's size as soon as the landmark entry is parsed (its fetch can start before the import ends). */
+  constructor(private readonly db: Database.Database, private readonly input: ImportInput, private readonly onLandmark?: (prefetchSize: number) => void) {
     this.sNode = new BatchInsert(
       db, 'INSERT INTO nodes (id, layer_id, mode, uid, gid, size, mtime, mtime_nsec, nlink, rdev_major, rdev_minor, link, flags)', 13,
     );
@@ -330,6 +331,7 @@ class Importer {
       if (long !== undefined) throw this.entryError(e, `a name of ${Buffer.byteLength(long)} bytes (Linux allows ${NAME_MAX})`);
     }
     if (path === PREFETCH_LANDMARK) {
+      if (this.landmark !== 'prefetch') this.onLandmark?.(e.offset);
       this.landmark = 'prefetch';
       this.prefetchSize = e.offset;
     } else if (path === NO_PREFETCH_LANDMARK && this.landmark === null) {

@@ -17,6 +17,11 @@ import { readTocRegion } from './toc-reader.js';
 
 export type ChunkSink = (digest: Buffer, data: Buffer) => Promise<void>;
 
+export interface IndexOptions {
+  readonly ahead?: boolean;
+  readonly onLandmark?: (prefetchSize: number) => void;
+}
+
 export interface OpenedLayer {
   readonly row: LayerRow;
   /** True when meta.db already had this layer and the blob was not read. */
@@ -111,8 +116,11 @@ export class LayerIndexer {
     return { row, reused: false };
   }
 
-  /** `ahead`: indexed before anyone reads it (a runtime's next layer); other imports go first. */
-  async open(desc: LayerDescriptorLike, blob: BlobReader, opts: { ahead?: boolean } = {}): Promise<OpenedLayer> {
+  /**
+   * `ahead`: indexed before anyone reads it (a runtime's next layer); other imports go first.
+   * `onLandmark`: told the prefetch region's size mid-import, when the layer is indexed now.
+   */
+  async open(desc: LayerDescriptorLike, blob: BlobReader, opts: IndexOptions = {}): Promise<OpenedLayer> {
     const ann = desc.annotations ?? {};
     const known = this.table.layerByDigest(desc.digest);
     if (known !== undefined) {
@@ -128,7 +136,7 @@ export class LayerIndexer {
     }
   }
 
-  private async index(desc: LayerDescriptorLike, blob: BlobReader, opts: { ahead?: boolean }): Promise<OpenedLayer> {
+  private async index(desc: LayerDescriptorLike, blob: BlobReader, opts: IndexOptions): Promise<OpenedLayer> {
     const ctx = { layer: desc.digest };
     const ann = desc.annotations ?? {};
     const tocAnn = ann[TOC_DIGEST_ANNOTATION];
@@ -174,6 +182,7 @@ export class LayerIndexer {
       this.cfg.maxTocBytes,
       ctx,
       tocAnn,
+      opts.onLandmark,
     ), opts.ahead === true);
     // Another process may have indexed the layer first, under other annotations: check
     // the row we got as if it had been known from the start.

@@ -109,6 +109,22 @@ describe('the landmark region fetched with the TOC', () => {
     }
   });
 
+  it('without the size annotation (the reference converter writes none), the region is fetched from the TOC\'s landmark, beside the import', { timeout: 30_000 }, async () => {
+    await opened('from-toc', { prioritized: PRIORITIZED }, async (image, served) => {
+      const layer = image.layers[0];
+      assert.ok(layer?.row && layer.row.landmark === 'prefetch');
+      assert.equal(layer.desc.annotations?.[PREFETCH_SIZE_ANNOTATION], undefined);
+      const head = `bytes=0-${layer.row.prefetch_size - 1}`;
+      for (let i = 0; i < 100 && !served.proxy.stats.ranges.includes(head); i++) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(served.proxy.stats.ranges.includes(head), `the region was asked for once the landmark was parsed: ${served.proxy.stats.ranges.join(' ')}`);
+      const before = served.proxy.stats.ranges.length;
+      const [r] = await image.prefetch();
+      assert.equal(r?.corrupt, 0);
+      assert.equal(served.proxy.stats.ranges.length, before, `prefetch was served by the head: ${served.proxy.stats.ranges.slice(before).join(' ')}`);
+      await readAll(image);
+    });
+  });
+
   it('a size the TOC does not confirm is dropped: prefetch fetches the region itself, and every byte is right', { timeout: 30_000 }, async () => {
     await opened('lying', { prioritized: PRIORITIZED, hints: true, extraAnnotations: { [PREFETCH_SIZE_ANNOTATION]: '4096' } }, async (image, served) => {
       const before = served.proxy.stats.ranges.length;

@@ -3,7 +3,7 @@
 // but never a wrong TOC.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readToc } from '../../src/toc/toc-reader.js';
+import { readToc, tocTailExtent } from '../../src/toc/toc-reader.js';
 import { TOC_OFFSET_ANNOTATION, ZSTD_A_POSITION_ANNOTATION, tocOffsetHint, type BlobReader } from '../../src/toc/blob.js';
 import { writeEstargz } from '../../src/toc/writer.js';
 import { entries } from '../helpers/entries.js';
@@ -35,6 +35,14 @@ describe('readToc', () => {
     const toc = await readToc(b, opts, {});
     assert.equal(toc.tocDigest, written.tocDigest);
     assert.equal(b.reads.length, 2);
+  });
+
+  it('a big layer\'s tail read covers 1 % of it, up to four times the tail size', () => {
+    const o = { tailBytes: 256 << 10, maxTocBytes: 64 << 20 };
+    assert.deepEqual(tocTailExtent(1 << 20, undefined, o), { offset: (1 << 20) - (256 << 10), length: 256 << 10 });
+    assert.equal(tocTailExtent(52_264_355, undefined, o).length, 522_643);
+    assert.equal(tocTailExtent(4 * 2 ** 30, undefined, o).length, 1 << 20);
+    assert.deepEqual(tocTailExtent(1000, undefined, o), { offset: 0, length: 1000 });
   });
 
   it('takes one exact read from the hinted offset to the end', async () => {
