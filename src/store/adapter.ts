@@ -1,7 +1,7 @@
 // podman's additional layer store as an adapter of the service: the store filesystem
 // mounted at the directory podman is told (`additionallayerstore=DIR:ref`), its layers
-// mounted by the service under `<root>/store/layers`, their uses counted in
-// `<root>/store/uses.db`. Stopping unmounts the store; the service unmounts the layers.
+// mounted by the service under `<root>/layer-store/layers`, their uses counted in
+// `<root>/layer-store/uses.db`. Stopping unmounts the store; the service unmounts the layers.
 import { mkdirSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
@@ -29,8 +29,11 @@ export async function startStore(service: Service, config: Config, log: Logger, 
   } else if (mountInfo(dir)?.fstype.startsWith('fuse') === true) {
     throw new ConfigError('store', `${dir} is a FUSE mount already (another layer store?)`);
   }
+  // The layers' own mounts and uses.db live in the state root, beside (never under) the store.
+  const own = join(resolve(config.state.root), 'layer-store');
+  if (own === dir || own.startsWith(`${dir}/`)) throw new ConfigError('store', `${dir} would hide the service's own ${own}: choose another directory`);
   mkdirSync(dir, { recursive: true });
-  const layers = new StoreLayers(service, config, join(resolve(config.state.root), 'store'), opts, log);
+  const layers = new StoreLayers(service, config, own, opts, log);
   layers.restore();
   let exited!: (why: string) => void;
   const ended = new Promise<string>((resolve) => { exited = resolve; });

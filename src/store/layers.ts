@@ -1,6 +1,6 @@
 // The layers of the additional layer store: which images podman asked about, which of
 // their layers are mounted (each the overlayfs-ready view of one layer, mounted by the
-// service at `<root>/store/layers/<hex>`), how many times podman uses each, and when a
+// service at `<root>/layer-store/layers/<hex>`), how many times podman uses each, and when a
 // released one is let go. Podman announces nothing: the first lookup of an image
 // resolves it and starts mounting all its layers, so that each next lookup finds its
 // layer ready.

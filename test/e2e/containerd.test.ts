@@ -18,19 +18,13 @@ import { withClient } from '../helpers/client.js';
 import { tempDir } from '../helpers/tmp.js';
 import { buildRunnableImage, type RunnableImage } from '../helpers/runnable-image.js';
 import { startContainerd, type TestContainerd } from '../helpers/containerd.js';
-import { startService, stargzfsMountsUnder, type TestService } from '../helpers/service.js';
+import { detachStargzfsMounts, startService, stargzfsMountsUnder, type TestService } from '../helpers/service.js';
 import { pushLayoutImage } from '../../src/http/push.js';
 
 const SNAPSHOTTER = ['--snapshotter', 'stargzfs'];
 
 function detachAll(dir: string): void {
-  for (const m of stargzfsMountsUnder(dir)) {
-    try {
-      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-    } catch {
-      // gone meanwhile
-    }
-  }
+  detachStargzfsMounts(dir);
   // Overlay mounts containerd's tasks left (a test that failed mid-run).
   try {
     const overlays = execFileSync('findmnt', ['-rn', '-o', 'TARGET', '-t', 'overlay'], { encoding: 'utf8' }).split('\n').filter((t) => t.startsWith(dir));

@@ -1,7 +1,7 @@
 // `stargzfs serve` for tests: started through the launcher people run, on its own state
 // root, ready once its control socket answers; stopped with SIGTERM (then SIGKILL) by PID
 // in `finally`, and whatever it left mounted under the root is detached.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launcherPath } from './paths.js';
@@ -70,4 +70,15 @@ export function stargzfsMountsUnder(dir: string): string[] {
     .filter((f) => f.length > 5 && (f[4] === dir || (f[4] ?? '').startsWith(`${dir}/`)) && f[f.indexOf('-') + 1] === 'fuse.stargzfs')
     .map((f) => f[4] as string)
     .sort((a, b) => b.length - a.length);
+}
+
+/** Detaches every stargzfs mount left at or below `dir` (a test that failed mid-run, a killed service). */
+export function detachStargzfsMounts(dir: string): void {
+  for (const m of stargzfsMountsUnder(dir)) {
+    try {
+      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
+    } catch {
+      // gone meanwhile
+    }
+  }
 }

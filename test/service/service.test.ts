@@ -5,14 +5,13 @@
 // SIGTERM unmounts everything.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixturesDir } from '../helpers/paths.js';
 import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
 import { runCli } from '../helpers/cli.js';
 import { compareTree } from '../helpers/mount.js';
-import { startService, stargzfsMountsUnder, type TestService } from '../helpers/service.js';
+import { detachStargzfsMounts, startService, stargzfsMountsUnder, type TestService } from '../helpers/service.js';
 import { callService } from '../../src/service/client.js';
 
 interface Status {
@@ -22,15 +21,6 @@ interface Status {
 }
 const statusOf = (mnt: string): Status => JSON.parse(readFileSync(join(mnt, '.stargzfs', 'status.json'), 'utf8')) as Status;
 
-function detachAll(dir: string): void {
-  for (const m of stargzfsMountsUnder(dir)) {
-    try {
-      execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-    } catch {
-      // gone meanwhile
-    }
-  }
-}
 
 describe('stargzfs serve (real registry, real FUSE)', () => {
   let fx: FixtureRegistry;
@@ -115,7 +105,7 @@ describe('stargzfs serve (real registry, real FUSE)', () => {
       assert.equal((await runCli(['unmount', m1])).code, 0);
     } finally {
       await svc?.stop();
-      detachAll(dir);
+      detachStargzfsMounts(dir);
     }
   });
 });

@@ -9,13 +9,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
-import { fixturesDir, fixtureManifest } from '../helpers/paths.js';
+import { fixturesDir, fixtureManifest, launcherPath } from '../helpers/paths.js';
 import { compareTree } from '../helpers/mount.js';
-import { startService, stargzfsMountsUnder, type TestService } from '../helpers/service.js';
+import { detachStargzfsMounts, startService, type TestService } from '../helpers/service.js';
 import { callService } from '../../src/service/client.js';
 import { nameOfRef } from '../../src/store/names.js';
 
@@ -74,14 +74,22 @@ describe('stargzfs serve --store (the additional layer store, real FUSE, overlay
     let svc: TestService | undefined;
     let overlayMounted = false;
     try {
-      svc = await startService(root, ['--store', store, '--no-snapshotter', '--no-background-fetch']);
+      // With containerd's snapshotter beside it, in one service.
+      const snapDir = fx.fresh('snap');
+      mkdirSync(snapDir, { recursive: true });
+      const snapSock = join(snapDir, 'snapshotter.sock');
+      svc = await startService(root, ['--store', store, '--snapshotter-address', snapSock, '--no-background-fetch']);
+      const both = (await callService(svc.socket, 'GET', '/v1/status'))?.body as { snapshotter?: { address: string }; store?: { dir: string } };
+      assert.equal(both.snapshotter?.address, snapSock);
+      assert.equal(both.store?.dir, store);
+      assert.ok(existsSync(snapSock));
       const refDir = join(store, nameOfRef(fx.ref('esgz')));
       const layers = fixtureLayers('esgz');
       for (const l of layers) {
         const dir = join(refDir, l.digest);
         assert.ok(statSync(join(dir, 'diff')).isDirectory(), `${l.digest}/diff is a directory`);
         assert.ok(lstatSync(join(dir, 'diff')).isSymbolicLink());
-        assert.ok(readlinkSync(join(dir, 'diff')).startsWith(join(root, 'store', 'layers')));
+        assert.ok(readlinkSync(join(dir, 'diff')).startsWith(join(root, 'layer-store', 'layers')));
         assert.deepEqual(JSON.parse(readFileSync(join(dir, 'info'), 'utf8')), {
           'compressed-diff-digest': l.digest, 'compressed-size': l.size, 'diff-digest': l.diffId, 'diff-size': Number(l.annotations?.['io.containers.estargz.uncompressed-size'] ?? 0), compression: 2,
         });
@@ -120,8 +128,15 @@ describe('stargzfs serve --store (the additional layer store, real FUSE, overlay
     } finally {
       if (overlayMounted) execFileSync('umount', ['-l', ov]);
       await svc?.stop();
-      for (const m of stargzfsMountsUnder(root)) execFileSync('umount', ['-l', m]);
+      detachStargzfsMounts(root);
     }
+  });
+
+  it('a store directory that would hide the service\'s own state is refused, naming both', async () => {
+    const root = fx.fresh('root');
+    const r = spawnSync(launcherPath, ['--root', root, 'serve', '--store', root, '--no-snapshotter'], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, STARGZFS_NODE: process.execPath } });
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /would hide the service's own .*layer-store/);
   });
 
   it('counts use and release (ENOENT both), lets a released layer go after the grace, mounts it again when followed, and again after a restart', async () => {
@@ -163,7 +178,7 @@ describe('stargzfs serve --store (the additional layer store, real FUSE, overlay
       assert.equal((await storeLayers(svc)).find((l) => l.digest === l0.digest)?.mounted, true);
     } finally {
       await svc?.stop();
-      for (const m of stargzfsMountsUnder(root)) execFileSync('umount', ['-l', m]);
+      detachStargzfsMounts(root);
       if (existsSync(store)) execFileSync('sh', ['-c', `mountpoint -q '${store}' && umount -l '${store}' || true`]);
     }
   });
