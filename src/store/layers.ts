@@ -11,12 +11,14 @@ import { join } from 'node:path';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
 import type { Descriptor } from '../http/image.js';
-import { DigestMismatchError, StargzfsError } from '../errors.js';
+import { ClosedError, DigestMismatchError, NotEstargzError, NotFoundError } from '../errors.js';
 import type { ImageDescription, Service } from '../service/service.js';
 import { LayerUses } from './uses.js';
 
 /** How long an image's manifest answers lookups before it is resolved again (as the service's). */
 const IMAGE_TTL_MS = 60_000;
+/** A digest the image does not have resolves the tag again (it may have moved), at most this often. */
+const REFRESH_MIN_MS = 5_000;
 /** Bytes per ranged GET while a blob is copied for `blob` readers. */
 const BLOB_PIECE = 8 << 20;
 /** containers-storage's archive.Compression numbers. */
@@ -144,13 +146,13 @@ export class StoreLayers {
   async layer(ref: string, digest: string): Promise<{ desc: Descriptor; index: number; image: ImageDescription } | undefined> {
     let image = await this.image(ref);
     let index = image.resolved.layers.findIndex((l) => l.digest === digest);
-    if (index < 0) {
+    if (index < 0 && Date.now() - (this.images.get(ref)?.at ?? 0) > REFRESH_MIN_MS) {
       image = await this.image(ref, true);
       index = image.resolved.layers.findIndex((l) => l.digest === digest);
-      if (index < 0) {
-        this.log.info({ ref, layer: digest }, 'no such layer in the image: ENOENT');
-        return undefined;
-      }
+    }
+    if (index < 0) {
+      this.log.info({ ref, layer: digest }, 'no such layer in the image: ENOENT');
+      return undefined;
     }
     const desc = image.resolved.layers[index] as Descriptor;
     try {
@@ -164,7 +166,7 @@ export class StoreLayers {
   /** The directory `diff` points at, mounted (again, if it was let go). */
   async diffTarget(ref: string, digest: string): Promise<string> {
     const l = await this.layer(ref, digest);
-    if (l === undefined) throw new StargzfsError('SGZ_NOT_FOUND', 'layer not lazily mountable', { layer: digest });
+    if (l === undefined) throw new NotFoundError({ layer: digest, path: 'diff' });
     return this.mountpointOf(digest);
   }
 
@@ -175,7 +177,7 @@ export class StoreLayers {
   /** `info`: the layer record podman decodes (containers-storage's `Layer`), as the reference writes it. */
   async info(ref: string, digest: string): Promise<Buffer> {
     const l = await this.layer(ref, digest);
-    if (l === undefined) throw new StargzfsError('SGZ_NOT_FOUND', 'layer not lazily mountable', { layer: digest });
+    if (l === undefined) throw new NotFoundError({ layer: digest, path: 'info' });
     const diffIds = await l.image.diffIds();
     const size = Number(l.desc.annotations?.[UNCOMPRESSED_SIZE] ?? 0);
     return Buffer.from(JSON.stringify({
@@ -195,7 +197,7 @@ export class StoreLayers {
   async blobOpened(ref: string, digest: string): Promise<string> {
     const l = await this.layer(ref, digest);
     const layer = this.layers.get(digest);
-    if (l === undefined || layer === undefined) throw new StargzfsError('SGZ_NOT_FOUND', 'layer not lazily mountable', { layer: digest });
+    if (l === undefined || layer === undefined) throw new NotFoundError({ layer: digest, path: 'blob' });
     layer.blobReaders++;
     layer.blobFile ??= this.copyBlob(l.image, l.desc).catch((err: unknown) => {
       layer.blobFile = undefined;
@@ -259,7 +261,7 @@ export class StoreLayers {
 
   /** Mounts the layer unless it is; concurrent calls share one mount. */
   private mounted(ref: string, desc: Descriptor): Promise<void> {
-    if (this.closed) return Promise.reject(new StargzfsError('SGZ_CLOSED', 'the layer store is closing'));
+    if (this.closed) return Promise.reject(new ClosedError('the layer store'));
     let refs = this.refsOf.get(desc.digest);
     if (refs === undefined) this.refsOf.set(desc.digest, (refs = new Set()));
     refs.add(ref);
@@ -269,7 +271,7 @@ export class StoreLayers {
       this.layers.set(desc.digest, l);
     }
     const layer = l;
-    if (layer.notLazy !== undefined) return Promise.reject(new StargzfsError('SGZ_NOT_ESTARGZ', layer.notLazy, { layer: desc.digest }));
+    if (layer.notLazy !== undefined) return Promise.reject(new NotEstargzError(layer.notLazy, { layer: desc.digest }));
     if (layer.mounting !== undefined && (!layer.mounted || this.service.has(layer.mountpoint))) return layer.mounting;
     layer.ref = ref;
     layer.mounted = false;
@@ -289,8 +291,8 @@ export class StoreLayers {
     })().catch((err: unknown) => {
       layer.mounting = undefined;
       removeDir(layer.mountpoint);
-      if (err instanceof StargzfsError && err.code === 'SGZ_NOT_ESTARGZ') {
-        layer.notLazy = err.message;
+      if (err instanceof NotEstargzError) {
+        layer.notLazy = err.reason;
         this.log.info({ layer: desc.digest, ref }, `${err.message}: podman pulls it`);
       } else {
         this.log.warn({ layer: desc.digest, ref, err: (err as Error).message }, 'layer not mounted: ENOENT (podman pulls it)');
