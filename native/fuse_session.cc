@@ -36,6 +36,7 @@
 namespace stargzfs {
 void RegisterStdio(Napi::Env env, Napi::Object exports);  // native/stdio.cc
 void RegisterMemory(Napi::Env env, Napi::Object exports);  // native/memory.cc
+void RegisterSocket(Napi::Env env, Napi::Object exports);  // native/socket.cc
 }
 
 namespace {
@@ -788,6 +789,7 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", Session::Init(env));
   stargzfs::RegisterStdio(env, exports);
   stargzfs::RegisterMemory(env, exports);
+  stargzfs::RegisterSocket(env, exports);
   return exports;
 }
 

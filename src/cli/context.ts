@@ -1,5 +1,6 @@
 // Wiring for one-shot commands: config → logger → meta.db → image source → OpenImage.
 // This file and main.ts are the only places that construct instances.
+import { ackPromptly } from '../fs/fuse-binding.js';
 import { existsSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -42,7 +43,7 @@ export interface CommandContext {
 
 async function openSource(ref: string, config: Config, log: Logger): Promise<ImageSource> {
   if (isOciRef(ref)) return OciLayoutSource.open(ref);
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log, { onSocket: ackPromptly });
   return new RegistrySource(ref, client);
 }
 
@@ -142,7 +143,7 @@ export async function openConvertStore(src: string, config: Config, log: Logger)
   if (s?.isDirectory() === true) {
     return existsSync(join(src, 'oci-layout')) ? new LayoutStore(new DirFiles(src), {}) : new DirStore(src, platform);
   }
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log, { onSocket: ackPromptly });
   return new RegistryStore(new RegistrySource(src, client));
 }
 
@@ -155,7 +156,7 @@ export async function openConvertSink(dst: string, config: Config, log: Logger):
   }
   const ref = parseImageRef(dst);
   if (ref.digest !== undefined) throw new ImageReferenceError(`${dst}: name the output with a tag, not a digest`);
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log);
+  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log, { onSocket: ackPromptly });
   const target = { endpoint: ref.endpoint, registry: ref.registry, repository: ref.repository };
   return { sink: new RegistrySink(formatImageRef(ref), client, target, ref.tag ?? 'latest'), close: () => client.close() };
 }

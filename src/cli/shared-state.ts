@@ -1,6 +1,7 @@
 // The service's wiring (the composition root's, for `stargzfs serve`): one meta.db, chunk
 // cache, TOC index and profile store for every mount of the process, registry clients
 // and fetch schedulers shared by the images they serve, manifests resolved once a minute.
+import { ackPromptly } from '../fs/fuse-binding.js';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Config } from '../config.js';
@@ -143,7 +144,7 @@ export class SharedState {
     const key = JSON.stringify(config.http);
     let client = this.clients.get(key);
     if (client === undefined) {
-      client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, this.log, config.http.authFiles), this.log);
+      client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, this.log, config.http.authFiles), this.log, { onSocket: ackPromptly });
       this.clients.set(key, client);
     }
     const source = new RegistrySource(ref, client);

@@ -93,6 +93,7 @@ interface Addon {
   reserveHeap(bytes: number): Promise<boolean>;
   releaseHeap(): void;
   trimHeap(): void;
+  quickAck(fd: number): boolean;
 }
 
 let addon: Addon | undefined;
@@ -142,6 +143,22 @@ export function releaseHeap(): void {
 export function trimHeap(): void {
   addon ??= loadAddon();
   addon.trimHeap();
+}
+
+/**
+ * Makes a TCP socket ACK what it receives at once (native/socket.cc says why): called as
+ * data arrives, so a server holding its last segment for our ACK (Nagle) sends it now.
+ * Nothing for a socket without a descriptor of its own (TLS is handled on its TCP socket).
+ */
+export function ackPromptly(socket: { on(event: 'readable', fn: () => void): unknown; _handle?: { fd?: number } | null; _parent?: unknown }): void {
+  addon ??= loadAddon();
+  const a = addon;
+  const tcp = (socket._parent ?? socket) as { _handle?: { fd?: number } | null };
+  const fd = tcp._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) return;
+  socket.on('readable', () => {
+    a.quickAck(fd);
+  });
 }
 
 /** Mounts and starts serving; requests arrive at `handler` on the main thread. */

@@ -9,6 +9,8 @@
 import type { Dispatcher } from 'undici';
 import Agent from 'undici/lib/dispatcher/agent.js';
 import apiRequest from 'undici/lib/api/api-request.js';
+import buildConnector from 'undici/lib/core/connect.js';
+import type { Socket } from 'node:net';
 import type { Logger } from '../log.js';
 import { BlobRangeError, ImageError, RangeUnsupportedError, RegistryError, StargzfsError } from '../errors.js';
 import { parseChallenge } from './challenge.js';
@@ -134,14 +136,20 @@ export class RegistryClient {
   private readonly redirects = new Map<string, { url: URL; until: number }>();
   private readonly schemes = new Map<string, string>();
 
-  constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger) {
+  /** `onSocket` sees each new connection (the composition root tunes its TCP socket). */
+  constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger, hooks: { onSocket?: (socket: Socket) => void } = {}) {
     this.log = log.child({ mod: 'registry' });
+    const connector = buildConnector({ rejectUnauthorized: !opts.insecure });
+    const onSocket = hooks.onSocket;
     this.agent = new Agent({
       // Twice the fetch concurrency: a twin request or a whole-blob stream is never queued
       // behind the very requests it is meant to overtake.
       connections: opts.connectionsPerHost * 2,
       keepAliveTimeout: 30_000,
-      connect: { rejectUnauthorized: !opts.insecure },
+      connect: onSocket === undefined ? { rejectUnauthorized: !opts.insecure } : (o, cb) => connector(o, (...args) => {
+        if (args[0] === null) onSocket(args[1]);
+        cb(...args);
+      }),
       headersTimeout: opts.timeoutMs,
       // undici's bodyTimeout is the longest gap between body bytes: the stall detector.
       bodyTimeout: Math.min(opts.timeoutMs, opts.stallTimeoutMs ?? 5000),
