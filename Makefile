@@ -63,6 +63,7 @@ bench: setup
 	node dist/bench/micro/decode.bench.js | tee bench/results/decode.json
 	node dist/bench/ranged-get.bench.js | tee bench/results/ranged-get.json
 	node dist/bench/micro/cache-verify.bench.js | tee bench/results/cache-verify.json
+	node dist/bench/micro/delayed-ack.bench.js | tee bench/results/delayed-ack.json
 	node dist/bench/read-path.bench.js | tee bench/results/read-path.json
 	node dist/bench/faults.bench.js | tee bench/results/faults.json
 	node dist/bench/convert.bench.js | tee bench/results/convert.json

@@ -150,15 +150,16 @@ export function trimHeap(): void {
  * data arrives, so a server holding its last segment for our ACK (Nagle) sends it now.
  * Nothing for a socket without a descriptor of its own (TLS is handled on its TCP socket).
  */
-export function ackPromptly(socket: { on(event: 'readable', fn: () => void): unknown; _handle?: { fd?: number } | null; _parent?: unknown }): void {
+export function ackPromptly(socket: { on(event: 'readable', fn: () => void): unknown; _handle?: { fd?: number } | null; _parent?: unknown }): boolean {
   addon ??= loadAddon();
   const a = addon;
   const tcp = (socket._parent ?? socket) as { _handle?: { fd?: number } | null };
   const fd = tcp._handle?.fd;
-  if (typeof fd !== 'number' || fd < 0) return;
+  if (typeof fd !== 'number' || fd < 0 || !a.quickAck(fd)) return false;
   socket.on('readable', () => {
     a.quickAck(fd);
   });
+  return true;
 }
 
 /** Mounts and starts serving; requests arrive at `handler` on the main thread. */

@@ -137,7 +137,7 @@ export class RegistryClient {
   private readonly schemes = new Map<string, string>();
 
   /** `onSocket` sees each new connection (the composition root tunes its TCP socket). */
-  constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger, hooks: { onSocket?: (socket: Socket) => void } = {}) {
+  constructor(private readonly opts: RegistryClientOptions, private readonly creds: CredentialSource, log: Logger, hooks: { onSocket?: (socket: Socket) => unknown } = {}) {
     this.log = log.child({ mod: 'registry' });
     const connector = buildConnector({ rejectUnauthorized: !opts.insecure });
     const onSocket = hooks.onSocket;
