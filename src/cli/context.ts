@@ -1,6 +1,5 @@
 // Wiring for one-shot commands: config → logger → meta.db → image source → OpenImage.
 // This file and main.ts are the only places that construct instances.
-import { ackPromptly } from '../fs/fuse-binding.js';
 import { existsSync } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
@@ -20,9 +19,8 @@ import { DirStore } from '../convert/dir-store.js';
 import { RegistryStore } from '../convert/registry-store.js';
 import { LayoutSink, RegistrySink, type ImageSink } from '../convert/output.js';
 import { Converter, type ConvertOptions, type ConvertProgress } from '../convert/convert.js';
-import { RegistryClient } from '../http/registry-client.js';
 import { RegistrySource } from '../http/registry-source.js';
-import { DockerConfigCredentials } from '../http/credentials.js';
+import { registryClient } from './registry.js';
 import { InodeTable, openMetaDb } from '../toc/inode-db.js';
 import { LayerIndexer } from '../toc/layer-index.js';
 import { ChunkStore } from '../chunkcache/chunk-store.js';
@@ -43,7 +41,7 @@ export interface CommandContext {
 
 async function openSource(ref: string, config: Config, log: Logger): Promise<ImageSource> {
   if (isOciRef(ref)) return OciLayoutSource.open(ref);
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log, { onSocket: ackPromptly });
+  const client = registryClient(config.http, log);
   return new RegistrySource(ref, client);
 }
 
@@ -143,7 +141,7 @@ export async function openConvertStore(src: string, config: Config, log: Logger)
   if (s?.isDirectory() === true) {
     return existsSync(join(src, 'oci-layout')) ? new LayoutStore(new DirFiles(src), {}) : new DirStore(src, platform);
   }
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log, { onSocket: ackPromptly });
+  const client = registryClient(config.http, log);
   return new RegistryStore(new RegistrySource(src, client));
 }
 
@@ -156,7 +154,7 @@ export async function openConvertSink(dst: string, config: Config, log: Logger):
   }
   const ref = parseImageRef(dst);
   if (ref.digest !== undefined) throw new ImageReferenceError(`${dst}: name the output with a tag, not a digest`);
-  const client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, log, config.http.authFiles), log, { onSocket: ackPromptly });
+  const client = registryClient(config.http, log);
   const target = { endpoint: ref.endpoint, registry: ref.registry, repository: ref.repository };
   return { sink: new RegistrySink(formatImageRef(ref), client, target, ref.tag ?? 'latest'), close: () => client.close() };
 }

@@ -1,7 +1,6 @@
 // The service's wiring (the composition root's, for `stargzfs serve`): one meta.db, chunk
 // cache, TOC index and profile store for every mount of the process, registry clients
 // and fetch schedulers shared by the images they serve, manifests resolved once a minute.
-import { ackPromptly } from '../fs/fuse-binding.js';
 import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Config } from '../config.js';
@@ -11,9 +10,9 @@ import type { ResolvedImage } from '../http/image.js';
 import { parseImageRef } from '../http/reference.js';
 import { parseJson } from '../http/manifest.js';
 import { ImageError, NotEstargzError } from '../errors.js';
-import { RegistryClient } from '../http/registry-client.js';
+import type { RegistryClient } from '../http/registry-client.js';
 import { RegistrySource } from '../http/registry-source.js';
-import { DockerConfigCredentials } from '../http/credentials.js';
+import { registryClient } from './registry.js';
 import { InodeTable, openMetaDb } from '../toc/inode-db.js';
 import { LayerIndexer } from '../toc/layer-index.js';
 import { ChunkStore } from '../chunkcache/chunk-store.js';
@@ -144,7 +143,7 @@ export class SharedState {
     const key = JSON.stringify(config.http);
     let client = this.clients.get(key);
     if (client === undefined) {
-      client = new RegistryClient(config.http, new DockerConfigCredentials(config.http.dockerConfigDir, this.log, config.http.authFiles), this.log, { onSocket: ackPromptly });
+      client = registryClient(config.http, this.log);
       this.clients.set(key, client);
     }
     const source = new RegistrySource(ref, client);
