@@ -131,7 +131,7 @@ export class SharedState {
   private registrySource(ref: string, config: Config): ImageSource {
     const { source, resolve } = this.registry(ref, config);
     return {
-      resolve,
+      resolve: (platform) => resolve(platform),
       configPlatform: (c) => source.configPlatform(c),
       blob: (d) => source.blob(d),
       close: async () => {},
@@ -139,7 +139,7 @@ export class SharedState {
     };
   }
 
-  private registry(ref: string, config: Config): { source: RegistrySource; resolve: (platform: string) => Promise<ResolvedImage> } {
+  private registry(ref: string, config: Config): { source: RegistrySource; resolve: (platform: string, fresh?: boolean) => Promise<ResolvedImage> } {
     const key = JSON.stringify(config.http);
     let client = this.clients.get(key);
     if (client === undefined) {
@@ -147,10 +147,10 @@ export class SharedState {
       this.clients.set(key, client);
     }
     const source = new RegistrySource(ref, client);
-    const resolve = (platform: string): Promise<ResolvedImage> => {
+    const resolve = (platform: string, fresh = false): Promise<ResolvedImage> => {
       const k = `${key}\0${ref}\0${platform}`;
       const hit = this.resolved.get(k);
-      if (hit !== undefined && Date.now() - hit.at < RESOLVED_TTL_MS) return hit.image;
+      if (!fresh && hit !== undefined && Date.now() - hit.at < RESOLVED_TTL_MS) return hit.image;
       const image = source.resolve(platform);
       this.resolved.set(k, { at: Date.now(), image });
       image.catch(() => this.resolved.delete(k));
@@ -167,8 +167,7 @@ export class SharedState {
   async describeImage(config: Config, ref: string, fresh = false): Promise<ImageDescription> {
     if (isOciRef(ref)) throw new ImageError('only registry images are described', { path: ref });
     const { source, resolve } = this.registry(ref, config);
-    if (fresh) this.resolved.delete(`${JSON.stringify(config.http)}\0${ref}\0${config.image.platform}`);
-    const resolved = await resolve(config.image.platform);
+    const resolved = await resolve(config.image.platform, fresh);
     let diffIds: Promise<readonly string[]> | undefined;
     return {
       resolved,

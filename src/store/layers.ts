@@ -117,8 +117,9 @@ export class StoreLayers {
   }
 
   /**
-   * The image `ref` names, resolved once a minute. A new one starts mounting all its
-   * layers at once: podman looks them up one after another, and finds each ready.
+   * The image `ref` names, resolved once a minute. Its layers not seen before start
+   * mounting at once: podman looks them up one after another, and finds each ready. One
+   * let go stays unmounted until it is looked up again.
    */
   image(ref: string, fresh = false): Promise<ImageDescription> {
     const hit = this.images.get(ref);
@@ -127,7 +128,7 @@ export class StoreLayers {
     this.images.set(ref, { at: Date.now(), image });
     image.then(
       (img) => {
-        for (const desc of img.resolved.layers) void this.mounted(ref, desc).catch(() => undefined);
+        for (const desc of img.resolved.layers) if (!this.layers.has(desc.digest)) void this.mounted(ref, desc).catch(() => undefined);
         // `info` needs the config's diff_ids: fetched beside the TOCs, not after them.
         void img.diffIds().catch(() => undefined);
       },
