@@ -31,7 +31,9 @@ export default tseslint.config(
   layerRule('layer', ['fs', 'cli']),
   layerRule('convert', ['chunkcache', 'layer', 'fs', 'cli']),
   layerRule('metrics', ['toc', 'http', 'chunkcache', 'layer', 'fs', 'cli', 'convert']),
-  layerRule('fs', ['cli', 'http', 'chunkcache'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
+  layerRule('fs', ['cli', 'http', 'chunkcache', 'supervisor'], ['undici', 'better-sqlite3', 'node:fs', 'node:fs/promises', 'fs']),
+  // The supervisor link: the addon's descriptor passing (fs/fuse-binding.ts), nothing of images.
+  layerRule('supervisor', ['cli', 'service', 'snapshotter', 'store', 'toc', 'http', 'chunkcache', 'layer', 'convert', 'metrics']),
   layerRule('service', ['cli', 'snapshotter', 'store']),
   layerRule('snapshotter', ['cli', 'store']),
   // podman's layer store: an adapter of the service, beside the snapshotter.

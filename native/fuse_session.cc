@@ -1,32 +1,46 @@
-// The FUSE session addon: libfuse3's low-level API on its own multithreaded loop, every
+// The FUSE session addon: our own loop on /dev/fuse (linux/fuse.h is the protocol), every
 // request handed to JavaScript through a thread-safe function (the worker thread returns
 // at once), answered from JavaScript with reply* calls that carry the request handle.
-// It owns no filesystem logic, with four exceptions that save round trips: operations
-// that would write get EROFS here, forget is answered here (and passed on), getxattr/
-// listxattr of an inode JavaScript marked as having no xattrs are answered here (ls -l
-// asks two per file; see DESIGN.md "Where the time goes"; ENOSYS for all of them when
-// the image has none, so the kernel stops asking), and reads inside chunk files that
-// JavaScript has verified are answered here from those files (read_map.h).
+// libfuse is kept for one thing: mounting as a user who needs fusermount3. Why our own
+// loop (README, "The FUSE session"): the kernel's passthrough (reads of a fully cached
+// file go to its chunk file, never to us) and handing a live connection to a new
+// process (a restarted or upgraded server answers what the dead one left) both need a
+// protocol libfuse 3.14 does not speak.
 //
-// JavaScript never holds a libfuse request pointer: it gets a number that names the
-// request in a table here, and a reply takes the request out of the table first. So a
-// request is answered exactly once whoever answers it (JavaScript, or stop() failing all
-// that are left), and a late reply to a request already answered is dropped rather than
-// written into whatever request reuses the freed memory.
+// It owns no filesystem logic, with exceptions that save round trips: operations that
+// would write get EROFS here, forget is answered here (and passed on), getxattr/listxattr
+// of an inode JavaScript marked as having no xattrs are answered here (ls -l asks two per
+// file; ENOSYS for all of them when the image has none, so the kernel stops asking),
+// reads inside chunk files JavaScript has verified are answered here from those files
+// (read_map.h), and an open of a file that one verified chunk file holds whole is answered
+// here with that file as its passthrough backing (open_table.h).
+//
+// JavaScript never holds the kernel's request id: it gets a number that names the request
+// in a table here, and a reply takes the request out of the table first. So a request is
+// answered exactly once whoever answers it (JavaScript, or stop() failing all that are
+// left), and a late reply to a request already answered is dropped rather than written
+// as the answer to whatever request reuses the kernel's id.
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 #include <napi.h>
 
+#include "fuse_proto.h"
+#include "open_table.h"
 #include "read_map.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <mutex>
+#include <poll.h>
 #include <string>
+#include <sys/eventfd.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <thread>
 #include <unistd.h>
 #include <unordered_map>
@@ -34,22 +48,46 @@
 #include <vector>
 
 namespace stargzfs {
-void RegisterStdio(Napi::Env env, Napi::Object exports);  // native/stdio.cc
-void RegisterMemory(Napi::Env env, Napi::Object exports);  // native/memory.cc
-void RegisterSocket(Napi::Env env, Napi::Object exports);  // native/socket.cc
-}
+void RegisterStdio(Napi::Env env, Napi::Object exports);       // native/stdio.cc
+void RegisterMemory(Napi::Env env, Napi::Object exports);      // native/memory.cc
+void RegisterSocket(Napi::Env env, Napi::Object exports);      // native/socket.cc
+void RegisterSupervisor(Napi::Env env, Napi::Object exports);  // native/supervisor_link.cc
+}  // namespace stargzfs
 
 namespace {
 
-enum Op {
-  OP_LOOKUP = 1, OP_FORGET, OP_GETATTR, OP_OPENDIR, OP_READDIR, OP_READDIRPLUS, OP_RELEASEDIR,
-  OP_OPEN, OP_READ, OP_RELEASE, OP_READLINK, OP_GETXATTR, OP_LISTXATTR, OP_STATFS, OP_ACCESS,
-  OP_INIT, OP_EXIT, OP_FORGET_MULTI, OP_CREATE, OP_RMDIR,
+using stargzfs::OpenTable;
+
+// Operations as JavaScript sees them: the kernel's opcodes (linux/fuse.h, a fixed ABI),
+// and one of ours. Exported to JavaScript as `ops`.
+enum Op : int {
+  OP_LOOKUP = FUSE_LOOKUP, OP_FORGET = FUSE_FORGET, OP_GETATTR = FUSE_GETATTR, OP_READLINK = FUSE_READLINK,
+  OP_RMDIR = FUSE_RMDIR, OP_OPEN = FUSE_OPEN, OP_READ = FUSE_READ, OP_STATFS = FUSE_STATFS, OP_RELEASE = FUSE_RELEASE,
+  OP_GETXATTR = FUSE_GETXATTR, OP_LISTXATTR = FUSE_LISTXATTR, OP_INIT = FUSE_INIT, OP_OPENDIR = FUSE_OPENDIR,
+  OP_READDIR = FUSE_READDIR, OP_RELEASEDIR = FUSE_RELEASEDIR, OP_ACCESS = FUSE_ACCESS, OP_CREATE = FUSE_CREATE,
+  OP_FORGET_MULTI = FUSE_BATCH_FORGET, OP_READDIRPLUS = FUSE_READDIRPLUS,
+  // The loop ended (unmounted, or the connection went): no request, no reply.
+  OP_EXIT = 0x10000,
 };
+
+const std::pair<const char*, int> kOpNames[] = {
+    {"Lookup", OP_LOOKUP}, {"Forget", OP_FORGET}, {"Getattr", OP_GETATTR}, {"Opendir", OP_OPENDIR},
+    {"Readdir", OP_READDIR}, {"Readdirplus", OP_READDIRPLUS}, {"Releasedir", OP_RELEASEDIR}, {"Open", OP_OPEN},
+    {"Read", OP_READ}, {"Release", OP_RELEASE}, {"Readlink", OP_READLINK}, {"Getxattr", OP_GETXATTR},
+    {"Listxattr", OP_LISTXATTR}, {"Statfs", OP_STATFS}, {"Access", OP_ACCESS}, {"Init", OP_INIT},
+    {"Exit", OP_EXIT}, {"ForgetMulti", OP_FORGET_MULTI}, {"Create", OP_CREATE}, {"Rmdir", OP_RMDIR},
+};
+
+// The file handle of an open answered passthrough: reads never come to us for it, and the
+// bit tells a release (from whichever server gets it) which count to take it from.
+constexpr uint64_t kPassthroughFh = 1ULL << 63;
+// Attribute numbers per node, in fillAttr's order (exported as `attrSlots`).
+constexpr size_t kAttrSlots = 9;
+// Protocol minor we speak (the layouts of fuse_proto.h).
+constexpr uint32_t kOurMinor = 40;
 
 struct Request {
   int op;
-  fuse_req_t req;
   uint64_t id;
   uint64_t ino;
   std::string name;
@@ -61,15 +99,26 @@ struct Request {
   std::string info;
 };
 
-class Session;
-
 struct Outstanding {
-  fuse_req_t req;
+  uint64_t unique;
   int op;
+  uint64_t ino;
+  // An open counted as cached in the open table: a failed open gives the count back.
+  bool counted;
 };
 
 struct Shared {
   Napi::ThreadSafeFunction tsfn;
+  int fd = -1;
+  // Written once to end the loop: every worker's poll wakes.
+  int wake = -1;
+  std::atomic<bool> initialized{false};
+  uint32_t minor = 0;
+  bool passthrough = false;
+  bool wantPassthrough = true;
+  std::string passthroughRefused;
+  std::atomic<int> backingErrno{0};
+  OpenTable* table = nullptr;
   std::mutex xattrMutex;
   std::unordered_set<uint64_t> hasXattrs;
   // No inode has xattrs: ENOSYS, and the kernel stops asking.
@@ -80,6 +129,7 @@ struct Shared {
   uint64_t nextId = 1;
   // Set by stop(): every request from then on is answered here, never handed on.
   bool stopping = false;
+  int stopErr = EIO;
   unsigned maxRead = 1 << 20;
   unsigned maxBackground = 128;
   // The kernel keeps a symlink's target once read (an image never changes); off for a
@@ -89,35 +139,67 @@ struct Shared {
   stargzfs::ReadMap readMap;
 };
 
-Shared* shared(fuse_req_t req) { return static_cast<Shared*>(fuse_req_userdata(req)); }
+// Requests are small (no writes come: EROFS); 128 KiB covers a setxattr's value too.
+constexpr size_t kMaxWrite = 128 << 10;
+constexpr size_t kBufSize = kMaxWrite + 4096 + sizeof(fuse_in_header) + sizeof(fuse_write_in);
+
+// One reply (or an error with no payload). ENOENT from the kernel: the request was
+// interrupted and is gone, which is fine.
+void send(Shared* s, uint64_t unique, int err, const struct iovec* iov = nullptr, int n = 0) {
+  fuse_out_header oh;
+  struct iovec v[4];
+  size_t len = sizeof oh;
+  for (int i = 0; i < n; i++) {
+    v[i + 1] = iov[i];
+    len += iov[i].iov_len;
+  }
+  oh.len = static_cast<uint32_t>(len);
+  oh.error = -err;
+  oh.unique = unique;
+  v[0] = {&oh, sizeof oh};
+  if (err != 0) {
+    oh.len = sizeof oh;
+    n = 0;
+  }
+  while (writev(s->fd, v, n + 1) < 0 && errno == EINTR) {
+  }
+}
+
+void sendBuf(Shared* s, uint64_t unique, const void* data, size_t len) {
+  struct iovec v = {const_cast<void*>(data), len};
+  send(s, unique, 0, &v, len > 0 ? 1 : 0);
+}
+
+void closeBacking(Shared* s, int32_t id);
 
 // The answer to a request while the session stops: a release is done (the file is closed
 // either way), anything else fails.
-void replyStopping(fuse_req_t req, int op, int err) {
-  fuse_reply_err(req, op == OP_RELEASE || op == OP_RELEASEDIR ? 0 : err);
+void replyStopping(Shared* s, const Outstanding& o, int err) {
+  if (o.counted && s->table != nullptr) closeBacking(s, s->table->Release(o.ino, false));
+  send(s, o.unique, o.op == OP_RELEASE || o.op == OP_RELEASEDIR ? 0 : err);
 }
 
 // Takes the request out of the table: the caller is now the one that answers it.
-fuse_req_t take(Shared* s, uint64_t id) {
+bool take(Shared* s, uint64_t id, Outstanding* out) {
   std::lock_guard<std::mutex> lock(s->reqMutex);
   auto it = s->outstanding.find(id);
-  if (it == s->outstanding.end()) return nullptr;
-  fuse_req_t req = it->second.req;
+  if (it == s->outstanding.end()) return false;
+  *out = it->second;
   s->outstanding.erase(it);
-  return req;
+  return true;
 }
 
-void dispatch(Shared* s, Request* r) {
+void dispatch(Shared* s, Request* r, uint64_t unique, bool counted = false) {
   r->id = 0;
-  if (r->req != nullptr) {
+  if (unique != 0) {
     std::lock_guard<std::mutex> lock(s->reqMutex);
     if (s->stopping) {
-      replyStopping(r->req, r->op, EIO);
+      replyStopping(s, Outstanding{unique, r->op, r->ino, counted}, s->stopErr);
       delete r;
       return;
     }
     r->id = s->nextId++;
-    s->outstanding.emplace(r->id, Outstanding{r->req, r->op});
+    s->outstanding.emplace(r->id, Outstanding{unique, r->op, r->ino, counted});
   }
   auto status = s->tsfn.NonBlockingCall(r, [](Napi::Env env, Napi::Function fn, Request* r) {
     Napi::Value handle = r->id != 0 ? Napi::Value(Napi::BigInt::New(env, r->id)) : env.Null();
@@ -152,18 +234,15 @@ void dispatch(Shared* s, Request* r) {
   });
   if (status != napi_ok) {
     // JavaScript is gone (shutting down): answer so the kernel does not wait forever.
-    if (r->id != 0) {
-      fuse_req_t req = take(s, r->id);
-      if (req != nullptr) fuse_reply_err(req, EIO);
-    }
+    Outstanding o;
+    if (r->id != 0 && take(s, r->id, &o)) replyStopping(s, o, EIO);
     delete r;
   }
 }
 
-Request* make(int op, fuse_req_t req, uint64_t ino) {
+Request* make(int op, uint64_t ino) {
   auto* r = new Request();
   r->op = op;
-  r->req = req;
   r->ino = ino;
   r->size = 0;
   r->off = 0;
@@ -172,206 +251,264 @@ Request* make(int op, fuse_req_t req, uint64_t ino) {
   return r;
 }
 
-void op_init(void* userdata, struct fuse_conn_info* conn) {
-  auto* s = static_cast<Shared*>(userdata);
+void handleInit(Shared* s, const fuse_in_header* h, const char* p, size_t len) {
+  if (len < 8) return send(s, h->unique, EINVAL);
+  fuse_init_in in;
+  std::memset(&in, 0, sizeof in);
+  std::memcpy(&in, p, std::min(len, sizeof in));
+  stargzfs::InitOut out;
+  std::memset(&out, 0, sizeof out);
+  out.major = FUSE_KERNEL_VERSION;
+  out.minor = kOurMinor;
+  if (in.major > FUSE_KERNEL_VERSION) {
+    // The kernel asks again with our major.
+    sendBuf(s, h->unique, &out, sizeof out);
+    return;
+  }
+  if (in.major < FUSE_KERNEL_VERSION || in.minor < 31) return send(s, h->unique, EPROTO);
+  uint64_t offered = in.flags;
+  if (offered & FUSE_INIT_EXT) offered |= static_cast<uint64_t>(in.flags2) << 32;
+  uint64_t want = FUSE_ASYNC_READ | FUSE_EXPORT_SUPPORT | FUSE_DO_READDIRPLUS | FUSE_PARALLEL_DIROPS | FUSE_ASYNC_DIO |
+                  FUSE_MAX_PAGES | FUSE_BIG_WRITES | FUSE_INIT_EXT;
   std::string refused;
-  conn->max_read = s->maxRead;  // must equal the max_read mount option
+  if (s->cacheSymlinks) {
+    if (offered & FUSE_CACHE_SYMLINKS) want |= FUSE_CACHE_SYMLINKS;
+    else refused += "cache_symlinks";
+  }
+  if (s->wantPassthrough) {
+    if (!(offered & stargzfs::kInitPassthrough)) s->passthroughRefused = "the kernel does not offer FUSE_PASSTHROUGH";
+    else if (s->table == nullptr) s->passthroughRefused = "no open-file table";
+    else want |= stargzfs::kInitPassthrough;
+  } else {
+    s->passthroughRefused = "off (--no-passthrough)";
+  }
+  want &= offered;
+  s->minor = std::min<uint32_t>(in.minor, kOurMinor);
+  s->passthrough = (want & stargzfs::kInitPassthrough) != 0;
+  out.minor = s->minor;
+  out.flags = static_cast<uint32_t>(want);
+  out.flags2 = static_cast<uint32_t>(want >> 32);
   // The kernel's readahead, as a disk's: 128 KiB. At 1 MiB each random 4 KiB pread of a
   // cached file read a megabyte of chunk file (ops/s 4,000 against 6,300, p99 1.3 ms against
   // 0.27 ms); sequential reads lost nothing (they ask for max_read-sized reads themselves).
-  conn->max_readahead = 128 << 10;
-  conn->max_write = s->maxRead;  // libfuse derives max_pages (the largest read) from this
-  conn->max_background = s->maxBackground;
-  conn->congestion_threshold = s->maxBackground * 3 / 4;
-  const unsigned wanted[] = {FUSE_CAP_READDIRPLUS, FUSE_CAP_ASYNC_READ, FUSE_CAP_EXPORT_SUPPORT, FUSE_CAP_CACHE_SYMLINKS};
-  const char* names[] = {"readdirplus", "async_read", "export_support", "cache_symlinks"};
-  for (size_t i = 0; i < sizeof wanted / sizeof wanted[0]; i++) {
-    if (wanted[i] == FUSE_CAP_CACHE_SYMLINKS && !s->cacheSymlinks) continue;
-    if (conn->capable & wanted[i]) conn->want |= wanted[i];
-    else refused += std::string(refused.empty() ? "" : ",") + names[i];
-  }
-  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;  // always readdirplus: one round trip for ls -l
-  auto* r = make(OP_INIT, nullptr, 0);
-  r->info = "max_read=" + std::to_string(s->maxRead) + " max_readahead=" + std::to_string(conn->max_readahead) +
-            " max_background=" + std::to_string(conn->max_background) + " proto=" + std::to_string(conn->proto_major) + "." +
-            std::to_string(conn->proto_minor) + (refused.empty() ? "" : " refused=" + refused);
-  dispatch(s, r);
+  out.max_readahead = std::min<uint32_t>(in.max_readahead, 128 << 10);
+  out.max_background = static_cast<uint16_t>(std::min(s->maxBackground, 65535u));
+  out.congestion_threshold = static_cast<uint16_t>(out.max_background * 3 / 4);
+  out.max_write = kMaxWrite;
+  out.time_gran = 1;
+  out.max_pages = static_cast<uint16_t>(std::max(1u, s->maxRead / 4096));
+  // Backing files sit on a disk filesystem (depth 0); 1 leaves overlayfs room on top of us.
+  if (s->passthrough) out.max_stack_depth = 1;
+  sendBuf(s, h->unique, &out, sizeof out);
+  s->initialized = true;
+  auto* r = make(OP_INIT, 0);
+  r->info = "max_read=" + std::to_string(s->maxRead) + " max_readahead=" + std::to_string(out.max_readahead) +
+            " max_background=" + std::to_string(out.max_background) + " proto=" + std::to_string(in.major) + "." +
+            std::to_string(in.minor) + " passthrough=" + (s->passthrough ? "on" : "off (" + s->passthroughRefused + ")") +
+            (refused.empty() ? "" : " refused=" + refused);
+  dispatch(s, r, 0);
 }
 
-void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  auto* r = make(OP_LOOKUP, req, parent);
-  r->name = name;
-  dispatch(shared(req), r);
-}
-
-void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
-  auto* s = shared(req);
-  fuse_reply_none(req);
-  auto* r = make(OP_FORGET, nullptr, ino);
-  r->size = nlookup;
-  dispatch(s, r);
-}
-
-void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data* forgets) {
-  auto* s = shared(req);
-  auto* r = make(OP_FORGET_MULTI, nullptr, 0);
-  for (size_t i = 0; i < count; i++) r->forgets.emplace_back(forgets[i].ino, forgets[i].nlookup);
-  fuse_reply_none(req);
-  dispatch(s, r);
-}
-
-void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info*) { dispatch(shared(req), make(OP_GETATTR, req, ino)); }
-
-void op_open_common(int op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
-  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
-    fuse_reply_err(req, EROFS);
-    return;
-  }
-  auto* r = make(op, req, ino);
-  r->flags = fi->flags;
-  dispatch(shared(req), r);
-}
-
-void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) { op_open_common(OP_OPENDIR, req, ino, fi); }
-void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) { op_open_common(OP_OPEN, req, ino, fi); }
-
-void op_read_common(int op, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
-  auto* r = make(op, req, ino);
-  r->size = size;
-  r->off = off;
-  r->fh = fi != nullptr ? fi->fh : 0;
-  dispatch(shared(req), r);
-}
-
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) { op_read_common(OP_READDIR, req, ino, size, off, fi); }
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) { op_read_common(OP_READDIRPLUS, req, ino, size, off, fi); }
-void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info* fi) {
-  thread_local std::vector<char> buf;
-  if (shared(req)->readMap.Read(ino, static_cast<uint64_t>(off), size, buf)) {
-    fuse_reply_buf(req, buf.data(), buf.size());
-    return;
-  }
-  op_read_common(OP_READ, req, ino, size, off, fi);
-}
-
-void op_release_common(int op, fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
-  auto* r = make(op, req, ino);
-  r->fh = fi->fh;
-  dispatch(shared(req), r);
-}
-void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) { op_release_common(OP_RELEASE, req, ino, fi); }
-void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) { op_release_common(OP_RELEASEDIR, req, ino, fi); }
-
-void op_readlink(fuse_req_t req, fuse_ino_t ino) { dispatch(shared(req), make(OP_READLINK, req, ino)); }
-
-bool knownWithoutXattrs(Shared* s, fuse_ino_t ino) {
+bool knownWithoutXattrs(Shared* s, uint64_t ino) {
   std::lock_guard<std::mutex> lock(s->xattrMutex);
   return s->hasXattrs.count(ino) == 0;
 }
 
-void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  auto* s = shared(req);
-  if (s->noXattrs) {
-    fuse_reply_err(req, ENOSYS);
-    return;
+// The backing id of a chunk file, for passthrough opens of the inode that reads it; 0 when
+// the kernel will not have it (its reason kept for status).
+int32_t openBacking(Shared* s, const std::string& path) {
+  int pfd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (pfd < 0) return 0;
+  stargzfs::BackingMap m;
+  std::memset(&m, 0, sizeof m);
+  m.fd = pfd;
+  int id = ioctl(s->fd, stargzfs::kIocBackingOpen, &m);
+  int err = errno;
+  close(pfd);
+  if (id <= 0) {
+    s->backingErrno = err;
+    return 0;
   }
-  if (knownWithoutXattrs(s, ino)) {
-    fuse_reply_err(req, ENODATA);
-    return;
-  }
-  auto* r = make(OP_GETXATTR, req, ino);
-  r->name = name;
-  r->size = size;
-  dispatch(s, r);
+  return id;
 }
 
-void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  auto* s = shared(req);
-  if (s->noXattrs) {
-    fuse_reply_err(req, ENOSYS);
-    return;
+void closeBacking(Shared* s, int32_t id) {
+  if (id <= 0) return;
+  uint32_t v = static_cast<uint32_t>(id);
+  ioctl(s->fd, stargzfs::kIocBackingClose, &v);
+}
+
+void sendOpen(Shared* s, uint64_t unique, uint64_t fh, uint32_t flags, int32_t backing) {
+  stargzfs::OpenOut o;
+  o.fh = fh;
+  o.open_flags = flags;
+  o.backing_id = backing;
+  sendBuf(s, unique, &o, sizeof o);
+}
+
+// An open the table says may go passthrough is answered here; otherwise it is counted as
+// cached (only with passthrough on: without it the kernel has no modes to keep apart).
+void handleOpen(Shared* s, const fuse_in_header* h, const char* p, size_t len) {
+  const auto* in = reinterpret_cast<const fuse_open_in*>(p);
+  if (len < sizeof *in) return send(s, h->unique, EINVAL);
+  if ((in->flags & O_ACCMODE) != O_RDONLY || (in->flags & O_TRUNC)) return send(s, h->unique, EROFS);
+  bool counted = false;
+  if (s->passthrough) {
+    std::string path;
+    bool candidate = s->readMap.Whole(h->nodeid, &path);
+    int32_t backing = s->table->Open(h->nodeid, candidate, [&]() { return openBacking(s, path); });
+    if (backing > 0) return sendOpen(s, h->unique, kPassthroughFh, stargzfs::kOpenPassthrough, backing);
+    counted = true;
   }
-  if (knownWithoutXattrs(s, ino)) {
-    if (size == 0) fuse_reply_xattr(req, 0);
-    else fuse_reply_buf(req, nullptr, 0);
-    return;
+  auto* r = make(OP_OPEN, h->nodeid);
+  r->flags = static_cast<int>(in->flags);
+  dispatch(s, r, h->unique, counted);
+}
+
+void handle(Shared* s, const char* buf, size_t n) {
+  if (n < sizeof(fuse_in_header)) return;
+  const auto* h = reinterpret_cast<const fuse_in_header*>(buf);
+  const char* p = buf + sizeof *h;
+  size_t len = std::min<size_t>(n, h->len) - sizeof *h;
+  uint64_t u = h->unique;
+  uint64_t ino = h->nodeid;
+  auto name = [&](size_t at) { return at < len ? std::string(p + at, strnlen(p + at, len - at)) : std::string(); };
+  if (h->opcode == FUSE_INIT) return handleInit(s, h, p, len);
+  if (!s->initialized) return send(s, u, EIO);
+  switch (h->opcode) {
+    case FUSE_LOOKUP: {
+      auto* r = make(OP_LOOKUP, ino);
+      r->name = name(0);
+      return dispatch(s, r, u);
+    }
+    case FUSE_FORGET: {
+      // No reply: the kernel waits for none.
+      auto* r = make(OP_FORGET, ino);
+      r->size = len >= sizeof(fuse_forget_in) ? reinterpret_cast<const fuse_forget_in*>(p)->nlookup : 0;
+      return dispatch(s, r, 0);
+    }
+    case FUSE_BATCH_FORGET: {
+      if (len < sizeof(fuse_batch_forget_in)) return;
+      const auto* in = reinterpret_cast<const fuse_batch_forget_in*>(p);
+      const auto* one = reinterpret_cast<const fuse_forget_one*>(p + sizeof *in);
+      size_t count = std::min<size_t>(in->count, (len - sizeof *in) / sizeof *one);
+      auto* r = make(OP_FORGET_MULTI, 0);
+      for (size_t i = 0; i < count; i++) r->forgets.emplace_back(one[i].nodeid, one[i].nlookup);
+      return dispatch(s, r, 0);
+    }
+    case FUSE_GETATTR: return dispatch(s, make(OP_GETATTR, ino), u);
+    case FUSE_OPENDIR: {
+      const auto* in = reinterpret_cast<const fuse_open_in*>(p);
+      if (len < sizeof *in) return send(s, u, EINVAL);
+      if ((in->flags & O_ACCMODE) != O_RDONLY) return send(s, u, EROFS);
+      auto* r = make(OP_OPENDIR, ino);
+      r->flags = static_cast<int>(in->flags);
+      return dispatch(s, r, u);
+    }
+    case FUSE_OPEN: return handleOpen(s, h, p, len);
+    case FUSE_READ: case FUSE_READDIR: case FUSE_READDIRPLUS: {
+      const auto* in = reinterpret_cast<const fuse_read_in*>(p);
+      if (len < sizeof *in) return send(s, u, EINVAL);
+      if (h->opcode == FUSE_READ) {
+        thread_local std::vector<char> data;
+        if (s->readMap.Read(ino, in->offset, in->size, data)) return sendBuf(s, u, data.data(), data.size());
+      }
+      auto* r = make(h->opcode == FUSE_READ ? OP_READ : h->opcode == FUSE_READDIR ? OP_READDIR : OP_READDIRPLUS, ino);
+      r->size = in->size;
+      r->off = static_cast<int64_t>(in->offset);
+      r->fh = in->fh;
+      return dispatch(s, r, u);
+    }
+    case FUSE_RELEASE: case FUSE_RELEASEDIR: {
+      const auto* in = reinterpret_cast<const fuse_release_in*>(p);
+      if (len < sizeof *in) return send(s, u, EINVAL);
+      uint64_t fh = in->fh;
+      if (h->opcode == FUSE_RELEASE && s->passthrough) closeBacking(s, s->table->Release(ino, (fh & kPassthroughFh) != 0));
+      if (fh & kPassthroughFh) return send(s, u, 0);
+      auto* r = make(h->opcode == FUSE_RELEASE ? OP_RELEASE : OP_RELEASEDIR, ino);
+      r->fh = fh;
+      return dispatch(s, r, u);
+    }
+    case FUSE_READLINK: return dispatch(s, make(OP_READLINK, ino), u);
+    case FUSE_GETXATTR: case FUSE_LISTXATTR: {
+      const auto* in = reinterpret_cast<const fuse_getxattr_in*>(p);
+      if (len < sizeof *in) return send(s, u, EINVAL);
+      if (s->noXattrs) return send(s, u, ENOSYS);
+      bool list = h->opcode == FUSE_LISTXATTR;
+      if (knownWithoutXattrs(s, ino)) {
+        if (!list) return send(s, u, ENODATA);
+        if (in->size > 0) return send(s, u, 0);
+        fuse_getxattr_out out = {0, 0};
+        return sendBuf(s, u, &out, sizeof out);
+      }
+      auto* r = make(list ? OP_LISTXATTR : OP_GETXATTR, ino);
+      r->size = in->size;
+      if (!list) r->name = name(sizeof *in);
+      return dispatch(s, r, u);
+    }
+    case FUSE_STATFS: return dispatch(s, make(OP_STATFS, ino), u);
+    case FUSE_ACCESS: {
+      const auto* in = reinterpret_cast<const fuse_access_in*>(p);
+      if (len < sizeof *in) return send(s, u, EINVAL);
+      if (in->mask & W_OK) return send(s, u, EROFS);
+      auto* r = make(OP_ACCESS, ino);
+      r->flags = static_cast<int>(in->mask);
+      return dispatch(s, r, u);
+    }
+    // Handed on, not refused here: on a read-only mount the kernel refuses them itself, and
+    // a writable one (the layer store) gives them meaning (podman's `use` and release).
+    case FUSE_CREATE: {
+      auto* r = make(OP_CREATE, ino);
+      r->name = name(sizeof(fuse_create_in));
+      return dispatch(s, r, u);
+    }
+    case FUSE_RMDIR: {
+      auto* r = make(OP_RMDIR, ino);
+      r->name = name(0);
+      return dispatch(s, r, u);
+    }
+    case FUSE_INTERRUPT: return;  // reads finish quickly or fail by their own deadline
+    case FUSE_DESTROY: return send(s, u, 0);
+    // Everything that would change the filesystem.
+    case FUSE_SETATTR: case FUSE_WRITE: case FUSE_MKNOD: case FUSE_MKDIR: case FUSE_UNLINK: case FUSE_SYMLINK:
+    case FUSE_RENAME: case FUSE_RENAME2: case FUSE_LINK: case FUSE_SETXATTR: case FUSE_REMOVEXATTR:
+    case FUSE_FALLOCATE: case FUSE_COPY_FILE_RANGE:
+      return send(s, u, EROFS);
+    // ENOSYS: the kernel stops asking (flush, fsync, locks become local, lseek its own).
+    default: return send(s, u, ENOSYS);
   }
-  auto* r = make(OP_LISTXATTR, req, ino);
-  r->size = size;
-  dispatch(s, r);
 }
 
-void op_statfs(fuse_req_t req, fuse_ino_t ino) { dispatch(shared(req), make(OP_STATFS, req, ino)); }
-
-void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
-  if (mask & W_OK) {
-    fuse_reply_err(req, EROFS);
-    return;
-  }
-  auto* r = make(OP_ACCESS, req, ino);
-  r->flags = mask;
-  dispatch(shared(req), r);
+// fuse_attr from a: [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec]
+void fillAttr(const double* a, uint64_t ino, fuse_attr* at) {
+  std::memset(at, 0, sizeof *at);
+  at->ino = ino;
+  at->mode = static_cast<uint32_t>(a[0]);
+  at->nlink = static_cast<uint32_t>(a[1]);
+  at->uid = static_cast<uint32_t>(a[2]);
+  at->gid = static_cast<uint32_t>(a[3]);
+  // The kernel decodes it as new_encode_dev did, which is glibc's makedev for 32 bits.
+  at->rdev = static_cast<uint32_t>(static_cast<uint64_t>(a[4]));
+  at->size = static_cast<uint64_t>(a[5]);
+  at->blocks = static_cast<uint64_t>(a[6]);
+  at->blksize = 4096;
+  at->mtime = at->atime = at->ctime = static_cast<uint64_t>(static_cast<int64_t>(a[7]));
+  at->mtimensec = at->atimensec = at->ctimensec = static_cast<uint32_t>(a[8]);
 }
 
-// Everything that would change the filesystem.
-void erofs_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, struct fuse_file_info*) { fuse_reply_err(req, EROFS); }
-void erofs_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
-void erofs_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
-void erofs_unlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void erofs_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void erofs_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { fuse_reply_err(req, EROFS); }
-void erofs_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void erofs_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, struct fuse_file_info*) { fuse_reply_err(req, EROFS); }
-void erofs_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, EROFS); }
-void erofs_removexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-// Handed on, not refused here: on a read-only mount the kernel refuses them itself, and a
-// writable one (the layer store) gives them meaning (podman's `use` and release).
-void op_create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t, struct fuse_file_info*) {
-  auto* r = make(OP_CREATE, req, parent);
-  r->name = name;
-  dispatch(shared(req), r);
+void splitTimeout(double t, uint64_t* sec, uint32_t* nsec) {
+  if (t < 0) t = 0;
+  *sec = static_cast<uint64_t>(t);
+  *nsec = static_cast<uint32_t>((t - static_cast<double>(*sec)) * 1e9);
 }
-void op_rmdir(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  auto* r = make(OP_RMDIR, req, parent);
-  r->name = name;
-  dispatch(shared(req), r);
-}
-void erofs_fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, struct fuse_file_info*) { fuse_reply_err(req, EROFS); }
 
-fuse_lowlevel_ops makeOps() {
-  fuse_lowlevel_ops ops;
-  std::memset(&ops, 0, sizeof ops);
-  ops.init = op_init;
-  ops.lookup = op_lookup;
-  ops.forget = op_forget;
-  ops.forget_multi = op_forget_multi;
-  ops.getattr = op_getattr;
-  ops.opendir = op_opendir;
-  ops.readdir = op_readdir;
-  ops.readdirplus = op_readdirplus;
-  ops.releasedir = op_releasedir;
-  ops.open = op_open;
-  ops.read = op_read;
-  ops.release = op_release;
-  ops.readlink = op_readlink;
-  ops.getxattr = op_getxattr;
-  ops.listxattr = op_listxattr;
-  ops.statfs = op_statfs;
-  ops.access = op_access;
-  ops.setattr = erofs_setattr;
-  ops.mknod = erofs_mknod;
-  ops.mkdir = erofs_mkdir;
-  ops.unlink = erofs_unlink;
-  ops.rmdir = op_rmdir;
-  ops.symlink = erofs_symlink;
-  ops.rename = erofs_rename;
-  ops.link = erofs_link;
-  ops.write = erofs_write;
-  ops.setxattr = erofs_setxattr;
-  ops.removexattr = erofs_removexattr;
-  ops.create = op_create;
-  ops.fallocate = erofs_fallocate;
-  return ops;
+void fillEntry(uint64_t ino, const double* attr, double timeout, fuse_entry_out* e) {
+  std::memset(e, 0, sizeof *e);
+  e->nodeid = ino;
+  e->generation = 1;
+  splitTimeout(timeout, &e->entry_valid, &e->entry_valid_nsec);
+  splitTimeout(timeout, &e->attr_valid, &e->attr_valid_nsec);
+  if (ino != 0) fillAttr(attr, ino, &e->attr);
 }
 
 uint64_t idOf(const Napi::Value& v) {
@@ -379,25 +516,27 @@ uint64_t idOf(const Napi::Value& v) {
   return v.As<Napi::BigInt>().Uint64Value(&lossless);
 }
 
-// a: [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec]
-void fillStatFrom(const double* a, uint64_t ino, struct stat* st) {
-  std::memset(st, 0, sizeof *st);
-  st->st_ino = ino;
-  st->st_mode = static_cast<mode_t>(a[0]);
-  st->st_nlink = static_cast<nlink_t>(a[1]);
-  st->st_uid = static_cast<uid_t>(a[2]);
-  st->st_gid = static_cast<gid_t>(a[3]);
-  st->st_rdev = static_cast<dev_t>(a[4]);
-  st->st_size = static_cast<off_t>(a[5]);
-  st->st_blocks = static_cast<blkcnt_t>(a[6]);
-  st->st_blksize = 4096;
-  st->st_mtim.tv_sec = st->st_atim.tv_sec = st->st_ctim.tv_sec = static_cast<time_t>(a[7]);
-  st->st_mtim.tv_nsec = st->st_atim.tv_nsec = st->st_ctim.tv_nsec = static_cast<long>(a[8]);
-}
+// Mount options as JavaScript names them (libfuse's -o names) turned into mount(2)'s.
+struct MountArgs {
+  unsigned long flags = MS_NOSUID | MS_NODEV;
+  std::string source = "stargzfs";
+  std::string type = "fuse";
+  std::string data;
+};
 
-void fillStat(const Napi::Value& v, uint64_t ino, struct stat* st) {
-  Napi::Float64Array a = v.As<Napi::Float64Array>();
-  fillStatFrom(a.Data(), ino, st);
+bool parseOptions(const std::vector<std::string>& opts, MountArgs* m, std::string* err) {
+  for (const auto& o : opts) {
+    if (o == "ro") m->flags |= MS_RDONLY;
+    else if (o == "default_permissions" || o == "allow_other") m->data += "," + o;
+    else if (o.rfind("max_read=", 0) == 0) m->data += "," + o;
+    else if (o.rfind("fsname=", 0) == 0) m->source = o.substr(7);
+    else if (o.rfind("subtype=", 0) == 0) m->type = "fuse." + o.substr(8);
+    else {
+      *err = "unknown mount option " + o;
+      return false;
+    }
+  }
+  return true;
 }
 
 class Session : public Napi::ObjectWrap<Session> {
@@ -413,6 +552,8 @@ class Session : public Napi::ObjectWrap<Session> {
       InstanceMethod("mapFile", &Session::MapFile),
       InstanceMethod("unmapFile", &Session::UnmapFile),
       InstanceMethod("nativeReads", &Session::NativeReads),
+      InstanceMethod("passthroughStats", &Session::PassthroughStats),
+      InstanceMethod("handover", &Session::Handover),
       InstanceMethod("pending", &Session::Pending),
       InstanceMethod("replyErr", &Session::ReplyErr),
       InstanceMethod("replyNone", &Session::ReplyNone),
@@ -427,7 +568,9 @@ class Session : public Napi::ObjectWrap<Session> {
     });
   }
 
-  // new Session(mountpoint, options: string[], handler, { maxRead, maxBackground, threads })
+  // new Session(mountpoint, options: string[], handler, tuning): mounts, or with
+  // tuning.adopt = { fd, tableFd, minor, passthrough } serves a connection another
+  // process mounted and initialised (handed over by the supervisor).
   explicit Session(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Session>(info) {
     Napi::Env env = info.Env();
     mountpoint_ = info[0].As<Napi::String>().Utf8Value();
@@ -435,54 +578,51 @@ class Session : public Napi::ObjectWrap<Session> {
     Napi::Object tune = info[3].As<Napi::Object>();
     shared_.maxRead = tune.Get("maxRead").As<Napi::Number>().Uint32Value();
     shared_.maxBackground = tune.Get("maxBackground").As<Napi::Number>().Uint32Value();
-    unsigned threads = tune.Get("threads").As<Napi::Number>().Uint32Value();
+    threads_ = std::max(1u, tune.Get("threads").As<Napi::Number>().Uint32Value());
     Napi::Value cacheSymlinks = tune.Get("cacheSymlinks");
     if (cacheSymlinks.IsBoolean()) shared_.cacheSymlinks = cacheSymlinks.As<Napi::Boolean>().Value();
-    std::vector<std::string> argvStore = {"stargzfs"};
-    for (uint32_t i = 0; i < opts.Length(); i++) {
-      argvStore.push_back("-o");
-      argvStore.push_back(opts.Get(i).As<Napi::String>().Utf8Value());
-    }
-    std::vector<char*> argv;
-    for (auto& s : argvStore) argv.push_back(s.data());
-    struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
-    shared_.tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "stargzfs-fuse", 0, 1);
-    fuse_lowlevel_ops ops = makeOps();
-    se_ = fuse_session_new(&args, &ops, sizeof ops, &shared_);
-    if (se_ == nullptr) {
-      shared_.tsfn.Release();
-      Napi::Error::New(env, "fuse_session_new failed (bad mount options?)").ThrowAsJavaScriptException();
-      return;
-    }
-    if (fuse_session_mount(se_, mountpoint_.c_str()) != 0) {
-      fuse_session_destroy(se_);
-      se_ = nullptr;
-      shared_.tsfn.Release();
-      Napi::Error::New(env, "fuse_session_mount failed for " + mountpoint_).ThrowAsJavaScriptException();
-      return;
-    }
-    mounted_ = true;
-    thread_ = std::thread([this, threads]() {
-      struct fuse_loop_config* cfg = fuse_loop_cfg_create();
-      fuse_loop_cfg_set_max_threads(cfg, threads);
-      fuse_loop_cfg_set_clone_fd(cfg, 0);
-      int rc = fuse_session_loop_mt(se_, cfg);
-      fuse_loop_cfg_destroy(cfg);
-      // No thread reads /dev/fuse any more: letting go of it now aborts the connection, so
-      // a request the kernel queued after the loop stopped fails at once instead of
-      // waiting for a reply nobody will send.
-      if (unmounting_) {
-        if (callerDetaches_) AbortConnection();
-        else if (mounted_.exchange(false)) fuse_session_unmount(se_);  // closes it, then detaches
+    Napi::Value passthrough = tune.Get("passthrough");
+    if (passthrough.IsBoolean()) shared_.wantPassthrough = passthrough.As<Napi::Boolean>().Value();
+    Napi::Value adopt = tune.Get("adopt");
+    std::string err;
+    if (adopt.IsObject()) {
+      Napi::Object a = adopt.As<Napi::Object>();
+      shared_.fd = a.Get("fd").As<Napi::Number>().Int32Value();
+      int tableFd = a.Get("tableFd").As<Napi::Number>().Int32Value();
+      shared_.minor = a.Get("minor").As<Napi::Number>().Uint32Value();
+      shared_.passthrough = a.Get("passthrough").As<Napi::Boolean>().Value();
+      if (tableFd >= 0) shared_.table = OpenTable::Adopt(tableFd, &err);
+      if (shared_.passthrough && shared_.table == nullptr) {
+        // Without the counts, an open could be answered in the mode the kernel refuses.
+        Napi::Error::New(env, "cannot serve the handed-over connection: " + err).ThrowAsJavaScriptException();
+        return;
       }
-      auto* r = make(OP_EXIT, nullptr, 0);
-      r->info = unmounting_ ? "unmounted" : "loop ended (rc " + std::to_string(rc) + "): the filesystem was unmounted";
-      dispatch(&shared_, r);
-    });
+      shared_.initialized = true;
+      adopted_ = true;
+    } else {
+      std::vector<std::string> o;
+      for (uint32_t i = 0; i < opts.Length(); i++) o.push_back(opts.Get(i).As<Napi::String>().Utf8Value());
+      if (shared_.wantPassthrough) {
+        shared_.table = OpenTable::Create(&err);
+        if (shared_.table == nullptr) shared_.passthroughRefused = err;
+      }
+      if (!Mount(o, &err)) {
+        delete shared_.table;
+        shared_.table = nullptr;
+        Napi::Error::New(env, err).ThrowAsJavaScriptException();
+        return;
+      }
+    }
+    int fl = fcntl(shared_.fd, F_GETFL);
+    fcntl(shared_.fd, F_SETFL, fl | O_NONBLOCK);
+    shared_.wake = eventfd(0, EFD_CLOEXEC);
+    shared_.tsfn = Napi::ThreadSafeFunction::New(env, info[2].As<Napi::Function>(), "stargzfs-fuse", 0, 1);
+    mounted_ = true;
+    thread_ = std::thread([this]() { Run(); });
   }
 
   ~Session() {
-    if (se_ != nullptr && thread_.joinable()) {
+    if (thread_.joinable()) {
       // Finalized while still mounted (the process is exiting): end the loop and let go.
       RequestStop(EIO);
       thread_.detach();
@@ -490,6 +630,131 @@ class Session : public Napi::ObjectWrap<Session> {
   }
 
  private:
+  // As root, mount(2) on a /dev/fuse we opened; otherwise libfuse (fusermount3).
+  bool Mount(const std::vector<std::string>& opts, std::string* err) {
+    if (geteuid() != 0) {
+      std::vector<std::string> argvStore = {"stargzfs"};
+      for (const auto& o : opts) {
+        argvStore.push_back("-o");
+        argvStore.push_back(o);
+      }
+      std::vector<char*> argv;
+      for (auto& a : argvStore) argv.push_back(a.data());
+      struct fuse_args args = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
+      fuse_lowlevel_ops none;
+      std::memset(&none, 0, sizeof none);
+      se_ = fuse_session_new(&args, &none, sizeof none, nullptr);
+      if (se_ == nullptr) {
+        *err = "fuse_session_new failed (bad mount options?)";
+        return false;
+      }
+      if (fuse_session_mount(se_, mountpoint_.c_str()) != 0) {
+        fuse_session_destroy(se_);
+        se_ = nullptr;
+        *err = "fuse_session_mount failed for " + mountpoint_;
+        return false;
+      }
+      shared_.fd = fuse_session_fd(se_);
+      return true;
+    }
+    MountArgs m;
+    if (!parseOptions(opts, &m, err)) return false;
+    int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+      *err = std::string("open /dev/fuse: ") + std::strerror(errno);
+      return false;
+    }
+    struct stat st;
+    if (stat(mountpoint_.c_str(), &st) != 0) {
+      *err = "mount point " + mountpoint_ + ": " + std::strerror(errno);
+      close(fd);
+      return false;
+    }
+    char rootmode[16];
+    std::snprintf(rootmode, sizeof rootmode, "%o", static_cast<unsigned>(st.st_mode & S_IFMT));
+    std::string data = "fd=" + std::to_string(fd) + ",rootmode=" + rootmode +
+                       ",user_id=" + std::to_string(getuid()) + ",group_id=" + std::to_string(getgid()) + m.data;
+    if (mount(m.source.c_str(), mountpoint_.c_str(), m.type.c_str(), m.flags, data.c_str()) != 0) {
+      *err = "mount of " + mountpoint_ + " failed: " + std::strerror(errno);
+      close(fd);
+      return false;
+    }
+    shared_.fd = fd;
+    return true;
+  }
+
+  void Detach() {
+    if (se_ != nullptr) fuse_session_unmount(se_);
+    else umount2(mountpoint_.c_str(), MNT_DETACH);
+  }
+
+  // The loop: this thread and threads_ - 1 more each poll /dev/fuse and read what comes.
+  void Run() {
+    std::vector<std::thread> workers;
+    for (unsigned i = 1; i < threads_; i++) workers.emplace_back([this]() { Work(); });
+    Work();
+    for (auto& w : workers) w.join();
+    // No thread reads /dev/fuse any more: letting go of it now aborts the connection (if
+    // no supervisor holds it too), so a request the kernel queued after the loop stopped
+    // fails at once instead of waiting for a reply nobody will send.
+    bool byUs = ending_.load();
+    if (!byUs) mounted_ = false;  // unmounted from outside: the path may hold another mount soon
+    if (byUs && !callerDetaches_ && mounted_.exchange(false)) Detach();
+    CloseFd();
+    auto* r = make(OP_EXIT, 0);
+    r->info = byUs ? "unmounted" : "loop ended: the filesystem was unmounted";
+    dispatch(&shared_, r, 0);
+  }
+
+  void Work() {
+    std::vector<char> buf(kBufSize);
+    struct pollfd p[2] = {{shared_.fd, POLLIN, 0}, {shared_.wake, POLLIN, 0}};
+    for (;;) {
+      p[0].revents = p[1].revents = 0;
+      if (poll(p, 2, -1) < 0) {
+        if (errno == EINTR) continue;
+        break;
+      }
+      if (p[1].revents != 0) break;
+      ssize_t n = read(shared_.fd, buf.data(), buf.size());
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EINTR || errno == ENOENT) continue;
+        // ENODEV: unmounted, the connection is gone. Anything else: nothing more to read.
+        Wake();
+        break;
+      }
+      handle(&shared_, buf.data(), static_cast<size_t>(n));
+    }
+  }
+
+  void Wake() {
+    uint64_t one = 1;
+    if (write(shared_.wake, &one, sizeof one) < 0) {
+    }
+  }
+
+  void CloseFd() {
+    std::lock_guard<std::mutex> lock(fdMu_);
+    if (fdClosed_) return;
+    fdClosed_ = true;
+    // libfuse closes its own descriptor in fuse_session_destroy.
+    if (se_ == nullptr) {
+      // Replaced by /dev/null under the same number, not closed: a reply still being
+      // written from the main thread cannot land in a descriptor opened since.
+      int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (null >= 0) {
+        dup3(null, shared_.fd, O_CLOEXEC);
+        close(null);
+      }
+    } else {
+      int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+      if (null >= 0) {
+        dup2(null, shared_.fd);
+        close(null);
+      }
+    }
+  }
+
   // Every request not answered yet, and every one that arrives from now on, gets `err`
   // (a release gets 0). The loop keeps running, so readers get that errno rather than a
   // connection abort. Returns how many requests it failed.
@@ -498,38 +763,24 @@ class Session : public Napi::ObjectWrap<Session> {
     {
       std::lock_guard<std::mutex> lock(shared_.reqMutex);
       shared_.stopping = true;
+      shared_.stopErr = err;
       for (auto& e : shared_.outstanding) left.push_back(e.second);
       shared_.outstanding.clear();
     }
-    for (auto& o : left) replyStopping(o.req, o.op, err);
+    for (auto& o : left) replyStopping(&shared_, o, err);
     return left.size();
   }
 
-  // Asks the loop to end, without waiting. libfuse's workers notice the end only when a
-  // request arrives, so a retrieve notification makes the kernel send one. When the loop
-  // has ended, the loop thread lets go of /dev/fuse (and detaches the mount unless the
-  // caller does), then OP_EXIT arrives and destroy() frees the session. Unlike libfuse's
-  // fuse_session_unmount alone, /dev/fuse stays open until no worker reads it: closed
-  // while they still did, replies went nowhere and readers waited for good.
+  // Asks the loop to end, without waiting. When it has, /dev/fuse is let go (and the mount
+  // detached unless the caller does), then OP_EXIT arrives and destroy() frees the session.
   void RequestEnd() {
-    if (se_ == nullptr || unmounting_.exchange(true)) return;
-    fuse_session_exit(se_);
-    // -ENOENT once the kernel has let go of the mount: the loop ends by itself then.
-    fuse_lowlevel_notify_retrieve(se_, FUSE_ROOT_ID, 0, 0, nullptr);
+    if (shared_.fd < 0 || ending_.exchange(true)) return;
+    Wake();
   }
 
   void RequestStop(int err) {
     FailAll(err);
     RequestEnd();
-  }
-
-  // /dev/fuse replaced by /dev/null under the same number: the connection is aborted
-  // (this was its only descriptor) and fuse_session_destroy still has a descriptor to close.
-  void AbortConnection() {
-    int fd = fuse_session_fd(se_);
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (fd >= 0 && null >= 0) dup2(null, fd);
-    if (null >= 0) close(null);
   }
 
   // unmount(): everything left fails with EIO, the loop ends, the session detaches the mount.
@@ -554,17 +805,33 @@ class Session : public Napi::ObjectWrap<Session> {
   }
 
   Napi::Value Destroy(const Napi::CallbackInfo& info) {
-    if (se_ == nullptr) return info.Env().Undefined();
+    if (destroyed_) return info.Env().Undefined();
+    destroyed_ = true;
     RequestStop(EIO);
     if (thread_.joinable()) thread_.join();
-    if (mounted_.exchange(false)) {
-      if (callerDetaches_) AbortConnection();
-      else fuse_session_unmount(se_);
-    }
-    fuse_session_destroy(se_);
+    if (mounted_.exchange(false) && !callerDetaches_) Detach();
+    CloseFd();
+    if (se_ != nullptr) fuse_session_destroy(se_);
     se_ = nullptr;
+    if (shared_.wake >= 0) close(shared_.wake);
+    shared_.wake = -1;
+    delete shared_.table;
+    shared_.table = nullptr;
     shared_.tsfn.Release();
     return info.Env().Undefined();
+  }
+
+  // handover(): what another process needs to serve this connection:
+  // { fd, tableFd, minor, passthrough } (the descriptors stay this session's).
+  Napi::Value Handover(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("fd", shared_.fd);
+    o.Set("tableFd", shared_.table != nullptr ? shared_.table->fd() : -1);
+    o.Set("minor", shared_.minor);
+    o.Set("passthrough", shared_.passthrough);
+    o.Set("initialized", shared_.initialized.load());
+    o.Set("adopted", adopted_);
+    return o;
   }
 
   Napi::Value SetHasXattrs(const Napi::CallbackInfo& info) {
@@ -600,8 +867,11 @@ class Session : public Napi::ObjectWrap<Session> {
     return info.Env().Undefined();
   }
 
+  // The kernel forgot the inode: its parts, and the backing file a passthrough open used.
   Napi::Value UnmapFile(const Napi::CallbackInfo& info) {
-    shared_.readMap.Unmap(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+    uint64_t ino = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    shared_.readMap.Unmap(ino);
+    if (shared_.table != nullptr && shared_.passthrough) closeBacking(&shared_, shared_.table->Forget(ino));
     return info.Env().Undefined();
   }
 
@@ -614,104 +884,126 @@ class Session : public Napi::ObjectWrap<Session> {
     return a;
   }
 
+  // { enabled, reason, opens, cachedOpens, backingErrno }
+  Napi::Value PassthroughStats(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("enabled", shared_.passthrough);
+    o.Set("reason", shared_.passthroughRefused);
+    bool t = shared_.table != nullptr && shared_.passthrough;
+    o.Set("opens", static_cast<double>(t ? shared_.table->passthroughOpens() : 0));
+    o.Set("cachedOpens", static_cast<double>(t ? shared_.table->cachedOpens() : 0));
+    o.Set("backingErrno", shared_.backingErrno.load());
+    return o;
+  }
+
   Napi::Value Pending(const Napi::CallbackInfo& info) {
     std::lock_guard<std::mutex> lock(shared_.reqMutex);
     return Napi::Number::New(info.Env(), static_cast<double>(shared_.outstanding.size()));
   }
 
-  // The request named by info[0], taken out of the table; nullptr if it was answered already.
-  fuse_req_t claim(const Napi::CallbackInfo& info) { return take(&shared_, idOf(info[0])); }
+  // The request named by info[0], taken out of the table; false if it was answered already.
+  bool claim(const Napi::CallbackInfo& info, Outstanding* o) { return take(&shared_, idOf(info[0]), o); }
 
   Napi::Value ReplyErr(const Napi::CallbackInfo& info) {
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_err(req, info[1].As<Napi::Number>().Int32Value());
-    return info.Env().Undefined();
-  }
-
-  Napi::Value ReplyNone(const Napi::CallbackInfo& info) {
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_none(req);
-    return info.Env().Undefined();
-  }
-
-  void entryParam(const Napi::CallbackInfo& info, size_t at, struct fuse_entry_param* e) {
-    // (ino, attr, timeoutSec, hasXattrs); ino 0 = a negative entry cached for timeoutSec
-    std::memset(e, 0, sizeof *e);
-    uint64_t ino = static_cast<uint64_t>(info[at].As<Napi::Number>().Int64Value());
-    double timeout = info[at + 2].As<Napi::Number>().DoubleValue();
-    e->ino = ino;
-    e->generation = 1;
-    e->attr_timeout = timeout;
-    e->entry_timeout = timeout;
-    if (ino != 0) {
-      fillStat(info[at + 1], ino, &e->attr);
-      std::lock_guard<std::mutex> lock(shared_.xattrMutex);
-      if (info[at + 3].As<Napi::Boolean>().Value()) shared_.hasXattrs.insert(ino);
+    Outstanding o;
+    if (claim(info, &o)) {
+      int err = info[1].As<Napi::Number>().Int32Value();
+      if (o.counted && err != 0 && shared_.table != nullptr) closeBacking(&shared_, shared_.table->Release(o.ino, false));
+      send(&shared_, o.unique, err);
     }
+    return info.Env().Undefined();
+  }
+
+  // A request with no answer (there are none the kernel waits for): nothing is written.
+  Napi::Value ReplyNone(const Napi::CallbackInfo& info) {
+    Outstanding o;
+    claim(info, &o);
+    return info.Env().Undefined();
   }
 
   Napi::Value ReplyEntry(const Napi::CallbackInfo& info) {
-    struct fuse_entry_param e;
-    entryParam(info, 1, &e);
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_entry(req, &e);
+    // (req, ino, attr, timeoutSec, hasXattrs); ino 0 = a negative entry cached for timeoutSec
+    uint64_t ino = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    fuse_entry_out e;
+    fillEntry(ino, info[2].As<Napi::Float64Array>().Data(), info[3].As<Napi::Number>().DoubleValue(), &e);
+    if (ino != 0 && info[4].As<Napi::Boolean>().Value()) {
+      std::lock_guard<std::mutex> lock(shared_.xattrMutex);
+      shared_.hasXattrs.insert(ino);
+    }
+    Outstanding o;
+    if (claim(info, &o)) sendBuf(&shared_, o.unique, &e, sizeof e);
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyAttr(const Napi::CallbackInfo& info) {
-    struct stat st;
-    fillStat(info[2], static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()), &st);
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_attr(req, &st, info[3].As<Napi::Number>().DoubleValue());
+    fuse_attr_out a;
+    std::memset(&a, 0, sizeof a);
+    fillAttr(info[2].As<Napi::Float64Array>().Data(), static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()), &a.attr);
+    uint32_t nsec;
+    splitTimeout(info[3].As<Napi::Number>().DoubleValue(), &a.attr_valid, &nsec);
+    a.attr_valid_nsec = nsec;
+    Outstanding o;
+    if (claim(info, &o)) sendBuf(&shared_, o.unique, &a, sizeof a);
     return info.Env().Undefined();
   }
 
+  // (req, fh, keepCache, directIo). A file JavaScript has just mapped whole, opened with
+  // no other file of it open, goes passthrough from this open on.
   Napi::Value ReplyOpen(const Napi::CallbackInfo& info) {
-    struct fuse_file_info fi;
-    std::memset(&fi, 0, sizeof fi);
-    fi.fh = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
-    fi.keep_cache = info[2].As<Napi::Boolean>().Value() ? 1 : 0;
-    fi.cache_readdir = fi.keep_cache;
-    fi.direct_io = info[3].As<Napi::Boolean>().Value() ? 1 : 0;
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_open(req, &fi);
+    uint64_t fh = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    bool keep = info[2].As<Napi::Boolean>().Value();
+    bool direct = info[3].As<Napi::Boolean>().Value();
+    Outstanding o;
+    if (!claim(info, &o)) return info.Env().Undefined();
+    uint32_t flags = (keep ? FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR : 0) | (direct ? FOPEN_DIRECT_IO : 0);
+    std::string path;
+    if (o.op == OP_OPEN && o.counted && !direct && shared_.passthrough && shared_.readMap.Whole(o.ino, &path)) {
+      int32_t backing = shared_.table->Upgrade(o.ino, [&]() { return openBacking(&shared_, path); });
+      if (backing > 0) {
+        sendOpen(&shared_, o.unique, kPassthroughFh | fh, stargzfs::kOpenPassthrough, backing);
+        return info.Env().Undefined();
+      }
+    }
+    sendOpen(&shared_, o.unique, fh, flags, 0);
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyBuf(const Napi::CallbackInfo& info) {
-    fuse_req_t req = claim(info);
-    if (req == nullptr) return info.Env().Undefined();
+    Outstanding o;
+    if (!claim(info, &o)) return info.Env().Undefined();
     if (info[1].IsBuffer()) {
       Napi::Buffer<char> b = info[1].As<Napi::Buffer<char>>();
-      fuse_reply_buf(req, b.Data(), b.Length());
+      sendBuf(&shared_, o.unique, b.Data(), b.Length());
     } else {
-      fuse_reply_buf(req, nullptr, 0);
+      send(&shared_, o.unique, 0);
     }
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyReadlink(const Napi::CallbackInfo& info) {
     std::string target = info[1].As<Napi::String>().Utf8Value();
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_readlink(req, target.c_str());
+    Outstanding o;
+    if (claim(info, &o)) sendBuf(&shared_, o.unique, target.data(), target.size());
     return info.Env().Undefined();
   }
 
   Napi::Value ReplyXattrSize(const Napi::CallbackInfo& info) {
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_xattr(req, static_cast<size_t>(info[1].As<Napi::Number>().Int64Value()));
+    fuse_getxattr_out out;
+    out.size = static_cast<uint32_t>(info[1].As<Napi::Number>().Int64Value());
+    out.padding = 0;
+    Outstanding o;
+    if (claim(info, &o)) sendBuf(&shared_, o.unique, &out, sizeof out);
     return info.Env().Undefined();
   }
 
   // replyDir(req, size, plus, names, inos, attrs, nextOffs, hasXattrs, timeout): as many
   // entries as fit in `size`; returns how many were taken (readdirplus counts a lookup for
   // each, so JavaScript must know). Flat arguments, one N-API value each rather than
-  // several per entry: names each followed by a NUL (no name holds one), attrs 9 numbers per entry
-  // (fillStat's order), hasXattrs one byte per entry.
+  // several per entry: names each followed by a NUL (no name holds one), attrs kAttrSlots
+  // numbers per entry (fillAttr's order), hasXattrs one byte per entry.
   Napi::Value ReplyDir(const Napi::CallbackInfo& info) {
-    // Claimed before the entries are built: fuse_add_direntry_plus reads the request.
-    fuse_req_t req = claim(info);
-    if (req == nullptr) return Napi::Number::New(info.Env(), 0);
+    Outstanding o;
+    if (!claim(info, &o)) return Napi::Number::New(info.Env(), 0);
     size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
     bool plus = info[2].As<Napi::Boolean>().Value();
     std::string names = info[3].As<Napi::String>().Utf8Value();
@@ -720,7 +1012,7 @@ class Session : public Napi::ObjectWrap<Session> {
     Napi::Float64Array offs = info[6].As<Napi::Float64Array>();
     Napi::Uint8Array xattrs = info[7].As<Napi::Uint8Array>();
     double timeout = info[8].As<Napi::Number>().DoubleValue();
-    size_t n = std::min({inos.ElementLength(), offs.ElementLength(), xattrs.ElementLength(), attrs.ElementLength() / 9});
+    size_t n = std::min({inos.ElementLength(), offs.ElementLength(), xattrs.ElementLength(), attrs.ElementLength() / kAttrSlots});
     std::vector<char> buf(size);
     size_t used = 0;
     uint32_t taken = 0;
@@ -728,25 +1020,28 @@ class Session : public Napi::ObjectWrap<Session> {
     for (size_t i = 0; i < n && at < names.size(); i++) {
       // Each name ends with its NUL, the string's own bytes.
       const char* name = names.data() + at;
-      at += std::strlen(name) + 1;
+      size_t namelen = std::strlen(name);
+      at += namelen + 1;
       uint64_t ino = static_cast<uint64_t>(inos[i]);
-      off_t next = static_cast<off_t>(offs[i]);
-      struct stat st;
-      fillStatFrom(attrs.Data() + i * 9, ino, &st);
-      size_t len;
-      if (plus) {
-        struct fuse_entry_param e;
-        std::memset(&e, 0, sizeof e);
-        e.ino = ino;
-        e.generation = 1;
-        e.attr = st;
-        e.attr_timeout = timeout;
-        e.entry_timeout = timeout;
-        len = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
-      } else {
-        len = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
-      }
+      const double* a = attrs.Data() + i * kAttrSlots;
+      size_t head = plus ? sizeof(fuse_entry_out) + FUSE_NAME_OFFSET : FUSE_NAME_OFFSET;
+      size_t len = FUSE_DIRENT_ALIGN(head + namelen);
       if (len > size - used) break;
+      char* dst = buf.data() + used;
+      std::memset(dst, 0, len);
+      fuse_dirent* d;
+      if (plus) {
+        auto* dp = reinterpret_cast<fuse_direntplus*>(dst);
+        fillEntry(ino, a, timeout, &dp->entry_out);
+        d = &dp->dirent;
+      } else {
+        d = reinterpret_cast<fuse_dirent*>(dst);
+      }
+      d->ino = ino;
+      d->off = static_cast<uint64_t>(offs[i]);
+      d->namelen = static_cast<uint32_t>(namelen);
+      d->type = (static_cast<uint32_t>(a[0]) & S_IFMT) >> 12;
+      std::memcpy(d->name, name, namelen);
       if (plus && xattrs[i] != 0) {
         std::lock_guard<std::mutex> lock(shared_.xattrMutex);
         shared_.hasXattrs.insert(ino);
@@ -754,42 +1049,53 @@ class Session : public Napi::ObjectWrap<Session> {
       used += len;
       taken++;
     }
-    fuse_reply_buf(req, buf.data(), used);
+    sendBuf(&shared_, o.unique, buf.data(), used);
     return Napi::Number::New(info.Env(), taken);
   }
 
   Napi::Value ReplyStatfs(const Napi::CallbackInfo& info) {
     // [bsize, blocks, bfree, bavail, files, ffree, namemax]
     Napi::Float64Array a = info[1].As<Napi::Float64Array>();
-    struct statvfs sv;
-    std::memset(&sv, 0, sizeof sv);
-    sv.f_bsize = sv.f_frsize = static_cast<unsigned long>(a[0]);
-    sv.f_blocks = static_cast<fsblkcnt_t>(a[1]);
-    sv.f_bfree = static_cast<fsblkcnt_t>(a[2]);
-    sv.f_bavail = static_cast<fsblkcnt_t>(a[3]);
-    sv.f_files = static_cast<fsfilcnt_t>(a[4]);
-    sv.f_ffree = static_cast<fsfilcnt_t>(a[5]);
-    sv.f_namemax = static_cast<unsigned long>(a[6]);
-    fuse_req_t req = claim(info);
-    if (req != nullptr) fuse_reply_statfs(req, &sv);
+    fuse_statfs_out out;
+    std::memset(&out, 0, sizeof out);
+    out.st.bsize = out.st.frsize = static_cast<uint32_t>(a[0]);
+    out.st.blocks = static_cast<uint64_t>(a[1]);
+    out.st.bfree = static_cast<uint64_t>(a[2]);
+    out.st.bavail = static_cast<uint64_t>(a[3]);
+    out.st.files = static_cast<uint64_t>(a[4]);
+    out.st.ffree = static_cast<uint64_t>(a[5]);
+    out.st.namelen = static_cast<uint32_t>(a[6]);
+    Outstanding o;
+    if (claim(info, &o)) sendBuf(&shared_, o.unique, &out, sizeof out);
     return info.Env().Undefined();
   }
 
   std::string mountpoint_;
   Shared shared_;
+  unsigned threads_ = 16;
+  // Mounted through libfuse (not root): libfuse unmounts and closes.
   struct fuse_session* se_ = nullptr;
+  bool adopted_ = false;
+  bool destroyed_ = false;
   std::atomic<bool> mounted_{false};
-  std::atomic<bool> unmounting_{false};
+  std::atomic<bool> ending_{false};
   // stop() was called: the mount at the path is the caller's to detach, never the session's.
   std::atomic<bool> callerDetaches_{false};
+  std::mutex fdMu_;
+  bool fdClosed_ = false;
   std::thread thread_;
 };
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("Session", Session::Init(env));
+  Napi::Object ops = Napi::Object::New(env);
+  for (const auto& [name, op] : kOpNames) ops.Set(name, op);
+  exports.Set("ops", ops);
+  exports.Set("attrSlots", static_cast<double>(kAttrSlots));
   stargzfs::RegisterStdio(env, exports);
   stargzfs::RegisterMemory(env, exports);
   stargzfs::RegisterSocket(env, exports);
+  stargzfs::RegisterSupervisor(env, exports);
   return exports;
 }
 

@@ -50,6 +50,16 @@ void ReadMap::Clear() {
   partCount_ = 0;
 }
 
+bool ReadMap::Whole(uint64_t ino, std::string* path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = files_.find(ino);
+  if (it == files_.end() || it->second.size == 0 || it->second.parts.size() != 1) return false;
+  const auto& [off, part] = *it->second.parts.begin();
+  if (off != 0 || part.len != it->second.size || part.path.empty()) return false;
+  *path = part.path;
+  return true;
+}
+
 size_t ReadMap::parts() {
   std::lock_guard<std::mutex> lock(mu_);
   return partCount_;

@@ -36,6 +36,10 @@ class ReadMap {
   // file cannot be read is forgotten, so the next read of it goes to JavaScript.
   bool Read(uint64_t ino, uint64_t off, uint64_t size, std::vector<char>& out);
 
+  // The one chunk file that holds the whole file, from its start (a file of one chunk,
+  // verified): what a passthrough open reads from. False when there is no such file.
+  bool Whole(uint64_t ino, std::string* path);
+
   uint64_t reads() const { return reads_; }
   uint64_t bytes() const { return bytes_; }
   size_t parts();

@@ -20,6 +20,19 @@ export interface ImageConfig {
   readonly platform: string;
 }
 
+export interface FuseConfig {
+  /**
+   * Ask the kernel to read fully cached files from their chunk file itself (FUSE
+   * passthrough, Linux 6.9+). Default true (`--no-passthrough`).
+   */
+  readonly passthrough: boolean;
+  /**
+   * A supervisor holds each mount's /dev/fuse descriptor and starts a new server if this
+   * one dies (native/supervisor.c). Default true (`--no-supervise`).
+   */
+  readonly supervise: boolean;
+}
+
 export interface StateConfig {
   /** State root holding meta.db (and, later, the chunk cache). */
   readonly root: string;
@@ -103,6 +116,7 @@ export interface Config {
   readonly http: HttpConfig;
   readonly toc: TocConfig;
   readonly image: ImageConfig;
+  readonly fuse: FuseConfig;
   /** Logs go to stderr: JSON lines, or coloured lines for people (`pretty`, the default on a terminal). */
   readonly log: { readonly level: LogLevel; readonly pretty: boolean };
 }
@@ -139,6 +153,8 @@ export interface ConfigInput {
   /** A size, or 'auto'. */
   neighbourBytes?: string | number | undefined;
   coalesceGap?: string | number | undefined;
+  passthrough?: boolean | undefined;
+  supervise?: boolean | undefined;
 }
 
 export interface Environment {
@@ -159,7 +175,7 @@ export interface Environment {
 }
 
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'readTimeoutMs', 'stallTimeoutMs', 'mirror', 'cacheSize', 'cacheMemory', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap']);
+const KNOWN_KEYS = new Set(['root', 'allowUnverified', 'maxTocBytes', 'tailBytes', 'platform', 'logLevel', 'logFormat', 'plainHttp', 'insecure', 'timeoutMs', 'retries', 'readTimeoutMs', 'stallTimeoutMs', 'mirror', 'cacheSize', 'cacheMemory', 'prefetch', 'learnedPrefetch', 'backgroundFetch', 'backgroundBandwidth', 'readAhead', 'neighbourBytes', 'coalesceGap', 'passthrough', 'supervise']);
 
 /** How TOCs are read unless options say otherwise (also what the early fetch assumes). */
 export const TOC_DEFAULTS = Object.freeze({ maxTocBytes: 150 << 20, tailBytes: 256 << 10 });
@@ -234,6 +250,7 @@ export function resolveConfig(input: ConfigInput, env: Environment): Config {
     }),
     toc: Object.freeze({ allowUnverified: input.allowUnverified ?? false, maxTocBytes, tailBytes, maxPlainBytes: 64 * 2 ** 30 }),
     image: Object.freeze({ platform }),
+    fuse: Object.freeze({ passthrough: input.passthrough ?? true, supervise: input.supervise ?? true }),
     log: Object.freeze({ level, pretty }),
   });
 }

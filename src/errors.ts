@@ -27,7 +27,9 @@ export type ErrorCode =
   | 'SGZ_SNAPSHOT_NOT_FOUND'
   | 'SGZ_SNAPSHOT_EXISTS'
   | 'SGZ_SNAPSHOT_PRECONDITION'
-  | 'SGZ_SNAPSHOT_ARGUMENT';
+  | 'SGZ_SNAPSHOT_ARGUMENT'
+  | 'SGZ_STALE'
+  | 'SGZ_SUPERVISOR';
 
 export interface ErrorContext {
   /** Layer blob digest the problem belongs to. */
@@ -192,6 +194,20 @@ export class ImageError extends StargzfsError {
 export class ImageReferenceError extends StargzfsError {
   constructor(message: string) {
     super('SGZ_REFERENCE', message);
+  }
+}
+
+/** The kernel asked about an inode this image does not have (ESTALE). */
+export class StaleInodeError extends StargzfsError {
+  constructor(ino: number) {
+    super('SGZ_STALE', `inode ${ino} is not known`, { inode: ino });
+  }
+}
+
+/** The supervisor (native/supervisor.c) did not do what was asked of it. */
+export class SupervisorError extends StargzfsError {
+  constructor(message: string) {
+    super('SGZ_SUPERVISOR', message);
   }
 }
 

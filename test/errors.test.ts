@@ -3,6 +3,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as E from '../src/errors.js';
 import { exitCodeFor } from '../src/cli/exit-codes.js';
+import { errnoOf } from '../src/fs/errno.js';
+import { constants } from 'node:os';
 
 const ctx = { layer: `sha256:${'ab'.repeat(32)}`, path: 'etc/passwd' };
 const table: Array<[E.StargzfsError, E.ErrorCode, number]> = [
@@ -38,6 +40,14 @@ describe('errors', () => {
       assert.equal(exitCodeFor(err.code), exit);
     });
   }
+  it('StaleInodeError is ESTALE for the kernel and names the inode; SupervisorError has its code', () => {
+    const stale = new E.StaleInodeError(7);
+    assert.equal(stale.code, 'SGZ_STALE');
+    assert.equal(stale.inode, 7);
+    assert.equal(errnoOf(stale), constants.errno.ESTALE);
+    assert.equal(new E.SupervisorError('no answer').code, 'SGZ_SUPERVISOR');
+    assert.equal(exitCodeFor('SGZ_SUPERVISOR'), 1);
+  });
   it('ConfigError names the option', () => {
     const e = new E.ConfigError('platform', 'bad');
     assert.equal(e.message, '--platform: bad');

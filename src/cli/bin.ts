@@ -27,7 +27,8 @@ async function runCli(): Promise<void> {
 
 /** This process serves the mount: its first requests go out now, then the CLI runs. */
 async function serve(m: PlainMount | undefined): Promise<void> {
-  const early = m !== undefined ? earlyFetchable(m) : undefined;
+  // A server a supervisor started opens the image its mount shows (pinned), not the tag.
+  const early = m !== undefined && process.env['STARGZFS_SUPERVISOR_FD'] === undefined ? earlyFetchable(m) : undefined;
   if (early !== undefined && m !== undefined) {
     // Loaded here, not with this entry: it brings meta.db's reader and the TOC reader,
     // which a launcher or any other command does not need.

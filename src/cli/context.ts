@@ -8,6 +8,7 @@ import type Database from 'better-sqlite3';
 import type { Config } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { isOciRef, OciLayoutSource, parseOciRef } from '../http/oci-layout.js';
+import type { ResolvedImage } from '../http/image.js';
 import { parsePlatform } from '../http/image.js';
 import { formatImageRef, parseImageRef } from '../http/reference.js';
 import { ImageReferenceError } from '../errors.js';
@@ -45,7 +46,12 @@ async function openSource(ref: string, config: Config, log: Logger): Promise<Ima
   return new RegistrySource(ref, client);
 }
 
-export async function withImage<T>(config: Config, ref: string, fn: (ctx: CommandContext) => Promise<T>, opts: { prefetching?: boolean } = {}): Promise<T> {
+export async function withImage<T>(
+  config: Config,
+  ref: string,
+  fn: (ctx: CommandContext) => Promise<T>,
+  opts: { prefetching?: boolean; resolved?: ResolvedImage | undefined } = {},
+): Promise<T> {
   const log = createLogger(config.log.level, undefined, config.log.pretty);
   log.debug({ uptimeMs: Math.round(performance.now()) }, 'command starting');
   const dbFile = join(config.state.root, 'meta.db');
@@ -58,7 +64,9 @@ export async function withImage<T>(config: Config, ref: string, fn: (ctx: Comman
     // The manifest request goes out first, and the state opens (synchronously, some 20 ms)
     // while it is on the wire: one turn of the event loop lets the connection complete
     // and the request be written before that.
-    const resolving = source.resolve(config.image.platform);
+    // Already resolved (a new server of a live mount: the image the mount shows, with no
+    // registry round trip, and none needed if the registry is away).
+    const resolving = opts.resolved !== undefined ? Promise.resolve(opts.resolved) : source.resolve(config.image.platform);
     resolving.catch(() => undefined); // awaited (and reported) by OpenImage.open
     await new Promise((next) => setImmediate(next));
     db = openMetaDb(dbFile);

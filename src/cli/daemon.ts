@@ -13,6 +13,17 @@ export function daemonLogFile(root: string, mountpoint: string): string {
   return join(root, 'logs', `mount-${resolve(mountpoint).replace(/[^A-Za-z0-9._-]+/g, '_')}.log`);
 }
 
+/**
+ * The environment a supervisor starts a new server with: this one's, less what tied this
+ * process to its launcher (the ready pipe is long closed by then).
+ */
+export function supervisedEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  delete out[READY_FD_ENV];
+  delete out['STARGZFS_DAEMON'];
+  return out;
+}
+
 export async function daemonize(args: readonly string[], root: string, mountpoint: string): Promise<number> {
   const logFile = daemonLogFile(root, mountpoint);
   const fd = openSync(logFile, 'a');

@@ -8,7 +8,7 @@ import { config, globalOptions, mountOptions, viewOptions } from './options.js';
 import { parseSize } from '../config.js';
 import { readFileSync, realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
-import { ConfigError } from '../errors.js';
+import { ConfigError, SupervisorError } from '../errors.js';
 import { StargzfsError } from '../errors.js';
 import { selectView, withCache, withConverter, withImage } from './context.js';
 import { cacheCommand } from './commands/cache.js';
@@ -24,7 +24,11 @@ import { statusCommand, unmountCommand } from './commands/unmount.js';
 import { serveCommand } from './commands/serve.js';
 import { answerOf, callService, controlSocket } from '../service/client.js';
 import type { MountInfo } from '../service/service.js';
-import { daemonize } from './daemon.js';
+import { daemonize, daemonLogFile, supervisedEnv } from './daemon.js';
+import { SupervisorLink } from '../supervisor/link.js';
+import type { ResolvedImage } from '../http/image.js';
+import { createLogger } from '../log.js';
+import { upgradeCommand } from './commands/upgrade.js';
 import { isDaemonServer, signalReady } from './ready.js';
 import { convertCommand, convertProgressLine } from './commands/convert.js';
 import { parsePrioritized } from '../convert/prioritized.js';
@@ -125,14 +129,26 @@ export async function main(args: string[]): Promise<number> {
       (argv) => run(() => withImage(config(argv), argv.src, ({ image }) => cat(selectView(image, argv), image.reader, argv.paths))),
     )
     .command(
-      'mount <src> <mountpoint>',
+      'mount <src> [mountpoint]',
       'serve the image lazily through FUSE until unmounted: the merged image, or with --layer one layer ready for overlayfs',
-      (y) => mountOptions(y.positional('src', { type: 'string', demandOption: true }).positional('mountpoint', { type: 'string', demandOption: true })),
+      (y) => mountOptions(y.positional('src', { type: 'string', demandOption: true }).positional('mountpoint', { type: 'string' })),
       (argv) =>
         run(async () => {
           const cfg = config(argv);
+          // `mount --upgrade MOUNTPOINT`: the one argument is the mountpoint.
+          if (argv.upgrade) return upgradeCommand(resolve(argv.src));
+          if (argv.mountpoint === undefined) throw new ConfigError('mountpoint', 'mount needs <src> <mountpoint> (or --upgrade MOUNTPOINT)');
+          const mountpoint = resolve(argv.mountpoint);
+          // Started by a supervisor (a restart, an upgrade): the live mount is handed over
+          // and served as it is, the image pinned to what the mount shows.
+          const link = SupervisorLink.inherited(process.env, createLogger(cfg.log.level, undefined, cfg.log.pretty));
+          const adoption = link?.adopt(mountpoint);
+          if (link !== undefined && adoption === undefined) throw new SupervisorError(`started by a supervisor that holds no mount at ${mountpoint}`);
+          const pinned = adoption?.state.owner['src'];
+          const src = typeof pinned === 'string' ? pinned : argv.src;
+          const resolved = adoption?.state.owner['resolved'] as ResolvedImage | undefined;
           // A service on this root takes the mount: it serves it from now on, in its process.
-          const handed = await handToService(cfg.state.root, process.argv.slice(2), process.cwd());
+          const handed = link === undefined ? await handToService(cfg.state.root, process.argv.slice(2), process.cwd()) : undefined;
           if (handed !== undefined) {
             const said = `stargzfs: mounted at ${handed.mountpoint} (by the service at ${controlSocket(cfg.state.root)})`;
             // A --daemon server's launcher waits for its word; anyone else reads stderr.
@@ -144,16 +160,29 @@ export async function main(args: string[]): Promise<number> {
             exitCode = await daemonize(process.argv.slice(2).filter((a) => !/^--daemon(=|$)/.test(a)), cfg.state.root, argv.mountpoint);
             return;
           }
-          await withImage(cfg, argv.src, (ctx) =>
-            mountCommand(ctx, {
-              mountpoint: resolve(argv.mountpoint),
-              layer: argv.layer,
-              overlay: argv.layer !== undefined ? (argv.userxattr ? 'user' : 'trusted') : 'none',
-              allowOther: argv['allow-other'],
-              tty: process.stderr.isTTY === true && !isDaemonServer(),
-              metrics: argv.metrics,
-            }),
-          { prefetching: true });
+          const restart = [process.execPath, ...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)];
+          await withImage(cfg, src, (ctx) =>
+            mountCommand(
+              ctx,
+              {
+                src,
+                mountpoint,
+                layer: argv.layer,
+                overlay: argv.layer !== undefined ? (argv.userxattr ? 'user' : 'trusted') : 'none',
+                allowOther: argv['allow-other'],
+                tty: process.stderr.isTTY === true && !isDaemonServer(),
+                metrics: argv.metrics,
+                passthrough: cfg.fuse.passthrough,
+              },
+              {
+                link,
+                adoption,
+                start: cfg.fuse.supervise
+                  ? () => SupervisorLink.start(restart, supervisedEnv(process.env), daemonLogFile(cfg.state.root, mountpoint), ctx.log.child({ mod: 'supervisor' }))
+                  : undefined,
+              },
+            ),
+          { prefetching: true, resolved });
         }),
     )
     .command(

@@ -27,6 +27,8 @@ export interface GlobalArgs {
   'learned-prefetch'?: boolean | undefined;
   'background-fetch'?: boolean | undefined;
   'background-bandwidth'?: string | undefined;
+  passthrough?: boolean | undefined;
+  supervise?: boolean | undefined;
 }
 
 export function config(argv: GlobalArgs): Config {
@@ -52,6 +54,8 @@ export function config(argv: GlobalArgs): Config {
       learnedPrefetch: argv['learned-prefetch'],
       backgroundFetch: argv['background-fetch'],
       backgroundBandwidth: argv['background-bandwidth'],
+      passthrough: argv.passthrough,
+      supervise: argv.supervise,
     },
     {
       uid: process.getuid?.() ?? 0,
@@ -110,6 +114,8 @@ export const globalOptions = <T>(y: Argv<T>) =>
     .option('learned-prefetch', { type: 'boolean', describe: 'prefetch the files earlier runs of this image read first; --no-learned-prefetch: off' })
     .option('background-fetch', { type: 'boolean', describe: 'fetch the rest of every layer in the background; --no-background-fetch: off' })
     .option('background-bandwidth', { type: 'string', describe: 'limit background fetch to this many bytes per second, e.g. 10M (default: unlimited)' })
+    .option('passthrough', { type: 'boolean', describe: 'the kernel reads fully cached files from the cache itself (FUSE passthrough, Linux 6.9+); --no-passthrough: every read comes to stargzfs' })
+    .option('supervise', { type: 'boolean', describe: 'a small supervisor holds the mount and starts a new server if this one dies; --no-supervise: a killed server leaves a dead mount' })
     .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
     .option('neighbour-bytes', { type: 'string', describe: 'bytes fetched after a miss along with it, e.g. 256K, or auto (default: what arrives within a round trip)', hidden: true });
 
@@ -118,5 +124,6 @@ export const mountOptions = <T>(y: Argv<T>) =>
     .option('layer', { type: 'string', describe: 'serve one layer (index, 0 = base, -1 = top, or digest prefix), whiteouts and opaque dirs encoded for overlayfs' })
     .option('userxattr', { type: 'boolean', default: false, describe: 'with --layer: opaque dirs as user.overlay.opaque (overlayfs -o userxattr) instead of trusted.overlay.opaque' })
     .option('allow-other', { type: 'boolean', default: false, describe: 'let other users see the mount (FUSE allow_other)' })
+    .option('upgrade', { type: 'boolean', default: false, describe: '`mount --upgrade MOUNTPOINT`: replace the mount\'s server with one started from the installed binary, without unmounting' })
     .option('daemon', { type: 'boolean', default: false, describe: 'return once the mount serves (exit 0), or fail with the reason; the server stays in the background' })
     .option('metrics', { type: 'string', describe: 'serve Prometheus metrics at /metrics on HOST:PORT, :PORT (loopback) or unix:PATH' });

@@ -2,13 +2,18 @@
 // fs/ loads it; nothing here knows about images.
 import { createRequire } from 'node:module';
 
-/** Operation codes, as native/fuse_session.cc numbers them. */
+/**
+ * Operation codes: the kernel's (linux/fuse.h opcodes, a fixed ABI) and Exit, ours. The
+ * addon exports the numbers it uses (`ops`); loading it checks they are these.
+ */
 export const FuseOp = {
-  Lookup: 1, Forget: 2, Getattr: 3, Opendir: 4, Readdir: 5, Readdirplus: 6, Releasedir: 7,
-  Open: 8, Read: 9, Release: 10, Readlink: 11, Getxattr: 12, Listxattr: 13, Statfs: 14, Access: 15,
-  Init: 16, Exit: 17, ForgetMulti: 18,
+  Lookup: 1, Forget: 2, Getattr: 3, Readlink: 5, Open: 14, Read: 15, Statfs: 17, Release: 18,
+  Getxattr: 22, Listxattr: 23, Init: 26, Opendir: 27, Readdir: 28, Releasedir: 29, Access: 34,
+  ForgetMulti: 42, Readdirplus: 44,
   /** (parent, name): a read-only mount never sees these; the layer store gives them meaning. */
-  Create: 19, Rmdir: 20,
+  Create: 35, Rmdir: 11,
+  /** The loop ended (unmounted, or the connection went). */
+  Exit: 0x10000,
 } as const;
 export type FuseOp = (typeof FuseOp)[keyof typeof FuseOp];
 
@@ -57,6 +62,10 @@ export interface FuseSession {
   nativeReads(): Float64Array;
   /** Requests handed to JavaScript and not answered yet. */
   pending(): number;
+  /** Passthrough as negotiated, and the opens answered each way since the mount began (over every server of it). */
+  passthroughStats(): PassthroughStats;
+  /** What another process needs to go on serving this connection (the descriptors stay this session's). */
+  handover(): Handover;
   replyErr(req: Req, errno: number): void;
   replyNone(req: Req): void;
   /** ino 0: a negative entry, cached for `timeout` seconds. */
@@ -75,6 +84,28 @@ export interface FuseSession {
   replyStatfs(req: Req, values: Float64Array): void;
 }
 
+export interface PassthroughStats {
+  readonly enabled: boolean;
+  /** Why it is off (empty when on). */
+  readonly reason: string;
+  /** Opens answered with a backing file: the kernel reads it, no read comes here. */
+  readonly opens: number;
+  readonly cachedOpens: number;
+  /** The last errno of a backing file the kernel refused (0: none). */
+  readonly backingErrno: number;
+}
+
+/** A live connection, as the supervisor holds it and a new server adopts it. */
+export interface Handover {
+  /** /dev/fuse */
+  readonly fd: number;
+  /** The open-file table's memfd (native/open_table.h), -1 without passthrough. */
+  readonly tableFd: number;
+  /** Negotiated protocol minor. */
+  readonly minor: number;
+  readonly passthrough: boolean;
+}
+
 export type FuseHandler = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]) => void;
 
 export interface SessionTuning {
@@ -85,9 +116,25 @@ export interface SessionTuning {
   readonly threads: number;
   /** The kernel keeps a symlink's target once read (default true); false sends every readlink here. */
   readonly cacheSymlinks?: boolean;
+  /** Ask the kernel for passthrough (default true): opens of files one verified chunk file holds are read by the kernel from it. */
+  readonly passthrough?: boolean;
+  /** Serve this connection (mounted and initialised by another process) instead of mounting. */
+  readonly adopt?: Handover;
+}
+
+/** A message on the supervisor's socket, with the descriptors it carried. */
+export interface SupervisorMessage {
+  readonly data: Buffer;
+  readonly fds: number[];
 }
 
 interface Addon {
+  ops: Record<string, number>;
+  socketPair(): [number, number];
+  sendMessage(fd: number, data: Buffer, fds: number[]): void;
+  /** null: the other end closed. Throws (code ETIMEDOUT) after `timeoutMs`. */
+  receiveMessage(fd: number, timeoutMs: number): SupervisorMessage | null;
+  closeFd(fd: number): void;
   Session: new (mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning) => FuseSession;
   redirectStdio(path: string): void;
   reserveHeap(bytes: number): Promise<boolean>;
@@ -106,13 +153,27 @@ function loadAddon(): Addon {
   // dist/src/fs/ (tsc), dist/bundle/chunks/ or dist/bundle/ (the bundle).
   for (const rel of ['../../../build/Release/stargzfs_fuse.node', '../../build/Release/stargzfs_fuse.node']) {
     try {
-      return require(rel) as Addon;
+      return checked(require(rel) as Addon);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'MODULE_NOT_FOUND') throw err;
       tried.push(rel);
     }
   }
   throw new Error(`the FUSE addon is missing (tried ${tried.join(', ')} from ${import.meta.url}): run make build`);
+}
+
+/** The addon's operation codes are FuseOp's, or nothing works: a stale build says so at once. */
+function checked(a: Addon): Addon {
+  for (const [name, code] of Object.entries(FuseOp)) {
+    if (a.ops[name] !== code) throw new Error(`the FUSE addon numbers ${name} ${String(a.ops[name])}, not ${code}: rebuild it (make build)`);
+  }
+  return a;
+}
+
+/** The addon's descriptor-passing calls, for the supervisor link (fs/supervisor-link.ts). */
+export function supervisorCalls(): Pick<Addon, 'socketPair' | 'sendMessage' | 'receiveMessage' | 'closeFd'> {
+  addon ??= loadAddon();
+  return addon;
 }
 
 /** Points this process's stdout and stderr at `path` (appending); see native/stdio.cc. */

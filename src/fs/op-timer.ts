@@ -38,6 +38,8 @@ export class OpTimer {
       unmapFile: (ino) => s.unmapFile(ino),
       nativeReads: () => s.nativeReads(),
       pending: () => s.pending(),
+      passthroughStats: () => s.passthroughStats(),
+      handover: () => s.handover(),
       replyErr: (req, errno) => { s.replyErr(req, errno); done(req, errno); },
       replyNone: (req) => { s.replyNone(req); done(req, 0); },
       // A negative entry (ino 0) is a lookup miss: counted as ENOENT.

@@ -8,8 +8,9 @@ import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import type { FileReader } from '../layer/file-reader.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
-import type { DirEntry, ImageView, ViewNode } from '../toc/view.js';
+import { resolvePath, type DirEntry, type ImageView, type ViewNode } from '../toc/view.js';
 import { errnoOf } from './errno.js';
+import { StaleInodeError } from '../errors.js';
 import { FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
 import { OpTimer, type OpObserver } from './op-timer.js';
 
@@ -17,6 +18,11 @@ const E = constants.errno;
 const ROOT = 1;
 /** The image never changes under a mount: entries and attributes may be cached long. */
 const TTL = 24 * 3600;
+/**
+ * The lookup count of an inode found again after a hand-over: the kernel's count is not
+ * known, so it is never forgotten (a small integer keeps the field unboxed).
+ */
+const PINNED = 2 ** 30;
 /** Nodes kept by inode number for requests in a row on the same inodes. */
 const RECENT_NODES = 16384;
 /**
@@ -120,6 +126,10 @@ export class FsOperations {
   private readonly mapped = new Set<number>();
   /** The session ended: nothing new is started on the image. */
   private ended = false;
+  /** Inodes the kernel held from an earlier server of this mount, found again by number. */
+  private recovered = 0;
+  /** The kernel reads files from backing files we name (negotiated at init, or handed over). */
+  private passthrough = false;
 
   constructor(
     private readonly view: ImageView,
@@ -138,6 +148,7 @@ export class FsOperations {
 
   attach(session: FuseSession): void {
     this.session = this.timer !== undefined ? this.timer.wrap(session) : session;
+    this.passthrough = session.passthroughStats().enabled;
     // An image without xattrs: the kernel is told they are not supported and stops asking
     // (two round trips per file of ls -l, one per exec).
     if (!this.view.anyXattrs()) session.setNoXattrs(true);
@@ -150,6 +161,7 @@ export class FsOperations {
   readonly handle = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]): void => {
     const s = this.session;
     if (op === FuseOp.Init) {
+      this.passthrough = s?.passthroughStats().enabled ?? false;
       this.log.info({ negotiated: args[0] }, 'FUSE session initialised');
       return;
     }
@@ -185,13 +197,8 @@ export class FsOperations {
       case FuseOp.Opendir: {
         const k = this.known(ino);
         if ((k.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
-        // The root's listing leaves out an image entry named like the status directory:
-        // readdirplus would hand the kernel that entry, and its dentry would then hide ours.
-        const entries = ino === STATUS_DIR_INO
-          ? [{ name: STATUS_FILE, node: this.statusNode(STATUS_FILE_INO).node }]
-          : this.view.list(k.node).filter((e) => ino !== ROOT || e.name !== STATUS_DIR);
         const fh = this.nextFh++;
-        this.dirs.set(fh, { node: k.node, entries: [{ name: '.', node: k.node }, { name: '..', node: k.node }, ...entries] });
+        this.dirs.set(fh, this.dirHandle(ino, k.node));
         return s.replyOpen(req, fh, ino !== STATUS_DIR_INO, false);
       }
       case FuseOp.Readdir:
@@ -205,11 +212,12 @@ export class FsOperations {
         const type = k.node.mode & S_IFMT;
         if (type === S_IFDIR) return s.replyErr(req, E.EISDIR);
         const fh = this.nextFh++;
-        if (ino === STATUS_FILE_INO) {
-          this.files.set(fh, { node: k.node, path: k.path, snapshot: this.statusBytes() });
-          return s.replyOpen(req, fh, false, true);
-        }
-        this.files.set(fh, { node: k.node, path: k.path });
+        const h = this.fileHandle(ino, k);
+        this.files.set(fh, h);
+        if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
+        // A file already whole in one verified chunk file: mapped now, the addon answers
+        // this open with it as the passthrough backing (the first open after a remount).
+        if (this.passthrough && !this.mapped.has(ino) && type === S_IFREG && k.node.size > 0) this.mapVerified(s, ino, k.node, 0, k.node.size);
         return s.replyOpen(req, fh, true, false);
       }
       case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
@@ -235,6 +243,49 @@ export class FsOperations {
     }
   }
 
+  /** `.`, `..` and the listing; the root's leaves out an image entry named like the status directory (readdirplus would hand the kernel that entry, and its dentry would then hide ours). */
+  private dirHandle(ino: number, node: ViewNode): DirHandle {
+    const entries = ino === STATUS_DIR_INO
+      ? [{ name: STATUS_FILE, node: this.statusNode(STATUS_FILE_INO).node }]
+      : this.view.list(node).filter((e) => ino !== ROOT || e.name !== STATUS_DIR);
+    return { node, entries: [{ name: '.', node }, { name: '..', node }, ...entries] };
+  }
+
+  private fileHandle(ino: number, k: Resolved): FileHandle {
+    return ino === STATUS_FILE_INO ? { node: k.node, path: k.path, snapshot: this.statusBytes() } : { node: k.node, path: k.path };
+  }
+
+  /**
+   * An inode the kernel holds but this process never handed out: an earlier server of
+   * this mount did (a restart after a crash, an upgrade). Found again from its number
+   * alone (meta.db knows its path), and pinned: the kernel's lookup count is not known.
+   */
+  private recover(ino: number): Known {
+    const path = this.view.locate(ino);
+    if (path === undefined || path === '') throw this.stale(ino);
+    let node: ViewNode;
+    try {
+      node = resolvePath(this.view, path);
+    } catch {
+      throw this.stale(ino);
+    }
+    if (this.fuseIno(node) !== ino) throw this.stale(ino);
+    const slash = path.lastIndexOf('/');
+    const parent = slash < 0 ? ROOT : this.fuseIno(resolvePath(this.view, path.slice(0, slash)));
+    if (!this.nodes.has(parent)) this.recover(parent);
+    const linked = (node.mode & S_IFMT) !== S_IFDIR && node.nlink > 1;
+    const k: Known = linked ? { lookups: PINNED, parent, name: path.slice(slash + 1), node } : { lookups: PINNED, parent, name: path.slice(slash + 1) };
+    this.nodes.set(ino, k);
+    this.recent.set(ino, node);
+    if (this.recovered++ === 0) this.log.info({ ino, path }, 'serving inodes an earlier server of this mount handed out (found again by number)');
+    return k;
+  }
+
+  /** How many inodes were found again by number (see recover). */
+  recoveredInodes(): number {
+    return this.recovered;
+  }
+
   private known(ino: number): Resolved {
     if (ino === STATUS_DIR_INO || ino === STATUS_FILE_INO) return this.statusNode(ino);
     const node = this.nodeOf(ino);
@@ -248,8 +299,8 @@ export class FsOperations {
   }
 
   private stale(ino: number): Error {
-    // The kernel asks only about inodes we gave it and it has not forgotten.
-    return Object.assign(new Error(`inode ${ino} is not known`), { code: 'ESTALE' });
+    // The kernel asks only about inodes this mount gave it (this server or an earlier one).
+    return new StaleInodeError(ino);
   }
 
   /** The inode's node: cached, kept, or looked up again under its parent (no recursion: the depth is the image's). */
@@ -261,8 +312,7 @@ export class FsOperations {
         base = this.rootNode;
         break;
       }
-      const k = this.nodes.get(cur);
-      if (k === undefined) throw this.stale(cur);
+      const k = this.nodes.get(cur) ?? this.recover(cur);
       base = this.recent.get(cur) ?? k.node;
       if (base !== undefined) break;
       chain.push(cur);
@@ -282,8 +332,7 @@ export class FsOperations {
   private pathOf(ino: number): string {
     const names: string[] = [];
     for (let cur = ino; cur !== ROOT; ) {
-      const k = this.nodes.get(cur);
-      if (k === undefined) throw this.stale(cur);
+      const k = this.nodes.get(cur) ?? this.recover(cur);
       names.push(k.name);
       cur = k.parent;
     }
@@ -351,8 +400,14 @@ export class FsOperations {
   }
 
   private readdir(s: FuseSession, req: Req, ino: number, plus: boolean, size: number, off: number, fh: number): void {
-    const d = this.dirs.get(fh);
-    if (d === undefined) return s.replyErr(req, E.EBADF);
+    let d = this.dirs.get(fh);
+    // Opened through an earlier server of this mount: the listing is the same (the image
+    // does not change), so offsets into it still mean the same entries.
+    if (d === undefined || this.fuseIno(d.node) !== ino) {
+      if (ino === STATUS_DIR_INO) d = this.dirHandle(ino, this.statusNode(ino).node);
+      else d = this.dirHandle(ino, this.known(ino).node);
+      this.dirs.set(fh, d);
+    }
     // Each entry takes at least 24 bytes (readdirplus about 150): build no more than can fit.
     const n = Math.max(0, Math.min(d.entries.length - off, Math.ceil(size / (plus ? 140 : 24)) + 1));
     let names = '';
@@ -379,8 +434,12 @@ export class FsOperations {
   }
 
   private read(s: FuseSession, req: Req, ino: number, size: number, off: number, fh: number): void {
-    const h = this.files.get(fh);
-    if (h === undefined) return s.replyErr(req, E.EBADF);
+    let h = this.files.get(fh);
+    // Opened through an earlier server of this mount: the handle holds nothing the inode does not say.
+    if (h === undefined || (ino !== STATUS_FILE_INO && this.fuseIno(h.node) !== ino)) {
+      h = this.fileHandle(ino, this.known(ino));
+      this.files.set(fh, h);
+    }
     if (h.snapshot !== undefined) return s.replyBuf(req, h.snapshot.subarray(off, off + size));
     const done = this.reader.read(h.node, h.path, off, size).then(
       (data) => {
@@ -392,6 +451,18 @@ export class FsOperations {
     );
     this.reading.add(done);
     void done.finally(() => this.reading.delete(done));
+  }
+
+  /** Opens answered passthrough and cached (status.json). */
+  passthroughStatus(): Record<string, unknown> {
+    const p = this.session?.passthroughStats();
+    return {
+      enabled: p?.enabled ?? false,
+      ...(p !== undefined && p.reason !== '' ? { off: p.reason } : {}),
+      opens: p?.opens ?? 0,
+      cachedOpens: p?.cachedOpens ?? 0,
+      ...(p !== undefined && p.backingErrno !== 0 ? { backingErrno: p.backingErrno } : {}),
+    };
   }
 
   /** Reads the addon answered from verified chunk files without JavaScript, and what it has mapped. */

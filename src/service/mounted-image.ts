@@ -10,7 +10,7 @@ import type { InodeTable } from '../toc/inode-db.js';
 import type { ChunkStore } from '../chunkcache/chunk-store.js';
 import type { OverlayEncoding } from '../toc/layer-view.js';
 import type { MountMetrics } from '../metrics/metrics.js';
-import type { FuseSession } from '../fs/fuse-binding.js';
+import type { FuseSession, Handover } from '../fs/fuse-binding.js';
 import { FsOperations } from '../fs/operations.js';
 import { mountFs } from '../fs/mount.js';
 import { inspectReport } from '../layer/report.js';
@@ -32,6 +32,8 @@ export interface MountSpec {
   readonly allowOther: boolean;
   /** Serve Prometheus metrics here (HOST:PORT, :PORT, unix:PATH). */
   readonly metrics?: string | undefined;
+  /** Passthrough reads of fully cached files (config.fuse.passthrough). */
+  readonly passthrough?: boolean | undefined;
 }
 
 /** What a mount is made of; the image and what it reads through stay the caller's to close, after the mount ended. */
@@ -134,7 +136,7 @@ export class MountedImage {
    * Mounts and starts serving; prefetch starts behind. `extraStatus` adds fields to
    * status.json (the service names itself there).
    */
-  static async start(parts: MountParts, spec: MountSpec, extraStatus: () => object = () => ({})): Promise<MountedImage> {
+  static async start(parts: MountParts, spec: MountSpec, extraStatus: () => object = () => ({}), adopt?: Handover): Promise<MountedImage> {
     const log = parts.log.child({ mod: 'mount', mountpoint: spec.mountpoint });
     const view = spec.layer === undefined ? parts.image.merged() : parts.image.layer(spec.layer, spec.overlay ?? 'none');
     let ended!: (why: string) => void;
@@ -143,7 +145,7 @@ export class MountedImage {
     const endpoint = metrics !== undefined ? await (await import('../metrics/server.js')).serveMetrics(spec.metrics as string, metrics, log) : undefined;
     const startedAt = new Date().toISOString();
     const status = (extra: object): Record<string, unknown> =>
-      ({ ...mountStatus(parts, spec.mountpoint, startedAt, extra), servedByAddon: ops.addonReads(), metrics: endpoint?.address ?? null });
+      ({ ...mountStatus(parts, spec.mountpoint, startedAt, extra), servedByAddon: ops.addonReads(), passthrough: ops.passthroughStatus(), recoveredInodes: ops.recoveredInodes(), metrics: endpoint?.address ?? null });
     const ops: FsOperations = new FsOperations(view, parts.image.reader, parts.log.child({ mod: 'fs' }), {
       observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
       status: (): unknown => status(extraStatus()),
@@ -156,6 +158,12 @@ export class MountedImage {
     });
     let session: FuseSession;
     try {
+      // A handed-over mount is alive with nobody serving it: a stat of it would wait for us.
+      if (adopt !== undefined) {
+        session = mountFs(spec.mountpoint, ops, { allowOther: spec.allowOther, maxRead: 1 << 20, passthrough: spec.passthrough ?? true, adopt }, log);
+        log.info({ image: parts.image.resolved.ref, layer: spec.layer, uptimeMs: Math.round(performance.now()) }, 'serving the mount an earlier server left (handed over by the supervisor)');
+        return new MountedImage(spec, startedAt, status, parts, ops, session, exited, endpoint, log);
+      }
       if (!isDeadMount(spec.mountpoint) && !isDirectory(spec.mountpoint)) {
         throw new NotADirectoryError({ path: `${spec.mountpoint} (the mountpoint must be an existing directory)` });
       }
@@ -163,7 +171,7 @@ export class MountedImage {
         log.warn('the mountpoint holds a dead mount (transport endpoint is not connected); detaching it');
         detach(spec.mountpoint);
       }
-      session = mountFs(spec.mountpoint, ops, { allowOther: spec.allowOther, maxRead: 1 << 20 }, log);
+      session = mountFs(spec.mountpoint, ops, { allowOther: spec.allowOther, maxRead: 1 << 20, passthrough: spec.passthrough ?? true }, log);
     } catch (err) {
       await endpoint?.close();
       throw err;
@@ -179,6 +187,11 @@ export class MountedImage {
 
   get image(): OpenImage {
     return this.parts.image;
+  }
+
+  /** What the supervisor holds for this mount (native/supervisor.c). */
+  handover(): Handover {
+    return this.session.handover();
   }
 
   status(extra: object = {}): Record<string, unknown> {

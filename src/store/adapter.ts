@@ -42,6 +42,8 @@ export async function startStore(service: Service, config: Config, log: Logger, 
   try {
     // Not read-only: podman creates `use` and removes layer directories (the store answers both).
     session = openSession(dir, ['default_permissions', 'allow_other', 'fsname=stargzfs-store', 'subtype=stargzfs', `max_read=${MAX_READ}`], fs.handle, {
+      // Nothing of the store's is read from a chunk file.
+      passthrough: false,
       maxRead: MAX_READ, maxBackground: 64, threads: 4, cacheSymlinks: false,
     });
   } catch (err) {

@@ -243,6 +243,7 @@ export class InodeTable {
   private readonly sChildNodes;
   private readonly sAnyXattr;
   private readonly sAnyChild;
+  private readonly sLayerEntries;
   private readonly sXattrs;
   private readonly sChunksFrom;
   private readonly sChunkAt;
@@ -265,6 +266,7 @@ export class InodeTable {
     ).raw(true);
     this.sAnyXattr = db.prepare('SELECT 1 FROM xattrs WHERE node_id BETWEEN ? AND ? LIMIT 1').pluck();
     this.sAnyChild = db.prepare('SELECT 1 FROM dirents WHERE parent_id BETWEEN ? AND ? AND name = ? LIMIT 1').pluck();
+    this.sLayerEntries = db.prepare('SELECT node_id, parent_id, name FROM dirents WHERE parent_id BETWEEN ? AND ?').raw();
     this.sXattrs = db.prepare('SELECT name, value FROM xattrs WHERE node_id = ? ORDER BY name');
     this.sChunkAt = db.prepare(
       'SELECT chunk_offset FROM chunks WHERE node_id = ? AND chunk_offset <= ? ORDER BY chunk_offset DESC LIMIT 1',
@@ -322,6 +324,15 @@ export class InodeTable {
   /** Whether any node of the layer has an xattr (an index range scan). */
   layerHasXattrs(layer: LayerRow): boolean {
     return this.sAnyXattr.get(layer.root_id, layer.root_id + layer.node_count - 1) !== undefined;
+  }
+
+  /**
+   * Every entry of the layer as [node, parent, name], in one range scan: what finds a
+   * node's path from its id alone (a server that took over a live mount, asked about
+   * inodes an earlier server handed out).
+   */
+  layerEntries(layer: LayerRow): Array<[number, number, string]> {
+    return this.sLayerEntries.all(layer.root_id, layer.root_id + layer.node_count - 1) as Array<[number, number, string]>;
   }
 
   /** Whether any directory of the layer has an entry of this name (a scan of the layer's entries). */

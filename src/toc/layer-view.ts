@@ -5,7 +5,7 @@
 // opaque xattr. Both hide the root's stargz.index.json and landmarks.
 import { HIDDEN_ROOT_NAMES, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
 import { S_IFCHR, S_IFDIR, S_IFMT, type InodeTable, type LayerRow } from './inode-db.js';
-import { compareNames, fromRow, listByLookup, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
+import { compareNames, fromRow, listByLookup, NodeNames, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
 
 /** Which opaque xattr(s) to show: overlayfs reads trusted.*, or user.* with `userxattr`. */
 export type OverlayEncoding = 'none' | 'trusted' | 'user' | 'both';
@@ -13,11 +13,24 @@ export type OverlayEncoding = 'none' | 'trusted' | 'user' | 'both';
 const OPAQUE_VALUE = Buffer.from('y');
 
 export class LayerView implements ImageView {
+  private readonly names: NodeNames;
+
   constructor(
     private readonly table: InodeTable,
     readonly layer: LayerRow,
     private readonly overlay: OverlayEncoding = 'none',
-  ) {}
+  ) {
+    this.names = new NodeNames(table);
+  }
+
+  locate(ino: number): string | undefined {
+    const names = this.names.of(this.layer, ino);
+    if (names === undefined) return undefined;
+    // A whiteout shows under the name it hides.
+    const last = names[names.length - 1];
+    if (this.overlay !== 'none' && last?.startsWith(WHITEOUT_PREFIX) === true) names[names.length - 1] = last.slice(WHITEOUT_PREFIX.length);
+    return names.join('/');
+  }
 
   root(): ViewNode {
     const r = this.table.node(this.layer.root_id);

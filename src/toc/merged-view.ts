@@ -6,17 +6,27 @@
 // the list of layer directory nodes that make it up, resolved per lookup.
 import { HIDDEN_ROOT_NAMES, OPAQUE_MARKER, WHITEOUT_PREFIX } from './names.js';
 import { S_IFDIR, type InodeTable, type LayerRow, type NodeRow } from './inode-db.js';
-import { compareNames, fromRow, isDir, listByLookup, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
+import { compareNames, fromRow, isDir, listByLookup, NodeNames, type DirEntry, type ImageView, type ViewNode, type Xattr } from './view.js';
 
 export class MergedView implements ImageView {
   /** Layer rows, top layer first. */
   private readonly top: readonly LayerRow[];
   private readonly nlinks = new Map<number, number>();
+  private readonly names: NodeNames;
 
   /** `layers` bottom (base) first, as in the manifest. */
   constructor(private readonly table: InodeTable, layers: readonly LayerRow[]) {
     if (layers.length === 0) throw new Error('a merged view needs at least one layer');
     this.top = [...layers].reverse();
+    this.names = new NodeNames(table);
+  }
+
+  locate(ino: number): string | undefined {
+    for (const l of this.top) {
+      const names = this.names.of(l, ino);
+      if (names !== undefined) return names.join('/');
+    }
+    return undefined;
   }
 
   root(): ViewNode {

@@ -2,7 +2,7 @@
 // attributes, looked up by name under a directory. Two implementations: one layer
 // (raw, or overlayfs-encoded) and the merged image. Both are queries over meta.db.
 import { NotADirectoryError, NotFoundError } from '../errors.js';
-import { NODE_HAS_XATTRS, S_IFDIR, S_IFMT, type NodeRow } from './inode-db.js';
+import { NODE_HAS_XATTRS, S_IFDIR, S_IFMT, type InodeTable, type LayerRow, type NodeRow } from './inode-db.js';
 
 export interface ViewNode {
   /** Inode number: a node id from meta.db (stable across remounts; hard links share it). */
@@ -51,6 +51,13 @@ export interface ImageView {
   /** The directory's entries with their nodes, in byte order: a listing in as few queries as the view can. */
   list(dir: ViewNode): DirEntry[];
   xattrs(node: ViewNode): Xattr[];
+  /**
+   * The path (from the view's root, '' for the root itself) at which this view shows the
+   * node with inode number `ino`, worked out from meta.db alone; undefined if the view
+   * shows no such node. For a server that took over a live mount (a restart, an upgrade):
+   * the kernel still holds inode numbers the earlier server handed out.
+   */
+  locate(ino: number): string | undefined;
   /**
    * Whether any node can have an xattr. False lets the FUSE layer tell the kernel that
    * xattrs are not supported at all, so it stops asking (ls -l and exec ask per file).
@@ -107,4 +114,35 @@ export function listByLookup(view: ImageView, dir: ViewNode): DirEntry[] {
     if (node !== undefined) out.push({ name, node });
   }
   return out;
+}
+
+/**
+ * A layer's nodes' names up to its root, read once per layer when first asked (a range
+ * scan of its entries) and kept: only a server that took over a live mount asks, about
+ * the inodes the kernel held across the hand-over. Hard links: any one of the names.
+ */
+export class NodeNames {
+  private readonly byLayer = new Map<number, Map<number, { parent: number; name: string }>>();
+
+  constructor(private readonly table: InodeTable) {}
+
+  /** The names from the layer's root down to node `id`; [] for the root; undefined if the layer has no such node. */
+  of(layer: LayerRow, id: number): string[] | undefined {
+    if (id === layer.root_id) return [];
+    if (id < layer.root_id || id >= layer.root_id + layer.node_count) return undefined;
+    let up = this.byLayer.get(layer.id);
+    if (up === undefined) {
+      up = new Map();
+      for (const [node, parent, name] of this.table.layerEntries(layer)) if (!up.has(node)) up.set(node, { parent, name });
+      this.byLayer.set(layer.id, up);
+    }
+    const names: string[] = [];
+    for (let cur = id; cur !== layer.root_id; ) {
+      const e = up.get(cur);
+      if (e === undefined || names.length > 4096) return undefined;
+      names.push(e.name);
+      cur = e.parent;
+    }
+    return names.reverse();
+  }
 }

@@ -102,6 +102,8 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
     let second: TestMount | undefined;
     try {
       first = await mountDaemon(['--root', root, src], mnt);
+      // The supervisor first (it would start another server), then the server: nobody holds the mount.
+      process.kill(first.supervisorPid ?? 0, 'SIGKILL');
       process.kill(first.pid, 'SIGKILL');
       await new Promise((r) => setTimeout(r, 200));
       assert.throws(() => statSync(mnt), { code: 'ENOTCONN' });
@@ -109,7 +111,7 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
       assert.ok(compareTree(mnt, join(fixturesDir(), 'esgz', 'EXPECTED.tsv')).ok);
     } finally {
       await second?.stop();
-      if (first !== undefined) forceUnmount(mnt, first.pid);
+      if (first !== undefined) forceUnmount(mnt, first.pid, first.supervisorPid ?? undefined);
     }
   });
 

@@ -2,7 +2,7 @@
 // promise), torn down in `finally` by `stargzfs unmount`, falling back to a lazy umount
 // and killing the server by its PID (never by name).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, type CliResult } from './cli.js';
 import { repoRoot } from './paths.js';
@@ -10,6 +10,8 @@ import { repoRoot } from './paths.js';
 export interface TestMount {
   readonly mountpoint: string;
   readonly pid: number;
+  /** The supervisor holding the mount (null with --no-supervise). */
+  readonly supervisorPid: number | null;
   /** Unmounts and waits for the server to exit; safe to call twice. */
   stop(): Promise<void>;
 }
@@ -23,34 +25,60 @@ export async function mountDaemon(args: readonly string[], mountpoint: string): 
   }
   const r: CliResult = await runCli(['mount', '--daemon', ...args, mountpoint]);
   if (r.code !== 0) throw new Error(`stargzfs mount exited ${r.code}: ${r.stderr}`);
-  const status = JSON.parse(readFileSync(join(mountpoint, '.stargzfs', 'status.json'), 'utf8')) as { pid: number };
+  const status = JSON.parse(readFileSync(join(mountpoint, '.stargzfs', 'status.json'), 'utf8')) as { pid: number; supervisorPid?: number | null };
   let stopped = false;
+  const supervisorPid = status.supervisorPid ?? null;
   return {
     mountpoint,
     pid: status.pid,
+    supervisorPid,
     stop: async () => {
       if (stopped) return;
       stopped = true;
       const u = await runCli(['unmount', mountpoint]);
-      if (u.code !== 0) forceUnmount(mountpoint, status.pid);
+      if (u.code !== 0) forceUnmount(mountpoint, status.pid, supervisorPid ?? undefined);
+      // A supervisor that outlived its server (it never should) is ours to end.
+      else if (supervisorPid !== null) killQuietly(supervisorPid);
     },
   };
 }
 
-/** Last resort: detach whatever is mounted there and kill the server we started. */
-export function forceUnmount(mountpoint: string, pid?: number): void {
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * The supervisors a mount at `mountpoint` started (native/supervisor.c; its command line
+ * holds the mount command's, mountpoint included): our tests' temp paths are unique.
+ */
+export function supervisorsOf(mountpoint: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(d)) continue;
+    try {
+      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+      if (argv[0]?.endsWith('/stargzfs-supervisor') === true && argv.includes(mountpoint)) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** Last resort: detach whatever is mounted there and kill the supervisor and server we started (supervisor first: it would start another). */
+export function forceUnmount(mountpoint: string, pid?: number, supervisorPid?: number): void {
+  if (supervisorPid !== undefined) killQuietly(supervisorPid);
+  for (const s of supervisorsOf(mountpoint)) killQuietly(s);
   try {
     execFileSync('umount', ['-l', mountpoint], { stdio: 'ignore' });
   } catch {
     // not mounted
   }
-  if (pid !== undefined) {
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  if (pid !== undefined) killQuietly(pid);
 }
 
 /** `compare-tree.py MOUNTPOINT TRUTH` (the fixtures' own checker): its exit code and report. */

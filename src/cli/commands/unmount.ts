@@ -13,8 +13,10 @@ import { alive } from '../pids.js';
 import { answerOf, callService } from '../../service/client.js';
 import type { CacheHealth } from '../../chunkcache/chunk-store.js';
 
-interface StatusJson {
+export interface StatusJson {
   pid: number;
+  /** The supervisor holding the mount (absent: none). */
+  supervisorPid?: number | null;
   image: string;
   manifest: string;
   startedAt: string;
@@ -38,7 +40,7 @@ export function devString(dev: bigint): string {
   return `${major}:${minor}`;
 }
 
-function readStatus(mountpoint: string): StatusJson {
+export function readStatus(mountpoint: string): StatusJson {
   const none = new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
   const mount = mountInfo(mountpoint);
   if (mount?.fstype !== 'fuse.stargzfs') throw none;
@@ -61,10 +63,12 @@ function readStatus(mountpoint: string): StatusJson {
 export async function unmountCommand(mountpoint: string): Promise<void> {
   if (mountInfo(mountpoint)?.fstype !== 'fuse.stargzfs') throw new NotFoundError({ path: `${mountpoint} (no stargzfs mount there)` });
   let pid: number | undefined;
+  let supervisor: number | undefined;
   let status: StatusJson | undefined;
   try {
     status = readStatus(mountpoint);
     pid = Number.isSafeInteger(status.pid) && status.pid > 1 ? status.pid : undefined;
+    supervisor = typeof status.supervisorPid === 'number' && status.supervisorPid > 1 ? status.supervisorPid : undefined;
   } catch {
     pid = undefined; // a dead mount: detaching it is all there is to do
   }
@@ -78,8 +82,10 @@ export async function unmountCommand(mountpoint: string): Promise<void> {
     pid = undefined;
   }
   detach(mountpoint);
-  // The serving process ends when its session does; wait for it so a caller can reuse the mountpoint.
+  // The serving process ends when its session does, and its supervisor with it; wait for
+  // both so a caller can reuse the mountpoint.
   for (let i = 0; pid !== undefined && alive(pid) && i < 200; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; supervisor !== undefined && alive(supervisor) && i < 100; i++) await new Promise((r) => setTimeout(r, 50));
 }
 
 function cacheLine(c: CacheHealth): string {

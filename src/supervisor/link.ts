@@ -1,0 +1,177 @@
+// A server's side of its supervisor (native/supervisor.c): a tiny native process that
+// holds the /dev/fuse descriptors of the server's mounts, so that when the server dies
+// (kill -9, a crash) the mounts stay, and starts a new server that adopts them; the same
+// path replaces a live server with a new binary (an upgrade). A server starts its
+// supervisor once it serves; a server the supervisor started finds it through its
+// environment and is handed the mounts before it opens anything.
+//
+// Messages are AF_UNIX SEQPACKET with descriptors as SCM_RIGHTS (native/supervisor_link.cc):
+// HOLD/DROP/DONE/READY from the server, ADOPT…END to a new one (native/supervisor.c says more).
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../log.js';
+import { supervisorCalls, type Handover } from '../fs/fuse-binding.js';
+import { SupervisorError } from '../errors.js';
+
+export const SUPERVISOR_FD_ENV = 'STARGZFS_SUPERVISOR_FD';
+export const SUPERVISOR_PID_ENV = 'STARGZFS_SUPERVISOR_PID';
+
+/** How long the supervisor may take to answer (it answers at once; this only bounds a hung one). */
+const ANSWER_MS = 5_000;
+
+/** What a mount hands over besides its descriptors: enough for a new server to serve the same thing. */
+export interface HeldState {
+  /** Negotiated protocol minor and passthrough (a new server cannot ask the kernel again). */
+  readonly minor: number;
+  readonly passthrough: boolean;
+  /** Anything the owner of the mount needs to open the same image again (the image pinned by digest). */
+  readonly owner: Record<string, unknown>;
+}
+
+/** A mount handed to this server by the supervisor. */
+export interface Adoption {
+  readonly key: string;
+  readonly state: HeldState;
+  readonly handover: Handover;
+}
+
+/** native/supervisor.c as node-gyp builds it beside the addon (build/Release), from dist/src/supervisor/ or the bundle's chunks. */
+function supervisorBinary(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  for (const rel of ['../../../build/Release', '../../build/Release']) {
+    const p = join(here, rel, 'stargzfs-supervisor');
+    if (existsSync(p)) return p;
+  }
+  throw new SupervisorError(`stargzfs-supervisor is missing beside the FUSE addon (build/Release, from ${import.meta.url}): run make build`);
+}
+
+function message(...fields: string[]): Buffer {
+  return Buffer.from(fields.join('\0'));
+}
+
+export class SupervisorLink {
+  private ended = false;
+
+  private constructor(
+    private readonly fd: number,
+    /** The supervisor's pid, for status.json (operators and tests find it there). */
+    readonly pid: number,
+    private readonly adoptions: Map<string, Adoption>,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Starts a supervisor for this process: `argv` is how to start a replacement (this
+   * process's own command line), `env` its environment, its output goes to `logFile`.
+   */
+  static start(argv: readonly string[], env: NodeJS.ProcessEnv, logFile: string, log: Logger): SupervisorLink {
+    const calls = supervisorCalls();
+    const [ours, theirs] = calls.socketPair();
+    const out = openSync(logFile, 'a');
+    try {
+      const child = spawn(supervisorBinary(), ['3', '--', ...argv], {
+        detached: true,
+        stdio: ['ignore', out, out, theirs],
+        env,
+      });
+      child.unref();
+      if (child.pid === undefined) throw new SupervisorError('the supervisor did not start');
+      log.info({ supervisorPid: child.pid }, 'supervisor started: it holds the mount across a crash or an upgrade of this server');
+      return new SupervisorLink(ours, child.pid, new Map(), log);
+    } finally {
+      closeSync(out);
+      calls.closeFd(theirs);
+    }
+  }
+
+  /**
+   * The supervisor that started this process, with the mounts it hands over, or
+   * undefined when none did. Reads the environment once (and clears it: children of
+   * this process are not started by the supervisor).
+   */
+  static inherited(env: NodeJS.ProcessEnv, log: Logger): SupervisorLink | undefined {
+    const fdText = env[SUPERVISOR_FD_ENV];
+    if (fdText === undefined) return undefined;
+    const pid = Number(env[SUPERVISOR_PID_ENV] ?? 0);
+    delete env[SUPERVISOR_FD_ENV];
+    delete env[SUPERVISOR_PID_ENV];
+    const fd = Number(fdText);
+    const calls = supervisorCalls();
+    const adoptions = new Map<string, Adoption>();
+    for (;;) {
+      const m = calls.receiveMessage(fd, ANSWER_MS);
+      if (m === null) throw new SupervisorError('the supervisor closed its socket before handing the mounts over');
+      const [verb, key = '', ...rest] = m.data.toString().split('\0');
+      if (verb === 'END') break;
+      if (verb !== 'ADOPT') {
+        for (const f of m.fds) calls.closeFd(f);
+        continue;
+      }
+      const state = JSON.parse(rest.join('\0')) as HeldState;
+      const [fuse, table] = m.fds;
+      if (fuse === undefined) throw new SupervisorError(`the supervisor handed over ${key} without its /dev/fuse descriptor`);
+      adoptions.set(key, { key, state, handover: { fd: fuse, tableFd: table ?? -1, minor: state.minor, passthrough: state.passthrough } });
+    }
+    log.info({ supervisorPid: pid, mounts: [...adoptions.keys()] }, 'started by the supervisor: taking over its mounts');
+    return new SupervisorLink(fd, pid, adoptions, log);
+  }
+
+  /** The mount the supervisor handed over under `key` (taken: asked once). */
+  adopt(key: string): Adoption | undefined {
+    const a = this.adoptions.get(key);
+    this.adoptions.delete(key);
+    return a;
+  }
+
+  /** Mounts handed over that nobody took. */
+  unclaimed(): string[] {
+    return [...this.adoptions.keys()];
+  }
+
+  /** The supervisor holds this mount's descriptors from now on (again, for an adopted one). */
+  hold(key: string, state: HeldState, h: Handover): void {
+    const fds = h.tableFd >= 0 ? [h.fd, h.tableFd] : [h.fd];
+    this.request(message('HOLD', key, JSON.stringify(state)), fds);
+  }
+
+  /** The mount ended cleanly: the supervisor lets go of it. */
+  drop(key: string): void {
+    this.request(message('DROP', key), []);
+  }
+
+  /** This server serves everything it was handed: the supervisor lets the old one go (an upgrade). */
+  ready(): void {
+    this.send(message('READY'), []);
+  }
+
+  /** Replace this server with a new one started from the same command line (which may now be a new binary). */
+  upgrade(): void {
+    this.request(message('UPGRADE'), []);
+  }
+
+  /** This server ends cleanly: the supervisor lets go of everything and exits, and starts nobody. */
+  done(): void {
+    if (this.ended) return;
+    this.ended = true;
+    try {
+      this.send(message('DONE'), []);
+    } catch (err) {
+      this.log.warn({ err }, 'the supervisor was not told this server ends; it may start another');
+    }
+    supervisorCalls().closeFd(this.fd);
+  }
+
+  private send(data: Buffer, fds: number[]): void {
+    supervisorCalls().sendMessage(this.fd, data, fds);
+  }
+
+  private request(data: Buffer, fds: number[]): void {
+    this.send(data, fds);
+    const answer = supervisorCalls().receiveMessage(this.fd, ANSWER_MS);
+    const said = answer?.data.toString().replace(/\0/g, ': ') ?? 'nothing (its socket closed)';
+    for (const f of answer?.fds ?? []) supervisorCalls().closeFd(f);
+    if (said !== 'OK') throw new SupervisorError(`the supervisor answered ${data.toString().split('\0')[0] ?? ''} with ${said}`);
+  }
+}

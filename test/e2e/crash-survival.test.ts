@@ -1,0 +1,202 @@
+// A mount survives its server: `kill -9` of the server under 32 readers (three times, the
+// first while reads wait on cold fetches) and an upgrade (`mount --upgrade`) are a pause
+// for the readers, never an error or a wrong byte. Real registry (the reference
+// converter's image), real FUSE, the real supervisor (native/supervisor.c).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fixtureRegistry, type FixtureRegistry } from '../helpers/fixture-registry.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { forceUnmount, mountDaemon, supervisorsOf, type TestMount } from '../helpers/mount.js';
+import { fixturesDir, repoRoot } from '../helpers/paths.js';
+import { runCli } from '../helpers/cli.js';
+
+const VARIANT = 'esgz-chunk64k';
+const READERS = 32;
+const RUN_MS = 9_000;
+/** The longest a single read may take while the server is replaced. */
+const MAX_READ_MS = 1_000;
+
+interface Counts {
+  reads: number;
+  ok: number;
+  wrong: number;
+  short: number;
+  errors: Record<string, number>;
+  maxMs: number;
+  maxAt: number;
+  firstError: string;
+}
+
+interface Status {
+  pid: number;
+  supervisorPid: number | null;
+  recoveredInodes: number;
+  passthrough: { enabled: boolean; opens: number; cachedOpens: number };
+}
+
+// Read off the event loop's thread: the registry proxy the mount fetches through runs on it.
+const status = async (mnt: string): Promise<Status> => JSON.parse(await readFile(join(mnt, '.stargzfs', 'status.json'), 'utf8')) as Status;
+
+/** Regular files of the image with their true bytes (sha256 as EXPECTED.tsv says), read through a plain mount of the OCI layout. */
+function truthFiles(): Array<{ path: string; size: number; sha256: string }> {
+  const out: Array<{ path: string; size: number; sha256: string }> = [];
+  for (const line of readFileSync(join(fixturesDir(), VARIANT, 'EXPECTED.tsv'), 'utf8').split('\n')) {
+    if (line.startsWith('#') || line === '') continue;
+    const f = line.split('\t');
+    if (f[1] !== 'reg' || /\\/.test(f[0] ?? '')) continue;
+    out.push({ path: f[0] as string, size: Number(f[5]), sha256: f[8] as string });
+  }
+  return out;
+}
+
+function runReaders(jobFile: string): Promise<Counts> {
+  return new Promise((resolve, reject) => {
+    execFile(process.execPath, [join(repoRoot, 'dist/test/helpers/range-reader.js'), jobFile], { env: { ...process.env, UV_THREADPOOL_SIZE: String(READERS + 4) }, maxBuffer: 1 << 20 }, (err, stdout, stderr) => {
+      if (err !== null) return reject(new Error(`readers failed: ${String(err)} ${stderr}`));
+      resolve(JSON.parse(stdout) as Counts);
+    });
+  });
+}
+
+async function waitFor(what: string, ms: number, ok: () => boolean | Promise<boolean>): Promise<void> {
+  const until = Date.now() + ms;
+  while (!(await ok())) {
+    if (Date.now() > until) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('a mount survives its server (supervisor)', () => {
+  let fx: FixtureRegistry | undefined;
+  let proxy: FaultProxy | undefined;
+  let files: Array<{ path: string; size: number; sha256: string }> = [];
+  let truthDir = '';
+
+  before(async () => {
+    fx = await fixtureRegistry([VARIANT]);
+    proxy = await startFaultProxy(fx.reg.host);
+    files = truthFiles();
+    truthDir = fx.fresh('truth');
+    mkdirSync(truthDir, { recursive: true });
+    // The truth: each file through a plain mount of the layout, checked against EXPECTED.tsv's sha256.
+    let plain: TestMount | undefined;
+    try {
+      plain = await mountDaemon(['--root', fx.fresh('root'), '--no-supervise', `oci:${join(fixturesDir(), VARIANT, 'oci')}`], fx.fresh('plain'));
+      files.forEach((f, i) => {
+        const b = readFileSync(join(plain?.mountpoint ?? '', f.path));
+        assert.equal(createHash('sha256').update(b).digest('hex'), f.sha256, f.path);
+        writeFileSync(join(truthDir, String(i)), b);
+      });
+    } finally {
+      await plain?.stop();
+    }
+  });
+  after(async () => {
+    await proxy?.stop();
+    await fx?.stop();
+  });
+
+  /** Mounts through the proxy (cold: nothing prefetched), runs the readers, and calls `disrupt` meanwhile. */
+  async function underLoad(disrupt: (m: TestMount, replaced: (from: number) => Promise<number>) => Promise<void>): Promise<{ counts: Counts; end: Status }> {
+    const f = fx as FixtureRegistry;
+    const mnt = f.fresh('mnt');
+    let m: TestMount | undefined;
+    try {
+      m = await mountDaemon(['--root', f.fresh('root'), '--no-prefetch', '--no-background-fetch', `${(proxy as FaultProxy).host}/fixture/${VARIANT}:latest`], mnt);
+      assert.ok(m.supervisorPid !== null && m.supervisorPid > 1, 'status.json names the supervisor');
+      const job = f.fresh('job.json');
+      writeFileSync(job, JSON.stringify({ mountpoint: mnt, files: files.map(({ path, size }) => ({ path, size })), truthDir, deadline: Date.now() + RUN_MS, concurrency: READERS }));
+      const readers = runReaders(job);
+      readers.catch(() => undefined); // awaited below; a failure of `disrupt` first must not leave it unheard
+      // A new server answers status.json: its pid.
+      const replaced = async (from: number): Promise<number> => {
+        let now = from;
+        await waitFor(`a new server after ${from}`, 10_000, async () => {
+          try {
+            now = (await status(mnt)).pid;
+          } catch {
+            return false;
+          }
+          return now !== from;
+        });
+        return now;
+      };
+      await disrupt(m, replaced);
+      const counts = await readers;
+      const end = await status(mnt);
+      assert.equal(end.supervisorPid, m.supervisorPid, 'the same supervisor holds the mount');
+      return { counts, end };
+    } finally {
+      proxy?.reset();
+      if (m !== undefined) {
+        const u = await runCli(['unmount', mnt]);
+        if (u.code !== 0) forceUnmount(mnt, undefined, m.supervisorPid ?? undefined);
+        assert.deepEqual(supervisorsOf(mnt), [], 'the supervisor exits with the mount');
+      }
+    }
+  }
+
+  const check = (c: Counts): void => {
+    assert.ok(c.reads > 500, `the readers read (${c.reads} reads)`);
+    assert.equal(c.wrong, 0, 'no wrong bytes');
+    assert.equal(c.short, 0, 'no short reads');
+    assert.deepEqual(c.errors, {}, `no read errors (first: ${c.firstError})`);
+    assert.ok(c.maxMs <= MAX_READ_MS, `the longest read took ${Math.round(c.maxMs)} ms`);
+  };
+
+  it(`kill -9 of the server three times under ${READERS} readers (once during cold fetches): 0 errors, 0 wrong bytes, no read over ${MAX_READ_MS} ms`, async () => {
+    const killed: number[] = [];
+    let release = (): void => undefined;
+    const held = new Promise<void>((r) => { release = r; });
+    const { counts, end } = await underLoad(async (m, replaced) => {
+      // Cold: the next blob range is held at the proxy, so reads wait on a fetch when the server dies.
+      (proxy as FaultProxy).inject({ kind: 'hold', afterBytes: 0, until: held }, 1, /\/blobs\//, { rangedOnly: true });
+      try {
+        await waitFor('a cold fetch in flight', 5_000, () => (proxy as FaultProxy).stats.faults >= 1);
+        process.kill(m.pid, 'SIGKILL');
+        killed.push(m.pid);
+      } finally {
+        release();
+      }
+      let pid = await replaced(m.pid);
+      for (const at of [3_000, 6_000]) {
+        await new Promise((r) => setTimeout(r, at - 2_000));
+        process.kill(pid, 'SIGKILL');
+        killed.push(pid);
+        pid = await replaced(pid);
+      }
+    });
+    check(counts);
+    assert.equal(killed.length, 3);
+    assert.ok(!killed.includes(end.pid), 'a new server serves at the end');
+    assert.ok(end.recoveredInodes > 0, 'the last server served inodes an earlier one handed out');
+    process.stdout.write(`# kill -9 ×3: ${counts.reads} reads, longest ${Math.round(counts.maxMs)} ms; passthrough opens ${end.passthrough.opens}, cached ${end.passthrough.cachedOpens}\n`);
+  });
+
+  it(`mount --upgrade under ${READERS} readers: the server is replaced, the mount stays, 0 errors, no read over ${MAX_READ_MS} ms`, async () => {
+    const { counts, end } = await underLoad(async (m, replaced) => {
+      await new Promise((r) => setTimeout(r, 2_000));
+      const u = await runCli(['mount', '--upgrade', m.mountpoint]);
+      assert.equal(u.code, 0, u.stderr);
+      assert.match(u.stderr, /served by a new server/);
+      const pid = await replaced(m.pid);
+      await waitFor('the old server gone', 5_000, () => {
+        try {
+          process.kill(m.pid, 0);
+          return false;
+        } catch {
+          return true;
+        }
+      });
+      assert.notEqual(pid, m.pid);
+    });
+    check(counts);
+    assert.ok(end.pid > 1);
+    process.stdout.write(`# upgrade: ${counts.reads} reads, longest ${Math.round(counts.maxMs)} ms\n`);
+  });
+});
