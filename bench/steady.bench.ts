@@ -3,7 +3,9 @@
 // directory of 10,000 files and a tree of 20,000 more), built with our writer, served by
 // Debian's docker-registry on loopback, mounted, and the same tree written to the local
 // disk. Per measurement: stargzfs, local, and stargzfs / local. Every row but the hot
-// one starts with the page cache dropped. JSON on stdout (`make bench` saves it as
+// one starts with the page cache dropped. The large file's rows come twice: passthrough
+// on (the default: once the file is cached whole, the kernel reads the cache's file
+// itself) and off (`--no-passthrough`: every read comes to stargzfs). JSON on stdout (`make bench` saves it as
 // bench/results/steady.json); with the reference kit set up, `make bench` also runs the
 // side-by-side scripts (bench/reference.sh).
 //
@@ -85,27 +87,42 @@ try {
   await withClient((c) => pushLayoutImage(c, { endpoint: reg.host, registry: reg.host, repository: 'bench/steady' }, join(work, 'img'), built.manifest.digest, 'v1'));
   const ref = `${reg.host}/bench/steady:v1`;
 
-  drop();
-  const t0 = performance.now();
-  m = await mountDaemon(['--root', join(work, 'root'), '--no-prefetch', '--no-background-fetch', ref], join(work, 'mnt'));
-  row('mount with a fresh root (manifest, TOC fetch and import)', 's', (performance.now() - t0) / 1000, null);
-  const file = join(m.mountpoint, 'big.bin');
-  const size = big.length / 1e6;
-  drop();
-  row('dd cold (from the registry)', 'MB/s', size / dd(file), null);
-  await new Promise((r) => setTimeout(r, 2500)); // chunk files written behind the reads
-  drop();
-  row('dd warm (page cache dropped)', 'MB/s', size / dd(file), size / (drop(), dd(join(local, 'big.bin'))));
-  dd(join(local, 'big.bin'));
-  row('dd hot (page cache)', 'MB/s', size / dd(file), size / dd(join(local, 'big.bin')));
-  for (const readers of [1, 8]) {
+  // The large file's rows twice: with passthrough (the kernel reads the cache's file
+  // itself once the file is cached whole) and without (every read comes to stargzfs).
+  for (const passthrough of [true, false]) {
+    const tag = passthrough ? 'passthrough on' : 'passthrough off';
+    const args = ['--root', join(work, `root-${tag.replace(' ', '-')}`), '--no-prefetch', '--no-background-fetch', ...(passthrough ? [] : ['--no-passthrough']), ref];
     drop();
-    const ours = preads(file, readers);
+    const t0 = performance.now();
+    m = await mountDaemon(args, join(work, 'mnt'));
+    if (passthrough) row('mount with a fresh root (manifest, TOC fetch and import)', 's', (performance.now() - t0) / 1000, null);
+    const file = join(m.mountpoint, 'big.bin');
+    const size = big.length / 1e6;
     drop();
-    const theirs = preads(join(local, 'big.bin'), readers);
-    row(`4 KiB random pread, ${readers} reader(s): ops/s`, 'ops/s', ours.ops, theirs.ops);
-    row(`4 KiB random pread, ${readers} reader(s): p99`, 'µs', ours.p99, theirs.p99);
+    row(`[${tag}] dd cold (from the registry)`, 'MB/s', size / dd(file), null);
+    // Chunk files are written behind the reads, and (passthrough) the file assembled from them.
+    await new Promise((r) => setTimeout(r, 2500 + (passthrough ? FILE_MB * 8 : 0)));
+    drop();
+    row(`[${tag}] dd warm (page cache dropped)`, 'MB/s', size / dd(file), size / (drop(), dd(join(local, 'big.bin'))));
+    dd(join(local, 'big.bin'));
+    row(`[${tag}] dd hot (page cache)`, 'MB/s', size / dd(file), size / dd(join(local, 'big.bin')));
+    for (const readers of [1, 8]) {
+      drop();
+      const ours = preads(file, readers);
+      drop();
+      const theirs = preads(join(local, 'big.bin'), readers);
+      row(`[${tag}] 4 KiB random pread, ${readers} reader(s): ops/s`, 'ops/s', ours.ops, theirs.ops);
+      row(`[${tag}] 4 KiB random pread, ${readers} reader(s): p99`, 'µs', ours.p99, theirs.p99);
+    }
+    const st = JSON.parse(readFileSync(join(m.mountpoint, '.stargzfs', 'status.json'), 'utf8')) as { passthrough: { opens: number; cachedOpens: number } };
+    row(`[${tag}] opens the kernel read itself (passthrough)`, 'opens', st.passthrough.opens, null);
+    row(`[${tag}] opens read through stargzfs`, 'opens', st.passthrough.cachedOpens, null);
+    if (passthrough) {
+      await m.stop();
+      m = undefined;
+    }
   }
+  if (m === undefined) throw new Error('no mount');
   const ls = (dir: string): number => (drop(), seconds(() => execFileSync('ls', ['-l', dir], { stdio: 'ignore', maxBuffer: 1 << 26 })));
   ls(join(m.mountpoint, 'small'));
   row('ls -l of 10,000 files, caches dropped', 's', ls(join(m.mountpoint, 'small')), ls(join(local, 'small')));
@@ -117,7 +134,7 @@ try {
   m = undefined;
   drop();
   const t1 = performance.now();
-  m = await mountDaemon(['--root', join(work, 'root'), '--no-prefetch', '--no-background-fetch', ref], join(work, 'mnt'));
+  m = await mountDaemon(['--root', join(work, 'root-passthrough-off'), '--no-prefetch', '--no-background-fetch', ref], join(work, 'mnt'));
   row('remount on the same root', 's', (performance.now() - t1) / 1000, null);
   process.stdout.write(`${JSON.stringify({
     bench: 'steady',

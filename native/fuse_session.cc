@@ -551,6 +551,7 @@ class Session : public Napi::ObjectWrap<Session> {
       InstanceMethod("setNoXattrs", &Session::SetNoXattrs),
       InstanceMethod("mapFile", &Session::MapFile),
       InstanceMethod("unmapFile", &Session::UnmapFile),
+      InstanceMethod("mapWhole", &Session::MapWhole),
       InstanceMethod("nativeReads", &Session::NativeReads),
       InstanceMethod("passthroughStats", &Session::PassthroughStats),
       InstanceMethod("handover", &Session::Handover),
@@ -864,6 +865,14 @@ class Session : public Napi::ObjectWrap<Session> {
       paths[i] = p.Get(static_cast<uint32_t>(i)).As<Napi::String>().Utf8Value();
     }
     shared_.readMap.Map(ino, size, offs, lens, paths);
+    return info.Env().Undefined();
+  }
+
+  // mapWhole(ino, size, path): the whole file is that plain file (reads here, and a passthrough backing).
+  Napi::Value MapWhole(const Napi::CallbackInfo& info) {
+    uint64_t ino = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+    uint64_t size = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+    shared_.readMap.MapWhole(ino, size, info[2].As<Napi::String>().Utf8Value());
     return info.Env().Undefined();
   }
 

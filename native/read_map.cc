@@ -44,6 +44,17 @@ void ReadMap::Unmap(uint64_t ino) {
   files_.erase(it);
 }
 
+void ReadMap::MapWhole(uint64_t ino, uint64_t size, const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
+  File& f = files_[ino];
+  partCount_ -= f.parts.size();
+  f.parts.clear();
+  f.size = size;
+  if (size == 0) return;
+  f.parts.emplace(0, Part{size, path});
+  partCount_++;
+}
+
 void ReadMap::Clear() {
   std::lock_guard<std::mutex> lock(mu_);
   files_.clear();

@@ -29,6 +29,8 @@ class ReadMap {
   void Map(uint64_t ino, uint64_t size, const std::vector<uint64_t>& offs, const std::vector<uint64_t>& lens,
            const std::vector<std::string>& paths);
   void Unmap(uint64_t ino);
+  // The whole file is the plain file `path` from its start (its parts before are dropped).
+  void MapWhole(uint64_t ino, uint64_t size, const std::string& path);
   void Clear();
 
   // Fills `out` with bytes [off, min(off + size, file size)) of the file when every one of

@@ -16,6 +16,7 @@
  *   DONE                            the server ends on purpose: release everything and exit 0
  *   UPGRADE                         start a replacement now (also SIGUSR2) -> OK
  *   READY                           a replacement has adopted everything and serves
+ *   STANDBY                         a standby is loaded and waits for ADOPT (logged)
  * and to a replacement, before anything else: ADOPT\0key\0state + the key's fds for each
  * held mount, then END\0count.
  *
@@ -26,6 +27,11 @@
  * dropped), then a replacement starts and is sent ADOPT...END. More than 5 replacement
  * deaths in 30 s: give up, closing the fds (the mounts become dead, which the next mount
  * on the mountpoint clears), exit 1. No mounts left: exit 0.
+ *
+ * Standby: once the server serves, a second one is started and waits, loaded, for its
+ * ADOPTs (STARGZFS_SUPERVISOR_STANDBY=1): a death is then a hand-over to it, not a Node
+ * start-up (readers of the mounts wait a few tens of milliseconds, not a few hundred).
+ * An upgrade stops it (it runs the old binary) and starts a new one after.
  *
  * Upgrade: a replacement starts beside the live server; on its READY it becomes the
  * server, the old one gets SIGKILL, and once the old socket closes (its fds with it) a
@@ -65,6 +71,7 @@
 #define RESTART_WINDOW_MS 30000
 #define EXIT_WAIT_MS 5000
 #define SPAWN_RETRY_MS 1000
+#define SPARE_RETRY_MS 5000
 #define SEND_RETRY_MS 20
 #define RECV_BURST 64
 #define SHOW_MAX 160
@@ -122,9 +129,13 @@ static int nheld;
 static struct server* cur;  /* the server */
 static struct server* pend; /* a replacement started for an upgrade, until READY */
 static struct server* old;  /* a server replaced by an upgrade, killed, until its socket closes */
+static struct server* spare; /* a standby: started and loaded, waiting for ADOPT, so a death costs no start-up */
+static int64_t spare_retry_at = -1;
+static int standby_off; /* STARGZFS_SUPERVISOR_NO_STANDBY=1 in our environment: no standby (memory over a fast hand-over) */
 static unsigned long next_id = 1;
 static char** child_argv;
 static char** child_env;
+static char** spare_env; /* child_env and STARGZFS_SUPERVISOR_STANDBY=1 */
 static struct rlimit orig_nofile;
 static int64_t deaths[16];
 static unsigned ndeaths;
@@ -455,6 +466,7 @@ static struct server* find_server(unsigned long id) {
   if (cur != NULL && cur->id == id) return cur;
   if (pend != NULL && pend->id == id) return pend;
   if (old != NULL && old->id == id) return old;
+  if (spare != NULL && spare->id == id) return spare;
   return NULL;
 }
 
@@ -486,7 +498,7 @@ __attribute__((noreturn)) static void leave(int code) {
   exit(code);
 }
 
-__attribute__((noreturn)) static void child_exec(int sock) {
+__attribute__((noreturn)) static void child_exec(int sock, char** env) {
   self = getpid();
   sigset_t none;
   sigemptyset(&none);
@@ -504,14 +516,14 @@ __attribute__((noreturn)) static void child_exec(int sock) {
     _exit(127);
   }
   setrlimit(RLIMIT_NOFILE, &orig_nofile);
-  if (strchr(child_argv[0], '/') != NULL) execve(child_argv[0], child_argv, child_env);
-  else execvpe(child_argv[0], child_argv, child_env);
+  if (strchr(child_argv[0], '/') != NULL) execve(child_argv[0], child_argv, env);
+  else execvpe(child_argv[0], child_argv, env);
   say("cannot run %s: %s", child_argv[0], strerror(errno));
   _exit(127);
 }
 
-/* A new server, sent its ADOPTs and END; NULL if it could not start. */
-static struct server* spawn(void) {
+/* A new server process, told nothing yet; NULL if it could not start. */
+static struct server* start_process(int standby) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     say("socketpair: %s", strerror(errno));
@@ -524,7 +536,7 @@ static struct server* spawn(void) {
     close(sv[1]);
     return NULL;
   }
-  if (pid == 0) child_exec(sv[1]);
+  if (pid == 0) child_exec(sv[1], standby ? spare_env : child_env);
   close(sv[1]);
   struct server* s = new_server(sv[0], pid, 1);
   if (s == NULL) {
@@ -533,7 +545,11 @@ static struct server* spawn(void) {
     close(sv[0]);
     return NULL;
   }
-  say("started server pid %ld, handing it %d mount(s)", (long)pid, nheld);
+  return s;
+}
+
+/* Sends a server its ADOPTs and END; a server missing a mount is stopped (its death is handled as any other). */
+static void hand_over(struct server* s) {
   int failed = 0;
   for (int i = 0; i < nheld && !failed; i++) {
     struct held* h = &held[i];
@@ -553,11 +569,37 @@ static struct server* spawn(void) {
     failed = send_msg(s, outbuf, 4 + (size_t)n, NULL, 0) != 0;
   }
   if (failed) {
-    /* A server missing a mount must not take over: its death is handled as any other. */
-    say("could not hand server pid %ld its mounts; stopping it", (long)pid);
+    say("could not hand server pid %ld its mounts; stopping it", (long)s->pid);
     kill_server(s);
   }
+}
+
+/* A new server, sent its ADOPTs and END; NULL if it could not start. */
+static struct server* spawn(void) {
+  struct server* s = start_process(0);
+  if (s == NULL) return NULL;
+  say("started server pid %ld, handing it %d mount(s)", (long)s->pid, nheld);
+  hand_over(s);
   return s;
+}
+
+static void stop_spare(const char* why) {
+  if (spare == NULL) return;
+  say("stopping standby server pid %ld: %s", (long)spare->pid, why);
+  spare->stopping = 1;
+  kill_server(spare);
+  free_server(spare);
+  spare = NULL;
+}
+
+/* A standby once the server serves: a death then costs a hand-over, not a Node start-up. */
+static void ensure_spare(void) {
+  if (standby_off || spare != NULL || finishing || cur == NULL || !cur->ready || pend != NULL || old != NULL || nheld == 0) return;
+  if (spare_retry_at >= 0 && now_ms() < spare_retry_at) return;
+  spare_retry_at = -1;
+  spare = start_process(1);
+  if (spare != NULL) say("standby server pid %ld started", (long)spare->pid);
+  else spare_retry_at = now_ms() + SPARE_RETRY_MS;
 }
 
 __attribute__((noreturn)) static void give_up(int n) {
@@ -592,6 +634,8 @@ static void start_upgrade(const char* by) {
     return;
   }
   say("upgrade (%s): starting a replacement for server pid %ld", by, (long)cur->pid);
+  /* The standby runs the old binary. */
+  stop_spare("an upgrade starts a new binary");
   clear_unadopted();
   pend = spawn();
   if (pend == NULL) say("upgrade failed: no replacement could start");
@@ -635,6 +679,15 @@ static void on_ready(struct server* s) {
 }
 
 static void server_gone(struct server* s) {
+  if (s == spare) {
+    say("standby server pid %ld died%s", (long)s->pid, s->stopping ? "" : "; another in 5 s");
+    spare = NULL;
+    if (!s->stopping) note_death();
+    kill_server(s);
+    free_server(s);
+    spare_retry_at = now_ms() + SPARE_RETRY_MS;
+    return;
+  }
   if (s == old) {
     say("old server pid %ld is gone", (long)s->pid);
     old = NULL;
@@ -686,6 +739,13 @@ static void server_gone(struct server* s) {
   if (nheld == 0) {
     say("no mounts held: nothing to supervise");
     leave(0);
+  }
+  if (spare != NULL) {
+    cur = spare;
+    spare = NULL;
+    say("standby server pid %ld takes over %d mount(s)", (long)cur->pid, nheld);
+    hand_over(cur);
+    return;
   }
   restart();
 }
@@ -801,6 +861,7 @@ static void handle(struct server* s, const char* m, size_t n, int* fds, int nfds
     }
     say("server pid %ld is done: releasing %d mount(s)", (long)s->pid, nheld);
     release_all();
+    stop_spare("the server is done");
     if (pend != NULL) {
       kill_server(pend);
       free_server(pend);
@@ -818,6 +879,9 @@ static void handle(struct server* s, const char* m, size_t n, int* fds, int nfds
     else start_upgrade("requested");
   } else if (is_verb(m, vlen, "READY")) {
     on_ready(s);
+  } else if (is_verb(m, vlen, "STANDBY")) {
+    if (s == spare) say("standby server pid %ld is loaded and waits", (long)s->pid);
+    else say("STANDBY from server pid %ld ignored: it is not the standby", (long)s->pid);
   } else {
     say("unknown verb %s from server pid %ld", show(m, vlen, kb), (long)s->pid);
     reply(s, "ERR:unknown verb");
@@ -937,12 +1001,18 @@ static int build_env(void) {
   if (child_env == NULL) return -1;
   size_t k = 0;
   for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], "STARGZFS_SUPERVISOR_FD=", 23) != 0 && strncmp(environ[i], "STARGZFS_SUPERVISOR_PID=", 24) != 0)
+    if (strncmp(environ[i], "STARGZFS_SUPERVISOR_FD=", 23) != 0 && strncmp(environ[i], "STARGZFS_SUPERVISOR_PID=", 24) != 0 &&
+        strncmp(environ[i], "STARGZFS_SUPERVISOR_STANDBY=", 28) != 0 && strncmp(environ[i], "STARGZFS_SUPERVISOR_NO_STANDBY=", 31) != 0)
       child_env[k++] = environ[i];
   snprintf(pid_var, sizeof pid_var, "STARGZFS_SUPERVISOR_PID=%ld", (long)self);
   child_env[k++] = "STARGZFS_SUPERVISOR_FD=3";
   child_env[k++] = pid_var;
   child_env[k] = NULL;
+  spare_env = calloc(k + 2, sizeof *spare_env);
+  if (spare_env == NULL) return -1;
+  for (size_t i = 0; i < k; i++) spare_env[i] = child_env[i];
+  spare_env[k] = "STARGZFS_SUPERVISOR_STANDBY=1";
+  spare_env[k + 1] = NULL;
   return 0;
 }
 
@@ -961,6 +1031,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   child_argv = argv + 3;
+  const char* no_standby = getenv("STARGZFS_SUPERVISOR_NO_STANDBY");
+  standby_off = no_standby != NULL && strcmp(no_standby, "1") == 0;
 
   /* A replacement's stdio is ours; a closed one would be taken by the next fd opened. */
   for (int fd = 0; fd <= 2; fd++)
@@ -1014,13 +1086,13 @@ int main(int argc, char** argv) {
   say("supervising server pid %ld; replacements run %s", (long)first, child_argv[0]);
 
   for (;;) {
-    struct pollfd p[4];
-    unsigned long ids[4];
+    struct pollfd p[5];
+    unsigned long ids[5];
     int np = 0;
     p[np] = (struct pollfd){sigfd, POLLIN, 0};
     ids[np++] = 0;
-    struct server* all[3] = {cur, pend, old};
-    for (int k = 0; k < 3; k++) {
+    struct server* all[4] = {cur, pend, old, spare};
+    for (int k = 0; k < 4; k++) {
       if (all[k] == NULL) continue;
       int out = all[k]->head != NULL && all[k]->send_retry_at < 0;
       p[np] = (struct pollfd){all[k]->sock, (short)(POLLIN | (out ? POLLOUT : 0)), 0};
@@ -1030,9 +1102,10 @@ int main(int argc, char** argv) {
     if (old != NULL && old->deadline >= 0) next = old->deadline;
     if (finishing && (next < 0 || finish_deadline < next)) next = finish_deadline;
     if (retry_at >= 0 && (next < 0 || retry_at < next)) next = retry_at;
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
       if (all[k] != NULL && all[k]->head != NULL && all[k]->send_retry_at >= 0 && (next < 0 || all[k]->send_retry_at < next))
         next = all[k]->send_retry_at;
+    if (spare == NULL && spare_retry_at >= 0 && (next < 0 || spare_retry_at < next)) next = spare_retry_at;
     int timeout = next < 0 ? -1 : next <= now ? 0 : next - now > INT_MAX ? INT_MAX : (int)(next - now);
 
     int r = poll(p, (nfds_t)np, timeout);
@@ -1050,8 +1123,8 @@ int main(int argc, char** argv) {
     }
 
     now = now_ms();
-    struct server* again[3] = {cur, pend, old};
-    for (int k = 0; k < 3; k++)
+    struct server* again[4] = {cur, pend, old, spare};
+    for (int k = 0; k < 4; k++)
       if (again[k] != NULL && again[k]->head != NULL && again[k]->send_retry_at >= 0 && now >= again[k]->send_retry_at) {
         again[k]->send_retry_at = -1;
         flush(again[k]);
@@ -1075,6 +1148,7 @@ int main(int argc, char** argv) {
       if (nheld == 0) leave(0);
       restart();
     }
+    ensure_spare();
     reap();
   }
 }

@@ -8,15 +8,20 @@
 // batches: a transaction per chunk was the largest single cost of a cold read of many
 // small files. A row can therefore trail its file by up to INDEX_FLUSH_MS (a crash in
 // between leaves a file gc() adopts). A size quota evicts least recently used chunks.
+// Whole files assembled from chunk files for FUSE passthrough (whole-files.ts) live beside
+// them under <root>/files, indexed in cache_files, and share the quota and the LRU.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, rename as renameCb, statfsSync, writeFile as writeFileCb } from 'node:fs';
-import { open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
+import { mkdirSync, rename as renameCb, statSync, statfsSync, writeFile as writeFileCb } from 'node:fs';
+import { mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { dirname, join, resolve } from 'node:path';
 import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { CACHE_INDEX_SCHEMA, CACHED_SQL } from './cache-index.js';
+import { WHOLE_FILES_SCHEMA, wholeFileDigest, wholeFileSize, writeWholeFile, type FilePiece } from './whole-files.js';
+
+export type { FilePiece } from './whole-files.js';
 
 export interface ChunkCacheConfig {
   /** State root; chunks live in <root>/chunks. */
@@ -41,7 +46,11 @@ export interface ChunkWriter {
 
 export interface CacheUsage {
   readonly chunks: number;
+  /** Bytes of chunks and assembled whole files together (what the quota holds). */
   readonly bytes: number;
+  /** Assembled whole files (assembleFile), and their bytes (part of `bytes`). */
+  readonly files: number;
+  readonly fileBytes: number;
   readonly quotaBytes: number;
 }
 
@@ -62,7 +71,7 @@ export interface CacheHealth {
   /** The quota in effect: the configured one, lowered to what the disk can hold (bytes). */
   readonly quotaBytes: number;
   readonly configuredQuotaBytes: number;
-  /** Chunk bytes on disk, as this process last counted them. */
+  /** Chunk and assembled file bytes on disk, as this process last counted them. */
   readonly usedBytes: number;
 }
 
@@ -195,18 +204,57 @@ export class ChunkStore {
    * too): their files are gone, and the rows go with the next batch. hex → size.
    */
   private readonly forgotten = new Map<string, number>();
+  private readonly sFilePut;
+  private readonly sFileTouch;
+  private readonly sFileDel;
+  private readonly sFileSize;
+  /** Assembled files used, last use batched like chunks': hex → when. */
+  private readonly touchedFiles = new Map<string, number>();
+  /** Assembled files evicted whose index row could not be deleted (as `forgotten`): hex → size. */
+  private readonly forgottenFiles = new Map<string, number>();
+  /** Assembled files whose size on disk this process has checked (wholeFile). */
+  private readonly checkedFiles = new Set<string>();
+  /**
+   * Assembled files in place but not yet on disk for sure (their index row waits for the
+   * sync, makeDurable): this process serves them (it wrote every byte; its page cache holds
+   * them), no other process finds them, and a crash before the row leaves an unindexed file
+   * that gc removes.
+   */
+  private readonly unsynced = new Map<string, number>();
+  /** makeDurable()s running: drain() waits for them. */
+  private readonly syncing = new Set<Promise<void>>();
+  /** Assemblies queued or running, by file hex: the same pieces asked twice share one. */
+  private readonly assembling = new Map<string, Promise<string | undefined>>();
+  /** The tail of the assembly queue (one at a time). */
+  private assemblyQueue: Promise<unknown> = Promise.resolve();
+  /** Chunks the running assembly reads from: eviction passes them by until it is done. */
+  private readonly pinned = new Set<string>();
+  /** Bytes of the whole file being assembled, counted against the quota like writingBytes. */
+  private assemblingBytes = 0;
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
     this.log = log.child({ mod: 'chunkcache' });
     db.exec(CACHE_INDEX_SCHEMA);
+    db.exec(WHOLE_FILES_SCHEMA);
     this.memory = new LRUCache<string, Buffer>({ maxSize: Math.max(1, cfg.memoryBytes), sizeCalculation: (b) => Math.max(1, b.length) });
     this.sPut = db.prepare('INSERT OR REPLACE INTO cache_chunks (digest, size, last_use) VALUES (?, ?, ?)');
     this.sTouch = db.prepare('UPDATE cache_chunks SET last_use = max(last_use, ?) WHERE digest = ?');
     this.sDel = db.prepare('DELETE FROM cache_chunks WHERE digest = ?');
-    this.sUsage = db.prepare('SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes FROM cache_chunks');
-    this.sOldest = db.prepare('SELECT digest, size FROM cache_chunks ORDER BY last_use LIMIT ?');
+    this.sUsage = db.prepare(
+      'SELECT c.chunks, c.bytes + f.bytes AS bytes, f.files, f.bytes AS fileBytes FROM ' +
+        '(SELECT count(*) AS chunks, coalesce(sum(size), 0) AS bytes FROM cache_chunks) c, ' +
+        '(SELECT count(*) AS files, coalesce(sum(size), 0) AS bytes FROM cache_files) f',
+    );
+    // Chunks and assembled files in one LRU: each side walked by its last_use index, merged.
+    this.sOldest = db.prepare(
+      'SELECT digest, size, last_use, 0 AS file FROM cache_chunks UNION ALL SELECT digest, size, last_use, 1 AS file FROM cache_files ORDER BY last_use LIMIT ?',
+    );
     this.sHas = db.prepare(CACHED_SQL).pluck();
     this.sSize = db.prepare('SELECT size FROM cache_chunks WHERE digest = ?').pluck();
+    this.sFilePut = db.prepare('INSERT OR REPLACE INTO cache_files (digest, size, last_use) VALUES (?, ?, ?)');
+    this.sFileTouch = db.prepare('UPDATE cache_files SET last_use = max(last_use, ?) WHERE digest = ?');
+    this.sFileDel = db.prepare('DELETE FROM cache_files WHERE digest = ?');
+    this.sFileSize = db.prepare('SELECT size FROM cache_files WHERE digest = ?').pluck();
     this.used = (this.sUsage.get() as CacheUsage).bytes;
     this.quota = Math.min(cfg.quotaBytes, this.capacity() ?? Infinity);
     // What killed writers left in tmp/ goes once a process has been up a while (a mount):
@@ -360,6 +408,193 @@ export class ChunkStore {
     return this.path(hex);
   }
 
+  private filePath(hex: string): string {
+    return join(this.cfg.root, 'files', hex.slice(0, 2), hex);
+  }
+
+  /**
+   * The path of a plain file holding these pieces' bytes back to back, if one was assembled
+   * and is still there (its last use recorded); undefined otherwise. An index lookup; the
+   * first time in a process a file is served, its size on disk is checked too (one stat).
+   */
+  wholeFile(pieces: readonly FilePiece[]): string | undefined {
+    const digest = wholeFileDigest(pieces);
+    return digest === undefined ? undefined : this.foundFile(digest.toString('hex'), digest, wholeFileSize(pieces));
+  }
+
+  /**
+   * An assembled file's path when its row is in the index and the file on disk has the
+   * pieces' size. That is all that is checked, never its bytes (hashing a 512 MiB file per
+   * process would cost more than assembling it): an assembled file is only ever renamed into
+   * place after it was written whole from chunk files this process had verified and synced
+   * (whole-files.ts writeWholeFile), and it is named by its pieces' digests and sizes, so a
+   * file of the right size under that name, from this or an earlier process, holds those
+   * bytes. One of the wrong size (or gone) is dropped.
+   */
+  private foundFile(hex: string, digest: Buffer, size: number): string | undefined {
+    if (this.forgottenFiles.has(hex) || !this.db.open) return undefined;
+    if (this.unsynced.get(hex) === size) return this.filePath(hex);
+    const row = this.sFileSize.get(digest) as number | undefined;
+    if (row === undefined) {
+      this.checkedFiles.delete(hex);
+      return undefined;
+    }
+    const path = this.filePath(hex);
+    if (!this.checkedFiles.has(hex)) {
+      let onDisk: number | undefined;
+      try {
+        onDisk = statSync(path).size;
+      } catch {
+        onDisk = undefined;
+      }
+      if (row !== size || onDisk !== size) {
+        this.log.warn({ file: hex, size: onDisk ?? null, expected: size }, 'assembled file is gone or of the wrong size; dropped');
+        void this.dropFile(hex, digest, row).catch(() => undefined);
+        return undefined;
+      }
+      this.checkedFiles.add(hex);
+    }
+    this.touchedFiles.set(hex, Date.now());
+    this.flushTimer ??= setTimeout(() => this.flush(), LAST_USE_FLUSH_MS).unref();
+    return path;
+  }
+
+  /**
+   * Assembles the file from chunk files this process has verified (verifiedFile() gives a
+   * path for each; holes are not read), into a temporary file renamed into place, so a torn
+   * file is never seen. Resolves with its path, or undefined when it cannot: a chunk not
+   * verified on disk, the file larger than a quarter of the quota, no room after eviction,
+   * the disk full (logged at debug), or any other failure (logged as a warning): the caller
+   * reads the file the usual way then, so this never rejects. One assembly at a time, in
+   * order; the same pieces asked again while queued or running share its promise.
+   */
+  assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined> {
+    const digest = wholeFileDigest(pieces);
+    if (digest === undefined) return Promise.resolve(undefined);
+    const hex = digest.toString('hex');
+    const found = this.foundFile(hex, digest, wholeFileSize(pieces));
+    if (found !== undefined) return Promise.resolve(found);
+    let run = this.assembling.get(hex);
+    if (run === undefined) {
+      const copy = [...pieces];
+      run = this.assemblyQueue.then(() => this.assemble(hex, digest, copy));
+      this.assemblyQueue = run.catch(() => undefined);
+      this.assembling.set(hex, run);
+      void run.catch(() => undefined).finally(() => this.assembling.delete(hex));
+    }
+    return run;
+  }
+
+  /** One assembly (see assembleFile), its turn come. */
+  private async assemble(hex: string, digest: Buffer, pieces: readonly FilePiece[]): Promise<string | undefined> {
+    const size = wholeFileSize(pieces);
+    const no = (why: string, detail: object = {}): undefined => {
+      this.log.debug({ file: hex, size, ...detail }, `whole file not assembled: ${why}`);
+      return undefined;
+    };
+    // Assembled meanwhile by another process (or found there at last).
+    const found = this.foundFile(hex, digest, size);
+    if (found !== undefined) return found;
+    if (size > this.quotaNow() / 4) return no('larger than a quarter of the quota', { quotaBytes: this.quota });
+    const chunks: string[] = [];
+    for (const p of pieces) {
+      if (p.digest === null || p.size === 0) continue;
+      if (this.verifiedFile(p.digest) === undefined) return no('a chunk is not verified on disk', { digest: p.digest.toString('hex') });
+      chunks.push(p.digest.toString('hex'));
+    }
+    const tmp = join(this.cfg.root, 'tmp', `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    const dest = this.filePath(hex);
+    let renamed = false;
+    // From here (no await since verifiedFile) until done, eviction passes these chunks by,
+    // and counts this file's bytes as being written.
+    for (const c of chunks) this.pinned.add(c);
+    this.assemblingBytes += size;
+    try {
+      if (this.used + this.inFlight() > this.quotaNow()) await this.evict(Math.max(0, this.quota - this.inFlight()));
+      if (this.used + this.inFlight() > this.quota) return no('no room after eviction', { usedBytes: this.used, quotaBytes: this.quota });
+      await mkdir(join(this.cfg.root, 'tmp'), { recursive: true });
+      await mkdir(dirname(dest), { recursive: true });
+      await writeWholeFile(tmp, pieces, (d) => this.path(d.toString('hex')));
+      await renameAsync(tmp, dest);
+      renamed = true;
+      // Served by this process at once (its page cache holds what it wrote); indexed, and so
+      // trusted by later processes, only once it is on disk (makeDurable): the caller opens
+      // it next, and a 512 MiB sync would be in the way of that open.
+      this.forgottenFiles.delete(hex);
+      this.used += size;
+      this.checkedFiles.add(hex);
+      this.unsynced.set(hex, size);
+      void this.makeDurable(hex, digest, size, dest);
+      this.log.debug({ file: hex, size, chunks: chunks.length }, 'whole file assembled');
+      return dest;
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      if (renamed) await unlink(dest).catch(() => undefined);
+      // A full disk, the cache cleared meanwhile (ENOENT), or a chunk file gone or torn: no
+      // trouble worth a warning, the caller reads the file the usual way.
+      const code = errnoCode(err);
+      if (DISK_FULL_CODES.has(code) || code === 'ENOENT' || code === 'SGZ_CACHE_CORRUPT') return no(code, { err });
+      this.log.warn({ err, file: hex, size }, 'whole file not assembled');
+      return undefined;
+    } finally {
+      this.assemblingBytes -= size;
+      for (const c of chunks) this.pinned.delete(c);
+    }
+  }
+
+  /**
+   * Syncs an assembled file, then indexes it: a row means the bytes are on disk, so a later
+   * process may trust the file by its size (foundFile). A crash before the row leaves a file
+   * without one, which gc removes. A file that cannot be synced or indexed goes.
+   */
+  private makeDurable(hex: string, digest: Buffer, size: number, path: string): Promise<void> {
+    const done = (async () => {
+      try {
+        const fh = await open(path, 'r');
+        try {
+          await fh.datasync();
+        } finally {
+          await fh.close();
+        }
+        if (!this.db.open || this.unsynced.get(hex) !== size) return;
+        this.sFilePut.run(digest, size, Date.now());
+        this.unsynced.delete(hex);
+      } catch (err) {
+        if (this.unsynced.delete(hex)) {
+          this.used -= size;
+          this.checkedFiles.delete(hex);
+          await unlink(path).catch(() => undefined);
+        }
+        this.log.debug({ err, file: hex }, 'assembled file not synced; dropped');
+      }
+    })();
+    this.syncing.add(done);
+    void done.finally(() => this.syncing.delete(done));
+    return done;
+  }
+
+  /** Removes an assembled file and its index row (see drop); true if the row was still there. */
+  private async dropFile(hex: string, digest: Buffer, size: number): Promise<boolean> {
+    this.touchedFiles.delete(hex);
+    this.checkedFiles.delete(hex);
+    let removed = false;
+    if (!this.forgottenFiles.has(hex)) {
+      try {
+        removed = this.sFileDel.run(digest).changes === 1;
+      } catch {
+        this.forgottenFiles.set(hex, size);
+        removed = true;
+      }
+    }
+    // A process reading it keeps its descriptor, and the same bytes.
+    try {
+      await unlink(this.filePath(hex));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return removed;
+  }
+
   /**
    * A chunk file's bytes through the descriptor LRU: a chunk read again after it left the
    * memory LRU costs a pread, not an open and a close. A descriptor of a file evicted
@@ -477,7 +712,7 @@ export class ChunkStore {
         this.unindexed.set(hex, [digest, size, Date.now()]);
         this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
         this.used += size;
-        if (this.used > this.quotaNow()) await this.evict(this.quota);
+        if (this.used + this.assemblingBytes > this.quotaNow()) await this.evict(Math.max(0, this.quota - this.assemblingBytes));
       },
       abort: async () => {
         await close();
@@ -571,6 +806,7 @@ export class ChunkStore {
   async drain(): Promise<void> {
     this.writeQueued();
     while (this.pending.size > 0) await Promise.all([...this.pending]);
+    await Promise.all([...this.syncing]);
     this.flush();
   }
 
@@ -659,7 +895,7 @@ export class ChunkStore {
     if (data.length > this.quotaNow()) return false;
     await this.writeSlot(data.length);
     try {
-      if (this.used + this.writingBytes > this.quota) await this.evict(Math.max(0, this.quota - this.writingBytes));
+      if (this.used + this.inFlight() > this.quota) await this.evict(Math.max(0, this.quota - this.inFlight()));
       if (!this.dirs.has(dir)) this.makeDirs(dir);
       try {
         await writeFileAsync(tmp, data);
@@ -691,6 +927,11 @@ export class ChunkStore {
       return;
     }
     await new Promise<void>((go) => this.slotWaiters.push({ size, go }));
+  }
+
+  /** Bytes being written now and not yet counted in `used`: chunk files and the whole file being assembled. */
+  private inFlight(): number {
+    return this.writingBytes + this.assemblingBytes;
   }
 
   private fitsInFlight(size: number): boolean {
@@ -731,18 +972,21 @@ export class ChunkStore {
     this.flushTimer ??= setTimeout(() => this.flush(), LAST_USE_FLUSH_MS).unref();
   }
 
-  /** Writes the batched index rows of new chunks, then the batched last-use times. */
+  /** Writes the batched index rows of new chunks, then the batched last-use times (of assembled files too). */
   flush(): void {
     if (this.flushTimer !== undefined) clearTimeout(this.flushTimer);
     if (this.indexTimer !== undefined) clearTimeout(this.indexTimer);
     this.flushTimer = undefined;
     this.indexTimer = undefined;
-    if (this.touched.size === 0 && this.unindexed.size === 0 && this.forgotten.size === 0) return;
+    if (this.touched.size === 0 && this.unindexed.size === 0 && this.forgotten.size === 0 && this.touchedFiles.size === 0 && this.forgottenFiles.size === 0) return;
     const rows = [...this.unindexed.values()];
     const forgotten = [...this.forgotten.keys()];
     const touched = [...this.touched];
+    const forgottenFiles = [...this.forgottenFiles.keys()];
+    const touchedFiles = [...this.touchedFiles];
     this.unindexed.clear();
     this.touched.clear();
+    this.touchedFiles.clear();
     // A fetch decoded after close() still stores its chunks; their rows are left for gc()
     // to adopt. This also runs from a timer, where a throw would end the process.
     if (!this.db.open) return;
@@ -751,9 +995,12 @@ export class ChunkStore {
         for (const hex of forgotten) this.sDel.run(Buffer.from(hex, 'hex'));
         for (const [digest, size, at] of rows) this.sPut.run(digest, size, at);
         for (const [hex, at] of touched) this.sTouch.run(at, Buffer.from(hex, 'hex'));
+        for (const hex of forgottenFiles) this.sFileDel.run(Buffer.from(hex, 'hex'));
+        for (const [hex, at] of touchedFiles) this.sFileTouch.run(at, Buffer.from(hex, 'hex'));
       })();
       this.indexFailing = false;
       for (const hex of forgotten) this.forgotten.delete(hex);
+      for (const hex of forgottenFiles) this.forgottenFiles.delete(hex);
     } catch (err) {
       // Once per streak: a full disk fails every batch. The rows are tried again with the
       // next batch; until then eviction counts and removes their files from here.
@@ -766,7 +1013,10 @@ export class ChunkStore {
     }
   }
 
-  /** Evicts least recently used chunks until the cache holds at most `target` bytes. */
+  /**
+   * Evicts least recently used chunks and assembled files until the cache holds at most
+   * `target` bytes. The chunks an assembly is reading from are passed by.
+   */
   evict(target: number): Promise<{ evicted: number; freed: number }> {
     // One eviction at a time: two walking the same oldest rows would count them twice.
     const run = this.evicting.then(() => this.evictNow(target));
@@ -781,14 +1031,20 @@ export class ChunkStore {
     let unindexedBytes = 0;
     for (const [, size] of this.unindexed.values()) unindexedBytes += size;
     for (const size of this.forgotten.values()) unindexedBytes -= size;
+    for (const size of this.forgottenFiles.values()) unindexedBytes -= size;
     this.used = (this.sUsage.get() as CacheUsage).bytes + unindexedBytes;
     let evicted = 0;
     let freed = 0;
     while (this.used > target) {
-      const rows = (this.sOldest.all(256 + this.forgotten.size) as Array<{ digest: Buffer; size: number }>).filter((r) => !this.forgotten.has(r.digest.toString('hex')));
+      // Enough rows that some are left once those passed by are: none left means none to evict.
+      const skipped = this.forgotten.size + this.forgottenFiles.size + this.pinned.size;
+      const rows = (this.sOldest.all(256 + skipped) as Array<{ digest: Buffer; size: number; file: 0 | 1 }>).filter((r) => {
+        const hex = r.digest.toString('hex');
+        return r.file === 1 ? !this.forgottenFiles.has(hex) : !this.forgotten.has(hex) && !this.pinned.has(hex);
+      });
       if (rows.length === 0) {
         // Only files the index could not take are left: the oldest go first.
-        const stray = [...this.unindexed].sort((a, b) => a[1][2] - b[1][2]);
+        const stray = [...this.unindexed].filter(([hex]) => !this.pinned.has(hex)).sort((a, b) => a[1][2] - b[1][2]);
         for (const [hex, [digest, size]] of stray) {
           if (this.used <= target) break;
           if (await this.drop(hex, digest, true)) {
@@ -802,7 +1058,8 @@ export class ChunkStore {
       for (const r of rows) {
         if (this.used <= target) break;
         // Another process may have dropped it first; only what this call removed counts.
-        if (await this.drop(r.digest.toString('hex'), r.digest, true)) {
+        const hex = r.digest.toString('hex');
+        if (r.file === 1 ? await this.dropFile(hex, r.digest, r.size) : await this.drop(hex, r.digest, true)) {
           this.used -= r.size;
           freed += r.size;
           evicted++;
@@ -855,14 +1112,18 @@ export class ChunkStore {
 
   usage(): CacheUsage {
     this.flush();
-    const u = this.sUsage.get() as { chunks: number; bytes: number };
-    return { chunks: u.chunks, bytes: u.bytes, quotaBytes: this.quotaNow() };
+    const u = this.sUsage.get() as { chunks: number; bytes: number; files: number; fileBytes: number };
+    return { chunks: u.chunks, bytes: u.bytes, files: u.files, fileBytes: u.fileBytes, quotaBytes: this.quotaNow() };
   }
 
-  /** Removes every chunk (and leftover temporary files). */
+  /** Removes every chunk and assembled file (and leftover temporary files). */
   async clear(): Promise<CacheUsage> {
     const before = this.usage();
     this.db.prepare('DELETE FROM cache_chunks').run();
+    this.db.prepare('DELETE FROM cache_files').run();
+    this.touchedFiles.clear();
+    this.forgottenFiles.clear();
+    this.checkedFiles.clear();
     if (this.queueTimer !== undefined) clearTimeout(this.queueTimer);
     this.queueTimer = undefined;
     for (const { data } of this.queued.values()) this.pendingBytes -= data.length;
@@ -875,13 +1136,15 @@ export class ChunkStore {
     this.used = 0;
     this.dirs.clear();
     await rm(join(this.cfg.root, 'chunks'), { recursive: true, force: true });
+    await rm(join(this.cfg.root, 'files'), { recursive: true, force: true });
     await rm(join(this.cfg.root, 'tmp'), { recursive: true, force: true });
     return before;
   }
 
   /**
-   * Brings the cache back to its quota, indexes chunk files a killed process renamed
-   * into place but never recorded, and removes temporary files older than an hour.
+   * Brings the cache back to its quota, indexes chunk files a killed process renamed into
+   * place but never recorded, removes assembled files never indexed (not known to be on
+   * disk whole: see makeDurable) and temporary files older than an hour.
    */
   async gc(): Promise<{ evicted: number; freed: number; adopted: number; tmpRemoved: number }> {
     let adopted = 0;
@@ -896,6 +1159,18 @@ export class ChunkStore {
         if (st === undefined) continue;
         this.db.prepare('INSERT OR IGNORE INTO cache_chunks (digest, size, last_use) VALUES (?, ?, ?)').run(digest, st.size, st.mtimeMs);
         adopted++;
+      }
+    }
+    const files = join(this.cfg.root, 'files');
+    for (const sub of await readdir(files).catch(() => [] as string[])) {
+      for (const name of await readdir(join(files, sub)).catch(() => [] as string[])) {
+        if (!/^[0-9a-f]{64}$/.test(name)) continue;
+        const digest = Buffer.from(name, 'hex');
+        if (this.sFileSize.get(digest) !== undefined || this.unsynced.has(name)) continue;
+        // Never indexed: its process died before the sync that comes before the row, so
+        // its bytes may never have reached the disk. Removed, not adopted.
+        await unlink(join(files, sub, name)).catch(() => undefined);
+        tmpRemoved++;
       }
     }
     tmpRemoved += await this.sweepTmp(true);

@@ -178,7 +178,7 @@ export async function main(args: string[]): Promise<number> {
                 link,
                 adoption,
                 start: cfg.fuse.supervise
-                  ? () => SupervisorLink.start(restart, supervisedEnv(process.env), daemonLogFile(cfg.state.root, mountpoint), ctx.log.child({ mod: 'supervisor' }))
+                  ? () => SupervisorLink.start(restart, supervisedEnv(process.env), daemonLogFile(cfg.state.root, mountpoint), ctx.log.child({ mod: 'supervisor' }), { standby: cfg.fuse.standby })
                   : undefined,
               },
             ),

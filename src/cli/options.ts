@@ -29,6 +29,7 @@ export interface GlobalArgs {
   'background-bandwidth'?: string | undefined;
   passthrough?: boolean | undefined;
   supervise?: boolean | undefined;
+  standby?: boolean | undefined;
 }
 
 export function config(argv: GlobalArgs): Config {
@@ -56,6 +57,7 @@ export function config(argv: GlobalArgs): Config {
       backgroundBandwidth: argv['background-bandwidth'],
       passthrough: argv.passthrough,
       supervise: argv.supervise,
+      standby: argv.standby,
     },
     {
       uid: process.getuid?.() ?? 0,
@@ -116,6 +118,7 @@ export const globalOptions = <T>(y: Argv<T>) =>
     .option('background-bandwidth', { type: 'string', describe: 'limit background fetch to this many bytes per second, e.g. 10M (default: unlimited)' })
     .option('passthrough', { type: 'boolean', describe: 'the kernel reads fully cached files from the cache itself (FUSE passthrough, Linux 6.9+); --no-passthrough: every read comes to stargzfs' })
     .option('supervise', { type: 'boolean', describe: 'a small supervisor holds the mount and starts a new server if this one dies; --no-supervise: a killed server leaves a dead mount' })
+    .option('standby', { type: 'boolean', describe: 'the supervisor keeps a second server loaded to take over at once (some 65 MB); --no-standby: a new one starts when needed (some 250 ms)' })
     .option('max-toc-bytes', { type: 'number', describe: 'largest TOC accepted, uncompressed bytes (default 150 MiB)', hidden: true })
     .option('neighbour-bytes', { type: 'string', describe: 'bytes fetched after a miss along with it, e.g. 256K, or auto (default: what arrives within a round trip)', hidden: true });
 

@@ -58,6 +58,8 @@ export interface FuseSession {
   mapFile(ino: number, size: number, offs: Float64Array, lens: Float64Array, paths: string[]): void;
   /** Forgets a file's parts (the kernel forgot the inode). */
   unmapFile(ino: number): void;
+  /** The whole file is the plain file `path` (a verified chunk, or one assembled from them): read here, and a passthrough open's backing. */
+  mapWhole(ino: number, size: number, path: string): void;
   /** [reads the addon answered from mapped parts, their bytes, parts mapped now] */
   nativeReads(): Float64Array;
   /** Requests handed to JavaScript and not answered yet. */

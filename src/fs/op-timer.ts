@@ -36,6 +36,7 @@ export class OpTimer {
       setNoXattrs: (none) => s.setNoXattrs(none),
       mapFile: (ino, size, offs, lens, paths) => s.mapFile(ino, size, offs, lens, paths),
       unmapFile: (ino) => s.unmapFile(ino),
+      mapWhole: (ino, size, path) => s.mapWhole(ino, size, path),
       nativeReads: () => s.nativeReads(),
       pending: () => s.pending(),
       passthroughStats: () => s.passthroughStats(),

@@ -101,12 +101,22 @@ export interface OperationsOptions {
   readonly status: () => unknown;
   /** The loop ended (unmounted, by us or from outside). */
   readonly onExit: (why: string) => void;
+  /** The kernel and the session agreed on the protocol (INIT): what a hand-over carries is known from now on. */
+  readonly onInit?: (() => void) | undefined;
   /** What statfs reports: the image's uncompressed bytes and its inodes (none free: read-only). */
   readonly size: { readonly bytes: number; readonly files: number };
   /** Called on every request from the kernel: someone is using the filesystem (background fetch waits). */
   readonly onRequest?: (() => void) | undefined;
   /** Called with each request's latency (metrics); off when absent. */
   readonly observeOp?: OpObserver | undefined;
+  /** Files as one plain file each, for passthrough (layer/whole-file.ts); none when absent. */
+  readonly wholeFiles?: WholeFileSource | undefined;
+}
+
+/** A regular file's bytes as one plain file in the cache: found now, or made from its cached chunks. */
+export interface WholeFileSource {
+  path(node: ViewNode): string | undefined;
+  assemble(node: ViewNode): Promise<string | undefined>;
 }
 
 export class FsOperations {
@@ -124,6 +134,8 @@ export class FsOperations {
   private readonly reading = new Set<Promise<void>>();
   /** Inodes whose verified parts the addon holds (unmapped when the kernel forgets them). */
   private readonly mapped = new Set<number>();
+  /** Inodes the addon holds as one plain file (opens of them go passthrough). */
+  private readonly whole = new Set<number>();
   /** The session ended: nothing new is started on the image. */
   private ended = false;
   /** Inodes the kernel held from an earlier server of this mount, found again by number. */
@@ -163,6 +175,7 @@ export class FsOperations {
     if (op === FuseOp.Init) {
       this.passthrough = s?.passthroughStats().enabled ?? false;
       this.log.info({ negotiated: args[0] }, 'FUSE session initialised');
+      this.opts.onInit?.();
       return;
     }
     if (op === FuseOp.Exit) {
@@ -215,15 +228,20 @@ export class FsOperations {
         const h = this.fileHandle(ino, k);
         this.files.set(fh, h);
         if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
-        // A file already whole in one verified chunk file: mapped now, the addon answers
-        // this open with it as the passthrough backing (the first open after a remount).
-        if (this.passthrough && !this.mapped.has(ino) && type === S_IFREG && k.node.size > 0) this.mapVerified(s, ino, k.node, 0, k.node.size);
+        // A file the cache holds as one plain file: mapped now, the addon answers this open
+        // with it as the passthrough backing, and later opens without asking here.
+        if (this.passthrough && type === S_IFREG) this.mapWhole(s, ino, k.node);
         return s.replyOpen(req, fh, true, false);
       }
       case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
-      case FuseOp.Release:
+      case FuseOp.Release: {
+        const h = this.files.get(args[0] as number);
         this.files.delete(args[0] as number);
-        return s.replyErr(req, 0);
+        s.replyErr(req, 0);
+        // Read through here, and perhaps cached whole by now: one plain file from its chunks, for the next open.
+        if (h !== undefined && this.passthrough && !this.whole.has(ino) && (h.node.mode & S_IFMT) === S_IFREG) this.assembleLater(s, ino, h.node);
+        return;
+      }
       case FuseOp.Readlink: {
         const k = this.known(ino);
         if ((k.node.mode & S_IFMT) !== S_IFLNK) return s.replyErr(req, E.EINVAL);
@@ -378,6 +396,7 @@ export class FsOperations {
     if (k.lookups <= 0) {
       this.nodes.delete(ino);
       this.recent.delete(ino);
+      this.whole.delete(ino);
       if (this.mapped.delete(ino)) this.session?.unmapFile(ino);
     }
   }
@@ -465,6 +484,33 @@ export class FsOperations {
     };
   }
 
+  /** Hands the addon the file as one plain file, if the cache has one. */
+  private mapWhole(s: FuseSession, ino: number, node: ViewNode): void {
+    if (this.whole.has(ino) || node.size === 0 || this.opts.wholeFiles === undefined) return;
+    const path = this.opts.wholeFiles.path(node);
+    if (path === undefined) return;
+    s.mapWhole(ino, node.size, path);
+    this.whole.add(ino);
+    this.mapped.add(ino);
+  }
+
+  /** Makes the file one plain file from its cached chunks in the background (a no-op unless all are there). */
+  private assembleLater(s: FuseSession, ino: number, node: ViewNode): void {
+    if (node.size === 0 || this.opts.wholeFiles === undefined) return;
+    const found = this.opts.wholeFiles.path(node);
+    if (found !== undefined) return this.mapWhole(s, ino, node);
+    void this.opts.wholeFiles.assemble(node).then(
+      (path) => {
+        if (path === undefined || this.ended || !this.nodes.has(ino)) return;
+        s.mapWhole(ino, node.size, path);
+        this.whole.add(ino);
+        this.mapped.add(ino);
+        this.log.debug({ ino, size: node.size, path }, 'file assembled whole: passthrough from its next open');
+      },
+      (err: unknown) => this.log.debug({ err, ino }, 'file not assembled'),
+    );
+  }
+
   /** Reads the addon answered from verified chunk files without JavaScript, and what it has mapped. */
   addonReads(): { reads: number; bytes: number; mappedParts: number } {
     const a = this.session?.nativeReads();
@@ -478,7 +524,7 @@ export class FsOperations {
    * read of it comes here, which costs one round trip, not a query over the file per read.
    */
   private mapVerified(s: FuseSession, ino: number, node: ViewNode, off: number, end: number): void {
-    if (this.ended) return;
+    if (this.ended || this.whole.has(ino)) return;
     const p = this.reader.verifiedParts(node, off, end);
     if (p.offs.length === 0) return;
     s.mapFile(ino, node.size, Float64Array.from(p.offs), Float64Array.from(p.lens), p.paths);

@@ -12,6 +12,7 @@ import type { OverlayEncoding } from '../toc/layer-view.js';
 import type { MountMetrics } from '../metrics/metrics.js';
 import type { FuseSession, Handover } from '../fs/fuse-binding.js';
 import { FsOperations } from '../fs/operations.js';
+import { WholeFiles } from '../layer/whole-file.js';
 import { mountFs } from '../fs/mount.js';
 import { inspectReport } from '../layer/report.js';
 import { NotADirectoryError } from '../errors.js';
@@ -122,6 +123,7 @@ export class MountedImage {
     private readonly ops: FsOperations,
     private readonly session: FuseSession,
     ended: Promise<string>,
+    private readonly init: Promise<void>,
     private readonly endpoint: { address: string; close(): Promise<void> } | undefined,
     private readonly log: Logger,
   ) {
@@ -141,6 +143,10 @@ export class MountedImage {
     const view = spec.layer === undefined ? parts.image.merged() : parts.image.layer(spec.layer, spec.overlay ?? 'none');
     let ended!: (why: string) => void;
     const exited = new Promise<string>((resolve) => { ended = resolve; });
+    let initialised!: () => void;
+    const init = new Promise<void>((resolve) => { initialised = resolve; });
+    // A handed-over connection was initialised by the server that mounted it.
+    if (adopt !== undefined) initialised();
     const metrics = spec.metrics !== undefined ? await mountMetrics(parts.image) : undefined;
     const endpoint = metrics !== undefined ? await (await import('../metrics/server.js')).serveMetrics(spec.metrics as string, metrics, log) : undefined;
     const startedAt = new Date().toISOString();
@@ -149,8 +155,13 @@ export class MountedImage {
     const ops: FsOperations = new FsOperations(view, parts.image.reader, parts.log.child({ mod: 'fs' }), {
       observeOp: metrics !== undefined ? (op, seconds, errno) => metrics.observeOp(op, seconds, errno) : undefined,
       status: (): unknown => status(extraStatus()),
-      onExit: (why) => ended(why),
+      onExit: (why) => {
+        initialised();
+        ended(why);
+      },
+      onInit: () => initialised(),
       onRequest: () => parts.image.scheduler.activity(),
+      wholeFiles: new WholeFiles(parts.table, parts.cache),
       size: {
         bytes: parts.image.layers.reduce((n, l) => n + Number(l.desc.annotations?.['io.containers.estargz.uncompressed-size'] ?? l.desc.size), 0),
         files: parts.image.layers.reduce((n, l) => n + (l.row?.node_count ?? 0), 0),
@@ -162,7 +173,7 @@ export class MountedImage {
       if (adopt !== undefined) {
         session = mountFs(spec.mountpoint, ops, { allowOther: spec.allowOther, maxRead: 1 << 20, passthrough: spec.passthrough ?? true, adopt }, log);
         log.info({ image: parts.image.resolved.ref, layer: spec.layer, uptimeMs: Math.round(performance.now()) }, 'serving the mount an earlier server left (handed over by the supervisor)');
-        return new MountedImage(spec, startedAt, status, parts, ops, session, exited, endpoint, log);
+        return new MountedImage(spec, startedAt, status, parts, ops, session, exited, init, endpoint, log);
       }
       if (!isDeadMount(spec.mountpoint) && !isDirectory(spec.mountpoint)) {
         throw new NotADirectoryError({ path: `${spec.mountpoint} (the mountpoint must be an existing directory)` });
@@ -182,15 +193,19 @@ export class MountedImage {
     log.info({ image: parts.image.resolved.ref, layer: spec.layer, readAheadKib, uptimeMs: Math.round(performance.now()) }, 'mounted');
     // Whoever mounted it is about to use it: background fetch waits its quiet period from here.
     parts.image.scheduler.activity();
-    return new MountedImage(spec, startedAt, status, parts, ops, session, exited, endpoint, log);
+    return new MountedImage(spec, startedAt, status, parts, ops, session, exited, init, endpoint, log);
   }
 
   get image(): OpenImage {
     return this.parts.image;
   }
 
-  /** What the supervisor holds for this mount (native/supervisor.c). */
-  handover(): Handover {
+  /**
+   * What the supervisor holds for this mount (native/supervisor.c), once the kernel has
+   * initialised the connection (a new server cannot ask it again what was agreed).
+   */
+  async handover(): Promise<Handover> {
+    await this.init;
     return this.session.handover();
   }
 

@@ -17,6 +17,10 @@ import { SupervisorError } from '../errors.js';
 
 export const SUPERVISOR_FD_ENV = 'STARGZFS_SUPERVISOR_FD';
 export const SUPERVISOR_PID_ENV = 'STARGZFS_SUPERVISOR_PID';
+/** Set for a standby: loaded, it waits (as long as it takes) for a server's death to hand it the mounts. */
+export const SUPERVISOR_STANDBY_ENV = 'STARGZFS_SUPERVISOR_STANDBY';
+/** In the supervisor's environment: keep no standby (one Node process less, some 65 MB; a death then costs a Node start-up). */
+const SUPERVISOR_NO_STANDBY_ENV = 'STARGZFS_SUPERVISOR_NO_STANDBY';
 
 /** How long the supervisor may take to answer (it answers at once; this only bounds a hung one). */
 const ANSWER_MS = 5_000;
@@ -66,7 +70,7 @@ export class SupervisorLink {
    * Starts a supervisor for this process: `argv` is how to start a replacement (this
    * process's own command line), `env` its environment, its output goes to `logFile`.
    */
-  static start(argv: readonly string[], env: NodeJS.ProcessEnv, logFile: string, log: Logger): SupervisorLink {
+  static start(argv: readonly string[], env: NodeJS.ProcessEnv, logFile: string, log: Logger, opts: { standby: boolean }): SupervisorLink {
     const calls = supervisorCalls();
     const [ours, theirs] = calls.socketPair();
     const out = openSync(logFile, 'a');
@@ -74,7 +78,7 @@ export class SupervisorLink {
       const child = spawn(supervisorBinary(), ['3', '--', ...argv], {
         detached: true,
         stdio: ['ignore', out, out, theirs],
-        env,
+        env: opts.standby ? env : { ...env, [SUPERVISOR_NO_STANDBY_ENV]: '1' },
       });
       child.unref();
       if (child.pid === undefined) throw new SupervisorError('the supervisor did not start');
@@ -95,13 +99,22 @@ export class SupervisorLink {
     const fdText = env[SUPERVISOR_FD_ENV];
     if (fdText === undefined) return undefined;
     const pid = Number(env[SUPERVISOR_PID_ENV] ?? 0);
+    let standby = env[SUPERVISOR_STANDBY_ENV] === '1';
     delete env[SUPERVISOR_FD_ENV];
     delete env[SUPERVISOR_PID_ENV];
+    delete env[SUPERVISOR_STANDBY_ENV];
     const fd = Number(fdText);
     const calls = supervisorCalls();
     const adoptions = new Map<string, Adoption>();
+    if (standby) {
+      log.debug({ supervisorPid: pid }, 'standing by for the supervisor');
+      calls.sendMessage(fd, message('STANDBY'), []);
+    }
     for (;;) {
-      const m = calls.receiveMessage(fd, ANSWER_MS);
+      // A standby waits for the first message as long as it takes (the supervisor's end
+      // closing, when it goes, ends the wait).
+      const m = calls.receiveMessage(fd, standby ? -1 : ANSWER_MS);
+      standby = false;
       if (m === null) throw new SupervisorError('the supervisor closed its socket before handing the mounts over');
       const [verb, key = '', ...rest] = m.data.toString().split('\0');
       if (verb === 'END') break;

@@ -2,8 +2,8 @@
 // argument): `concurrency` readers that, until `deadline`, open a random file of a
 // mounted image, pread a random range of it, and check every byte against the file's
 // true content (`truthDir/<index>`). Prints one JSON line: reads, right, wrong bytes
-// (never allowed), short reads, errors by code, and the slowest single read (open
-// included) with when it started. Run with UV_THREADPOOL_SIZE >= concurrency so the
+// (never allowed), short reads, errors by code, the slowest single read (open
+// included) with when it started, and every read over 50 ms ([started, ms]). Run with UV_THREADPOOL_SIZE >= concurrency so the
 // readers really wait at once.
 import { readFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -21,7 +21,9 @@ interface Job {
 const jobFile = process.argv[2];
 const job = (jobFile === undefined ? { mountpoint: '', files: [], truthDir: '', deadline: 0, concurrency: 0 } : JSON.parse(readFileSync(jobFile, 'utf8'))) as Job;
 const truth = job.files.map((_, i) => readFileSync(join(job.truthDir, String(i))));
-const counts = { reads: 0, ok: 0, wrong: 0, short: 0, errors: {} as Record<string, number>, maxMs: 0, maxAt: 0, firstError: '' };
+const counts = { reads: 0, ok: 0, wrong: 0, short: 0, errors: {} as Record<string, number>, maxMs: 0, maxAt: 0, firstError: '', slow: [] as Array<[number, number]> };
+/** Reads slower than this are listed with when they started (epoch ms) and took, for a caller to match against its own events. */
+const SLOW_MS = 50;
 
 async function readOne(i: number, off: number, len: number): Promise<void> {
   const f = job.files[i] as Job['files'][number];
@@ -49,6 +51,7 @@ async function readOne(i: number, off: number, len: number): Promise<void> {
     await fh?.close().catch(() => undefined);
     counts.reads++;
     const ms = performance.now() - t0;
+    if (ms > SLOW_MS && counts.slow.length < 20_000) counts.slow.push([started, Math.round(ms)]);
     if (ms > counts.maxMs) {
       counts.maxMs = ms;
       counts.maxAt = started;

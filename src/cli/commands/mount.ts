@@ -71,7 +71,7 @@ export async function mountCommand(ctx: CommandContext, args: MountArgs, supervi
     }
   }
   try {
-    const h = mounted.handover();
+    const h = await mounted.handover();
     link?.hold(args.mountpoint, { minor: h.minor, passthrough: h.passthrough, owner: { src: pinnedSource(args.src, ctx.image.resolved), resolved: ctx.image.resolved } }, h);
     if (supervision.adoption !== undefined) link?.ready();
   } catch (err) {

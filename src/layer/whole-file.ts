@@ -1,0 +1,64 @@
+// A file's bytes as one plain file in the cache, for the kernel to read by itself (FUSE
+// passthrough, fs/operations.ts): a file of one chunk is its verified chunk file; a file
+// of many is assembled once from its verified chunk files (chunkcache/ChunkStore), named by
+// its chunk list, so the same content in two layers shares one. Holes are zeros.
+import type { InodeTable } from '../toc/inode-db.js';
+import type { ViewNode } from '../toc/view.js';
+import type { FilePiece } from '../chunkcache/chunk-store.js';
+
+/** What this needs of the chunk cache. */
+export interface WholeFileCache {
+  /** Cached, on disk or still to be written. */
+  has(digest: Buffer): boolean;
+  /** Writes what is still to be written (write-behind), now. */
+  drain(): Promise<void>;
+  verifiedFile(digest: Buffer): string | undefined;
+  wholeFile(pieces: readonly FilePiece[]): string | undefined;
+  assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined>;
+}
+
+/** How long an assembly waits for the file's last chunks to be written. */
+const DRAIN_WAIT_MS = 5_000;
+
+export class WholeFiles {
+  constructor(private readonly table: InodeTable, private readonly cache: WholeFileCache) {}
+
+  /** The file's pieces in order; undefined if its chunks do not cover it end to end (nothing to hand the kernel). */
+  private pieces(node: ViewNode): FilePiece[] | undefined {
+    const out: FilePiece[] = [];
+    let at = 0;
+    for (const c of this.table.chunks(node.dataId, 0, node.size)) {
+      if (c.chunk_offset !== at) return undefined;
+      out.push({ digest: c.zeros ? null : c.digest, size: c.chunk_size });
+      at += c.chunk_size;
+    }
+    return at === node.size && out.length > 0 ? out : undefined;
+  }
+
+  /** The plain file holding the whole file now, if the cache has one (cheap: an index lookup). */
+  path(node: ViewNode): string | undefined {
+    const p = this.pieces(node);
+    if (p === undefined) return undefined;
+    if (p.length === 1) return p[0]?.digest !== null && p[0]?.digest !== undefined ? this.cache.verifiedFile(p[0].digest) : undefined;
+    return this.cache.wholeFile(p);
+  }
+
+  /**
+   * Makes that plain file from the file's verified chunks (one assembly at a time, in the
+   * background), or for a file of one chunk waits for that chunk's file to be written;
+   * undefined when some chunk is not cached and verified, or there is no room.
+   */
+  async assemble(node: ViewNode): Promise<string | undefined> {
+    const p = this.pieces(node);
+    if (p === undefined) return undefined;
+    const chunks = p.filter((x): x is { digest: Buffer; size: number } => x.digest !== null);
+    if (!chunks.every((x) => this.cache.has(x.digest))) return undefined;
+    // Read just now, its last chunks may still be on their way to disk (write-behind).
+    if (!chunks.every((x) => this.cache.verifiedFile(x.digest) !== undefined)) {
+      await Promise.race([this.cache.drain(), new Promise((r) => setTimeout(r, DRAIN_WAIT_MS).unref())]);
+    }
+    // One chunk: its file is the whole file already.
+    if (p.length === 1) return chunks[0] !== undefined ? this.cache.verifiedFile(chunks[0].digest) : undefined;
+    return this.cache.assembleFile(p);
+  }
+}

@@ -1,0 +1,117 @@
+// FUSE passthrough through a real mount (Linux 6.9+; this machine's kernel has it): a file
+// the cache holds whole is opened with its cache file as the backing file, so the kernel
+// reads it without us; a file that became whole while open keeps working, and the next
+// open (its earlier files closed) gets passthrough; a file of many chunks is assembled
+// once it has been read whole; hard links share one inode's mode; `--no-passthrough`
+// turns it off. Bytes are checked against the fixture's EXPECTED.tsv every time.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { mountDaemon, type TestMount } from '../helpers/mount.js';
+import { fixturesDir } from '../helpers/paths.js';
+import { tempDir } from '../helpers/tmp.js';
+
+interface Passthrough {
+  enabled: boolean;
+  off?: string;
+  opens: number;
+  cachedOpens: number;
+}
+
+const SRC = `oci:${join(fixturesDir(), 'esgz', 'oci')}`;
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+const expected = new Map(
+  readFileSync(join(fixturesDir(), 'esgz', 'EXPECTED.tsv'), 'utf8').split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => {
+    const f = l.split('\t');
+    return [f[0] as string, f[8] as string] as const;
+  }),
+);
+// Read off the event loop's thread, like a reader would.
+const status = async (m: TestMount): Promise<Passthrough> => (JSON.parse(await readFile(join(m.mountpoint, '.stargzfs', 'status.json'), 'utf8')) as { passthrough: Passthrough }).passthrough;
+
+async function readRight(m: TestMount, path: string): Promise<void> {
+  assert.equal(sha(await readFile(join(m.mountpoint, path))), expected.get(path), path);
+}
+
+describe('FUSE passthrough', () => {
+  let dir: { dir: string; cleanup: () => void };
+  let n = 0;
+  const fresh = (name: string): string => join(dir.dir, `${name}-${++n}`);
+  before(() => {
+    dir = tempDir();
+  });
+  after(() => dir.cleanup());
+
+  it('a file cached whole while open keeps reading; with its files closed, the next open is passthrough', async () => {
+    let m: TestMount | undefined;
+    try {
+      m = await mountDaemon(['--root', fresh('root'), '--no-background-fetch', '--no-prefetch', SRC], fresh('mnt'));
+      assert.equal((await status(m)).enabled, true, 'negotiated at init');
+      const path = 'files/size-4097';
+      const first = await open(join(m.mountpoint, path), 'r');
+      try {
+        // Read through stargzfs: now its chunk is cached and verified, the file whole in it.
+        assert.equal(sha(await first.readFile()), expected.get(path));
+        const before = await status(m);
+        // A second open while the first (a page-cache open) is still open: the kernel would
+        // refuse passthrough for it, so it must come through stargzfs, and read right.
+        await readRight(m, path);
+        const during = await status(m);
+        assert.equal(during.opens, before.opens, 'no passthrough while a cached open of the inode is open');
+        const again = Buffer.alloc(4097);
+        assert.equal((await first.read(again, 0, 4097, 0)).bytesRead, 4097);
+        assert.equal(sha(again), expected.get(path), 'the first file still reads right');
+      } finally {
+        await first.close();
+      }
+      // The release reaches the server after close returns.
+      await new Promise((r) => setTimeout(r, 100));
+      const s0 = await status(m);
+      await readRight(m, path);
+      await readRight(m, path);
+      const s1 = await status(m);
+      assert.equal(s1.opens - s0.opens, 2, 'both later opens went passthrough');
+    } finally {
+      await m?.stop();
+    }
+  });
+
+  it('a file of many chunks is assembled once read whole, then read by the kernel itself; hard links share the mode', async () => {
+    let m: TestMount | undefined;
+    try {
+      m = await mountDaemon(['--root', fresh('root'), '--no-background-fetch', '--no-prefetch', SRC], fresh('mnt'));
+      const big = 'files/size-9MiB+12345'; // three 4 MiB chunks
+      await readRight(m, big);
+      // Assembled in the background after the release: the next opens turn passthrough.
+      let s = await status(m);
+      const start = s.opens;
+      for (let i = 0; i < 100 && s.opens === start; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        await readRight(m, big);
+        s = await status(m);
+      }
+      assert.ok(s.opens > start, 'the assembled file is opened passthrough');
+      // Five names of one inode, each read right whichever mode the inode is in.
+      for (const name of ['hl/a', 'hl/b', 'hl/chain', 'hl/target', 'hl/a']) await readRight(m, name);
+    } finally {
+      await m?.stop();
+    }
+  });
+
+  it('--no-passthrough: every open comes to stargzfs, and says why in status', async () => {
+    let m: TestMount | undefined;
+    try {
+      m = await mountDaemon(['--root', fresh('root'), '--no-passthrough', SRC], fresh('mnt'));
+      for (let i = 0; i < 3; i++) await readRight(m, 'files/size-4097');
+      const s = await status(m);
+      assert.equal(s.enabled, false);
+      assert.match(s.off ?? '', /no-passthrough/);
+      assert.equal(s.opens, 0);
+    } finally {
+      await m?.stop();
+    }
+  });
+});
