@@ -70,6 +70,7 @@ bench: setup
 	BENCH_REPORT=bench/report node dist/bench/hello.bench.js | tee bench/results/hello-$$(date +%F).json
 	node dist/bench/steady.bench.js | tee bench/results/steady.json
 	node dist/bench/service.bench.js | tee bench/results/service.json
+	node dist/bench/crash-survival.bench.js | tee bench/results/crash-survival.json
 	bench/reference.sh
 
 ## bench-steady: steady state against the local disk, then beside the reference when its kit is set up

@@ -424,7 +424,12 @@ void handle(Shared* s, const char* buf, size_t n) {
       if (len < sizeof *in) return send(s, u, EINVAL);
       uint64_t fh = in->fh;
       if (h->opcode == FUSE_RELEASE && s->passthrough) closeBacking(s, s->table->Release(ino, (fh & kPassthroughFh) != 0));
-      if (fh & kPassthroughFh) return send(s, u, 0);
+      // Opened passthrough here: nothing of it in JavaScript. Opened through JavaScript and
+      // turned passthrough at its reply (ReplyOpen): JavaScript forgets its handle.
+      if (fh & kPassthroughFh) {
+        fh &= ~kPassthroughFh;
+        if (fh == 0) return send(s, u, 0);
+      }
       auto* r = make(h->opcode == FUSE_RELEASE ? OP_RELEASE : OP_RELEASEDIR, ino);
       r->fh = fh;
       return dispatch(s, r, u);

@@ -523,7 +523,12 @@ __attribute__((noreturn)) static void child_exec(int sock, char** env) {
 }
 
 /* A new server process, told nothing yet; NULL if it could not start. */
-static struct server* start_process(int standby) {
+/* A server that starts beside a live one (a standby, an upgrade's replacement) starts at
+ * this niceness, so that its Node start-up does not take the CPU from the live server's
+ * readers; it takes its normal priority back once it is handed the mounts. */
+#define BACKGROUND_NICE 10
+
+static struct server* start_process(int standby, int background) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
     say("socketpair: %s", strerror(errno));
@@ -536,7 +541,10 @@ static struct server* start_process(int standby) {
     close(sv[1]);
     return NULL;
   }
-  if (pid == 0) child_exec(sv[1], standby ? spare_env : child_env);
+  if (pid == 0) {
+    if (background && setpriority(PRIO_PROCESS, 0, BACKGROUND_NICE) != 0) say("setpriority: %s", strerror(errno));
+    child_exec(sv[1], standby ? spare_env : child_env);
+  }
   close(sv[1]);
   struct server* s = new_server(sv[0], pid, 1);
   if (s == NULL) {
@@ -575,8 +583,8 @@ static void hand_over(struct server* s) {
 }
 
 /* A new server, sent its ADOPTs and END; NULL if it could not start. */
-static struct server* spawn(void) {
-  struct server* s = start_process(0);
+static struct server* spawn(int background) {
+  struct server* s = start_process(0, background);
   if (s == NULL) return NULL;
   say("started server pid %ld, handing it %d mount(s)", (long)s->pid, nheld);
   hand_over(s);
@@ -597,7 +605,7 @@ static void ensure_spare(void) {
   if (standby_off || spare != NULL || finishing || cur == NULL || !cur->ready || pend != NULL || old != NULL || nheld == 0) return;
   if (spare_retry_at >= 0 && now_ms() < spare_retry_at) return;
   spare_retry_at = -1;
-  spare = start_process(1);
+  spare = start_process(1, 1);
   if (spare != NULL) say("standby server pid %ld started", (long)spare->pid);
   else spare_retry_at = now_ms() + SPARE_RETRY_MS;
 }
@@ -612,7 +620,7 @@ static void restart(void) {
   int n = recent_deaths();
   if (n > RESTART_LIMIT) give_up(n);
   say("restarting the server (%d mount(s) held)", nheld);
-  cur = spawn();
+  cur = spawn(0);
   if (cur == NULL) {
     note_death();
     retry_at = now_ms() + SPAWN_RETRY_MS;
@@ -637,7 +645,7 @@ static void start_upgrade(const char* by) {
   /* The standby runs the old binary. */
   stop_spare("an upgrade starts a new binary");
   clear_unadopted();
-  pend = spawn();
+  pend = spawn(1);
   if (pend == NULL) say("upgrade failed: no replacement could start");
 }
 

@@ -136,6 +136,15 @@ function isZeros(b: Buffer): boolean {
   return true;
 }
 
+/** Removes a file; one gone already is no error. */
+async function unlinkIfThere(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
 export class ChunkStore {
   private readonly memory: LRUCache<string, Buffer>;
   /** Open chunk files, closed when they fall out (close waits for reads in progress). */
@@ -221,6 +230,8 @@ export class ChunkStore {
    * that gc removes.
    */
   private readonly unsynced = new Map<string, number>();
+  /** Assembled files of earlier processes being checked (checkWhole). */
+  private readonly checkingFiles = new Map<string, Promise<void>>();
   /** makeDurable()s running: drain() waits for them. */
   private readonly syncing = new Set<Promise<void>>();
   /** Assemblies queued or running, by file hex: the same pieces asked twice share one. */
@@ -419,7 +430,7 @@ export class ChunkStore {
    */
   wholeFile(pieces: readonly FilePiece[]): string | undefined {
     const digest = wholeFileDigest(pieces);
-    return digest === undefined ? undefined : this.foundFile(digest.toString('hex'), digest, wholeFileSize(pieces));
+    return digest === undefined ? undefined : this.foundFile(digest.toString('hex'), digest, wholeFileSize(pieces), pieces);
   }
 
   /**
@@ -431,7 +442,7 @@ export class ChunkStore {
    * file of the right size under that name, from this or an earlier process, holds those
    * bytes. One of the wrong size (or gone) is dropped.
    */
-  private foundFile(hex: string, digest: Buffer, size: number): string | undefined {
+  private foundFile(hex: string, digest: Buffer, size: number, pieces: readonly FilePiece[]): string | undefined {
     if (this.forgottenFiles.has(hex) || !this.db.open) return undefined;
     if (this.unsynced.get(hex) === size) return this.filePath(hex);
     const row = this.sFileSize.get(digest) as number | undefined;
@@ -452,7 +463,10 @@ export class ChunkStore {
         void this.dropFile(hex, digest, row).catch(() => undefined);
         return undefined;
       }
-      this.checkedFiles.add(hex);
+      // Made by an earlier process: checked against its chunk digests once (in the
+      // background; until then the file is read through its chunks), as a chunk file is.
+      this.checkWhole(hex, digest, row, pieces);
+      return undefined;
     }
     this.touchedFiles.set(hex, Date.now());
     this.flushTimer ??= setTimeout(() => this.flush(), LAST_USE_FLUSH_MS).unref();
@@ -472,7 +486,7 @@ export class ChunkStore {
     const digest = wholeFileDigest(pieces);
     if (digest === undefined) return Promise.resolve(undefined);
     const hex = digest.toString('hex');
-    const found = this.foundFile(hex, digest, wholeFileSize(pieces));
+    const found = this.foundFile(hex, digest, wholeFileSize(pieces), pieces);
     if (found !== undefined) return Promise.resolve(found);
     let run = this.assembling.get(hex);
     if (run === undefined) {
@@ -492,8 +506,9 @@ export class ChunkStore {
       this.log.debug({ file: hex, size, ...detail }, `whole file not assembled: ${why}`);
       return undefined;
     };
-    // Assembled meanwhile by another process (or found there at last).
-    const found = this.foundFile(hex, digest, size);
+    // Assembled meanwhile by another process (or found there at last, once checked).
+    await this.checkingFiles.get(hex);
+    const found = this.foundFile(hex, digest, size, pieces);
     if (found !== undefined) return found;
     if (size > this.quotaNow() / 4) return no('larger than a quarter of the quota', { quotaBytes: this.quota });
     const chunks: string[] = [];
@@ -542,6 +557,47 @@ export class ChunkStore {
     }
   }
 
+  /** Hashes an assembled file an earlier process made, piece by piece; served from then on if every piece matches, else dropped. */
+  private checkWhole(hex: string, digest: Buffer, size: number, pieces: readonly FilePiece[]): void {
+    if (this.checkingFiles.has(hex)) return;
+    const check = (async () => {
+      const fh = await open(this.filePath(hex), 'r');
+      try {
+        const buf = Buffer.allocUnsafe(Math.min(size, CHECK_PIECE_BYTES));
+        let pos = 0;
+        for (const p of pieces) {
+          const h = createHash('sha256');
+          for (let done = 0; done < p.size; ) {
+            const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, p.size - done), pos + done);
+            if (bytesRead === 0) return false;
+            const got = buf.subarray(0, bytesRead);
+            if (p.digest === null) {
+              if (got.some((b) => b !== 0)) return false;
+            } else {
+              h.update(got);
+            }
+            done += bytesRead;
+          }
+          if (p.digest !== null && !h.digest().equals(p.digest)) return false;
+          pos += p.size;
+        }
+        return true;
+      } finally {
+        await fh.close();
+      }
+    })().then(
+      (ok) => {
+        if (ok) this.checkedFiles.add(hex);
+        else {
+          this.log.warn({ file: hex, size }, 'assembled file does not hold its chunks\' bytes; dropped');
+          void this.dropFile(hex, digest, size).catch(() => undefined);
+        }
+      },
+      (err: unknown) => this.log.debug({ err, file: hex }, 'assembled file not checked'),
+    ).finally(() => this.checkingFiles.delete(hex));
+    this.checkingFiles.set(hex, check);
+  }
+
   /**
    * Syncs an assembled file, then indexes it: a row means the bytes are on disk, so a later
    * process may trust the file by its size (foundFile). A crash before the row leaves a file
@@ -587,11 +643,7 @@ export class ChunkStore {
       }
     }
     // A process reading it keeps its descriptor, and the same bytes.
-    try {
-      await unlink(this.filePath(hex));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    await unlinkIfThere(this.filePath(hex));
     return removed;
   }
 
@@ -1102,11 +1154,7 @@ export class ChunkStore {
         removed = true;
       }
     }
-    try {
-      await unlink(this.path(hex));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    await unlinkIfThere(this.path(hex));
     return removed;
   }
 

@@ -195,9 +195,14 @@ export async function main(args: string[]): Promise<number> {
           .option('store', { type: 'string', describe: 'mount podman\'s additional layer store here (storage.conf: additionallayerstores = ["DIR:ref"])' })
           .option('store-grace-ms', { type: 'number', default: 60_000, describe: 'how long a store layer podman no longer uses stays mounted, ms' }),
       (argv) =>
-        run(() =>
-          serveCommand(config(argv), {
+        run(() => {
+          const cfg = config(argv);
+          const log = createLogger(cfg.log.level, undefined, cfg.log.pretty).child({ mod: 'supervisor' });
+          const restart = [process.execPath, ...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)];
+          return serveCommand(cfg, {
             globals: argv,
+            link: SupervisorLink.inherited(process.env, log),
+            startSupervisor: cfg.fuse.supervise ? () => SupervisorLink.start(restart, supervisedEnv(process.env), 'inherit', log, { standby: cfg.fuse.standby }) : undefined,
             adapters: async (service, cfg, log) => {
               const adapters = [];
               if (argv.snapshotter && (argv['snapshotter-address'] !== undefined || process.getuid?.() === 0)) {
@@ -215,8 +220,8 @@ export async function main(args: string[]): Promise<number> {
               }
               return adapters;
             },
-          }),
-        ),
+          });
+        }),
     )
     .command(
       'unmount <mountpoint>',

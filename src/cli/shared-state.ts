@@ -39,6 +39,18 @@ function oneLayer(source: ImageSource, digest: string): ImageSource {
   };
 }
 
+/** `source` with its image already resolved (a handed-over mount: the image it shows, no registry round trip). */
+function pinned(source: ImageSource, resolved: ResolvedImage): ImageSource {
+  return {
+    resolve: () => Promise.resolve(resolved),
+    configPlatform: source.configPlatform !== undefined ? (c) => (source.configPlatform as NonNullable<ImageSource['configPlatform']>)(c) : undefined,
+    blob: (d) => source.blob(d),
+    abort: () => source.abort?.(),
+    close: () => source.close(),
+    hostStats: () => source.hostStats?.() ?? new Map(),
+  };
+}
+
 /** How long the service takes a tag's manifest as resolved (the reference keeps its for 120 s). */
 const RESOLVED_TTL_MS = 60_000;
 
@@ -75,8 +87,9 @@ export class SharedState {
    * if it can be read lazily: a runtime adapter mounts layers one by one, and a plain layer
    * is theirs to unpack, not ours to fetch whole (NotEstargzError says why).
    */
-  async openImage(config: Config, ref: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean } = {}): Promise<{ parts: MountParts; close(): Promise<void> }> {
-    const full = isOciRef(ref) ? await OciLayoutSource.open(ref) : this.registrySource(ref, config);
+  async openImage(config: Config, ref: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean; resolved?: ResolvedImage | undefined } = {}): Promise<{ parts: MountParts; close(): Promise<void> }> {
+    const base = isOciRef(ref) ? await OciLayoutSource.open(ref) : this.registrySource(ref, config);
+    const full = opts.resolved !== undefined ? pinned(base, opts.resolved) : base;
     const source = opts.layer !== undefined ? oneLayer(full, opts.layer) : full;
     try {
       const image = await OpenImage.open(source, source.resolve(config.image.platform), opts.layer !== undefined ? this.lazyIndexer : this.indexer, this.table, this.log, {

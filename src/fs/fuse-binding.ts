@@ -23,8 +23,9 @@ export type FuseOp = (typeof FuseOp)[keyof typeof FuseOp];
  */
 export type Req = bigint;
 
-/** [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec] */
+/** [mode, nlink, uid, gid, rdev, size, blocks, mtimeSec, mtimeNsec]: ATTR_SLOTS numbers, the addon's fillAttr order. */
 export type Attr = Float64Array;
+export const ATTR_SLOTS = 9;
 
 export interface FuseSession {
   /** stop(EIO) and end(), and the session detaches the mount itself. */
@@ -132,6 +133,8 @@ export interface SupervisorMessage {
 
 interface Addon {
   ops: Record<string, number>;
+  /** Numbers per node in an Attr (and in replyDir's attrs). */
+  attrSlots: number;
   socketPair(): [number, number];
   sendMessage(fd: number, data: Buffer, fds: number[]): void;
   /** null: the other end closed. Throws (code ETIMEDOUT) after `timeoutMs`. */
@@ -169,6 +172,7 @@ function checked(a: Addon): Addon {
   for (const [name, code] of Object.entries(FuseOp)) {
     if (a.ops[name] !== code) throw new Error(`the FUSE addon numbers ${name} ${String(a.ops[name])}, not ${code}: rebuild it (make build)`);
   }
+  if (a.attrSlots !== ATTR_SLOTS) throw new Error(`the FUSE addon reads ${a.attrSlots} numbers per attribute set, not ${ATTR_SLOTS}: rebuild it (make build)`);
   return a;
 }
 

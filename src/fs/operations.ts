@@ -11,7 +11,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
 import { resolvePath, type DirEntry, type ImageView, type ViewNode } from '../toc/view.js';
 import { errnoOf } from './errno.js';
 import { StaleInodeError } from '../errors.js';
-import { FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
+import { ATTR_SLOTS, FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
 import { OpTimer, type OpObserver } from './op-timer.js';
 
 const E = constants.errno;
@@ -72,7 +72,7 @@ function makedev(major: number, minor: number): number {
 }
 
 export function attrOf(n: ViewNode): Attr {
-  const a = new Float64Array(9);
+  const a = new Float64Array(ATTR_SLOTS);
   attrInto(n, a, 0);
   return a;
 }
@@ -126,7 +126,12 @@ export class FsOperations {
   private readonly rootNode: ViewNode;
   private readonly dirs = new Map<number, DirHandle>();
   private readonly files = new Map<number, FileHandle>();
-  private nextFh = 1;
+  /**
+   * File handles: numbers the kernel hands back with every request on an open file. An
+   * earlier server of this mount handed out its own, which the kernel still holds, so each
+   * server starts its numbers somewhere else (a handle is checked against its inode anyway).
+   */
+  private nextFh = (Date.now() % 2 ** 20) * 2 ** 30 + 1;
   private readonly rootIno: number;
   private session: FuseSession | undefined;
   private readonly timer: OpTimer | undefined;
@@ -217,9 +222,11 @@ export class FsOperations {
       case FuseOp.Readdir:
       case FuseOp.Readdirplus:
         return this.readdir(s, req, ino, op === FuseOp.Readdirplus, args[0] as number, args[1] as number, args[2] as number);
-      case FuseOp.Releasedir:
-        this.dirs.delete(args[0] as number);
+      case FuseOp.Releasedir: {
+        const d = this.dirs.get(args[0] as number);
+        if (d !== undefined && this.fuseIno(d.node) === ino) this.dirs.delete(args[0] as number);
         return s.replyErr(req, 0);
+      }
       case FuseOp.Open: {
         const k = this.known(ino);
         const type = k.node.mode & S_IFMT;
@@ -230,13 +237,16 @@ export class FsOperations {
         if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
         // A file the cache holds as one plain file: mapped now, the addon answers this open
         // with it as the passthrough backing, and later opens without asking here.
-        if (this.passthrough && type === S_IFREG) this.mapWhole(s, ino, k.node);
+        if (this.passthrough && type === S_IFREG && this.mapWhole(s, ino, k.node)) this.reader.noteHandedOver(k.node, k.path);
         return s.replyOpen(req, fh, true, false);
       }
       case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
       case FuseOp.Release: {
-        const h = this.files.get(args[0] as number);
-        this.files.delete(args[0] as number);
+        // A handle an earlier server of this mount gave may have the number of one of ours:
+        // only the handle of this very inode is this file's.
+        const found = this.files.get(args[0] as number);
+        const h = found !== undefined && (ino === STATUS_FILE_INO ? found.snapshot !== undefined : this.fuseIno(found.node) === ino) ? found : undefined;
+        if (h !== undefined) this.files.delete(args[0] as number);
         s.replyErr(req, 0);
         // Read through here, and perhaps cached whole by now: one plain file from its chunks, for the next open.
         if (h !== undefined && this.passthrough && !this.whole.has(ino) && (h.node.mode & S_IFMT) === S_IFREG) this.assembleLater(s, ino, h.node);
@@ -413,7 +423,7 @@ export class FsOperations {
     const p = this.known(parent);
     if ((p.node.mode & S_IFMT) !== S_IFDIR) return s.replyErr(req, E.ENOTDIR);
     const child = this.view.lookup(p.node, name);
-    if (child === undefined) return s.replyEntry(req, 0, new Float64Array(9), TTL, false);
+    if (child === undefined) return s.replyEntry(req, 0, new Float64Array(ATTR_SLOTS), TTL, false);
     const ino = this.remember(child, parent, name);
     s.replyEntry(req, ino, attrOf(child), TTL, this.view.xattrs(child).length > 0);
   }
@@ -431,7 +441,7 @@ export class FsOperations {
     const n = Math.max(0, Math.min(d.entries.length - off, Math.ceil(size / (plus ? 140 : 24)) + 1));
     let names = '';
     const inos = new Float64Array(n);
-    const attrs = new Float64Array(n * 9);
+    const attrs = new Float64Array(n * ATTR_SLOTS);
     const offs = new Float64Array(n);
     const xattrs = new Uint8Array(n);
     for (let k = 0; k < n; k++) {
@@ -439,7 +449,7 @@ export class FsOperations {
       const dot = name === '.' || name === '..';
       names += `${name}\0`;
       inos[k] = dot ? ino : this.fuseIno(node);
-      attrInto(node, attrs, k * 9);
+      attrInto(node, attrs, k * ATTR_SLOTS);
       offs[k] = off + k + 1;
       xattrs[k] = plus && !dot && ino !== STATUS_DIR_INO && this.view.xattrs(node).length > 0 ? 1 : 0;
     }
@@ -455,7 +465,7 @@ export class FsOperations {
   private read(s: FuseSession, req: Req, ino: number, size: number, off: number, fh: number): void {
     let h = this.files.get(fh);
     // Opened through an earlier server of this mount: the handle holds nothing the inode does not say.
-    if (h === undefined || (ino !== STATUS_FILE_INO && this.fuseIno(h.node) !== ino)) {
+    if (h === undefined || (ino === STATUS_FILE_INO ? h.snapshot === undefined : this.fuseIno(h.node) !== ino)) {
       h = this.fileHandle(ino, this.known(ino));
       this.files.set(fh, h);
     }
@@ -484,21 +494,22 @@ export class FsOperations {
     };
   }
 
-  /** Hands the addon the file as one plain file, if the cache has one. */
-  private mapWhole(s: FuseSession, ino: number, node: ViewNode): void {
-    if (this.whole.has(ino) || node.size === 0 || this.opts.wholeFiles === undefined) return;
+  /** Hands the addon the file as one plain file, if the cache has one (true: it did, now or before). */
+  private mapWhole(s: FuseSession, ino: number, node: ViewNode): boolean {
+    if (this.whole.has(ino)) return true;
+    if (node.size === 0 || this.opts.wholeFiles === undefined) return false;
     const path = this.opts.wholeFiles.path(node);
-    if (path === undefined) return;
+    if (path === undefined) return false;
     s.mapWhole(ino, node.size, path);
     this.whole.add(ino);
     this.mapped.add(ino);
+    return true;
   }
 
   /** Makes the file one plain file from its cached chunks in the background (a no-op unless all are there). */
   private assembleLater(s: FuseSession, ino: number, node: ViewNode): void {
     if (node.size === 0 || this.opts.wholeFiles === undefined) return;
-    const found = this.opts.wholeFiles.path(node);
-    if (found !== undefined) return this.mapWhole(s, ino, node);
+    if (this.mapWhole(s, ino, node)) return;
     void this.opts.wholeFiles.assemble(node).then(
       (path) => {
         if (path === undefined || this.ended || !this.nodes.has(ino)) return;

@@ -213,6 +213,15 @@ export class FileReader {
     return out;
   }
 
+  /**
+   * The file is handed to the kernel whole (FUSE passthrough): its reads will not come
+   * here, so it counts as read now, all of it (the learned profile sees it in its place).
+   */
+  noteHandedOver(node: ViewNode, path: string): void {
+    if (this.hooks.onChunksRead === undefined) return;
+    this.hooks.onChunksRead(this.layerOf(node), path, this.table.chunks(node.dataId, 0, node.size));
+  }
+
   /** The read, without its deadline. */
   private async readNow(node: ViewNode, path: string, off: number, len: number): Promise<Buffer> {
     const end = Math.min(node.size, off + len);

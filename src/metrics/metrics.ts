@@ -29,6 +29,8 @@ export interface HostSample {
 export interface MetricsSources {
   layers(): readonly LayerSample[];
   hosts(): ReadonlyMap<string, HostSample>;
+  /** Opens the kernel read by itself (passthrough) and opens read through stargzfs, since the mount began. */
+  opens?: () => { readonly passthrough: number; readonly cached: number };
 }
 
 export type FetchPriority = 'on_demand' | 'prefetch' | 'background';
@@ -109,6 +111,16 @@ export class MountMetrics {
       collect() {
         this.reset();
         for (const [host, h] of sources.hosts()) this.inc({ host }, h.failures);
+      },
+    });
+    new Counter({
+      name: 'stargzfs_fuse_opens_total', help: 'Files opened, by how they are read: passthrough (the kernel reads the cache\'s file itself) or through stargzfs', labelNames: ['mode'], registers,
+      collect() {
+        this.reset();
+        const o = sources.opens?.();
+        if (o === undefined) return;
+        this.inc({ mode: 'passthrough' }, o.passthrough);
+        this.inc({ mode: 'stargzfs' }, o.cached);
       },
     });
     new Counter({

@@ -46,7 +46,7 @@ export interface MountParts {
 }
 
 /** The mount's metrics, read from the counters the image and the registry client keep. */
-async function mountMetrics(image: OpenImage): Promise<MountMetrics> {
+async function mountMetrics(image: OpenImage, opens: () => { passthrough: number; cached: number }): Promise<MountMetrics> {
   // prom-client is loaded only for --metrics.
   const { MountMetrics } = await import('../metrics/metrics.js');
   const metrics = new MountMetrics({
@@ -62,6 +62,7 @@ async function mountMetrics(image: OpenImage): Promise<MountMetrics> {
       });
     },
     hosts: () => image.hostStats(),
+    opens,
   });
   image.progress.on((e) => {
     if (e.type === 'fetched') metrics.observeFetch(e.priority, e.ms / 1000, e.bytes);
@@ -147,7 +148,12 @@ export class MountedImage {
     const init = new Promise<void>((resolve) => { initialised = resolve; });
     // A handed-over connection was initialised by the server that mounted it.
     if (adopt !== undefined) initialised();
-    const metrics = spec.metrics !== undefined ? await mountMetrics(parts.image) : undefined;
+    const metrics = spec.metrics !== undefined
+      ? await mountMetrics(parts.image, () => {
+        const p = ops.passthroughStatus();
+        return { passthrough: Number(p['opens'] ?? 0), cached: Number(p['cachedOpens'] ?? 0) };
+      })
+      : undefined;
     const endpoint = metrics !== undefined ? await (await import('../metrics/server.js')).serveMetrics(spec.metrics as string, metrics, log) : undefined;
     const startedAt = new Date().toISOString();
     const status = (extra: object): Record<string, unknown> =>

@@ -8,6 +8,8 @@ import { ImageError, NotFoundError } from '../errors.js';
 import { MountedImage, type MountParts, type MountSpec } from './mounted-image.js';
 import type { Descriptor, ResolvedImage } from '../http/image.js';
 import type { BlobReader } from '../toc/blob.js';
+import type { Handover } from '../fs/fuse-binding.js';
+import { detach } from './mountpoint.js';
 
 /** A mount as the control socket or an adapter asks for it. */
 export interface MountRequest {
@@ -33,14 +35,37 @@ export interface ImageDescription {
   blob(desc: Descriptor): BlobReader;
 }
 
+/** A live mount handed to this process (an earlier server of it died, or is being upgraded). */
+export interface HandedMount {
+  readonly key: string;
+  readonly state: { readonly owner: Record<string, unknown> };
+  readonly handover: Handover;
+}
+
+/**
+ * Who keeps the service's mounts across its death or an upgrade (the supervisor,
+ * src/supervisor/link.ts; the composition root gives it): a mount is held once it serves,
+ * let go when it ends, and handed to the next server, which serves it as it is.
+ */
+export interface MountHolder {
+  adopt(key: string): HandedMount | undefined;
+  unclaimed(): string[];
+  hold(key: string, state: { readonly minor: number; readonly passthrough: boolean; readonly owner: Record<string, unknown> }, h: Handover): void;
+  drop(key: string): void;
+  /** A handed-over mount this server cannot serve: its descriptors closed, the supervisor lets go. */
+  abandon(a: HandedMount): void;
+}
+
 export interface ServiceDeps {
   readonly log: Logger;
-  /** Opens an image over the service's shared state (the composition root builds it). */
-  openImage(config: Config, src: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean }): Promise<OpenedImage>;
+  /** Opens an image over the service's shared state (the composition root builds it); `resolved`: the image a handed-over mount shows, no registry round trip. */
+  openImage(config: Config, src: string, opts: { layer?: string; prefetching?: boolean; ahead?: boolean; resolved?: ResolvedImage | undefined }): Promise<OpenedImage>;
   /** Resolves an image over the service's registry clients (`fresh`: the tag again, not the minute-old answer). */
   describeImage(config: Config, src: string, fresh?: boolean): Promise<ImageDescription>;
   /** What status.json says about the service (its pid, its control socket). */
   readonly identity: Record<string, unknown>;
+  /** Keeps the mounts across a death or an upgrade of this process; none when absent. */
+  readonly holder?: MountHolder | undefined;
 }
 
 /** A runtime adapter the service runs beside its control socket (containerd's snapshotter): started after the service, stopped before it. */
@@ -60,6 +85,8 @@ export interface MountInfo {
 
 interface Entry {
   readonly mounted: MountedImage;
+  /** Handed over by the supervisor (an earlier server made it): a mount request for it again is answered as done. */
+  readonly adopted: boolean;
   readonly opened: OpenedImage;
   /** Settles when the mount is gone and everything it held is closed. */
   readonly gone: Promise<void>;
@@ -77,13 +104,21 @@ export class Service {
     this.log = deps.log.child({ mod: 'service' });
   }
 
-  /** Mounts and returns once the tree is visible. Errors name the image, layer or mountpoint. */
-  async mount(req: MountRequest): Promise<MountInfo> {
+  /**
+   * Mounts and returns once the tree is visible. Errors name the image, layer or
+   * mountpoint. A live mount the supervisor handed over at that mountpoint is served as it
+   * is (no new mount), and asking for it again once served answers as done.
+   */
+  async mount(req: MountRequest, handed?: HandedMount): Promise<MountInfo> {
     if (this.closed) throw new ImageError('the service is stopping');
     const at = req.spec.mountpoint;
     await this.starting.get(at)?.catch(() => undefined);
-    if (this.mounts.has(at)) throw new ImageError('already a mount of this service (unmount it first)', { path: at });
-    const starting = this.start(req);
+    const e = this.mounts.get(at);
+    if (e !== undefined) {
+      if (e.adopted && (e.mounted.spec.layer ?? null) === (req.spec.layer ?? null) && handed === undefined) return this.info(at, e.mounted);
+      throw new ImageError('already a mount of this service (unmount it first)', { path: at });
+    }
+    const starting = this.start(req, handed ?? this.deps.holder?.adopt(at));
     this.starting.set(at, starting);
     try {
       return await starting;
@@ -92,25 +127,85 @@ export class Service {
     }
   }
 
-  private async start(req: MountRequest): Promise<MountInfo> {
+  private async start(req: MountRequest, handed: HandedMount | undefined): Promise<MountInfo> {
     const t0 = performance.now();
-    const opened = await this.deps.openImage(req.config, req.src, req.onlyLayer !== undefined ? { layer: req.onlyLayer } : {});
+    const at = req.spec.mountpoint;
+    let opened: OpenedImage;
     let mounted: MountedImage;
     try {
-      mounted = await MountedImage.start(opened.parts, req.spec, () => ({ service: this.deps.identity }));
+      const resolved = handed?.state.owner['resolved'] as ResolvedImage | undefined;
+      opened = await this.deps.openImage(req.config, req.src, { ...(req.onlyLayer !== undefined ? { layer: req.onlyLayer } : {}), resolved });
+      try {
+        mounted = await MountedImage.start(opened.parts, req.spec, () => ({ service: this.deps.identity }), handed?.handover);
+      } catch (err) {
+        await opened.close();
+        throw err;
+      }
     } catch (err) {
-      await opened.close();
+      if (handed !== undefined) this.abandon(handed, err);
       throw err;
     }
     const gone = mounted.ended.then(async (why) => {
-      this.log.info({ mountpoint: req.spec.mountpoint, why }, 'mount ended');
+      this.log.info({ mountpoint: at, why }, 'mount ended');
+      try {
+        this.deps.holder?.drop(at);
+      } catch (err) {
+        this.log.warn({ err, mountpoint: at }, 'the supervisor was not told the mount ended');
+      }
       await mounted.close();
       await opened.close();
-      if (this.mounts.get(req.spec.mountpoint)?.mounted === mounted) this.mounts.delete(req.spec.mountpoint);
+      if (this.mounts.get(at)?.mounted === mounted) this.mounts.delete(at);
     });
-    this.mounts.set(req.spec.mountpoint, { mounted, opened, gone });
-    this.log.info({ mountpoint: req.spec.mountpoint, image: opened.parts.image.resolved.ref, layer: req.spec.layer, ms: Math.round(performance.now() - t0) }, 'mounted');
-    return this.info(req.spec.mountpoint, mounted);
+    this.mounts.set(at, { mounted, opened, gone, adopted: handed !== undefined });
+    void this.hold(req, mounted);
+    this.log.info({ mountpoint: at, image: opened.parts.image.resolved.ref, layer: req.spec.layer, adopted: handed !== undefined, ms: Math.round(performance.now() - t0) }, 'mounted');
+    return this.info(at, mounted);
+  }
+
+  /** The supervisor holds the mount from now on, with what a next server needs to serve it (the request, the image as resolved). */
+  private async hold(req: MountRequest, mounted: MountedImage): Promise<void> {
+    const holder = this.deps.holder;
+    if (holder === undefined) return;
+    const at = req.spec.mountpoint;
+    try {
+      const h = await mounted.handover();
+      if (this.mounts.get(at)?.mounted !== mounted) return;
+      const owner = { kind: 'service', src: req.src, spec: req.spec, onlyLayer: req.onlyLayer ?? null, config: req.config, resolved: mounted.image.resolved };
+      holder.hold(at, { minor: h.minor, passthrough: h.passthrough, owner }, h);
+    } catch (err) {
+      this.log.warn({ err, mountpoint: at }, 'the supervisor does not hold this mount: if the service dies, it dies with it');
+    }
+  }
+
+  /** A handed-over mount this server cannot serve: let go, and detached (its readers get ENOTCONN, not a wait). */
+  private abandon(h: HandedMount, why: unknown): void {
+    this.log.error({ err: why, mountpoint: h.key }, 'a mount handed over by the supervisor cannot be served; detaching it');
+    try {
+      this.deps.holder?.abandon(h);
+    } finally {
+      try {
+        detach(h.key);
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  /**
+   * Serves every mount the supervisor handed over that no adapter asked for yet (the
+   * `mount` hand-offs; adapters' own restores then find theirs served). Before the adapters start.
+   */
+  async adoptAll(): Promise<void> {
+    const holder = this.deps.holder;
+    if (holder === undefined) return;
+    await Promise.all(holder.unclaimed().map(async (key) => {
+      const h = holder.adopt(key);
+      if (h === undefined) return;
+      const o = h.state.owner;
+      if (o['kind'] !== 'service' || typeof o['src'] !== 'string') return this.abandon(h, new ImageError('not a mount of the service'));
+      const req: MountRequest = { src: o['src'], spec: o['spec'] as MountSpec, config: o['config'] as Config, onlyLayer: (o['onlyLayer'] as string | null) ?? undefined };
+      await this.mount(req, h).catch((err: unknown) => this.log.warn({ err, mountpoint: key }, 'a handed-over mount was not served'));
+    }));
   }
 
   private info(mountpoint: string, m: MountedImage): MountInfo {

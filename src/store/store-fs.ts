@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import { errnoOf } from '../fs/errno.js';
-import { FuseOp, type FuseSession, type Req } from '../fs/fuse-binding.js';
+import { ATTR_SLOTS, FuseOp, type FuseSession, type Req } from '../fs/fuse-binding.js';
 import { isLayerDigest, LAYER_FILES, nameOfRef, refOfName, USE_FILE, type LayerFile } from './names.js';
 import type { StoreLayers } from './layers.js';
 
@@ -75,7 +75,7 @@ export class StoreFs {
   }
 
   private attr(n: Node): Float64Array {
-    const a = new Float64Array(9);
+    const a = new Float64Array(ATTR_SLOTS);
     const dir = n.kind === 'root' || n.kind === 'ref' || n.kind === 'layer';
     a[0] = dir ? S_IFDIR | 0o755 : n.kind === 'diff' ? S_IFLNK | 0o777 : S_IFREG | 0o444;
     a[1] = dir ? 2 : 1;
@@ -237,13 +237,13 @@ export class StoreFs {
     if (d === undefined) return s.replyErr(req, E.EBADF);
     const n = Math.max(0, d.names.length - off);
     const inos = new Float64Array(n);
-    const attrs = new Float64Array(n * 9);
+    const attrs = new Float64Array(n * ATTR_SLOTS);
     const offs = new Float64Array(n);
     let names = '';
     for (let k = 0; k < n; k++) {
       names += `${d.names[off + k]}\0`;
       inos[k] = d.inos[off + k] as number;
-      attrs.set(this.attr(this.nodes.get(inos[k] as number) as Node), k * 9);
+      attrs.set(this.attr(this.nodes.get(inos[k] as number) as Node), k * ATTR_SLOTS);
       offs[k] = off + k + 1;
     }
     s.replyDir(req, size, plus, names, inos, attrs, offs, new Uint8Array(n), ENTRY_TTL);

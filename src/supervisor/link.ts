@@ -8,6 +8,7 @@
 // Messages are AF_UNIX SEQPACKET with descriptors as SCM_RIGHTS (native/supervisor_link.cc):
 // HOLD/DROP/DONE/READY from the server, ADOPT…END to a new one (native/supervisor.c says more).
 import { spawn } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -68,16 +69,17 @@ export class SupervisorLink {
 
   /**
    * Starts a supervisor for this process: `argv` is how to start a replacement (this
-   * process's own command line), `env` its environment, its output goes to `logFile`.
+   * process's own command line), `env` its environment, its output (and its servers')
+   * goes to `logFile`, or to this process's stdout and stderr.
    */
-  static start(argv: readonly string[], env: NodeJS.ProcessEnv, logFile: string, log: Logger, opts: { standby: boolean }): SupervisorLink {
+  static start(argv: readonly string[], env: NodeJS.ProcessEnv, logFile: string | 'inherit', log: Logger, opts: { standby: boolean }): SupervisorLink {
     const calls = supervisorCalls();
     const [ours, theirs] = calls.socketPair();
-    const out = openSync(logFile, 'a');
+    const out = logFile === 'inherit' ? undefined : openSync(logFile, 'a');
     try {
       const child = spawn(supervisorBinary(), ['3', '--', ...argv], {
         detached: true,
-        stdio: ['ignore', out, out, theirs],
+        stdio: ['ignore', out ?? 'inherit', out ?? 'inherit', theirs],
         env: opts.standby ? env : { ...env, [SUPERVISOR_NO_STANDBY_ENV]: '1' },
       });
       child.unref();
@@ -85,7 +87,7 @@ export class SupervisorLink {
       log.info({ supervisorPid: child.pid }, 'supervisor started: it holds the mount across a crash or an upgrade of this server');
       return new SupervisorLink(ours, child.pid, new Map(), log);
     } finally {
-      closeSync(out);
+      if (out !== undefined) closeSync(out);
       calls.closeFd(theirs);
     }
   }
@@ -127,6 +129,12 @@ export class SupervisorLink {
       if (fuse === undefined) throw new SupervisorError(`the supervisor handed over ${key} without its /dev/fuse descriptor`);
       adoptions.set(key, { key, state, handover: { fd: fuse, tableFd: table ?? -1, minor: state.minor, passthrough: state.passthrough } });
     }
+    // Started beside a live server at a lower priority (native/supervisor.c): serving now, it takes its own back.
+    try {
+      setPriority(0);
+    } catch {
+      // not allowed (not root): it serves at the lower priority
+    }
     log.info({ supervisorPid: pid, mounts: [...adoptions.keys()] }, 'started by the supervisor: taking over its mounts');
     return new SupervisorLink(fd, pid, adoptions, log);
   }
@@ -136,6 +144,14 @@ export class SupervisorLink {
     const a = this.adoptions.get(key);
     this.adoptions.delete(key);
     return a;
+  }
+
+  /** A handed-over mount its new server cannot serve: its descriptors closed, and the supervisor lets go of it. */
+  abandon(a: Adoption): void {
+    const calls = supervisorCalls();
+    calls.closeFd(a.handover.fd);
+    if (a.handover.tableFd >= 0) calls.closeFd(a.handover.tableFd);
+    this.drop(a.key);
   }
 
   /** Mounts handed over that nobody took. */

@@ -5,7 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, statSync, truncateSync, unlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, truncateSync, unlinkSync, writeFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { ChunkStore, type FilePiece } from '../../src/chunkcache/chunk-store.js';
@@ -246,8 +246,9 @@ describe('whole files assembled from chunks', () => {
       assert.ok(path !== undefined);
       {
         const { s, lines, close } = store(dir);
-        assert.equal(s.wholeFile(pieces), path, 'found by a new process');
-        assert.equal(await s.assembleFile(pieces), path, 'and not assembled again');
+        assert.equal(s.wholeFile(pieces), undefined, 'a new process checks it first (its chunks are read meanwhile)');
+        assert.equal(await s.assembleFile(pieces), path, 'checked, and not assembled again');
+        assert.equal(s.wholeFile(pieces), path, 'then found');
         assert.equal(assembled(lines), 0);
         assert.ok(readFileSync(path).equals(want));
         assert.equal(s.usage().fileBytes, want.length);
@@ -288,6 +289,36 @@ describe('whole files assembled from chunks', () => {
         const { s, close } = store(dir);
         assert.equal(s.wholeFile(pieces), undefined, 'removed by hand: not served');
         assert.equal(s.usage().files, 0, 'and its row goes');
+        close();
+      }
+    } finally {
+      cleanup();
+    }
+  });
+
+  it('an assembled file damaged on disk is found by the next process and dropped, never served', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const chunks = Array.from({ length: 3 }, () => randomBytes(8_000));
+      const pieces = chunks.map((c) => piece(c));
+      let path: string | undefined;
+      {
+        const { s, close } = store(dir);
+        for (const d of chunks) await s.put(sha(d), d);
+        path = await s.assembleFile(pieces);
+        await s.drain();
+        close();
+      }
+      assert.ok(path !== undefined);
+      const b = readFileSync(path);
+      b[12_345] = (b[12_345] as number) ^ 1;
+      writeFileSync(path, b);
+      {
+        const { s, close } = store(dir);
+        assert.equal(s.wholeFile(pieces), undefined, 'not served unchecked');
+        await sleep(200);
+        assert.equal(s.wholeFile(pieces), undefined, 'not served after its check either');
+        assert.ok(!existsSync(path), 'dropped');
         close();
       }
     } finally {

@@ -70,7 +70,8 @@ describe('warm reads through a mount', () => {
 
   it('random reads across chunk boundaries: every byte right, from the addon in the process that cached them and from the slices read in a new one', async () => {
     const root = fresh('root');
-    const args = ['--root', root, '--no-background-fetch', '--no-prefetch', served?.ref ?? ''];
+    // The addon's own reads, not the kernel's (passthrough: test/e2e/passthrough.test.ts).
+    const args = ['--root', root, '--no-background-fetch', '--no-prefetch', '--no-passthrough', served?.ref ?? ''];
     let m: TestMount | undefined;
     try {
       m = await mountDaemon(args, fresh('mnt'));
@@ -100,7 +101,8 @@ describe('warm reads through a mount', () => {
 
   it('a torn or corrupt chunk file is found, fetched again and never served', async () => {
     const root = fresh('root');
-    const args = ['--root', root, '--no-background-fetch', '--no-prefetch', served?.ref ?? ''];
+    // The chunk path (with passthrough a file read whole is also assembled, and read from that).
+    const args = ['--root', root, '--no-background-fetch', '--no-prefetch', '--no-passthrough', served?.ref ?? ''];
     let m: TestMount | undefined;
     try {
       m = await mountDaemon(args, fresh('mnt'));

@@ -69,6 +69,20 @@ export function supervisorsOf(mountpoint: string): number[] {
   return out;
 }
 
+/** Processes whose command line has `arg` as one of its words (a test's unique temp path: ours), this one excepted. */
+export function processesWith(arg: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^[0-9]+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(arg)) out.push(Number(d));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
 /** Last resort: detach whatever is mounted there and kill the supervisor and server we started (supervisor first: it would start another). */
 export function forceUnmount(mountpoint: string, pid?: number, supervisorPid?: number): void {
   if (supervisorPid !== undefined) killQuietly(supervisorPid);

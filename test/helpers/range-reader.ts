@@ -11,7 +11,8 @@ import { join } from 'node:path';
 
 interface Job {
   mountpoint: string;
-  files: Array<{ path: string; size: number }>;
+  /** `truth`: the index of its true bytes in truthDir (default: its own index). */
+  files: Array<{ path: string; size: number; truth?: number }>;
   truthDir: string;
   deadline: number;
   concurrency: number;
@@ -20,7 +21,7 @@ interface Job {
 // node --test runs every file under dist/test/: without a job, there is nothing to do.
 const jobFile = process.argv[2];
 const job = (jobFile === undefined ? { mountpoint: '', files: [], truthDir: '', deadline: 0, concurrency: 0 } : JSON.parse(readFileSync(jobFile, 'utf8'))) as Job;
-const truth = job.files.map((_, i) => readFileSync(join(job.truthDir, String(i))));
+const truth = job.files.map((f, i) => readFileSync(join(job.truthDir, String(f.truth ?? i))));
 const counts = { reads: 0, ok: 0, wrong: 0, short: 0, errors: {} as Record<string, number>, maxMs: 0, maxAt: 0, firstError: '', slow: [] as Array<[number, number]> };
 /** Reads slower than this are listed with when they started (epoch ms) and took, for a caller to match against its own events. */
 const SLOW_MS = 50;
@@ -40,7 +41,10 @@ async function readOne(i: number, off: number, len: number): Promise<void> {
       if (bytesRead === 0) break;
       got += bytesRead;
     }
-    if (got !== want.length) counts.short++;
+    if (got !== want.length) {
+      counts.short++;
+      if (counts.firstError === '') counts.firstError = `short: ${f.path} (size ${f.size}) [${off}, +${len}) got ${got} at ${started}`;
+    }
     else if (!buf.subarray(0, got).equals(want)) counts.wrong++;
     else counts.ok++;
   } catch (err) {

@@ -15,8 +15,10 @@ export interface TestService {
   log(): string;
   /** SIGTERM and wait for the exit (SIGKILL after `graceMs`); returns the exit code or signal. */
   stop(graceMs?: number): Promise<number | string>;
-  /** SIGKILL and wait. */
+  /** SIGKILL of its supervisor (which would start another), then of the service, and wait: its mounts die with it. */
   kill(): Promise<void>;
+  /** The supervisor holding its mounts (null with --no-supervise). */
+  readonly supervisorPid: number | null;
 }
 
 export async function startService(root: string, args: readonly string[] = [], env: NodeJS.ProcessEnv = process.env): Promise<TestService> {
@@ -40,9 +42,22 @@ export async function startService(root: string, args: readonly string[] = [], e
     }
     await new Promise((r) => setTimeout(r, 50));
   }
+  const said = (await callService(socket, 'GET', '/v1/status').catch(() => undefined)) as { body?: unknown } | undefined;
+  const supervisorPid = ((said?.body ?? said) as { supervisorPid?: number | null } | undefined)?.supervisorPid ?? null;
+  const killSupervisor = (): void => {
+    if (supervisorPid === null) return;
+    try {
+      process.kill(supervisorPid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  };
   const stop = async (graceMs = 15_000): Promise<number | string> => {
     if (!done) child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    const t = setTimeout(() => {
+      killSupervisor();
+      child.kill('SIGKILL');
+    }, graceMs);
     try {
       return await exited;
     } finally {
@@ -55,7 +70,9 @@ export async function startService(root: string, args: readonly string[] = [], e
     socket,
     log: () => err,
     stop,
+    supervisorPid,
     kill: async () => {
+      killSupervisor();
       if (!done) child.kill('SIGKILL');
       await exited;
     },
