@@ -143,7 +143,7 @@ describe('a mount whose state root is on a full disk', () => {
       // Once eviction has made room under the lowered quota the disk is no longer full for the
       // cache (on a busy machine that can come before the status is read): either is shown.
       assert.ok(whileFull.cache.quotaBytes < before.cache.quotaBytes, 'the quota followed the free space down');
-      assert.match(shown.stdout.toString(), /cache: .*(DISK FULL|lowered from \d+(?: MiB)?: what the disk holds)/, 'status shows the condition');
+      assert.match(shown.stdout.toString(), /cache: .*(DISK FULL|lowered from [\d.]+(?: MiB)?: what the disk holds)/, 'status shows the condition');
       assert.equal(after.cache.diskFull, false, 'and its end');
       const layer = after.layers[0];
       assert.ok(layer !== undefined && layer.fetchedBytes <= layer.totalBytes, 'fetchedBytes counts each range once');
