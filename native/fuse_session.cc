@@ -175,7 +175,7 @@ void closeBacking(Shared* s, int32_t id);
 // The answer to a request while the session stops: a release is done (the file is closed
 // either way), anything else fails.
 void replyStopping(Shared* s, const Outstanding& o, int err) {
-  if (o.counted && s->table != nullptr) closeBacking(s, s->table->Release(o.ino, false));
+  if (o.counted && s->table != nullptr) s->table->Unpend(o.ino);
   send(s, o.unique, o.op == OP_RELEASE || o.op == OP_RELEASEDIR ? 0 : err);
 }
 
@@ -922,7 +922,7 @@ class Session : public Napi::ObjectWrap<Session> {
     Outstanding o;
     if (claim(info, &o)) {
       int err = info[1].As<Napi::Number>().Int32Value();
-      if (o.counted && err != 0 && shared_.table != nullptr) closeBacking(&shared_, shared_.table->Release(o.ino, false));
+      if (o.counted && shared_.table != nullptr) shared_.table->Unpend(o.ino);
       send(&shared_, o.unique, err);
     }
     return info.Env().Undefined();
@@ -961,8 +961,10 @@ class Session : public Napi::ObjectWrap<Session> {
     return info.Env().Undefined();
   }
 
-  // (req, fh, keepCache, directIo). A file JavaScript has just mapped whole, opened with
-  // no other file of it open, goes passthrough from this open on.
+  // (req, fh, keepCache, directIo). An open the table left to JavaScript is settled here:
+  // passthrough if the file is whole in one plain file by now (JavaScript may just have
+  // mapped it) and no file of it is open through the page cache, or if one of it is open
+  // passthrough already.
   Napi::Value ReplyOpen(const Napi::CallbackInfo& info) {
     uint64_t fh = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
     bool keep = info[2].As<Napi::Boolean>().Value();
@@ -970,9 +972,10 @@ class Session : public Napi::ObjectWrap<Session> {
     Outstanding o;
     if (!claim(info, &o)) return info.Env().Undefined();
     uint32_t flags = (keep ? FOPEN_KEEP_CACHE | FOPEN_CACHE_DIR : 0) | (direct ? FOPEN_DIRECT_IO : 0);
-    std::string path;
-    if (o.op == OP_OPEN && o.counted && !direct && shared_.passthrough && shared_.readMap.Whole(o.ino, &path)) {
-      int32_t backing = shared_.table->Upgrade(o.ino, [&]() { return openBacking(&shared_, path); });
+    if (o.op == OP_OPEN && o.counted && shared_.table != nullptr) {
+      std::string path;
+      bool candidate = !direct && shared_.readMap.Whole(o.ino, &path);
+      int32_t backing = shared_.table->Settle(o.ino, candidate, [&]() { return openBacking(&shared_, path); });
       if (backing > 0) {
         sendOpen(&shared_, o.unique, kPassthroughFh | fh, stargzfs::kOpenPassthrough, backing);
         return info.Env().Undefined();

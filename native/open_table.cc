@@ -13,7 +13,8 @@ namespace stargzfs {
 namespace {
 constexpr uint32_t kMagic = 0x53475a4f;  // "SGZO"
 constexpr uint32_t kSlots = 1u << 17;
-constexpr size_t kSize = sizeof(uint64_t) * 64 + sizeof(uint64_t) * 3 * kSlots;  // header page + slots (24 bytes each)
+constexpr uint32_t kMagicV = 0x53475a32;  // "SGZ2": slots of 32 bytes
+constexpr size_t kSize = sizeof(uint64_t) * 64 + sizeof(uint64_t) * 4 * kSlots;  // header page + slots (32 bytes each)
 
 uint64_t hash(uint64_t x) {
   x ^= x >> 33;
@@ -37,7 +38,7 @@ OpenTable* OpenTable::Create(std::string* err) {
     return nullptr;
   }
   auto* t = new OpenTable(fd, base, kSize);
-  t->h_->magic = kMagic;
+  t->h_->magic = kMagicV;
   t->h_->slots = kSlots;
   pthread_mutexattr_t a;
   pthread_mutexattr_init(&a);
@@ -57,7 +58,7 @@ OpenTable* OpenTable::Adopt(int fd, std::string* err) {
     return nullptr;
   }
   auto* t = new OpenTable(fd, base, kSize);
-  if (t->h_->magic != kMagic || t->h_->slots != kSlots) {
+  if (t->h_->magic != kMagicV || t->h_->slots != kSlots) {
     *err = "the handed-over open-file table is not one this build knows";
     delete t;
     return nullptr;
@@ -69,7 +70,7 @@ OpenTable::OpenTable(int fd, void* base, size_t size) : fd_(fd), base_(base), si
   h_ = static_cast<Header*>(base);
   slots_ = reinterpret_cast<Slot*>(static_cast<char*>(base) + sizeof(uint64_t) * 64);
   static_assert(sizeof(Header) <= sizeof(uint64_t) * 64, "header fits its page");
-  static_assert(sizeof(Slot) == 24, "slot size");
+  static_assert(sizeof(Slot) == 32, "slot size");
 }
 
 OpenTable::~OpenTable() {
@@ -98,7 +99,7 @@ OpenTable::Slot* OpenTable::insert(uint64_t ino) {
     Slot* s = &slots_[at];
     if (s->state == 1) continue;
     if (s->state == 0) h_->used++;
-    *s = Slot{ino, 0, 0, 0, 1};
+    *s = Slot{ino, 0, 0, 0, 0, 1, 0};
     return s;
   }
   return nullptr;
@@ -128,45 +129,52 @@ int32_t OpenTable::Open(uint64_t ino, bool candidate, const std::function<int32_
   int32_t answer = 0;
   if (s == nullptr) {
     // Full of open inodes: an open not counted could later meet a passthrough open of the
-    // same inode, so passthrough stops for good (cached opens always work).
+    // same inode, so passthrough stops for good (page-cache opens always work).
     h_->overflowed = 1;
   } else if (s->passthrough > 0 && s->backing > 0) {
     answer = s->backing;
-    s->passthrough++;
   } else if (s->cached == 0 && candidate && h_->overflowed == 0) {
     if (s->backing <= 0) s->backing = openBacking();
-    if (s->backing > 0) {
-      answer = s->backing;
-      s->passthrough++;
-    } else {
-      s->backing = 0;
-    }
+    if (s->backing > 0) answer = s->backing;
+    else s->backing = 0;
   }
-  if (answer == 0 && s != nullptr) s->cached++;
+  if (answer > 0) {
+    s->passthrough++;
+    h_->passthroughOpens++;
+  } else if (s != nullptr) {
+    s->pending++;
+  }
+  unlock();
+  return answer;
+}
+
+int32_t OpenTable::Settle(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking) {
+  lock();
+  Slot* s = find(ino);
+  int32_t answer = 0;
+  if (s != nullptr) {
+    if (s->pending > 0) s->pending--;
+    if (s->passthrough > 0 && s->backing > 0) {
+      answer = s->backing;
+    } else if (s->cached == 0 && candidate && h_->overflowed == 0) {
+      if (s->backing <= 0) s->backing = openBacking();
+      if (s->backing > 0) answer = s->backing;
+      else s->backing = 0;
+    }
+    if (answer > 0) s->passthrough++;
+    else s->cached++;
+  }
   if (answer > 0) h_->passthroughOpens++;
   else h_->cachedOpens++;
   unlock();
   return answer;
 }
 
-int32_t OpenTable::Upgrade(uint64_t ino, const std::function<int32_t()>& openBacking) {
+void OpenTable::Unpend(uint64_t ino) {
   lock();
   Slot* s = find(ino);
-  int32_t answer = 0;
-  if (s != nullptr && s->cached == 1 && s->passthrough == 0 && h_->overflowed == 0) {
-    if (s->backing <= 0) s->backing = openBacking();
-    if (s->backing > 0) {
-      answer = s->backing;
-      s->cached = 0;
-      s->passthrough = 1;
-      h_->cachedOpens--;
-      h_->passthroughOpens++;
-    } else {
-      s->backing = 0;
-    }
-  }
+  if (s != nullptr && s->pending > 0) s->pending--;
   unlock();
-  return answer;
 }
 
 int32_t OpenTable::Release(uint64_t ino, bool passthrough) {
@@ -176,7 +184,7 @@ int32_t OpenTable::Release(uint64_t ino, bool passthrough) {
   if (s != nullptr) {
     uint32_t& n = passthrough ? s->passthrough : s->cached;
     if (n > 0) n--;
-    if (s->passthrough == 0 && s->cached == 0 && s->backing > 0) {
+    if (s->passthrough == 0 && s->cached == 0 && s->pending == 0 && s->backing > 0) {
       backing = s->backing;
       s->backing = 0;
     }
@@ -189,7 +197,7 @@ int32_t OpenTable::Forget(uint64_t ino) {
   lock();
   Slot* s = find(ino);
   int32_t backing = 0;
-  if (s != nullptr && s->cached == 0 && s->passthrough == 0) {
+  if (s != nullptr && s->cached == 0 && s->passthrough == 0 && s->pending == 0) {
     backing = s->backing;
     s->state = 2;
   }

@@ -26,14 +26,19 @@ class OpenTable {
   int fd() const { return fd_; }
 
   // Counts an open of `ino` and says how to answer it: a backing id (> 0) for a
-  // passthrough open, or 0 for a cached one. `candidate`: the file could be read from one
-  // backing file; `openBacking` makes the id (<= 0 when it cannot). An inode with a
-  // passthrough file open gets passthrough whatever `candidate` says (the kernel would
-  // refuse anything else); one with a cached file open gets cached.
+  // passthrough open, or 0: not decided here (JavaScript answers it; counted pending until
+  // Settle). `candidate`: the file could be read from one backing file; `openBacking`
+  // makes the id (<= 0 when it cannot). An inode with a passthrough file open gets
+  // passthrough whatever `candidate` says (the kernel would refuse anything else); one
+  // with a file open through the page cache never does.
   int32_t Open(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking);
-  // An open counted cached that JavaScript found could be passthrough after all: it
-  // becomes one if it is the inode's only open file (the backing id, else 0).
-  int32_t Upgrade(uint64_t ino, const std::function<int32_t()>& openBacking);
+  // The answer to a pending open, as JavaScript replies: passthrough (the backing id) if
+  // the inode has a passthrough file open, or none through the page cache and `candidate`;
+  // else 0, and it counts as a page-cache open. Opens that arrive together before the file
+  // was known whole (after the kernel forgot the inode, say) all go passthrough so.
+  int32_t Settle(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking);
+  // A pending open that failed: no file.
+  void Unpend(uint64_t ino);
   // A file closed. Returns the inode's backing id once no file of it is open (0 if none):
   // the caller closes it, so a chunk file the cache evicted meanwhile frees its disk space.
   int32_t Release(uint64_t ino, bool passthrough);
@@ -47,10 +52,12 @@ class OpenTable {
  private:
   struct Slot {
     uint64_t ino;
-    uint32_t cached;
-    uint32_t passthrough;
+    uint32_t cached;       // answered through the page cache
+    uint32_t passthrough;  // answered passthrough
+    uint32_t pending;      // handed to JavaScript, not answered yet
     int32_t backing;
     uint32_t state;  // 0 empty, 1 live, 2 forgotten
+    uint32_t pad;
   };
   struct Header {
     uint32_t magic;
