@@ -739,25 +739,17 @@ class Session : public Napi::ObjectWrap<Session> {
     }
   }
 
+  // /dev/fuse let go of: replaced by /dev/null under the same number, not closed, so a
+  // reply still being written from the main thread cannot land in a descriptor opened
+  // since. destroy() closes the number (libfuse's own session closes it when destroyed).
   void CloseFd() {
     std::lock_guard<std::mutex> lock(fdMu_);
     if (fdClosed_) return;
     fdClosed_ = true;
-    // libfuse closes its own descriptor in fuse_session_destroy.
-    if (se_ == nullptr) {
-      // Replaced by /dev/null under the same number, not closed: a reply still being
-      // written from the main thread cannot land in a descriptor opened since.
-      int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-      if (null >= 0) {
-        dup3(null, shared_.fd, O_CLOEXEC);
-        close(null);
-      }
-    } else {
-      int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-      if (null >= 0) {
-        dup2(null, shared_.fd);
-        close(null);
-      }
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+      dup3(null, shared_.fd, O_CLOEXEC);
+      close(null);
     }
   }
 
@@ -817,7 +809,9 @@ class Session : public Napi::ObjectWrap<Session> {
     if (thread_.joinable()) thread_.join();
     if (mounted_.exchange(false) && !callerDetaches_) Detach();
     CloseFd();
+    // No thread is left to write to it, and every request was answered: the number goes.
     if (se_ != nullptr) fuse_session_destroy(se_);
+    else if (shared_.fd >= 0) close(shared_.fd);
     se_ = nullptr;
     if (shared_.wake >= 0) close(shared_.wake);
     shared_.wake = -1;

@@ -24,6 +24,11 @@ export function supervisedEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return out;
 }
 
+/** How to start this process again with the same command line (what a supervisor runs after a death or for an upgrade). */
+export function sameCommandLine(): string[] {
+  return [process.execPath, ...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)];
+}
+
 export async function daemonize(args: readonly string[], root: string, mountpoint: string): Promise<number> {
   const logFile = daemonLogFile(root, mountpoint);
   const fd = openSync(logFile, 'a');

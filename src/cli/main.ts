@@ -24,7 +24,7 @@ import { statusCommand, unmountCommand } from './commands/unmount.js';
 import { serveCommand } from './commands/serve.js';
 import { answerOf, callService, controlSocket } from '../service/client.js';
 import type { MountInfo } from '../service/service.js';
-import { daemonize, daemonLogFile, supervisedEnv } from './daemon.js';
+import { daemonize, daemonLogFile, sameCommandLine, supervisedEnv } from './daemon.js';
 import { SupervisorLink } from '../supervisor/link.js';
 import type { ResolvedImage } from '../http/image.js';
 import { createLogger } from '../log.js';
@@ -160,7 +160,6 @@ export async function main(args: string[]): Promise<number> {
             exitCode = await daemonize(process.argv.slice(2).filter((a) => !/^--daemon(=|$)/.test(a)), cfg.state.root, argv.mountpoint);
             return;
           }
-          const restart = [process.execPath, ...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)];
           await withImage(cfg, src, (ctx) =>
             mountCommand(
               ctx,
@@ -178,7 +177,7 @@ export async function main(args: string[]): Promise<number> {
                 link,
                 adoption,
                 start: cfg.fuse.supervise
-                  ? () => SupervisorLink.start(restart, supervisedEnv(process.env), daemonLogFile(cfg.state.root, mountpoint), ctx.log.child({ mod: 'supervisor' }), { standby: cfg.fuse.standby })
+                  ? () => SupervisorLink.start(sameCommandLine(), supervisedEnv(process.env), daemonLogFile(cfg.state.root, mountpoint), ctx.log.child({ mod: 'supervisor' }), { standby: cfg.fuse.standby })
                   : undefined,
               },
             ),
@@ -198,11 +197,10 @@ export async function main(args: string[]): Promise<number> {
         run(() => {
           const cfg = config(argv);
           const log = createLogger(cfg.log.level, undefined, cfg.log.pretty).child({ mod: 'supervisor' });
-          const restart = [process.execPath, ...process.execArgv, process.argv[1] as string, ...process.argv.slice(2)];
           return serveCommand(cfg, {
             globals: argv,
             link: SupervisorLink.inherited(process.env, log),
-            startSupervisor: cfg.fuse.supervise ? () => SupervisorLink.start(restart, supervisedEnv(process.env), 'inherit', log, { standby: cfg.fuse.standby }) : undefined,
+            startSupervisor: cfg.fuse.supervise ? () => SupervisorLink.start(sameCommandLine(), supervisedEnv(process.env), 'inherit', log, { standby: cfg.fuse.standby }) : undefined,
             adapters: async (service, cfg, log) => {
               const adapters = [];
               if (argv.snapshotter && (argv['snapshotter-address'] !== undefined || process.getuid?.() === 0)) {

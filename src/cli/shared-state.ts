@@ -22,15 +22,10 @@ import { ProfileStore } from '../layer/profile.js';
 import type { MountParts } from '../service/mounted-image.js';
 import type { ImageDescription } from '../service/service.js';
 
-/** `source` as if its image had only the layer `digest`. */
-function oneLayer(source: ImageSource, digest: string): ImageSource {
+/** `source` answering `resolve` its own way, everything else as it does. */
+function resolvingAs(source: ImageSource, resolve: ImageSource['resolve']): ImageSource {
   return {
-    resolve: async (platform) => {
-      const r = await source.resolve(platform);
-      const layers = r.layers.filter((d) => d.digest === digest);
-      if (layers.length === 0) throw new ImageError(`the image has no layer ${digest}`, { layer: digest });
-      return { ...r, layers };
-    },
+    resolve,
     configPlatform: source.configPlatform !== undefined ? (c) => (source.configPlatform as NonNullable<ImageSource['configPlatform']>)(c) : undefined,
     blob: (d) => source.blob(d),
     abort: () => source.abort?.(),
@@ -39,16 +34,19 @@ function oneLayer(source: ImageSource, digest: string): ImageSource {
   };
 }
 
+/** `source` as if its image had only the layer `digest`. */
+function oneLayer(source: ImageSource, digest: string): ImageSource {
+  return resolvingAs(source, async (platform) => {
+    const r = await source.resolve(platform);
+    const layers = r.layers.filter((d) => d.digest === digest);
+    if (layers.length === 0) throw new ImageError(`the image has no layer ${digest}`, { layer: digest });
+    return { ...r, layers };
+  });
+}
+
 /** `source` with its image already resolved (a handed-over mount: the image it shows, no registry round trip). */
 function pinned(source: ImageSource, resolved: ResolvedImage): ImageSource {
-  return {
-    resolve: () => Promise.resolve(resolved),
-    configPlatform: source.configPlatform !== undefined ? (c) => (source.configPlatform as NonNullable<ImageSource['configPlatform']>)(c) : undefined,
-    blob: (d) => source.blob(d),
-    abort: () => source.abort?.(),
-    close: () => source.close(),
-    hostStats: () => source.hostStats?.() ?? new Map(),
-  };
+  return resolvingAs(source, () => Promise.resolve(resolved));
 }
 
 /** How long the service takes a tag's manifest as resolved (the reference keeps its for 120 s). */

@@ -51,17 +51,13 @@ function killQuietly(pid: number): void {
   }
 }
 
-/**
- * The supervisors a mount at `mountpoint` started (native/supervisor.c; its command line
- * holds the mount command's, mountpoint included): our tests' temp paths are unique.
- */
-export function supervisorsOf(mountpoint: string): number[] {
+/** Processes (this one excepted) whose command line, as words, passes `match`. */
+function processesWhere(match: (argv: string[]) => boolean): number[] {
   const out: number[] = [];
   for (const d of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(d)) continue;
+    if (!/^[0-9]+$/.test(d) || Number(d) === process.pid) continue;
     try {
-      const argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      if (argv[0]?.endsWith('/stargzfs-supervisor') === true && argv.includes(mountpoint)) out.push(Number(d));
+      if (match(readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'))) out.push(Number(d));
     } catch {
       // gone meanwhile
     }
@@ -69,18 +65,17 @@ export function supervisorsOf(mountpoint: string): number[] {
   return out;
 }
 
-/** Processes whose command line has `arg` as one of its words (a test's unique temp path: ours), this one excepted. */
+/**
+ * The supervisors a mount at `mountpoint` started (native/supervisor.c; its command line
+ * holds the mount command's, mountpoint included): our tests' temp paths are unique.
+ */
+export function supervisorsOf(mountpoint: string): number[] {
+  return processesWhere((argv) => argv[0]?.endsWith('/stargzfs-supervisor') === true && argv.includes(mountpoint));
+}
+
+/** Processes whose command line has `arg` as one of its words (a test's unique temp path: ours). */
 export function processesWith(arg: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^[0-9]+$/.test(d) || Number(d) === process.pid) continue;
-    try {
-      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').includes(arg)) out.push(Number(d));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
+  return processesWhere((argv) => argv.includes(arg));
 }
 
 /** Last resort: detach whatever is mounted there and kill the supervisor and server we started (supervisor first: it would start another). */
