@@ -299,8 +299,10 @@ void handleInit(Shared* s, const fuse_in_header* h, const char* p, size_t len) {
   out.max_pages = static_cast<uint16_t>(std::max(1u, s->maxRead / 4096));
   // Backing files sit on a disk filesystem (depth 0); 1 leaves overlayfs room on top of us.
   if (s->passthrough) out.max_stack_depth = 1;
-  sendBuf(s, h->unique, &out, sizeof out);
+  // Before the reply: the kernel lets waiting requests through the moment it has it, and
+  // another thread may read one before this one got further.
   s->initialized = true;
+  sendBuf(s, h->unique, &out, sizeof out);
   auto* r = make(OP_INIT, 0);
   r->info = "max_read=" + std::to_string(s->maxRead) + " max_readahead=" + std::to_string(out.max_readahead) +
             " max_background=" + std::to_string(out.max_background) + " proto=" + std::to_string(in.major) + "." +
