@@ -19,7 +19,7 @@ import type Database from 'better-sqlite3';
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../log.js';
 import { CACHE_INDEX_SCHEMA, CACHED_SQL } from './cache-index.js';
-import { WHOLE_FILES_SCHEMA, wholeFileDigest, wholeFileSize, writeWholeFile, type FilePiece } from './whole-files.js';
+import { GrowingFile, WHOLE_FILES_SCHEMA, wholeFileDigest, wholeFileSize, type FilePiece, type PieceSource } from './whole-files.js';
 
 export type { FilePiece } from './whole-files.js';
 
@@ -116,6 +116,18 @@ const ZEROS = Buffer.alloc(1 << 20);
 const TMP_SWEEP_AFTER_MS = 5000;
 /** The writer's pid in a temporary file's name: chunks' `<hex>.<pid>.<random>`, convert's `layer-<pid>-…`. */
 const TMP_WRITER = /^(?:[0-9a-f]{64}\.|layer-)(\d+)[.-]/;
+
+/** A file growing from its chunks (growFile), and who waits for it. */
+interface Growing {
+  readonly hex: string;
+  readonly digest: Buffer;
+  readonly file: GrowingFile;
+  readonly done: Promise<string | undefined>;
+  readonly settle: (path: string | undefined) => void;
+}
+/** A growing file no chunk came for in this long is given up (its file was read in part, and closed). */
+const GROW_IDLE_MS = 60_000;
+const IDLE = Symbol('idle');
 
 /** Whether a process with this pid exists (EPERM: it does, someone else's). */
 function alive(pid: number): boolean {
@@ -234,13 +246,14 @@ export class ChunkStore {
   private readonly checkingFiles = new Map<string, Promise<void>>();
   /** makeDurable()s running: drain() waits for them. */
   private readonly syncing = new Set<Promise<void>>();
-  /** Assemblies queued or running, by file hex: the same pieces asked twice share one. */
-  private readonly assembling = new Map<string, Promise<string | undefined>>();
-  /** The tail of the assembly queue (one at a time). */
-  private assemblyQueue: Promise<unknown> = Promise.resolve();
-  /** Chunks the running assembly reads from: eviction passes them by until it is done. */
-  private readonly pinned = new Set<string>();
-  /** Bytes of the whole file being assembled, counted against the quota like writingBytes. */
+  /** Whole files being written as their chunks arrive (growFile), by file hex. */
+  private readonly growing = new Map<string, Growing>();
+  /** Chunks growing files wait for: chunk hex → those files. */
+  private readonly wanted = new Map<string, Set<Growing>>();
+  private growTimer: NodeJS.Timeout | undefined;
+  /** Chunks being copied from their files into a growing file: eviction passes them by. hex → copies. */
+  private readonly pinned = new Map<string, number>();
+  /** Bytes being written into growing files, counted against the quota like writingBytes. */
   private assemblingBytes = 0;
 
   constructor(private readonly db: Database.Database, private readonly cfg: ChunkCacheConfig, log: Logger) {
@@ -389,6 +402,7 @@ export class ChunkStore {
     this.verified.add(hex);
     this.memory.set(hex, data);
     this.touch(hex);
+    this.feed(hex, data);
     return data;
   }
 
@@ -474,86 +488,160 @@ export class ChunkStore {
   }
 
   /**
-   * Assembles the file from chunk files this process has verified (verifiedFile() gives a
-   * path for each; holes are not read), into a temporary file renamed into place, so a torn
-   * file is never seen. Resolves with its path, or undefined when it cannot: a chunk not
-   * verified on disk, the file larger than a quarter of the quota, no room after eviction,
-   * the disk full (logged at debug), or any other failure (logged as a warning): the caller
-   * reads the file the usual way then, so this never rejects. One assembly at a time, in
-   * order; the same pieces asked again while queued or running share its promise.
+   * The file made of these pieces, now, from what the cache holds (memory or disk): its path
+   * once written whole, or undefined when some chunk is not cached or it cannot be made (see
+   * growFile). The same pieces asked again while being made share one file.
    */
   assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined> {
+    const growing = this.growingFor(pieces);
+    if (growing !== undefined) return growing;
+    for (const p of pieces) if (p.digest !== null && p.size > 0 && !this.has(p.digest)) return Promise.resolve(undefined);
+    return this.growFile(pieces);
+  }
+
+  private growingFor(pieces: readonly FilePiece[]): Promise<string | undefined> | undefined {
+    const digest = wholeFileDigest(pieces);
+    return digest === undefined ? undefined : this.growing.get(digest.toString('hex'))?.done;
+  }
+
+  /**
+   * Starts the file made of these pieces (or joins the one started): a temporary file that
+   * each chunk is written into as it is stored (put, a large chunk's commit), those cached
+   * already at once. Resolves with its path when it is whole and renamed into place, or
+   * with undefined when it cannot be made: larger than a quarter of the quota, too many
+   * bytes growing already (half the quota), the disk full, a write failed, or no
+   * chunk of it came for GROW_IDLE_MS (given up; logged at debug). Never rejects.
+   */
+  growFile(pieces: readonly FilePiece[]): Promise<string | undefined> {
     const digest = wholeFileDigest(pieces);
     if (digest === undefined) return Promise.resolve(undefined);
     const hex = digest.toString('hex');
-    const found = this.foundFile(hex, digest, wholeFileSize(pieces), pieces);
+    const size = wholeFileSize(pieces);
+    const found = this.foundFile(hex, digest, size, pieces);
     if (found !== undefined) return Promise.resolve(found);
-    let run = this.assembling.get(hex);
-    if (run === undefined) {
-      const copy = [...pieces];
-      run = this.assemblyQueue.then(() => this.assemble(hex, digest, copy));
-      this.assemblyQueue = run.catch(() => undefined);
-      this.assembling.set(hex, run);
-      void run.catch(() => undefined).finally(() => this.assembling.delete(hex));
+    const joined = this.growing.get(hex);
+    if (joined !== undefined) return joined.done;
+    // Made by an earlier process and being checked: that file, if it is good.
+    const checking = this.checkingFiles.get(hex);
+    if (checking !== undefined) return checking.then(() => (this.checkedFiles.has(hex) ? this.foundFile(hex, digest, size, pieces) : this.growFile(pieces)));
+    const no = (why: string, detail: object = {}): Promise<undefined> => {
+      this.log.debug({ file: hex, size, ...detail }, `whole file not made: ${why}`);
+      return Promise.resolve(undefined);
+    };
+    if (size > this.quotaNow() / 4) return no('larger than a quarter of the quota', { quotaBytes: this.quota });
+    this.giveUpIdle();
+    let growingBytes = 0;
+    for (const g of this.growing.values()) growingBytes += g.file.size;
+    if (growingBytes + size > this.quotaNow() / 2) return no('half the quota is being made into whole files already', { growingBytes });
+    const tmp = join(this.cfg.root, 'tmp', `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    if (!this.dirs.has(join(this.cfg.root, 'tmp'))) this.makeDirs(join(this.cfg.root, 'chunks'));
+    let settle!: (path: string | undefined) => void;
+    const done = new Promise<string | undefined>((r) => (settle = r));
+    const grow: Growing = { hex, digest, file: new GrowingFile(tmp, pieces), done, settle };
+    this.growing.set(hex, grow);
+    this.growTimer ??= setInterval(() => this.giveUpIdle(), GROW_IDLE_MS / 4).unref();
+    for (const [chunk, chunkSize] of grow.file.missing()) {
+      const source = this.hot(chunk) ?? (this.verifiedFile(Buffer.from(chunk, 'hex')) !== undefined ? this.path(chunk) : undefined);
+      if (source !== undefined) {
+        void this.growWrite(grow, chunk, source);
+        continue;
+      }
+      let wanting = this.wanted.get(chunk);
+      if (wanting === undefined) this.wanted.set(chunk, (wanting = new Set()));
+      wanting.add(grow);
+      // On disk from an earlier process: checked once (get hashes it), then written.
+      const d = Buffer.from(chunk, 'hex');
+      if (this.has(d)) {
+        void this.get(d, chunkSize).then(
+          (data) => (data !== undefined ? this.growWrite(grow, chunk, data) : undefined),
+          () => undefined,
+        );
+      }
     }
-    return run;
+    if (grow.file.whole) void this.growWrite(grow, '', Buffer.alloc(0));
+    return done;
   }
 
-  /** One assembly (see assembleFile), its turn come. */
-  private async assemble(hex: string, digest: Buffer, pieces: readonly FilePiece[]): Promise<string | undefined> {
-    const size = wholeFileSize(pieces);
-    const no = (why: string, detail: object = {}): undefined => {
-      this.log.debug({ file: hex, size, ...detail }, `whole file not assembled: ${why}`);
-      return undefined;
-    };
-    // Assembled meanwhile by another process (or found there at last, once checked).
-    await this.checkingFiles.get(hex);
-    const found = this.foundFile(hex, digest, size, pieces);
-    if (found !== undefined) return found;
-    if (size > this.quotaNow() / 4) return no('larger than a quarter of the quota', { quotaBytes: this.quota });
-    const chunks: string[] = [];
-    for (const p of pieces) {
-      if (p.digest === null || p.size === 0) continue;
-      if (this.verifiedFile(p.digest) === undefined) return no('a chunk is not verified on disk', { digest: p.digest.toString('hex') });
-      chunks.push(p.digest.toString('hex'));
-    }
-    const tmp = join(this.cfg.root, 'tmp', `${hex}.${process.pid}.${randomBytes(4).toString('hex')}`);
-    const dest = this.filePath(hex);
-    let renamed = false;
-    // From here (no await since verifiedFile) until done, eviction passes these chunks by,
-    // and counts this file's bytes as being written.
-    for (const c of chunks) this.pinned.add(c);
-    this.assemblingBytes += size;
+  /** A verified chunk stored: written into every file growing that wants it. */
+  private feed(hex: string, source: PieceSource): void {
+    const wanting = this.wanted.get(hex);
+    if (wanting === undefined) return;
+    this.wanted.delete(hex);
+    for (const grow of wanting) void this.growWrite(grow, hex, source);
+  }
+
+  /** One chunk into a growing file, room made first; the file placed once whole, given up on any failure. */
+  private async growWrite(grow: Growing, hex: string, source: PieceSource): Promise<void> {
+    const bytes = grow.file.bytesFor(hex);
+    // From its own chunk file: eviction passes that chunk by while it is copied.
+    const pin = typeof source === 'string' && bytes > 0;
+    if (pin) this.pinned.set(hex, (this.pinned.get(hex) ?? 0) + 1);
+    this.assemblingBytes += bytes;
     try {
-      if (this.used + this.inFlight() > this.quotaNow()) await this.evict(Math.max(0, this.quota - this.inFlight()));
-      if (this.used + this.inFlight() > this.quota) return no('no room after eviction', { usedBytes: this.used, quotaBytes: this.quota });
-      await mkdir(join(this.cfg.root, 'tmp'), { recursive: true });
-      await mkdir(dirname(dest), { recursive: true });
-      await writeWholeFile(tmp, pieces, (d) => this.path(d.toString('hex')));
-      await renameAsync(tmp, dest);
-      renamed = true;
-      // Served by this process at once (its page cache holds what it wrote); indexed, and so
-      // trusted by later processes, only once it is on disk (makeDurable): the caller opens
-      // it next, and a 512 MiB sync would be in the way of that open.
-      this.forgottenFiles.delete(hex);
-      this.used += size;
-      this.checkedFiles.add(hex);
-      this.unsynced.set(hex, size);
-      void this.makeDurable(hex, digest, size, dest);
-      this.log.debug({ file: hex, size, chunks: chunks.length }, 'whole file assembled');
-      return dest;
+      if (bytes > 0) {
+        // As for a chunk file (writeFile): room made, then written; writes in flight together share the eviction.
+        if (this.used + this.inFlight() > this.quotaNow()) await this.evict(Math.max(0, this.quota - this.inFlight()));
+        if (this.growing.get(grow.hex) !== grow) return;
+        await grow.file.write(hex, source);
+      }
+      if (grow.file.whole && this.growing.get(grow.hex) === grow) await this.place(grow);
     } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      if (renamed) await unlink(dest).catch(() => undefined);
-      // A full disk, the cache cleared meanwhile (ENOENT), or a chunk file gone or torn: no
-      // trouble worth a warning, the caller reads the file the usual way.
-      const code = errnoCode(err);
-      if (DISK_FULL_CODES.has(code) || code === 'ENOENT' || code === 'SGZ_CACHE_CORRUPT') return no(code, { err });
-      this.log.warn({ err, file: hex, size }, 'whole file not assembled');
-      return undefined;
+      await this.giveUp(grow, err);
     } finally {
-      this.assemblingBytes -= size;
-      for (const c of chunks) this.pinned.delete(c);
+      this.assemblingBytes -= bytes;
+      if (pin) {
+        const n = (this.pinned.get(hex) ?? 1) - 1;
+        if (n > 0) this.pinned.set(hex, n);
+        else this.pinned.delete(hex);
+      }
+    }
+  }
+
+  /** A whole grown file renamed into place: served by this process at once, indexed once synced. */
+  private async place(grow: Growing): Promise<void> {
+    this.growing.delete(grow.hex);
+    const dest = this.filePath(grow.hex);
+    const size = grow.file.size;
+    await grow.file.close();
+    await mkdir(dirname(dest), { recursive: true });
+    await renameAsync(grow.file.tmp, dest);
+    // Served by this process at once (its page cache holds what it wrote); indexed, and so
+    // trusted by later processes, only once it is on disk (makeDurable): the caller opens
+    // it next, and a 512 MiB sync would be in the way of that open.
+    this.forgottenFiles.delete(grow.hex);
+    this.used += size;
+    this.checkedFiles.add(grow.hex);
+    this.unsynced.set(grow.hex, size);
+    void this.makeDurable(grow.hex, grow.digest, size, dest);
+    this.log.debug({ file: grow.hex, size }, 'whole file assembled');
+    grow.settle(dest);
+  }
+
+  /** Gives a growing file up: its temporary file removed, its waiters told undefined. */
+  private async giveUp(grow: Growing, why: unknown): Promise<void> {
+    if (this.growing.get(grow.hex) === grow) this.growing.delete(grow.hex);
+    for (const [hex] of grow.file.missing()) {
+      const wanting = this.wanted.get(hex);
+      wanting?.delete(grow);
+      if (wanting?.size === 0) this.wanted.delete(hex);
+    }
+    grow.settle(undefined);
+    await grow.file.discard();
+    // A full disk, the cache cleared meanwhile (ENOENT), a chunk file gone or torn, or no
+    // chunk for a while: no trouble worth a warning, the file is read the usual way.
+    const code = errnoCode(why);
+    const detail = { file: grow.hex, size: grow.file.size, written: grow.file.written };
+    if (why === IDLE || DISK_FULL_CODES.has(code) || code === 'ENOENT' || code === 'SGZ_CACHE_CORRUPT') this.log.debug({ ...detail, why: why === IDLE ? 'idle' : code }, 'whole file given up');
+    else this.log.warn({ ...detail, err: why }, 'whole file given up');
+  }
+
+  /** Gives up the files no chunk came for in GROW_IDLE_MS. */
+  private giveUpIdle(): void {
+    const before = Date.now() - GROW_IDLE_MS;
+    for (const g of this.growing.values()) if (g.file.lastWrite < before) void this.giveUp(g, IDLE);
+    if (this.growing.size === 0 && this.growTimer !== undefined) {
+      clearInterval(this.growTimer);
+      this.growTimer = undefined;
     }
   }
 
@@ -692,6 +780,7 @@ export class ChunkStore {
         return undefined;
       }
       this.verified.add(hex);
+      this.feed(hex, this.path(hex));
     }
     const out = Buffer.allocUnsafe(to - from);
     let got = 0;
@@ -761,6 +850,7 @@ export class ChunkStore {
         await close();
         await renameAsync(tmp, this.path(hex));
         this.verified.add(hex);
+        this.feed(hex, this.path(hex));
         this.unindexed.set(hex, [digest, size, Date.now()]);
         this.indexTimer ??= setTimeout(() => this.flush(), INDEX_FLUSH_MS).unref();
         this.used += size;
@@ -801,6 +891,7 @@ export class ChunkStore {
     const hex = digest.toString('hex');
     this.memory.set(hex, data);
     this.verified.add(hex);
+    this.feed(hex, data);
     if (this.cfg.writeBehind !== true) {
       this.pendingBytes += data.length;
       await this.track(hex, digest, data).written;
@@ -1167,6 +1258,7 @@ export class ChunkStore {
   /** Removes every chunk and assembled file (and leftover temporary files). */
   async clear(): Promise<CacheUsage> {
     const before = this.usage();
+    await Promise.all([...this.growing.values()].map((g) => this.giveUp(g, IDLE)));
     this.db.prepare('DELETE FROM cache_chunks').run();
     this.db.prepare('DELETE FROM cache_files').run();
     this.touchedFiles.clear();
@@ -1250,6 +1342,7 @@ export class ChunkStore {
   }
 
   close(): void {
+    for (const g of this.growing.values()) void this.giveUp(g, IDLE);
     this.flush();
     this.fds.clear();
   }

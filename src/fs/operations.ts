@@ -117,6 +117,7 @@ export interface OperationsOptions {
 export interface WholeFileSource {
   path(node: ViewNode): string | undefined;
   assemble(node: ViewNode): Promise<string | undefined>;
+  grow(node: ViewNode): Promise<string | undefined> | undefined;
 }
 
 export class FsOperations {
@@ -237,7 +238,11 @@ export class FsOperations {
         if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
         // A file the cache holds as one plain file: mapped now, the addon answers this open
         // with it as the passthrough backing, and later opens without asking here.
-        if (this.passthrough && type === S_IFREG && this.mapWhole(s, ino, k.node)) this.reader.noteHandedOver(k.node, k.path);
+        if (this.passthrough && type === S_IFREG) {
+          if (this.mapWhole(s, ino, k.node)) this.reader.noteHandedOver(k.node, k.path);
+          // Not whole yet: written whole beside the reads, so that its next open is the kernel's.
+          else this.whenWhole(s, ino, k.node, this.opts.wholeFiles?.grow(k.node));
+        }
         return s.replyOpen(req, fh, true, false);
       }
       case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
@@ -510,7 +515,12 @@ export class FsOperations {
   private assembleLater(s: FuseSession, ino: number, node: ViewNode): void {
     if (node.size === 0 || this.opts.wholeFiles === undefined) return;
     if (this.mapWhole(s, ino, node)) return;
-    void this.opts.wholeFiles.assemble(node).then(
+    this.whenWhole(s, ino, node, this.opts.wholeFiles.assemble(node));
+  }
+
+  /** Maps the file once `made` gives its plain file: passthrough from its next open. */
+  private whenWhole(s: FuseSession, ino: number, node: ViewNode, made: Promise<string | undefined> | undefined): void {
+    void made?.then(
       (path) => {
         if (path === undefined || this.ended || !this.nodes.has(ino)) return;
         s.mapWhole(ino, node.size, path);

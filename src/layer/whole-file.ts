@@ -1,7 +1,7 @@
 // A file's bytes as one plain file in the cache, for the kernel to read by itself (FUSE
 // passthrough, fs/operations.ts): a file of one chunk is its verified chunk file; a file
-// of many is assembled once from its verified chunk files (chunkcache/ChunkStore), named by
-// its chunk list, so the same content in two layers shares one. Holes are zeros.
+// of many is written once beside its chunks as they arrive (chunkcache/ChunkStore.growFile),
+// named by its chunk list, so the same content in two layers shares one. Holes are zeros.
 import type { InodeTable } from '../toc/inode-db.js';
 import type { ViewNode } from '../toc/view.js';
 import type { FilePiece } from '../chunkcache/chunk-store.js';
@@ -15,6 +15,7 @@ export interface WholeFileCache {
   verifiedFile(digest: Buffer): string | undefined;
   wholeFile(pieces: readonly FilePiece[]): string | undefined;
   assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined>;
+  growFile(pieces: readonly FilePiece[]): Promise<string | undefined>;
 }
 
 /** How long an assembly waits for the file's last chunks to be written. */
@@ -44,21 +45,30 @@ export class WholeFiles {
   }
 
   /**
-   * Makes that plain file from the file's verified chunks (one assembly at a time, in the
-   * background), or for a file of one chunk waits for that chunk's file to be written;
-   * undefined when some chunk is not cached and verified, or there is no room.
+   * Makes that plain file from the chunks cached now, or for a file of one chunk waits for
+   * that chunk's file to be written; undefined when some chunk is not cached, or there is
+   * no room.
    */
   async assemble(node: ViewNode): Promise<string | undefined> {
     const p = this.pieces(node);
     if (p === undefined) return undefined;
-    const chunks = p.filter((x): x is { digest: Buffer; size: number } => x.digest !== null);
-    if (!chunks.every((x) => this.cache.has(x.digest))) return undefined;
-    // Read just now, its last chunks may still be on their way to disk (write-behind).
-    if (!chunks.every((x) => this.cache.verifiedFile(x.digest) !== undefined)) {
+    if (p.length > 1) return this.cache.assembleFile(p);
+    const only = p[0]?.digest;
+    if (only === null || only === undefined || !this.cache.has(only)) return undefined;
+    // Read just now, its chunk may still be on its way to disk (write-behind).
+    if (this.cache.verifiedFile(only) === undefined) {
       await Promise.race([this.cache.drain(), new Promise((r) => setTimeout(r, DRAIN_WAIT_MS).unref())]);
     }
-    // One chunk: its file is the whole file already.
-    if (p.length === 1) return chunks[0] !== undefined ? this.cache.verifiedFile(chunks[0].digest) : undefined;
-    return this.cache.assembleFile(p);
+    return this.cache.verifiedFile(only);
+  }
+
+  /**
+   * For a file of many chunks, starts that plain file now, written as its chunks arrive
+   * (the file is being opened): resolves with its path once whole, undefined if it is never
+   * made (ChunkStore.growFile). A file of one chunk needs none: its chunk file is it.
+   */
+  grow(node: ViewNode): Promise<string | undefined> | undefined {
+    const p = this.pieces(node);
+    return p !== undefined && p.length > 1 ? this.cache.growFile(p) : undefined;
   }
 }

@@ -20,7 +20,7 @@ const piece = (data: Buffer): FilePiece => ({ digest: sha(data), size: data.leng
 const hole = (size: number): FilePiece => ({ digest: null, size });
 
 /** A store whose debug lines land, parsed, in `lines`. */
-function store(root: string, quotaBytes = 1 << 30, opts: { writeBehind?: boolean } = {}): { s: ChunkStore; lines: Array<{ msg: string }>; close: () => void } {
+function store(root: string, quotaBytes = 1 << 30, opts: { writeBehind?: boolean; memoryBytes?: number } = {}): { s: ChunkStore; lines: Array<{ msg: string }>; close: () => void } {
   const lines: Array<{ msg: string }> = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -85,45 +85,79 @@ describe('whole files assembled from chunks', () => {
     }
   });
 
-  it('a chunk not verified on disk by this process: undefined, and nothing left in files/ or tmp/', async () => {
+  it('a chunk not cached: undefined at once, and nothing left in files/ or tmp/', async () => {
     const { dir, cleanup } = tempDir();
+    const { s, close } = store(dir);
     try {
       const a = randomBytes(4_000);
-      const missing = randomBytes(4_000);
+      await s.put(sha(a), a);
+      assert.equal(await s.assembleFile([piece(a), piece(randomBytes(4_000))]), undefined, 'a chunk not cached');
+      assert.deepEqual(filesUnder(dir, 'files'), []);
+      assert.deepEqual(filesUnder(dir, 'tmp'), []);
+    } finally {
+      close();
+      cleanup();
+    }
+  });
+
+  it('grows as its chunks arrive: whole when the last is stored, from memory, from this process\'s files, and from an earlier one\'s once hashed', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const [a, b, c] = [randomBytes(30_000), randomBytes(20_000), randomBytes(10_000)] as [Buffer, Buffer, Buffer];
       {
         const { s, close } = store(dir);
         try {
           await s.put(sha(a), a);
-          assert.equal(await s.assembleFile([piece(a), piece(missing)]), undefined, 'a chunk not cached');
-          assert.deepEqual(filesUnder(dir, 'files'), []);
-          assert.deepEqual(filesUnder(dir, 'tmp'), []);
+          await s.drain();
         } finally {
           close();
         }
       }
-      // On disk, but not verified by this process (it has not read it yet).
-      const { s, close } = store(dir);
+      // a on disk from that process; this one has not read it; b stored (and its file written) now, c comes later.
+      writeFileSync(chunkFile(dir, sha(a)), Buffer.concat([a.subarray(0, 100), Buffer.alloc(1), a.subarray(101)]));
+      const { s, lines, close } = store(dir, 1 << 30, { memoryBytes: 1 });
       try {
-        assert.ok(existsSync(chunkFile(dir, sha(a))));
-        assert.equal(await s.assembleFile([piece(a), hole(10)]), undefined, 'a chunk on disk but not verified here');
-        assert.ok((await s.get(sha(a), a.length))?.equals(a), 'read (and verified) now');
-        assert.ok((await s.assembleFile([piece(a), hole(10)])) !== undefined, 'assembled once verified');
+        await s.put(sha(b), b);
+        const pieces = [piece(a), piece(b), hole(1_000), piece(c), piece(b)];
+        let made: string | undefined | null = null;
+        const growing = s.growFile(pieces).then((p) => (made = p));
+        assert.equal(s.growFile(pieces.map((p) => ({ ...p }))), s.growFile(pieces), 'asked again: one file');
+        await sleep(50);
+        assert.equal(made, null, 'waiting for a (its file on disk is damaged: hashed, dropped) and c');
+        assert.ok(!existsSync(chunkFile(dir, sha(a))), 'the damaged chunk file dropped');
+        await s.put(sha(c), c);
+        await sleep(50);
+        assert.equal(made, null, 'still waiting for a');
+        await s.put(sha(a), a);
+        const path = await growing;
+        assert.ok(path !== undefined, 'whole once the last chunk came');
+        assert.ok(readFileSync(path).equals(Buffer.concat([a, b, Buffer.alloc(1_000), c, b])), 'every chunk at each of its offsets');
+        assert.equal(s.wholeFile(pieces), path);
+        assert.equal(assembled(lines), 1);
+        await s.drain();
+        assert.deepEqual(filesUnder(dir, 'tmp'), [], 'no temporary file left');
       } finally {
         close();
       }
-      // Put but still waiting to be written (write-behind): not on disk yet.
-      const w = store(dir, 1 << 30, { writeBehind: true });
-      try {
-        const late = randomBytes(2_000);
-        await w.s.put(sha(late), late);
-        assert.equal(await w.s.assembleFile([piece(late), piece(late)]), undefined, 'a chunk not yet written');
-        await w.s.drain();
-        assert.ok((await w.s.assembleFile([piece(late), piece(late)])) !== undefined, 'assembled once written');
-        assert.deepEqual(filesUnder(dir, 'tmp'), []);
-      } finally {
-        w.close();
-      }
     } finally {
+      cleanup();
+    }
+  });
+
+  it('clear() gives up a file still growing, its temporary file removed', async () => {
+    const { dir, cleanup } = tempDir();
+    const { s, close } = store(dir);
+    try {
+      const a = randomBytes(4_000);
+      await s.put(sha(a), a);
+      const growing = s.growFile([piece(a), piece(randomBytes(4_000))]);
+      await sleep(20);
+      assert.equal(filesUnder(dir, 'tmp').length, 1, 'the growing file');
+      await s.clear();
+      assert.equal(await growing, undefined);
+      assert.deepEqual(filesUnder(dir, 'tmp'), []);
+    } finally {
+      close();
       cleanup();
     }
   });
@@ -177,9 +211,10 @@ describe('whole files assembled from chunks', () => {
     }
   });
 
-  it('making room never evicts the chunks being assembled from', async () => {
+  it('making room never evicts the chunk files being copied from', async () => {
     const { dir, cleanup } = tempDir();
-    const { s, close } = store(dir, 120_000);
+    // Nothing kept in memory: the file is copied from its chunk files.
+    const { s, close } = store(dir, 120_000, { memoryBytes: 1 });
     try {
       // The file's own chunks are the oldest in a full cache: room for it must come from others.
       const own = Array.from({ length: 3 }, () => randomBytes(10_000));
@@ -201,7 +236,7 @@ describe('whole files assembled from chunks', () => {
     }
   });
 
-  it('the same pieces asked twice at once: one assembly, both get the path; others queue behind it', async () => {
+  it('the same pieces asked twice at once: one assembly, both get the path; another beside it', async () => {
     const { dir, cleanup } = tempDir();
     const { s, lines, close } = store(dir);
     try {
