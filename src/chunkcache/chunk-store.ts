@@ -504,6 +504,13 @@ export class ChunkStore {
     return digest === undefined ? undefined : this.growing.get(digest.toString('hex'))?.done;
   }
 
+  /** The growing file of these pieces when no chunk of it is missing any more (only its writes are left). */
+  finishingFile(pieces: readonly FilePiece[]): Promise<string | undefined> | undefined {
+    const digest = wholeFileDigest(pieces);
+    const grow = digest === undefined ? undefined : this.growing.get(digest.toString('hex'));
+    return grow !== undefined && grow.file.allIn ? grow.done : undefined;
+  }
+
   /**
    * Starts the file made of these pieces (or joins the one started): a temporary file that
    * each chunk is written into as it is stored (put, a large chunk's commit), those cached

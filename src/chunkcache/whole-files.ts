@@ -131,6 +131,11 @@ export class GrowingFile {
     return e === undefined ? 0 : e.size * e.offsets.length;
   }
 
+  /** Every chunk written or being written. */
+  get allIn(): boolean {
+    return this.left.size === 0;
+  }
+
   /** Every chunk written, no write in flight. */
   get whole(): boolean {
     return this.left.size === 0 && this.writing === 0;

@@ -25,6 +25,8 @@ const TTL = 24 * 3600;
 const PINNED = 2 ** 30;
 /** Nodes kept by inode number for requests in a row on the same inodes. */
 const RECENT_NODES = 16384;
+/** How long an open waits for a file whose every chunk is in, being written into its plain file (passthrough then). */
+const FINISHING_WAIT_MS = 300;
 /**
  * Synthetic inodes of the status directory, far above any meta.db node id: an image
  * cannot make an entry with these numbers, so `stargzfs status` checks them.
@@ -118,6 +120,8 @@ export interface WholeFileSource {
   path(node: ViewNode): string | undefined;
   assemble(node: ViewNode): Promise<string | undefined>;
   grow(node: ViewNode): Promise<string | undefined> | undefined;
+  /** The file being made whole that waits for no chunk any more, only for its writes. */
+  finishing(node: ViewNode): Promise<string | undefined> | undefined;
 }
 
 export class FsOperations {
@@ -228,23 +232,7 @@ export class FsOperations {
         if (d !== undefined && this.fuseIno(d.node) === ino) this.dirs.delete(args[0] as number);
         return s.replyErr(req, 0);
       }
-      case FuseOp.Open: {
-        const k = this.known(ino);
-        const type = k.node.mode & S_IFMT;
-        if (type === S_IFDIR) return s.replyErr(req, E.EISDIR);
-        const fh = this.nextFh++;
-        const h = this.fileHandle(ino, k);
-        this.files.set(fh, h);
-        if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
-        // A file the cache holds as one plain file: mapped now, the addon answers this open
-        // with it as the passthrough backing, and later opens without asking here.
-        if (this.passthrough && type === S_IFREG) {
-          if (this.mapWhole(s, ino, k.node)) this.reader.noteHandedOver(k.node, k.path);
-          // Not whole yet: written whole beside the reads, so that its next open is the kernel's.
-          else this.whenWhole(s, ino, k.node, this.opts.wholeFiles?.grow(k.node));
-        }
-        return s.replyOpen(req, fh, true, false);
-      }
+      case FuseOp.Open: return this.open(s, req, ino);
       case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
       case FuseOp.Release: {
         // A handle an earlier server of this mount gave may have the number of one of ours:
@@ -485,6 +473,33 @@ export class FsOperations {
     );
     this.reading.add(done);
     void done.finally(() => this.reading.delete(done));
+  }
+
+  private open(s: FuseSession, req: Req, ino: number): void {
+    const k = this.known(ino);
+    const type = k.node.mode & S_IFMT;
+    if (type === S_IFDIR) return s.replyErr(req, E.EISDIR);
+    const fh = this.nextFh++;
+    const h = this.fileHandle(ino, k);
+    this.files.set(fh, h);
+    if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
+    if (!this.passthrough || type !== S_IFREG) return s.replyOpen(req, fh, true, false);
+    const answer = (): void => {
+      // A file the cache holds as one plain file: mapped now, the addon answers this open
+      // with it as the passthrough backing, and later opens without asking here.
+      if (this.mapWhole(s, ino, k.node)) this.reader.noteHandedOver(k.node, k.path);
+      // Not whole yet: written whole beside the reads, so that its next open is the kernel's.
+      else this.whenWhole(s, ino, k.node, this.opts.wholeFiles?.grow(k.node));
+      s.replyOpen(req, fh, true, false);
+    };
+    // Read through just now (`cat f; cat f`): its last chunks are being written into its
+    // plain file. Worth a short wait: the kernel then reads it at disk speed.
+    const finishing = this.whole.has(ino) ? undefined : this.opts.wholeFiles?.finishing(k.node);
+    if (finishing === undefined) return answer();
+    void Promise.race([finishing, new Promise((r) => setTimeout(r, FINISHING_WAIT_MS))]).then(() => {
+      if (this.ended) return s.replyErr(req, E.EIO);
+      answer();
+    });
   }
 
   /** Opens answered passthrough and cached (status.json). */

@@ -16,6 +16,7 @@ export interface WholeFileCache {
   wholeFile(pieces: readonly FilePiece[]): string | undefined;
   assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined>;
   growFile(pieces: readonly FilePiece[]): Promise<string | undefined>;
+  finishingFile(pieces: readonly FilePiece[]): Promise<string | undefined> | undefined;
 }
 
 /** How long an assembly waits for the file's last chunks to be written. */
@@ -70,5 +71,11 @@ export class WholeFiles {
   grow(node: ViewNode): Promise<string | undefined> | undefined {
     const p = this.pieces(node);
     return p !== undefined && p.length > 1 ? this.cache.growFile(p) : undefined;
+  }
+
+  /** That file, when every chunk of it is in and only its writes are left (ChunkStore.finishingFile). */
+  finishing(node: ViewNode): Promise<string | undefined> | undefined {
+    const p = this.pieces(node);
+    return p !== undefined && p.length > 1 ? this.cache.finishingFile(p) : undefined;
   }
 }

@@ -128,7 +128,10 @@ describe('whole files assembled from chunks', () => {
         await s.put(sha(c), c);
         await sleep(50);
         assert.equal(made, null, 'still waiting for a');
-        await s.put(sha(a), a);
+        assert.equal(s.finishingFile(pieces), undefined, 'a chunk still missing: not finishing');
+        const last = s.put(sha(a), a);
+        assert.equal(s.finishingFile(pieces), s.growFile(pieces), 'every chunk in: finishing, its writes left');
+        await last;
         const path = await growing;
         assert.ok(path !== undefined, 'whole once the last chunk came');
         assert.ok(readFileSync(path).equals(Buffer.concat([a, b, Buffer.alloc(1_000), c, b])), 'every chunk at each of its offsets');
