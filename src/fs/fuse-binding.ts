@@ -109,7 +109,46 @@ export interface Handover {
   readonly passthrough: boolean;
 }
 
-export type FuseHandler = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]) => void;
+/**
+ * Each operation's arguments after (op, req, ino), in the order the addon passes them
+ * (native/fuse_session.cc, the call into JavaScript). Numbers of 64 bits (offsets, handles)
+ * arrive as doubles: exact below 2^53, which file sizes and our handles stay under.
+ */
+interface FuseArgs {
+  [FuseOp.Lookup]: [name: string];
+  [FuseOp.Forget]: [nlookup: number];
+  [FuseOp.Getattr]: [];
+  [FuseOp.Readlink]: [];
+  [FuseOp.Open]: [flags: number];
+  [FuseOp.Read]: [size: number, off: number, fh: number];
+  [FuseOp.Statfs]: [];
+  [FuseOp.Release]: [fh: number];
+  [FuseOp.Getxattr]: [name: string, size: number];
+  [FuseOp.Listxattr]: [size: number];
+  /** What was negotiated, for the log. */
+  [FuseOp.Init]: [negotiated: string];
+  [FuseOp.Opendir]: [flags: number];
+  [FuseOp.Readdir]: [size: number, off: number, fh: number];
+  [FuseOp.Releasedir]: [fh: number];
+  [FuseOp.Access]: [mask: number];
+  /** (ino, nlookup) pairs, flat. */
+  [FuseOp.ForgetMulti]: [pairs: number[]];
+  [FuseOp.Readdirplus]: [size: number, off: number, fh: number];
+  [FuseOp.Create]: [name: string];
+  [FuseOp.Rmdir]: [name: string];
+  /** Why the loop ended. */
+  [FuseOp.Exit]: [why: string];
+}
+
+/** Operations nothing answers: the addon answered INIT itself, FORGETs take no reply, Exit is ours. */
+type Notice = typeof FuseOp.Init | typeof FuseOp.Exit | typeof FuseOp.Forget | typeof FuseOp.ForgetMulti;
+/** A request to answer, as the handler receives it: (op, req, ino, ...that op's arguments). */
+export type FuseRequestCall = { [K in Exclude<FuseOp, Notice>]: [op: K, req: Req, ino: number, ...args: FuseArgs[K]] }[Exclude<FuseOp, Notice>];
+/** A notice (no reply): req is null. */
+export type FuseNoticeCall = { [K in Notice]: [op: K, req: null, ino: number, ...args: FuseArgs[K]] }[Notice];
+export type FuseCall = FuseRequestCall | FuseNoticeCall;
+/** Switching on `op` (or on req being null) narrows the arguments: no casts at the boundary. */
+export type FuseHandler = (...call: FuseCall) => void;
 
 export interface SessionTuning {
   /** Largest read, bytes. */

@@ -11,7 +11,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
 import { resolvePath, type DirEntry, type ImageView, type ViewNode } from '../toc/view.js';
 import { errnoOf } from './errno.js';
 import { StaleInodeError } from '../errors.js';
-import { ATTR_SLOTS, FuseOp, type Attr, type FuseSession, type Req } from './fuse-binding.js';
+import { ATTR_SLOTS, FuseOp, type Attr, type FuseHandler, type FuseNoticeCall, type FuseRequestCall, type FuseSession, type Req } from './fuse-binding.js';
 import { OpTimer, type OpObserver } from './op-timer.js';
 
 const E = constants.errno;
@@ -180,39 +180,45 @@ export class FsOperations {
   }
 
   /** The handler given to the native session: one call per request. */
-  readonly handle = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]): void => {
+  readonly handle: FuseHandler = (...call) => {
     const s = this.session;
-    if (op === FuseOp.Init) {
-      this.passthrough = s?.passthroughStats().enabled ?? false;
-      this.log.info({ negotiated: args[0] }, 'FUSE session initialised');
-      this.opts.onInit?.();
-      return;
-    }
-    if (op === FuseOp.Exit) {
-      this.opts.onExit(String(args[0]));
-      return;
-    }
-    if (op === FuseOp.Forget) return this.forget(ino, args[0] as number);
-    if (op === FuseOp.ForgetMulti) {
-      const a = args[0] as number[];
-      for (let i = 0; i < a.length; i += 2) this.forget(a[i] as number, a[i + 1] as number);
-      return;
-    }
-    if (s === undefined || req === null) return;
+    if (call[1] === null) return this.notice(call);
+    if (s === undefined) return;
+    const [op, req, ino] = call;
     this.opts.onRequest?.();
     // Queued before the session stopped, which has failed it already: this reply is dropped.
     if (this.ended) return s.replyErr(req, E.EIO);
     this.timer?.start(req, op);
     try {
-      this.dispatch(s, op, req, ino, args);
+      this.dispatch(s, call);
     } catch (err) {
       this.fail(s, req, op, ino, err);
     }
   };
 
-  private dispatch(s: FuseSession, op: FuseOp, req: Req, ino: number, args: unknown[]): void {
-    switch (op) {
-      case FuseOp.Lookup: return this.lookup(s, req, ino, args[0] as string);
+  private notice(call: FuseNoticeCall): void {
+    switch (call[0]) {
+      case FuseOp.Init:
+        this.passthrough = this.session?.passthroughStats().enabled ?? false;
+        this.log.info({ negotiated: call[3] }, 'FUSE session initialised');
+        this.opts.onInit?.();
+        return;
+      case FuseOp.Exit:
+        return this.opts.onExit(call[3]);
+      case FuseOp.Forget:
+        return this.forget(call[2], call[3]);
+      case FuseOp.ForgetMulti: {
+        const a = call[3];
+        for (let i = 0; i < a.length; i += 2) this.forget(a[i] as number, a[i + 1] as number);
+        return;
+      }
+    }
+  }
+
+  private dispatch(s: FuseSession, call: FuseRequestCall): void {
+    const [op, req, ino] = call;
+    switch (call[0]) {
+      case FuseOp.Lookup: return this.lookup(s, req, ino, call[3]);
       case FuseOp.Getattr: {
         const k = this.known(ino);
         return s.replyAttr(req, ino, attrOf(k.node), ino === STATUS_FILE_INO ? 0 : TTL);
@@ -226,20 +232,20 @@ export class FsOperations {
       }
       case FuseOp.Readdir:
       case FuseOp.Readdirplus:
-        return this.readdir(s, req, ino, op === FuseOp.Readdirplus, args[0] as number, args[1] as number, args[2] as number);
+        return this.readdir(s, req, ino, op === FuseOp.Readdirplus, call[3], call[4], call[5]);
       case FuseOp.Releasedir: {
-        const d = this.dirs.get(args[0] as number);
-        if (d !== undefined && this.fuseIno(d.node) === ino) this.dirs.delete(args[0] as number);
+        const d = this.dirs.get(call[3]);
+        if (d !== undefined && this.fuseIno(d.node) === ino) this.dirs.delete(call[3]);
         return s.replyErr(req, 0);
       }
       case FuseOp.Open: return this.open(s, req, ino);
-      case FuseOp.Read: return this.read(s, req, ino, args[0] as number, args[1] as number, args[2] as number);
+      case FuseOp.Read: return this.read(s, req, ino, call[3], call[4], call[5]);
       case FuseOp.Release: {
         // A handle an earlier server of this mount gave may have the number of one of ours:
         // only the handle of this very inode is this file's.
-        const found = this.files.get(args[0] as number);
+        const found = this.files.get(call[3]);
         const h = found !== undefined && (ino === STATUS_FILE_INO ? found.snapshot !== undefined : this.fuseIno(found.node) === ino) ? found : undefined;
-        if (h !== undefined) this.files.delete(args[0] as number);
+        if (h !== undefined) this.files.delete(call[3]);
         s.replyErr(req, 0);
         // Read through here, and perhaps cached whole by now: one plain file from its chunks, for the next open.
         if (h !== undefined && this.passthrough && !this.whole.has(ino) && (h.node.mode & S_IFMT) === S_IFREG) this.assembleLater(s, ino, h.node);
@@ -250,8 +256,8 @@ export class FsOperations {
         if ((k.node.mode & S_IFMT) !== S_IFLNK) return s.replyErr(req, E.EINVAL);
         return s.replyReadlink(req, k.node.link ?? '');
       }
-      case FuseOp.Getxattr: return this.getxattr(s, req, ino, args[0] as string, args[1] as number);
-      case FuseOp.Listxattr: return this.listxattr(s, req, ino, args[0] as number);
+      case FuseOp.Getxattr: return this.getxattr(s, req, ino, call[3], call[4]);
+      case FuseOp.Listxattr: return this.listxattr(s, req, ino, call[3]);
       case FuseOp.Statfs:
         return s.replyStatfs(req, Float64Array.of(4096, Math.ceil(this.opts.size.bytes / 4096), 0, 0, this.opts.size.files, 0, 255));
       case FuseOp.Access:

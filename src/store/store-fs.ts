@@ -8,7 +8,7 @@ import { constants } from 'node:os';
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Logger } from '../log.js';
 import { errnoOf } from '../fs/errno.js';
-import { ATTR_SLOTS, FuseOp, type FuseSession, type Req } from '../fs/fuse-binding.js';
+import { ATTR_SLOTS, FuseOp, type FuseHandler, type FuseRequestCall, type FuseSession, type Req } from '../fs/fuse-binding.js';
 import { isLayerDigest, LAYER_FILES, nameOfRef, refOfName, USE_FILE, type LayerFile } from './names.js';
 import type { StoreLayers } from './layers.js';
 
@@ -52,12 +52,13 @@ export class StoreFs {
     session.setNoXattrs(true);
   }
 
-  readonly handle = (op: FuseOp, req: Req | null, ino: number, ...args: unknown[]): void => {
-    if (op === FuseOp.Init) return void this.log.info({ negotiated: args[0] }, 'layer store FUSE session initialised');
-    if (op === FuseOp.Exit) return this.onExit(String(args[0]));
+  readonly handle: FuseHandler = (...call) => {
+    if (call[0] === FuseOp.Init) return void this.log.info({ negotiated: call[3] }, 'layer store FUSE session initialised');
+    if (call[0] === FuseOp.Exit) return this.onExit(call[3]);
     const s = this.session;
-    if (s === undefined || req === null) return;
-    this.dispatch(s, op, req, ino, args).catch((err: unknown) => {
+    if (s === undefined || call[1] === null) return;
+    const [op, req, ino] = call;
+    this.dispatch(s, call).catch((err: unknown) => {
       const node = this.nodes.get(ino);
       this.log.warn({ op, ino, node, err: (err as Error).message }, 'layer store request failed');
       s.replyErr(req, op === FuseOp.Lookup ? E.ENOENT : errnoOf(err));
@@ -123,11 +124,12 @@ export class StoreFs {
     }
   }
 
-  private async dispatch(s: FuseSession, op: FuseOp, req: Req, ino: number, args: unknown[]): Promise<void> {
+  private async dispatch(s: FuseSession, call: FuseRequestCall): Promise<void> {
+    const [op, req, ino] = call;
     const node = this.nodes.get(ino);
-    switch (op) {
+    switch (call[0]) {
       case FuseOp.Lookup: {
-        const child = await this.lookup(node, args[0] as string);
+        const child = await this.lookup(node, call[3]);
         if (child === undefined) return s.replyErr(req, E.ENOENT);
         return s.replyEntry(req, child, this.attr(this.nodes.get(child) as Node), ENTRY_TTL, false);
       }
@@ -156,7 +158,7 @@ export class StoreFs {
         return s.replyOpen(req, fh, node.kind === 'blob', node.kind === 'info');
       }
       case FuseOp.Read: {
-        const [size, off, fh] = args as [number, number, number];
+        const [, , , size, off, fh] = call;
         const f = this.files.get(fh);
         if (f === undefined) return s.replyErr(req, E.EBADF);
         if (f.bytes !== undefined) return s.replyBuf(req, f.bytes.subarray(off, off + size));
@@ -165,7 +167,7 @@ export class StoreFs {
         return s.replyBuf(req, buf.subarray(0, bytesRead));
       }
       case FuseOp.Release: {
-        const fh = args[0] as number;
+        const fh = call[3];
         const f = this.files.get(fh);
         this.files.delete(fh);
         if (f?.file !== undefined) {
@@ -182,13 +184,13 @@ export class StoreFs {
       }
       case FuseOp.Readdir:
       case FuseOp.Readdirplus:
-        return this.readdir(s, req, op === FuseOp.Readdirplus, args as [number, number, number]);
+        return this.readdir(s, req, op === FuseOp.Readdirplus, [call[3], call[4], call[5]]);
       case FuseOp.Releasedir:
-        this.dirs.delete(args[0] as number);
+        this.dirs.delete(call[3]);
         return s.replyErr(req, 0);
       case FuseOp.Create: {
         // podman's `use`: one more use of the layer; ENOENT tells it the store counts.
-        if (node?.kind === 'layer' && args[0] === USE_FILE) {
+        if (node?.kind === 'layer' && call[3] === USE_FILE) {
           this.layers.use(node.ref, node.digest);
           return s.replyErr(req, E.ENOENT);
         }
@@ -196,7 +198,7 @@ export class StoreFs {
       }
       case FuseOp.Rmdir: {
         // podman's release of a layer it looked up or stored: one use fewer, ENOENT again.
-        const name = args[0] as string;
+        const name = call[3];
         if (node?.kind === 'ref' && isLayerDigest(name)) {
           this.layers.release(name);
           return s.replyErr(req, E.ENOENT);
