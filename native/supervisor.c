@@ -18,7 +18,8 @@
  *   READY                           a replacement has adopted everything and serves
  *   STANDBY                         a standby is loaded and waits for ADOPT (logged)
  * and to a replacement, before anything else: ADOPT\0key\0state + the key's fds for each
- * held mount, then END\0count.
+ * held mount, then END\0count\0beside (1: an upgrade's replacement, the live server still
+ * serving; it reads no request before its READY, when the old one is stopped).
  *
  * Death: the current server's socket closing without DONE means it died (one that lingers
  * gets SIGKILL: two servers must not share a mount's queue by accident). Requests it had
@@ -149,7 +150,14 @@ static char outbuf[MAX_MSG];
 __attribute__((format(printf, 1, 2))) static void say(const char* fmt, ...) {
   int saved = errno;
   char line[2048];
-  int n = snprintf(line, sizeof line, "stargzfs-supervisor[%ld]: ", (long)self);
+  /* When, to the millisecond (UTC): a hand-over is a matter of milliseconds, and this log
+   * sits beside the servers' JSON lines, which carry theirs. */
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ stargzfs-supervisor[%ld]: ", tm.tm_year + 1900, tm.tm_mon + 1,
+                   tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, (long)self);
   if (n < 0) n = 0;
   va_list ap;
   va_start(ap, fmt);
@@ -505,6 +513,7 @@ __attribute__((noreturn)) static void child_exec(int sock, char** env) {
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGPIPE, SIG_DFL);
   signal(SIGINT, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
   if (sock == 3) {
     int fl = fcntl(3, F_GETFD);
     if (fl < 0 || fcntl(3, F_SETFD, fl & ~FD_CLOEXEC) != 0) {
@@ -556,8 +565,10 @@ static struct server* start_process(int standby, int background) {
   return s;
 }
 
-/* Sends a server its ADOPTs and END; a server missing a mount is stopped (its death is handled as any other). */
-static void hand_over(struct server* s) {
+/* Sends a server its ADOPTs and END; a server missing a mount is stopped (its death is
+ * handled as any other). `beside`: a live server still serves the mounts (an upgrade), so
+ * the new one prepares them but reads no request until its READY (END's third field). */
+static void hand_over(struct server* s, int beside) {
   int failed = 0;
   for (int i = 0; i < nheld && !failed; i++) {
     struct held* h = &held[i];
@@ -573,7 +584,7 @@ static void hand_over(struct server* s) {
   }
   if (!failed) {
     memcpy(outbuf, "END", 4);
-    int n = snprintf(outbuf + 4, sizeof outbuf - 4, "%d", nheld);
+    int n = snprintf(outbuf + 4, sizeof outbuf - 4, "%d%c%d", nheld, '\0', beside ? 1 : 0);
     failed = send_msg(s, outbuf, 4 + (size_t)n, NULL, 0) != 0;
   }
   if (failed) {
@@ -587,7 +598,7 @@ static struct server* spawn(int background) {
   struct server* s = start_process(0, background);
   if (s == NULL) return NULL;
   say("started server pid %ld, handing it %d mount(s)", (long)s->pid, nheld);
-  hand_over(s);
+  hand_over(s, background);
   return s;
 }
 
@@ -752,7 +763,7 @@ static void server_gone(struct server* s) {
     cur = spare;
     spare = NULL;
     say("standby server pid %ld takes over %d mount(s)", (long)cur->pid, nheld);
-    hand_over(cur);
+    hand_over(cur, 0);
     return;
   }
   restart();
@@ -1055,6 +1066,13 @@ int main(int argc, char** argv) {
 
   signal(SIGPIPE, SIG_IGN);
   signal(SIGINT, SIG_IGN);
+  signal(SIGHUP, SIG_IGN);
+  /* A process group of our own, so that a terminal's ^C or hang-up, meant for the server,
+   * never reaches us; but the server's session, not a new one (setsid): with the kernel's
+   * autogroups a session is one scheduling group, and a standby's or replacement's Node
+   * start-up in a session of its own took half the CPU from the readers (nice counts only
+   * within a group), their reads stalling 0.5-0.8 s each time. */
+  if (setpgid(0, 0) != 0) say("setpgid: %s", strerror(errno));
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);

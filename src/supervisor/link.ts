@@ -56,6 +56,15 @@ function message(...fields: string[]): Buffer {
   return Buffer.from(fields.join('\0'));
 }
 
+/** Started beside a live server at a lower priority (native/supervisor.c): serving now, it takes its own back. */
+function serving(): void {
+  try {
+    setPriority(0);
+  } catch {
+    // not allowed (not root): it serves at the lower priority
+  }
+}
+
 export class SupervisorLink {
   private ended = false;
 
@@ -65,6 +74,8 @@ export class SupervisorLink {
     readonly pid: number,
     private readonly adoptions: Map<string, Adoption>,
     private readonly log: Logger,
+    /** Handed the mounts beside a live server (an upgrade): they are served from ready() on. */
+    private readonly beside = false,
   ) {}
 
   /**
@@ -77,8 +88,9 @@ export class SupervisorLink {
     const [ours, theirs] = calls.socketPair();
     const out = logFile === 'inherit' ? undefined : openSync(logFile, 'a');
     try {
+      // Not detached (setsid): it makes a process group of its own, in this session (native/supervisor.c says why).
       const child = spawn(supervisorBinary(), ['3', '--', ...argv], {
-        detached: true,
+        detached: false,
         stdio: ['ignore', out ?? 'inherit', out ?? 'inherit', theirs],
         env: opts.standby ? env : { ...env, [SUPERVISOR_NO_STANDBY_ENV]: '1' },
       });
@@ -107,7 +119,8 @@ export class SupervisorLink {
     delete env[SUPERVISOR_STANDBY_ENV];
     const fd = Number(fdText);
     const calls = supervisorCalls();
-    const adoptions = new Map<string, Adoption>();
+    const handed: Array<{ key: string; state: HeldState; fuse: number; table: number }> = [];
+    let beside = false;
     if (standby) {
       log.debug({ supervisorPid: pid }, 'standing by for the supervisor');
       calls.sendMessage(fd, message('STANDBY'), []);
@@ -119,7 +132,10 @@ export class SupervisorLink {
       standby = false;
       if (m === null) throw new SupervisorError('the supervisor closed its socket before handing the mounts over');
       const [verb, key = '', ...rest] = m.data.toString().split('\0');
-      if (verb === 'END') break;
+      if (verb === 'END') {
+        beside = rest[0] === '1';
+        break;
+      }
       if (verb !== 'ADOPT') {
         for (const f of m.fds) calls.closeFd(f);
         continue;
@@ -127,16 +143,16 @@ export class SupervisorLink {
       const state = JSON.parse(rest.join('\0')) as HeldState;
       const [fuse, table] = m.fds;
       if (fuse === undefined) throw new SupervisorError(`the supervisor handed over ${key} without its /dev/fuse descriptor`);
-      adoptions.set(key, { key, state, handover: { fd: fuse, tableFd: table ?? -1, minor: state.minor, passthrough: state.passthrough } });
+      handed.push({ key, state, fuse, table: table ?? -1 });
     }
-    // Started beside a live server at a lower priority (native/supervisor.c): serving now, it takes its own back.
-    try {
-      setPriority(0);
-    } catch {
-      // not allowed (not root): it serves at the lower priority
+    const adoptions = new Map<string, Adoption>();
+    for (const h of handed) {
+      adoptions.set(h.key, { key: h.key, state: h.state, handover: { fd: h.fuse, tableFd: h.table, minor: h.state.minor, passthrough: h.state.passthrough, held: beside } });
     }
-    log.info({ supervisorPid: pid, mounts: [...adoptions.keys()] }, 'started by the supervisor: taking over its mounts');
-    return new SupervisorLink(fd, pid, adoptions, log);
+    // Taking over from a dead server: serving now. Beside a live one: from ready() on.
+    if (!beside) serving();
+    log.info({ supervisorPid: pid, mounts: [...adoptions.keys()], besideLiveServer: beside }, 'started by the supervisor: taking over its mounts');
+    return new SupervisorLink(fd, pid, adoptions, log, beside);
   }
 
   /** The mount the supervisor handed over under `key` (taken: asked once). */
@@ -172,6 +188,10 @@ export class SupervisorLink {
 
   /** This server serves everything it was handed: the supervisor lets the old one go (an upgrade). */
   ready(): void {
+    if (this.beside) {
+      supervisorCalls().serveAdopted();
+      serving();
+    }
     this.send(message('READY'), []);
   }
 
