@@ -20,8 +20,12 @@ let failed = 0;
 
 for (let run = 0; run < RUNS; run++) {
   const r = spawnSync(process.execPath, ['--test', '--test-timeout=300000', testFile], { encoding: 'utf8', maxBuffer: 1 << 26 });
-  if (r.status !== 0) failed++;
   const out = `${r.stdout}${r.stderr}`;
+  if (r.status !== 0) {
+    failed++;
+    // What failed, for the record: the failing subtests' lines and their errors.
+    process.stderr.write(`${out.split('\n').filter((l) => /not ok|error:|Error|expected|actual|first:/.test(l)).slice(0, 40).join('\n')}\n`);
+  }
   const kill = /kill -9 ×3: \d+ reads; the cold read across the first kill (\d+) ms; longest read in flight while a server was replaced ([\d /]+) ms \(replaced in ([\d /]+) ms\)/.exec(out);
   if (kill !== null) {
     add('mount kill -9: the cold read across the kill (ms)', Number(kill[1]));

@@ -31,7 +31,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -547,23 +546,6 @@ bool parseOptions(const std::vector<std::string>& opts, MountArgs* m, std::strin
   return true;
 }
 
-// An upgrade's replacement adopts its mounts while the old server still serves them. Its
-// sessions read no request until the process takes over (serveAdopted(), just before its
-// READY, when the supervisor stops the old one): otherwise two servers would share each
-// queue for the whole start-up, and readers would wait on the new one, cold and reniced.
-std::mutex gGateMu;
-std::condition_variable gGateCv;
-bool gServing = false;
-
-Napi::Value ServeAdopted(const Napi::CallbackInfo& info) {
-  {
-    std::lock_guard<std::mutex> l(gGateMu);
-    gServing = true;
-  }
-  gGateCv.notify_all();
-  return info.Env().Undefined();
-}
-
 class Session : public Napi::ObjectWrap<Session> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -625,8 +607,6 @@ class Session : public Napi::ObjectWrap<Session> {
       }
       shared_.initialized = true;
       adopted_ = true;
-      Napi::Value held = a.Get("held");
-      held_ = held.IsBoolean() && held.As<Napi::Boolean>().Value();
     } else {
       std::vector<std::string> o;
       for (uint32_t i = 0; i < opts.Length(); i++) o.push_back(opts.Get(i).As<Napi::String>().Utf8Value());
@@ -718,10 +698,6 @@ class Session : public Napi::ObjectWrap<Session> {
 
   // The loop: this thread and threads_ - 1 more each poll /dev/fuse and read what comes.
   void Run() {
-    if (held_) {
-      std::unique_lock<std::mutex> l(gGateMu);
-      gGateCv.wait(l, [this] { return gServing || ending_.load(); });
-    }
     std::vector<std::thread> workers;
     for (unsigned i = 1; i < threads_; i++) workers.emplace_back([this]() { Work(); });
     Work();
@@ -799,10 +775,6 @@ class Session : public Napi::ObjectWrap<Session> {
   // detached unless the caller does), then OP_EXIT arrives and destroy() frees the session.
   void RequestEnd() {
     if (shared_.fd < 0 || ending_.exchange(true)) return;
-    {
-      std::lock_guard<std::mutex> l(gGateMu);  // a held session's loop waits on the gate, not the fd
-    }
-    gGateCv.notify_all();
     Wake();
   }
 
@@ -1117,8 +1089,6 @@ class Session : public Napi::ObjectWrap<Session> {
   // Mounted through libfuse (not root): libfuse unmounts and closes.
   struct fuse_session* se_ = nullptr;
   bool adopted_ = false;
-  // Adopted beside a live server: the loop waits for ServeAdopted().
-  bool held_ = false;
   bool destroyed_ = false;
   std::atomic<bool> mounted_{false};
   std::atomic<bool> ending_{false};
@@ -1135,7 +1105,6 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   for (const auto& [name, op] : kOpNames) ops.Set(name, op);
   exports.Set("ops", ops);
   exports.Set("attrSlots", static_cast<double>(kAttrSlots));
-  exports.Set("serveAdopted", Napi::Function::New(env, ServeAdopted, "serveAdopted"));
   stargzfs::RegisterStdio(env, exports);
   stargzfs::RegisterMemory(env, exports);
   stargzfs::RegisterSocket(env, exports);

@@ -18,8 +18,7 @@
  *   READY                           a replacement has adopted everything and serves
  *   STANDBY                         a standby is loaded and waits for ADOPT (logged)
  * and to a replacement, before anything else: ADOPT\0key\0state + the key's fds for each
- * held mount, then END\0count\0beside (1: an upgrade's replacement, the live server still
- * serving; it reads no request before its READY, when the old one is stopped).
+ * held mount, then END\0count.
  *
  * Death: the current server's socket closing without DONE means it died (one that lingers
  * gets SIGKILL: two servers must not share a mount's queue by accident). Requests it had
@@ -565,10 +564,8 @@ static struct server* start_process(int standby, int background) {
   return s;
 }
 
-/* Sends a server its ADOPTs and END; a server missing a mount is stopped (its death is
- * handled as any other). `beside`: a live server still serves the mounts (an upgrade), so
- * the new one prepares them but reads no request until its READY (END's third field). */
-static void hand_over(struct server* s, int beside) {
+/* Sends a server its ADOPTs and END; a server missing a mount is stopped (its death is handled as any other). */
+static void hand_over(struct server* s) {
   int failed = 0;
   for (int i = 0; i < nheld && !failed; i++) {
     struct held* h = &held[i];
@@ -584,7 +581,7 @@ static void hand_over(struct server* s, int beside) {
   }
   if (!failed) {
     memcpy(outbuf, "END", 4);
-    int n = snprintf(outbuf + 4, sizeof outbuf - 4, "%d%c%d", nheld, '\0', beside ? 1 : 0);
+    int n = snprintf(outbuf + 4, sizeof outbuf - 4, "%d", nheld);
     failed = send_msg(s, outbuf, 4 + (size_t)n, NULL, 0) != 0;
   }
   if (failed) {
@@ -598,7 +595,7 @@ static struct server* spawn(int background) {
   struct server* s = start_process(0, background);
   if (s == NULL) return NULL;
   say("started server pid %ld, handing it %d mount(s)", (long)s->pid, nheld);
-  hand_over(s, background);
+  hand_over(s);
   return s;
 }
 
@@ -763,7 +760,7 @@ static void server_gone(struct server* s) {
     cur = spare;
     spare = NULL;
     say("standby server pid %ld takes over %d mount(s)", (long)cur->pid, nheld);
-    hand_over(cur, 0);
+    hand_over(cur);
     return;
   }
   restart();

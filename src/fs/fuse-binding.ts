@@ -107,8 +107,6 @@ export interface Handover {
   /** Negotiated protocol minor. */
   readonly minor: number;
   readonly passthrough: boolean;
-  /** Adopted beside a live server (an upgrade): read no request until serveAdopted(). */
-  readonly held?: boolean;
 }
 
 /**
@@ -181,7 +179,6 @@ interface Addon {
   /** null: the other end closed. Throws (code ETIMEDOUT) after `timeoutMs`. */
   receiveMessage(fd: number, timeoutMs: number): SupervisorMessage | null;
   closeFd(fd: number): void;
-  serveAdopted(): void;
   Session: new (mountpoint: string, options: string[], handler: FuseHandler, tuning: SessionTuning) => FuseSession;
   redirectStdio(path: string): void;
   reserveHeap(bytes: number): Promise<boolean>;
@@ -219,7 +216,7 @@ function checked(a: Addon): Addon {
 }
 
 /** The addon's descriptor-passing calls, for the supervisor link (fs/supervisor-link.ts). */
-export function supervisorCalls(): Pick<Addon, 'socketPair' | 'sendMessage' | 'receiveMessage' | 'closeFd' | 'serveAdopted'> {
+export function supervisorCalls(): Pick<Addon, 'socketPair' | 'sendMessage' | 'receiveMessage' | 'closeFd'> {
   addon ??= loadAddon();
   return addon;
 }

@@ -56,15 +56,6 @@ function message(...fields: string[]): Buffer {
   return Buffer.from(fields.join('\0'));
 }
 
-/** Started beside a live server at a lower priority (native/supervisor.c): serving now, it takes its own back. */
-function serving(): void {
-  try {
-    setPriority(0);
-  } catch {
-    // not allowed (not root): it serves at the lower priority
-  }
-}
-
 export class SupervisorLink {
   private ended = false;
 
@@ -74,8 +65,6 @@ export class SupervisorLink {
     readonly pid: number,
     private readonly adoptions: Map<string, Adoption>,
     private readonly log: Logger,
-    /** Handed the mounts beside a live server (an upgrade): they are served from ready() on. */
-    private readonly beside = false,
   ) {}
 
   /**
@@ -119,8 +108,7 @@ export class SupervisorLink {
     delete env[SUPERVISOR_STANDBY_ENV];
     const fd = Number(fdText);
     const calls = supervisorCalls();
-    const handed: Array<{ key: string; state: HeldState; fuse: number; table: number }> = [];
-    let beside = false;
+    const adoptions = new Map<string, Adoption>();
     if (standby) {
       log.debug({ supervisorPid: pid }, 'standing by for the supervisor');
       calls.sendMessage(fd, message('STANDBY'), []);
@@ -132,10 +120,7 @@ export class SupervisorLink {
       standby = false;
       if (m === null) throw new SupervisorError('the supervisor closed its socket before handing the mounts over');
       const [verb, key = '', ...rest] = m.data.toString().split('\0');
-      if (verb === 'END') {
-        beside = rest[0] === '1';
-        break;
-      }
+      if (verb === 'END') break;
       if (verb !== 'ADOPT') {
         for (const f of m.fds) calls.closeFd(f);
         continue;
@@ -143,16 +128,16 @@ export class SupervisorLink {
       const state = JSON.parse(rest.join('\0')) as HeldState;
       const [fuse, table] = m.fds;
       if (fuse === undefined) throw new SupervisorError(`the supervisor handed over ${key} without its /dev/fuse descriptor`);
-      handed.push({ key, state, fuse, table: table ?? -1 });
+      adoptions.set(key, { key, state, handover: { fd: fuse, tableFd: table ?? -1, minor: state.minor, passthrough: state.passthrough } });
     }
-    const adoptions = new Map<string, Adoption>();
-    for (const h of handed) {
-      adoptions.set(h.key, { key: h.key, state: h.state, handover: { fd: h.fuse, tableFd: h.table, minor: h.state.minor, passthrough: h.state.passthrough, held: beside } });
+    // Started beside a live server at a lower priority (native/supervisor.c): serving now, it takes its own back.
+    try {
+      setPriority(0);
+    } catch {
+      // not allowed (not root): it serves at the lower priority
     }
-    // Taking over from a dead server: serving now. Beside a live one: from ready() on.
-    if (!beside) serving();
-    log.info({ supervisorPid: pid, mounts: [...adoptions.keys()], besideLiveServer: beside }, 'started by the supervisor: taking over its mounts');
-    return new SupervisorLink(fd, pid, adoptions, log, beside);
+    log.info({ supervisorPid: pid, mounts: [...adoptions.keys()] }, 'started by the supervisor: taking over its mounts');
+    return new SupervisorLink(fd, pid, adoptions, log);
   }
 
   /** The mount the supervisor handed over under `key` (taken: asked once). */
@@ -188,10 +173,6 @@ export class SupervisorLink {
 
   /** This server serves everything it was handed: the supervisor lets the old one go (an upgrade). */
   ready(): void {
-    if (this.beside) {
-      supervisorCalls().serveAdopted();
-      serving();
-    }
     this.send(message('READY'), []);
   }
 
