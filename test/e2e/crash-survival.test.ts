@@ -41,6 +41,9 @@ interface Counts {
 
 /** The longest read in flight at any time in [from, to] (a server being replaced). */
 const longestDuring = (c: Counts, from: number, to: number): number => Math.max(0, ...c.slow.filter(([t, ms]) => t <= to && t + ms >= from).map(([, ms]) => ms));
+/** The baseline in the same run: the longest read in flight while no server was being replaced (the first second, cold, left out). */
+const longestOutside = (c: Counts, windows: ReadonlyArray<readonly [number, number]>, after: number): number =>
+  Math.max(0, ...c.slow.filter(([t, ms]) => t >= after && windows.every(([from, to]) => !(t <= to && t + ms >= from))).map(([, ms]) => ms));
 
 interface Status {
   pid: number;
@@ -115,7 +118,7 @@ describe('a mount survives its server (supervisor)', () => {
   });
 
   /** Mounts through the proxy (cold: nothing prefetched), runs the readers, and calls `disrupt` meanwhile. */
-  async function underLoad(disrupt: (m: TestMount, replaced: (from: number) => Promise<number>, log: string) => Promise<void>, except?: string): Promise<{ counts: Counts; end: Status }> {
+  async function underLoad(disrupt: (m: TestMount, replaced: (from: number) => Promise<number>, log: string) => Promise<void>, except?: string): Promise<{ counts: Counts; end: Status; startedAt: number }> {
     const f = fx as FixtureRegistry;
     const mnt = f.fresh('mnt');
     const root = f.fresh('root');
@@ -127,6 +130,7 @@ describe('a mount survives its server (supervisor)', () => {
       // Each with the index of its true bytes in truthDir; `except` left out.
       const theirs = files.map(({ path, size }, truth) => ({ path, size, truth })).filter((f) => f.path !== except);
       writeFileSync(job, JSON.stringify({ mountpoint: mnt, files: theirs, truthDir, deadline: Date.now() + RUN_MS, concurrency: READERS }));
+      const startedAt = Date.now();
       const readers = runReaders(job);
       readers.catch(() => undefined); // awaited below; a failure of `disrupt` first must not leave it unheard
       // A new server answers status.json: its pid.
@@ -146,7 +150,7 @@ describe('a mount survives its server (supervisor)', () => {
       const counts = await readers;
       const end = await status(mnt);
       assert.equal(end.supervisorPid, m.supervisorPid, 'the same supervisor holds the mount');
-      return { counts, end };
+      return { counts, end, startedAt };
     } finally {
       proxy?.reset();
       if (m !== undefined) {
@@ -179,7 +183,7 @@ describe('a mount survives its server (supervisor)', () => {
     const coldIndex = files.reduce((best, f, i) => (f.size > (files[best] as { size: number }).size ? i : best), 0);
     const cold = files[coldIndex] as { path: string; size: number };
     let coldMs = -1;
-    const { counts, end } = await underLoad(async (m, replaced, log) => {
+    const { counts, end, startedAt } = await underLoad(async (m, replaced, log) => {
       // The supervisor's standby is loaded (a mount a second old is a mount a user has).
       await waitFor('the standby loaded', 10_000, () => readFileSync(log, 'utf8').includes('is loaded and waits'));
       // Cold: its first blob range is held at the proxy, so the read waits on a fetch when the server dies.
@@ -221,7 +225,7 @@ describe('a mount survives its server (supervisor)', () => {
       }
     }, cold.path);
     const during = windows.map(([from, to]) => longestDuring(counts, from, to));
-    process.stdout.write(`# kill -9 ×3: ${counts.reads} reads; the cold read across the first kill ${coldMs} ms; longest read in flight while a server was replaced ${during.join(' / ')} ms (replaced in ${windows.map(([a, b]) => b - a).join(' / ')} ms); longest overall ${Math.round(counts.maxMs)} ms; passthrough opens ${end.passthrough.opens}, cached ${end.passthrough.cachedOpens}\n`);
+    process.stdout.write(`# kill -9 ×3: ${counts.reads} reads; the cold read across the first kill ${coldMs} ms; longest read in flight while a server was replaced ${during.join(' / ')} ms (replaced in ${windows.map(([a, b]) => b - a).join(' / ')} ms); longest with no server being replaced ${longestOutside(counts, windows, startedAt + 1000)} ms; longest overall ${Math.round(counts.maxMs)} ms; passthrough opens ${end.passthrough.opens}, cached ${end.passthrough.cachedOpens}\n`);
     check(counts, windows);
     assert.ok(coldMs >= 0 && coldMs <= MAX_READ_MS, `the cold read across the first kill took ${coldMs} ms`);
     assert.equal(killed.length, 3);
@@ -231,7 +235,7 @@ describe('a mount survives its server (supervisor)', () => {
 
   it(`mount --upgrade under ${READERS} readers: the server is replaced, the mount stays, 0 errors, no read over ${MAX_READ_MS} ms`, async () => {
     const windows: Array<[number, number]> = [];
-    const { counts, end } = await underLoad(async (m, replaced) => {
+    const { counts, end, startedAt } = await underLoad(async (m, replaced) => {
       await new Promise((r) => setTimeout(r, 2_000));
       const t0 = Date.now();
       const u = await runCli(['mount', '--upgrade', m.mountpoint]);
@@ -250,7 +254,7 @@ describe('a mount survives its server (supervisor)', () => {
       windows.push([t0, Date.now()]);
     });
     const during = windows.map(([from, to]) => longestDuring(counts, from, to));
-    process.stdout.write(`# upgrade: ${counts.reads} reads; longest read in flight during the upgrade ${during.join(' / ')} ms (the upgrade took ${windows.map(([a, b]) => b - a).join(' / ')} ms); longest overall ${Math.round(counts.maxMs)} ms\n`);
+    process.stdout.write(`# upgrade: ${counts.reads} reads; longest read in flight during the upgrade ${during.join(' / ')} ms (the upgrade took ${windows.map(([a, b]) => b - a).join(' / ')} ms); longest with no server being replaced ${longestOutside(counts, windows, startedAt + 1000)} ms; longest overall ${Math.round(counts.maxMs)} ms\n`);
     check(counts, windows);
     assert.ok(end.pid > 1);
   });
@@ -270,6 +274,7 @@ describe('a mount survives its server (supervisor)', () => {
       for (const x of files) await readFile(join(mnt, x.path));
       const job = f.fresh('job.json');
       writeFileSync(job, JSON.stringify({ mountpoint: mnt, files: files.map(({ path, size }) => ({ path, size })), truthDir, deadline: Date.now() + 6_000, concurrency: READERS }));
+      const startedAt = Date.now();
       const readers = runReaders(job);
       readers.catch(() => undefined);
       const pidNow = async (): Promise<number> => (JSON.parse(await readFile(join(mnt, '.stargzfs', 'status.json'), 'utf8')) as { pid: number }).pid;
@@ -288,7 +293,7 @@ describe('a mount survives its server (supervisor)', () => {
       windows.push([t, Date.now()]);
       const counts = await readers;
       const during = windows.map(([from, to]) => longestDuring(counts, from, to));
-      process.stdout.write(`# service: ${counts.reads} reads; longest read in flight during the kill -9 / the upgrade ${during.join(' / ')} ms (replaced in ${windows.map(([a, b]) => b - a).join(' / ')} ms)\n`);
+      process.stdout.write(`# service: ${counts.reads} reads; longest read in flight during the kill -9 / the upgrade ${during.join(' / ')} ms (replaced in ${windows.map(([a, b]) => b - a).join(' / ')} ms); longest with no server being replaced ${longestOutside(counts, windows, startedAt + 1000)} ms\n`);
       check(counts, windows);
       // The last service stops cleanly: its supervisor lets go and exits.
       const u = await runCli(['unmount', mnt]);
