@@ -124,6 +124,10 @@ interface Growing {
   readonly file: GrowingFile;
   readonly done: Promise<string | undefined>;
   readonly settle: (path: string | undefined) => void;
+  /** Its bytes written or being written, counted in assemblingBytes until it is placed or given up. */
+  counted: number;
+  /** Placed or given up. */
+  over: boolean;
 }
 /** A growing file no chunk came for in this long is given up (its file was read in part, and closed). */
 const GROW_IDLE_MS = 60_000;
@@ -544,7 +548,7 @@ export class ChunkStore {
     if (!this.dirs.has(join(this.cfg.root, 'tmp'))) this.makeDirs(join(this.cfg.root, 'chunks'));
     let settle!: (path: string | undefined) => void;
     const done = new Promise<string | undefined>((r) => (settle = r));
-    const grow: Growing = { hex, digest, file: new GrowingFile(tmp, pieces), done, settle };
+    const grow: Growing = { hex, digest, file: new GrowingFile(tmp, pieces), done, settle, counted: 0, over: false };
     this.growing.set(hex, grow);
     this.growTimer ??= setInterval(() => this.giveUpIdle(), GROW_IDLE_MS / 4).unref();
     for (const [chunk, chunkSize] of grow.file.missing()) {
@@ -583,19 +587,20 @@ export class ChunkStore {
     // From its own chunk file: eviction passes that chunk by while it is copied.
     const pin = typeof source === 'string' && bytes > 0;
     if (pin) this.pinned.set(hex, (this.pinned.get(hex) ?? 0) + 1);
+    // Counted against the quota from now until the file is placed (then in `used`) or given up.
     this.assemblingBytes += bytes;
+    grow.counted += bytes;
     try {
       if (bytes > 0) {
         // As for a chunk file (writeFile): room made, then written; writes in flight together share the eviction.
         if (this.used + this.inFlight() > this.quotaNow()) await this.evict(Math.max(0, this.quota - this.inFlight()));
-        if (this.growing.get(grow.hex) !== grow) return;
+        if (grow.over) return;
         await grow.file.write(hex, source);
       }
-      if (grow.file.whole && this.growing.get(grow.hex) === grow) await this.place(grow);
+      if (grow.file.whole && !grow.over) await this.place(grow);
     } catch (err) {
       await this.giveUp(grow, err);
     } finally {
-      this.assemblingBytes -= bytes;
       if (pin) {
         const n = (this.pinned.get(hex) ?? 1) - 1;
         if (n > 0) this.pinned.set(hex, n);
@@ -606,17 +611,29 @@ export class ChunkStore {
 
   /** A whole grown file renamed into place: served by this process at once, indexed once synced. */
   private async place(grow: Growing): Promise<void> {
+    grow.over = true;
     this.growing.delete(grow.hex);
     const dest = this.filePath(grow.hex);
     const size = grow.file.size;
-    await grow.file.close();
-    await mkdir(dirname(dest), { recursive: true });
-    await renameAsync(grow.file.tmp, dest);
+    try {
+      await grow.file.close();
+      await mkdir(dirname(dest), { recursive: true });
+      await renameAsync(grow.file.tmp, dest);
+    } catch (err) {
+      this.assemblingBytes -= grow.counted;
+      grow.counted = 0;
+      grow.settle(undefined);
+      await grow.file.discard();
+      this.log.debug({ err, file: grow.hex, size }, 'whole file not put in place');
+      return;
+    }
     // Served by this process at once (its page cache holds what it wrote); indexed, and so
     // trusted by later processes, only once it is on disk (makeDurable): the caller opens
     // it next, and a 512 MiB sync would be in the way of that open.
     this.forgottenFiles.delete(grow.hex);
     this.used += size;
+    this.assemblingBytes -= grow.counted;
+    grow.counted = 0;
     this.checkedFiles.add(grow.hex);
     this.unsynced.set(grow.hex, size);
     void this.makeDurable(grow.hex, grow.digest, size, dest);
@@ -626,7 +643,11 @@ export class ChunkStore {
 
   /** Gives a growing file up: its temporary file removed, its waiters told undefined. */
   private async giveUp(grow: Growing, why: unknown): Promise<void> {
+    if (grow.over) return;
+    grow.over = true;
     if (this.growing.get(grow.hex) === grow) this.growing.delete(grow.hex);
+    this.assemblingBytes -= grow.counted;
+    grow.counted = 0;
     for (const [hex] of grow.file.missing()) {
       const wanting = this.wanted.get(hex);
       wanting?.delete(grow);

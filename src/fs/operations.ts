@@ -539,11 +539,16 @@ export class FsOperations {
     this.whenWhole(s, ino, node, this.opts.wholeFiles.assemble(node));
   }
 
-  /** Maps the file once `made` gives its plain file: passthrough from its next open. */
+  /**
+   * Maps the file once `made` gives its plain file: passthrough from its next open. Not
+   * while a file of it is open here: the addon would then answer its reads itself, and the
+   * learned profile (layer/profile.ts) would miss what they read; its next open maps it.
+   */
   private whenWhole(s: FuseSession, ino: number, node: ViewNode, made: Promise<string | undefined> | undefined): void {
     void made?.then(
       (path) => {
         if (path === undefined || this.ended || !this.nodes.has(ino)) return;
+        for (const h of this.files.values()) if (h.snapshot === undefined && this.fuseIno(h.node) === ino) return;
         s.mapWhole(ino, node.size, path);
         this.whole.add(ino);
         this.mapped.add(ino);
