@@ -50,8 +50,11 @@ describe('file reader', () => {
       const get = cache.get.bind(cache);
       let lookups = 0;
       cache.get = async (d, n) => {
+        // Counted as asked, not as answered: under load the first read's own later lookup
+        // (after its fetch) could be answered before the second read's, and then waited for itself.
+        const nth = ++lookups;
         const r = await get(d, n);
-        if (++lookups === 2) await first.then(() => new Promise((resolve) => setImmediate(resolve)));
+        if (nth === 2) await first.then(() => new Promise((resolve) => setImmediate(resolve)));
         return r;
       };
       const first = image.reader.read(node, 'f', 0, 100);
