@@ -612,7 +612,11 @@ export class ChunkStore {
   /** A whole grown file renamed into place: served by this process at once, indexed once synced. */
   private async place(grow: Growing): Promise<void> {
     grow.over = true;
-    this.growing.delete(grow.hex);
+    // Still found as growing until it is in place: the same file asked meanwhile (its last
+    // close, say) joins this one instead of starting it over.
+    const gone = (): void => {
+      if (this.growing.get(grow.hex) === grow) this.growing.delete(grow.hex);
+    };
     const dest = this.filePath(grow.hex);
     const size = grow.file.size;
     try {
@@ -620,6 +624,7 @@ export class ChunkStore {
       await mkdir(dirname(dest), { recursive: true });
       await renameAsync(grow.file.tmp, dest);
     } catch (err) {
+      gone();
       this.assemblingBytes -= grow.counted;
       grow.counted = 0;
       grow.settle(undefined);
@@ -636,6 +641,7 @@ export class ChunkStore {
     grow.counted = 0;
     this.checkedFiles.add(grow.hex);
     this.unsynced.set(grow.hex, size);
+    gone();
     void this.makeDurable(grow.hex, grow.digest, size, dest);
     this.log.debug({ file: grow.hex, size }, 'whole file assembled');
     grow.settle(dest);
