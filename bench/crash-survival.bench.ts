@@ -5,7 +5,8 @@
 // reports, per event, the longest read in flight while the server was replaced and how
 // long the replacement took: median and worst over the runs. The target is 1 s. Beside
 // them, the baseline of the same run: the longest read while no server was being replaced
-// (the readers' first second, all cold, left out). JSON on
+// (the readers' first second, all cold, left out), and a run where no server is replaced
+// at all. JSON on
 // stdout (`make bench` saves it as bench/results/crash-survival.json).
 //
 //   BENCH_RUNS=5
@@ -27,6 +28,11 @@ for (let run = 0; run < RUNS; run++) {
     failed++;
     // What failed, for the record: the failing subtests' lines and their errors.
     process.stderr.write(`${out.split('\n').filter((l) => /not ok|error:|Error|expected|actual|first:/.test(l)).slice(0, 40).join('\n')}\n`);
+  }
+  const base = /baseline: \d+ reads; longest read after the first second (\d+) ms; longest overall (\d+) ms/.exec(out);
+  if (base !== null) {
+    add('no server replaced: longest read after the first second (ms)', Number(base[1]));
+    add('no server replaced: longest read overall (ms)', Number(base[2]));
   }
   const kill = /kill -9 ×3: \d+ reads; the cold read across the first kill (\d+) ms; longest read in flight while a server was replaced ([\d /]+) ms \(replaced in ([\d /]+) ms\); longest with no server being replaced (\d+) ms/.exec(out);
   if (kill !== null) {

@@ -172,6 +172,14 @@ describe('a mount survives its server (supervisor)', () => {
     return longest;
   };
 
+  it(`${READERS} readers and no server replaced: the baseline the replacements are measured against`, async () => {
+    const { counts, startedAt } = await underLoad(async (_m, _replaced, log) => {
+      await waitFor('the standby loaded', 10_000, () => readFileSync(log, 'utf8').includes('is loaded and waits'));
+    });
+    check(counts, []);
+    process.stdout.write(`# baseline: ${counts.reads} reads; longest read after the first second ${longestOutside(counts, [], startedAt + 1000)} ms; longest overall ${Math.round(counts.maxMs)} ms\n`);
+  });
+
   it(`kill -9 of the server three times under ${READERS} readers (once during cold fetches): 0 errors, 0 wrong bytes, no read over ${MAX_READ_MS} ms`, async () => {
     const killed: number[] = [];
     const killedAt: number[] = [];
