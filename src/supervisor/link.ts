@@ -9,7 +9,7 @@
 // HOLD/DROP/DONE/READY from the server, ADOPT…END to a new one (native/supervisor.c says more).
 import { spawn } from 'node:child_process';
 import { setPriority } from 'node:os';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../log.js';
@@ -54,6 +54,15 @@ function supervisorBinary(): string {
 
 function message(...fields: string[]): Buffer {
   return Buffer.from(fields.join('\0'));
+}
+
+/** This process's thread ids (/proc/self/task), itself first. */
+function threadsOfThisProcess(): number[] {
+  try {
+    return [process.pid, ...readdirSync('/proc/self/task').map(Number).filter((t) => t !== process.pid)];
+  } catch {
+    return [process.pid];
+  }
 }
 
 export class SupervisorLink {
@@ -130,11 +139,15 @@ export class SupervisorLink {
       if (fuse === undefined) throw new SupervisorError(`the supervisor handed over ${key} without its /dev/fuse descriptor`);
       adoptions.set(key, { key, state, handover: { fd: fuse, tableFd: table ?? -1, minor: state.minor, passthrough: state.passthrough } });
     }
-    // Started beside a live server at a lower priority (native/supervisor.c): serving now, it takes its own back.
-    try {
-      setPriority(0);
-    } catch {
-      // not allowed (not root): it serves at the lower priority
+    // Started beside a live server at a lower priority (native/supervisor.c): serving now,
+    // it takes its own back, in every thread (Linux's nice is per thread: setPriority(0)
+    // alone left ten of a taken-over server's threads, V8's and libuv's, at nice 10).
+    for (const tid of threadsOfThisProcess()) {
+      try {
+        setPriority(tid, 0);
+      } catch {
+        // gone meanwhile, or not allowed (not root): that thread stays at the lower priority
+      }
     }
     log.info({ supervisorPid: pid, mounts: [...adoptions.keys()] }, 'started by the supervisor: taking over its mounts');
     return new SupervisorLink(fd, pid, adoptions, log);
