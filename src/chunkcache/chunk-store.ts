@@ -48,7 +48,7 @@ export interface CacheUsage {
   readonly chunks: number;
   /** Bytes of chunks and assembled whole files together (what the quota holds). */
   readonly bytes: number;
-  /** Assembled whole files (assembleFile), and their bytes (part of `bytes`). */
+  /** Assembled whole files (growFile), and their bytes (part of `bytes`). */
   readonly files: number;
   readonly fileBytes: number;
   readonly quotaBytes: number;
@@ -452,13 +452,12 @@ export class ChunkStore {
   }
 
   /**
-   * An assembled file's path when its row is in the index and the file on disk has the
-   * pieces' size. That is all that is checked, never its bytes (hashing a 512 MiB file per
-   * process would cost more than assembling it): an assembled file is only ever renamed into
-   * place after it was written whole from chunk files this process had verified and synced
-   * (whole-files.ts writeWholeFile), and it is named by its pieces' digests and sizes, so a
-   * file of the right size under that name, from this or an earlier process, holds those
-   * bytes. One of the wrong size (or gone) is dropped.
+   * An assembled file's path when this process made it, or when its row is in the index,
+   * the file on disk has the pieces' size and this process has hashed it once against the
+   * pieces' digests (checkWhole, in the background: undefined until then). A file is only
+   * ever renamed into place after every piece was written into it from chunks this process
+   * had verified (whole-files.ts GrowingFile), and indexed once synced; it is named by its
+   * pieces' digests and sizes. One of the wrong size (or gone) is dropped.
    */
   private foundFile(hex: string, digest: Buffer, size: number, pieces: readonly FilePiece[]): string | undefined {
     if (this.forgottenFiles.has(hex) || !this.db.open) return undefined;
