@@ -39,6 +39,17 @@ const NO_DIGEST = Buffer.alloc(32);
  * digest that is not a sha256, a size that is not a whole number of bytes).
  */
 export function wholeFileDigest(pieces: readonly FilePiece[]): Buffer | undefined {
+  // An open of a file not whole yet asks up to three times (finishing? whole? grow), with
+  // the one piece list its caller keeps for the file (layer/whole-file.ts).
+  if (digests.has(pieces)) return digests.get(pieces);
+  const d = digestOf(pieces);
+  digests.set(pieces, d);
+  return d;
+}
+
+const digests = new WeakMap<readonly FilePiece[], Buffer | undefined>();
+
+function digestOf(pieces: readonly FilePiece[]): Buffer | undefined {
   const h = createHash('sha256');
   const size = Buffer.alloc(8);
   for (const p of pieces) {

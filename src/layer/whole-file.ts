@@ -2,6 +2,7 @@
 // passthrough, fs/operations.ts): a file of one chunk is its verified chunk file; a file
 // of many is written once beside its chunks as they arrive (chunkcache/ChunkStore.growFile),
 // named by its chunk list, so the same content in two layers shares one. Holes are zeros.
+import { LRUCache } from 'lru-cache';
 import type { InodeTable } from '../toc/inode-db.js';
 import type { ViewNode } from '../toc/view.js';
 import type { FilePiece } from '../chunkcache/chunk-store.js';
@@ -22,11 +23,22 @@ export interface WholeFileCache {
 /** How long an assembly waits for the file's last chunks to be written. */
 const DRAIN_WAIT_MS = 5_000;
 
+/** Files whose piece lists are kept: an open asks for one up to three times, and a file's chunks never change. */
+const KEPT_FILES = 1024;
+
 export class WholeFiles {
+  private readonly kept = new LRUCache<number, { p: FilePiece[] | undefined }>({ max: KEPT_FILES });
+
   constructor(private readonly table: InodeTable, private readonly cache: WholeFileCache) {}
 
   /** The file's pieces in order; undefined if its chunks do not cover it end to end (nothing to hand the kernel). */
   private pieces(node: ViewNode): FilePiece[] | undefined {
+    let k = this.kept.get(node.dataId);
+    if (k === undefined) this.kept.set(node.dataId, (k = { p: this.read(node) }));
+    return k.p;
+  }
+
+  private read(node: ViewNode): FilePiece[] | undefined {
     const out: FilePiece[] = [];
     let at = 0;
     for (const c of this.table.chunks(node.dataId, 0, node.size)) {
