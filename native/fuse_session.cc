@@ -421,19 +421,33 @@ void handle(Shared* s, const char* buf, size_t n) {
       r->fh = in->fh;
       return dispatch(s, r, u);
     }
-    case FUSE_RELEASE: case FUSE_RELEASEDIR: {
+    case FUSE_RELEASE: {
       const auto* in = reinterpret_cast<const fuse_release_in*>(p);
       if (len < sizeof *in) return send(s, u, EINVAL);
       uint64_t fh = in->fh;
-      if (h->opcode == FUSE_RELEASE && s->passthrough) closeBacking(s, s->table->Release(ino, (fh & kPassthroughFh) != 0));
+      // Answered here, before the open counts change: a server killed between the two has
+      // taken nothing off them (a count too high only keeps an inode from passthrough),
+      // and one killed before the answer gets the release again (RESEND) and takes it once.
+      // Taken off first and answered later from JavaScript, a release resent after a kill
+      // was taken twice: the counts said no file of the inode was open through the page
+      // cache while one was, its next open went passthrough, and the kernel failed it (EIO).
+      send(s, u, 0);
+      if (s->passthrough) closeBacking(s, s->table->Release(ino, (fh & kPassthroughFh) != 0));
       // Opened passthrough here: nothing of it in JavaScript. Opened through JavaScript and
-      // turned passthrough at its reply (ReplyOpen): JavaScript forgets its handle.
+      // turned passthrough at its reply (ReplyOpen): JavaScript forgets its handle (no reply).
       if (fh & kPassthroughFh) {
         fh &= ~kPassthroughFh;
-        if (fh == 0) return send(s, u, 0);
+        if (fh == 0) return;
       }
-      auto* r = make(h->opcode == FUSE_RELEASE ? OP_RELEASE : OP_RELEASEDIR, ino);
+      auto* r = make(OP_RELEASE, ino);
       r->fh = fh;
+      return dispatch(s, r, 0);
+    }
+    case FUSE_RELEASEDIR: {
+      const auto* in = reinterpret_cast<const fuse_release_in*>(p);
+      if (len < sizeof *in) return send(s, u, EINVAL);
+      auto* r = make(OP_RELEASEDIR, ino);
+      r->fh = in->fh;
       return dispatch(s, r, u);
     }
     case FUSE_READLINK: return dispatch(s, make(OP_READLINK, ino), u);

@@ -140,8 +140,12 @@ interface FuseArgs {
   [FuseOp.Exit]: [why: string];
 }
 
-/** Operations nothing answers: the addon answered INIT itself, FORGETs take no reply, Exit is ours. */
-type Notice = typeof FuseOp.Init | typeof FuseOp.Exit | typeof FuseOp.Forget | typeof FuseOp.ForgetMulti;
+/**
+ * Operations nothing answers here: the addon answered INIT and RELEASE itself (a release
+ * before its open counts change, native/fuse_session.cc says why), FORGETs take no reply,
+ * Exit is ours.
+ */
+type Notice = typeof FuseOp.Init | typeof FuseOp.Exit | typeof FuseOp.Forget | typeof FuseOp.ForgetMulti | typeof FuseOp.Release;
 /** A request to answer, as the handler receives it: (op, req, ino, ...that op's arguments). */
 export type FuseRequestCall = { [K in Exclude<FuseOp, Notice>]: [op: K, req: Req, ino: number, ...args: FuseArgs[K]] }[Exclude<FuseOp, Notice>];
 /** A notice (no reply): req is null. */

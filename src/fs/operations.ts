@@ -212,7 +212,22 @@ export class FsOperations {
         for (let i = 0; i < a.length; i += 2) this.forget(a[i] as number, a[i + 1] as number);
         return;
       }
+      case FuseOp.Release:
+        return this.release(call[2], call[3]);
     }
+  }
+
+  /** A file closed (the addon has answered the kernel): its handle goes. */
+  private release(ino: number, fh: number): void {
+    // A handle an earlier server of this mount gave may have the number of one of ours:
+    // only the handle of this very inode is this file's.
+    const found = this.files.get(fh);
+    const h = found !== undefined && (ino === STATUS_FILE_INO ? found.snapshot !== undefined : this.fuseIno(found.node) === ino) ? found : undefined;
+    if (h === undefined) return;
+    this.files.delete(fh);
+    // Read through here, and perhaps cached whole by now: one plain file from its chunks, for the next open.
+    const s = this.session;
+    if (s !== undefined && !this.ended && this.passthrough && !this.whole.has(ino) && (h.node.mode & S_IFMT) === S_IFREG) this.assembleLater(s, ino, h.node);
   }
 
   private dispatch(s: FuseSession, call: FuseRequestCall): void {
@@ -240,17 +255,6 @@ export class FsOperations {
       }
       case FuseOp.Open: return this.open(s, req, ino);
       case FuseOp.Read: return this.read(s, req, ino, call[3], call[4], call[5]);
-      case FuseOp.Release: {
-        // A handle an earlier server of this mount gave may have the number of one of ours:
-        // only the handle of this very inode is this file's.
-        const found = this.files.get(call[3]);
-        const h = found !== undefined && (ino === STATUS_FILE_INO ? found.snapshot !== undefined : this.fuseIno(found.node) === ino) ? found : undefined;
-        if (h !== undefined) this.files.delete(call[3]);
-        s.replyErr(req, 0);
-        // Read through here, and perhaps cached whole by now: one plain file from its chunks, for the next open.
-        if (h !== undefined && this.passthrough && !this.whole.has(ino) && (h.node.mode & S_IFMT) === S_IFREG) this.assembleLater(s, ino, h.node);
-        return;
-      }
       case FuseOp.Readlink: {
         const k = this.known(ino);
         if ((k.node.mode & S_IFMT) !== S_IFLNK) return s.replyErr(req, E.EINVAL);

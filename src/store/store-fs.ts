@@ -55,6 +55,8 @@ export class StoreFs {
   readonly handle: FuseHandler = (...call) => {
     if (call[0] === FuseOp.Init) return void this.log.info({ negotiated: call[3] }, 'layer store FUSE session initialised');
     if (call[0] === FuseOp.Exit) return this.onExit(call[3]);
+    // Answered by the addon already: the file's handle goes.
+    if (call[0] === FuseOp.Release) return void this.release(call[3]).catch((err: unknown) => this.log.warn({ err }, 'layer store file not closed cleanly'));
     const s = this.session;
     if (s === undefined || call[1] === null) return;
     const [op, req, ino] = call;
@@ -124,6 +126,15 @@ export class StoreFs {
     }
   }
 
+  private async release(fh: number): Promise<void> {
+    const f = this.files.get(fh);
+    this.files.delete(fh);
+    if (f?.file !== undefined) {
+      await f.file.close();
+      if (f.node.kind === 'blob') this.layers.blobClosed(f.node.digest);
+    }
+  }
+
   private async dispatch(s: FuseSession, call: FuseRequestCall): Promise<void> {
     const [op, req, ino] = call;
     const node = this.nodes.get(ino);
@@ -165,16 +176,6 @@ export class StoreFs {
         const buf = Buffer.allocUnsafe(size);
         const { bytesRead } = await (f.file as FileHandle).read(buf, 0, size, off);
         return s.replyBuf(req, buf.subarray(0, bytesRead));
-      }
-      case FuseOp.Release: {
-        const fh = call[3];
-        const f = this.files.get(fh);
-        this.files.delete(fh);
-        if (f?.file !== undefined) {
-          await f.file.close();
-          if (f.node.kind === 'blob') this.layers.blobClosed(f.node.digest);
-        }
-        return s.replyErr(req, 0);
       }
       case FuseOp.Opendir: {
         if (node === undefined) return s.replyErr(req, E.ENOENT);
