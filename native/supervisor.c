@@ -28,10 +28,11 @@
  * deaths in 30 s: give up, closing the fds (the mounts become dead, which the next mount
  * on the mountpoint clears), exit 1. No mounts left: exit 0.
  *
- * Standby: once the server serves, a second one is started and waits, loaded, for its
- * ADOPTs (STARGZFS_SUPERVISOR_STANDBY=1): a death is then a hand-over to it, not a Node
- * start-up (readers of the mounts wait a few tens of milliseconds, not a few hundred).
- * An upgrade stops it (it runs the old binary) and starts a new one after.
+ * Standby: once the server has served for STANDBY_DELAY_MS, a second one is started and
+ * waits, loaded, for its ADOPTs (STARGZFS_SUPERVISOR_STANDBY=1): a death is then a
+ * hand-over to it, not a Node start-up (readers of the mounts wait a few tens of
+ * milliseconds, not a few hundred). An upgrade stops it (it runs the old binary) and
+ * starts a new one after.
  *
  * Upgrade: a replacement starts beside the live server; on its READY it becomes the
  * server, the old one gets SIGKILL, and once the old socket closes (its fds with it) a
@@ -72,6 +73,13 @@
 #define EXIT_WAIT_MS 5000
 #define SPAWN_RETRY_MS 1000
 #define SPARE_RETRY_MS 5000
+/* A standby starts this long after a server becomes ready (the first one, a standby that
+ * took over, an upgrade's replacement), not at once: its Node start-up is half a second of
+ * CPU, and right after a mount or a hand-over is when the server is busiest (cold fetches,
+ * a cold V8). Started at once, it made the slowest reads after a hand-over (0.3-0.8 s, up
+ * to 2.5 s, on 2 cores under 32 readers); 3 s later, they stayed near the readers' own
+ * (crash-survival bench). A death meanwhile costs a Node start-up, some 0.4 s of waiting. */
+#define STANDBY_DELAY_MS 3000
 #define SEND_RETRY_MS 20
 #define RECV_BURST 64
 #define SHOW_MAX 160
@@ -659,7 +667,10 @@ static void start_upgrade(const char* by) {
 
 static void on_ready(struct server* s) {
   if (s == cur) {
-    if (!s->ready) say("server pid %ld is ready", (long)s->pid);
+    if (!s->ready) {
+      say("server pid %ld is ready", (long)s->pid);
+      spare_retry_at = now_ms() + STANDBY_DELAY_MS;
+    }
     s->ready = 1;
     return;
   }
@@ -680,6 +691,7 @@ static void on_ready(struct server* s) {
   cur = s;
   pend = NULL;
   s->ready = 1;
+  spare_retry_at = now_ms() + STANDBY_DELAY_MS;
   clear_unadopted();
   if (o == NULL) return; /* cannot be: a dead server's pending replacement takes over at once */
   say("upgrade: server pid %ld is ready and takes over; stopping old server pid %ld", (long)s->pid, (long)o->pid);
@@ -1106,6 +1118,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   cur->ready = 1;
+  spare_retry_at = now_ms() + STANDBY_DELAY_MS;
   say("supervising server pid %ld; replacements run %s", (long)first, child_argv[0]);
 
   for (;;) {

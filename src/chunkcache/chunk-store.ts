@@ -498,6 +498,13 @@ export class ChunkStore {
   assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined> {
     const growing = this.growingFor(pieces);
     if (growing !== undefined) return growing;
+    // Made already, or an earlier process's file being checked: growFile answers without
+    // a look at each chunk (an index query each, for every chunk of the file).
+    const digest = wholeFileDigest(pieces);
+    const hex = digest?.toString('hex');
+    if (digest !== undefined && hex !== undefined && (this.foundFile(hex, digest, wholeFileSize(pieces), pieces) !== undefined || this.checkingFiles.has(hex))) {
+      return this.growFile(pieces);
+    }
     for (const p of pieces) if (p.digest !== null && p.size > 0 && !this.has(p.digest)) return Promise.resolve(undefined);
     return this.growFile(pieces);
   }

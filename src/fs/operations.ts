@@ -131,6 +131,8 @@ export class FsOperations {
   private readonly rootNode: ViewNode;
   private readonly dirs = new Map<number, DirHandle>();
   private readonly files = new Map<number, FileHandle>();
+  /** Handles in `files` by inode: a file is mapped whole, or assembled on a release, once none of it is open here. */
+  private readonly openHere = new Map<number, number>();
   /**
    * File handles: numbers the kernel hands back with every request on an open file. An
    * earlier server of this mount handed out its own, which the kernel still holds, so each
@@ -224,7 +226,10 @@ export class FsOperations {
     const found = this.files.get(fh);
     const h = found !== undefined && (ino === STATUS_FILE_INO ? found.snapshot !== undefined : this.fuseIno(found.node) === ino) ? found : undefined;
     if (h === undefined) return;
-    this.files.delete(fh);
+    // Another handle of it still open here: its last release assembles it. Each release
+    // of a file 32 readers kept open looked over all its chunks, hundreds of times a
+    // second for a server just started (a CPU profile: most of its first second).
+    if (this.dropHandle(fh, h) > 0) return;
     // Read through here, and perhaps cached whole by now: one plain file from its chunks, for the next open.
     const s = this.session;
     if (s !== undefined && !this.ended && this.passthrough && !this.whole.has(ino) && (h.node.mode & S_IFMT) === S_IFREG) this.assembleLater(s, ino, h.node);
@@ -469,8 +474,9 @@ export class FsOperations {
     let h = this.files.get(fh);
     // Opened through an earlier server of this mount: the handle holds nothing the inode does not say.
     if (h === undefined || (ino === STATUS_FILE_INO ? h.snapshot === undefined : this.fuseIno(h.node) !== ino)) {
+      if (h !== undefined) this.dropHandle(fh, h);
       h = this.fileHandle(ino, this.known(ino));
-      this.files.set(fh, h);
+      this.addHandle(fh, h);
     }
     if (h.snapshot !== undefined) return s.replyBuf(req, h.snapshot.subarray(off, off + size));
     const done = this.reader.read(h.node, h.path, off, size).then(
@@ -491,7 +497,7 @@ export class FsOperations {
     if (type === S_IFDIR) return s.replyErr(req, E.EISDIR);
     const fh = this.nextFh++;
     const h = this.fileHandle(ino, k);
-    this.files.set(fh, h);
+    this.addHandle(fh, h);
     if (h.snapshot !== undefined) return s.replyOpen(req, fh, false, true);
     if (!this.passthrough || type !== S_IFREG) return s.replyOpen(req, fh, true, false);
     const answer = (): void => {
@@ -524,6 +530,26 @@ export class FsOperations {
     };
   }
 
+  private handleIno(h: FileHandle): number {
+    return h.snapshot !== undefined ? STATUS_FILE_INO : this.fuseIno(h.node);
+  }
+
+  private addHandle(fh: number, h: FileHandle): void {
+    this.files.set(fh, h);
+    const ino = this.handleIno(h);
+    this.openHere.set(ino, (this.openHere.get(ino) ?? 0) + 1);
+  }
+
+  /** Forgets a handle; returns how many of its inode are still open here. */
+  private dropHandle(fh: number, h: FileHandle): number {
+    this.files.delete(fh);
+    const ino = this.handleIno(h);
+    const left = (this.openHere.get(ino) ?? 1) - 1;
+    if (left > 0) this.openHere.set(ino, left);
+    else this.openHere.delete(ino);
+    return left;
+  }
+
   /** Hands the addon the file as one plain file, if the cache has one (true: it did, now or before). */
   private mapWhole(s: FuseSession, ino: number, node: ViewNode): boolean {
     if (this.whole.has(ino)) return true;
@@ -552,7 +578,7 @@ export class FsOperations {
     void made?.then(
       (path) => {
         if (path === undefined || this.ended || !this.nodes.has(ino)) return;
-        for (const h of this.files.values()) if (h.snapshot === undefined && this.fuseIno(h.node) === ino) return;
+        if (this.openHere.has(ino)) return;
         s.mapWhole(ino, node.size, path);
         this.whole.add(ino);
         this.mapped.add(ino);
