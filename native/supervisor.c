@@ -20,6 +20,12 @@
  * and to a replacement, before anything else: ADOPT\0key\0state + the key's fds for each
  * held mount, then END\0count.
  *
+ * SIGTERM (systemd's stop when this is the unit's main process): passed on to the server,
+ * which unmounts and says DONE; no replacement is started after it, whatever it does.
+ * Under systemd (NOTIFY_SOCKET set, Type=notify): the first READY or hand-over tells it
+ * READY=1 and MAINPID=this process, so the unit follows the process that outlives every
+ * server, and `systemctl reload` (kill -USR2 $MAINPID) is an upgrade.
+ *
  * Death: the current server's socket closing without DONE means it died (one that lingers
  * gets SIGKILL: two servers must not share a mount's queue by accident). Requests it had
  * read but not answered sit in the kernel's processing queue, so first every held
@@ -49,6 +55,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +67,7 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -148,6 +156,8 @@ static struct rlimit orig_nofile;
 static int64_t deaths[16];
 static unsigned ndeaths;
 static int finishing;
+static int stop_asked; /* SIGTERM: the server was asked to stop; nobody replaces it */
+static int told_systemd;
 static int64_t finish_deadline = -1;
 static int64_t retry_at = -1;
 static int resend_unsupported_logged;
@@ -618,7 +628,7 @@ static void stop_spare(const char* why) {
 
 /* A standby once the server serves: a death then costs a hand-over, not a Node start-up. */
 static void ensure_spare(void) {
-  if (standby_off || spare != NULL || finishing || cur == NULL || !cur->ready || pend != NULL || old != NULL || nheld == 0) return;
+  if (standby_off || stop_asked || spare != NULL || finishing || cur == NULL || !cur->ready || pend != NULL || old != NULL || nheld == 0) return;
   if (spare_retry_at >= 0 && now_ms() < spare_retry_at) return;
   spare_retry_at = -1;
   spare = start_process(1, 1);
@@ -644,6 +654,10 @@ static void restart(void) {
 }
 
 static void start_upgrade(const char* by) {
+  if (stop_asked) {
+    say("upgrade (%s) ignored: stopping", by);
+    return;
+  }
   if (finishing || cur == NULL) {
     say("upgrade (%s) ignored: no server running", by);
     return;
@@ -665,7 +679,55 @@ static void start_upgrade(const char* by) {
   if (pend == NULL) say("upgrade failed: no replacement could start");
 }
 
+/* Under systemd (Type=notify, NotifyAccess=all): the unit is up, and its main process is
+ * this one, which outlives every server; told once. */
+static void tell_systemd(void) {
+  const char* path = getenv("NOTIFY_SOCKET");
+  if (told_systemd || path == NULL || path[0] == '\0') return;
+  told_systemd = 1;
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  size_t n = strlen(path);
+  if (n >= sizeof a.sun_path) {
+    say("NOTIFY_SOCKET is longer than a socket path; systemd not told");
+    return;
+  }
+  memcpy(a.sun_path, path, n);
+  if (path[0] == '@') a.sun_path[0] = '\0'; /* an abstract socket */
+  char msg[64];
+  int m = snprintf(msg, sizeof msg, "READY=1\nMAINPID=%ld", (long)getpid());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || sendto(fd, msg, (size_t)m, MSG_NOSIGNAL, (struct sockaddr*)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
+    say("telling systemd READY=1 and MAINPID: %s", strerror(errno));
+  else
+    say("told systemd: READY=1, MAINPID=%ld (this supervisor)", (long)getpid());
+  if (fd >= 0) close(fd);
+}
+
+/* SIGTERM: the server stops cleanly (unmounts, DONE) and is not replaced; with no server
+ * running, the mounts are let go now. Again: passed on again. */
+static void on_term(void) {
+  int again = stop_asked;
+  stop_asked = 1;
+  if (!again) {
+    stop_spare("stopping (SIGTERM)");
+    if (pend != NULL && !pend->stopping) {
+      pend->stopping = 1;
+      kill_server(pend);
+    }
+  }
+  if (cur == NULL || cur->pid <= 0) {
+    say("SIGTERM: no server to stop; releasing %d mount(s)", nheld);
+    release_all();
+    leave(0);
+  }
+  say("SIGTERM: asking server pid %ld to unmount and stop; nobody replaces it", (long)cur->pid);
+  if (kill(cur->pid, SIGTERM) != 0) say("SIGTERM to server pid %ld: %s", (long)cur->pid, strerror(errno));
+}
+
 static void on_ready(struct server* s) {
+  if (s == cur) tell_systemd();
   if (s == cur) {
     if (!s->ready) {
       say("server pid %ld is ready", (long)s->pid);
@@ -694,6 +756,7 @@ static void on_ready(struct server* s) {
   spare_retry_at = now_ms() + STANDBY_DELAY_MS;
   clear_unadopted();
   if (o == NULL) return; /* cannot be: a dead server's pending replacement takes over at once */
+  tell_systemd();
   say("upgrade: server pid %ld is ready and takes over; stopping old server pid %ld", (long)s->pid, (long)o->pid);
   o->stopping = 1;
   if (kill_server(o) != 0) {
@@ -744,6 +807,13 @@ static void server_gone(struct server* s) {
   if (finishing) {
     say("server pid %ld closed its socket after DONE", (long)s->pid);
     free_server(s);
+    leave(0);
+  }
+  if (stop_asked) {
+    say("server pid %ld ended after SIGTERM without DONE; releasing %d mount(s)", (long)s->pid, nheld);
+    kill_server(s);
+    free_server(s);
+    release_all();
     leave(0);
   }
   say("server pid %ld died (its socket closed without DONE)%s", (long)s->pid, s->ready ? "" : " before READY");
@@ -989,7 +1059,8 @@ static void read_signals(int sigfd) {
     ssize_t n = read(sigfd, &si, sizeof si);
     if (n < 0 && errno == EINTR) continue;
     if (n != (ssize_t)sizeof si) return;
-    if (si.ssi_signo == SIGUSR2) start_upgrade("SIGUSR2");
+    if (si.ssi_signo == SIGUSR2 && !stop_asked) start_upgrade("SIGUSR2");
+    else if (si.ssi_signo == SIGTERM) on_term();
     else if (si.ssi_signo == SIGCHLD) reap();
   }
 }
@@ -1086,6 +1157,7 @@ int main(int argc, char** argv) {
   sigemptyset(&mask);
   sigaddset(&mask, SIGCHLD);
   sigaddset(&mask, SIGUSR2);
+  sigaddset(&mask, SIGTERM);
   if (sigprocmask(SIG_BLOCK, &mask, NULL) != 0) {
     say("sigprocmask: %s", strerror(errno));
     return 1;
