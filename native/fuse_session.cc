@@ -118,6 +118,8 @@ struct Shared {
   bool wantPassthrough = true;
   std::string passthroughRefused;
   std::atomic<int> backingErrno{0};
+  // Opens this server answered through the page cache, by why (OpenTable::Why; the last: status.json).
+  uint64_t cachedWhy[stargzfs::OpenTable::kWhys + 1] = {};
   OpenTable* table = nullptr;
   std::mutex xattrMutex;
   std::unordered_set<uint64_t> hasXattrs;
@@ -908,7 +910,7 @@ class Session : public Napi::ObjectWrap<Session> {
     return a;
   }
 
-  // { enabled, reason, opens, cachedOpens, backingErrno }
+  // { enabled, reason, opens, cachedOpens, backingErrno, cachedWhy }
   Napi::Value PassthroughStats(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("enabled", shared_.passthrough);
@@ -917,6 +919,12 @@ class Session : public Napi::ObjectWrap<Session> {
     o.Set("opens", static_cast<double>(t ? shared_.table->passthroughOpens() : 0));
     o.Set("cachedOpens", static_cast<double>(t ? shared_.table->cachedOpens() : 0));
     o.Set("backingErrno", shared_.backingErrno.load());
+    // Counted by this server (the totals above are the mount's, kept in the open table).
+    Napi::Object why = Napi::Object::New(info.Env());
+    const char* names[] = {nullptr, "notWhole", "openThroughPageCache", "backingRefused", "openTableFull", "statusFile"};
+    for (int i = 1; i <= stargzfs::OpenTable::kWhys; i++)
+      why.Set(names[i], static_cast<double>(__atomic_load_n(&shared_.cachedWhy[i], __ATOMIC_RELAXED)));
+    o.Set("cachedWhy", why);
     return o;
   }
 
@@ -985,7 +993,10 @@ class Session : public Napi::ObjectWrap<Session> {
     if (o.op == OP_OPEN && o.counted && shared_.table != nullptr) {
       std::string path;
       bool candidate = !direct && shared_.readMap.Whole(o.ino, &path);
-      int32_t backing = shared_.table->Settle(o.ino, candidate, [&]() { return openBacking(&shared_, path); });
+      int why = stargzfs::OpenTable::kPassthrough;
+      int32_t backing = shared_.table->Settle(o.ino, candidate, [&]() { return openBacking(&shared_, path); }, &why);
+      // status.json is read direct, never passthrough: counted apart from the files.
+      __atomic_fetch_add(&shared_.cachedWhy[direct ? static_cast<int>(stargzfs::OpenTable::kWhys) : why], 1, __ATOMIC_RELAXED);
       if (backing > 0) {
         sendOpen(&shared_, o.unique, kPassthroughFh | fh, stargzfs::kOpenPassthrough, backing);
         return info.Env().Undefined();

@@ -148,22 +148,29 @@ int32_t OpenTable::Open(uint64_t ino, bool candidate, const std::function<int32_
   return answer;
 }
 
-int32_t OpenTable::Settle(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking) {
+int32_t OpenTable::Settle(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking, int* why) {
   lock();
   Slot* s = find(ino);
   int32_t answer = 0;
+  int w = kTableFull;
   if (s != nullptr) {
     if (s->pending > 0) s->pending--;
     if (s->passthrough > 0 && s->backing > 0) {
       answer = s->backing;
-    } else if (s->cached == 0 && candidate && h_->overflowed == 0) {
+    } else if (!candidate) {
+      w = kNotWhole;
+    } else if (s->cached > 0) {
+      w = kOpenCached;
+    } else if (h_->overflowed == 0) {
       if (s->backing <= 0) s->backing = openBacking();
       if (s->backing > 0) answer = s->backing;
       else s->backing = 0;
+      w = kBackingRefused;
     }
     if (answer > 0) s->passthrough++;
     else s->cached++;
   }
+  if (why != nullptr) *why = answer > 0 ? kPassthrough : w;
   if (answer > 0) h_->passthroughOpens++;
   else h_->cachedOpens++;
   unlock();

@@ -36,7 +36,9 @@ class OpenTable {
   // the inode has a passthrough file open, or none through the page cache and `candidate`;
   // else 0, and it counts as a page-cache open. Opens that arrive together before the file
   // was known whole (after the kernel forgot the inode, say) all go passthrough so.
-  int32_t Settle(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking);
+  int32_t Settle(uint64_t ino, bool candidate, const std::function<int32_t()>& openBacking, int* why = nullptr);
+  // Why Settle answered an open through the page cache (`why`; kPassthrough: it did not).
+  enum Why { kPassthrough = 0, kNotWhole, kOpenCached, kBackingRefused, kTableFull, kWhys };
   // A pending open that failed: no file.
   void Unpend(uint64_t ino);
   // A file closed. Returns the inode's backing id once no file of it is open (0 if none):

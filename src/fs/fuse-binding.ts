@@ -96,6 +96,22 @@ export interface PassthroughStats {
   readonly cachedOpens: number;
   /** The last errno of a backing file the kernel refused (0: none). */
   readonly backingErrno: number;
+  /** Opens this server answered through the page cache, by why (the totals above are the mount's). */
+  readonly cachedWhy: CachedWhy;
+}
+
+/**
+ * Why an open was not passthrough: the file is not one plain file in the cache yet (not
+ * fully cached, still being written, or too large to be made one); another file of the
+ * inode is open through the page cache (the kernel allows one mode at a time); the kernel
+ * refused the backing file (`backingErrno`); the open-file table is full; status.json.
+ */
+export interface CachedWhy {
+  readonly notWhole: number;
+  readonly openThroughPageCache: number;
+  readonly backingRefused: number;
+  readonly openTableFull: number;
+  readonly statusFile: number;
 }
 
 /** A live connection, as the supervisor holds it and a new server adopts it. */

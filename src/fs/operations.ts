@@ -11,7 +11,7 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../toc/inode-db.js';
 import { resolvePath, type DirEntry, type ImageView, type ViewNode } from '../toc/view.js';
 import { errnoOf } from './errno.js';
 import { StaleInodeError } from '../errors.js';
-import { ATTR_SLOTS, FuseOp, type Attr, type FuseHandler, type FuseNoticeCall, type FuseRequestCall, type FuseSession, type Req } from './fuse-binding.js';
+import { ATTR_SLOTS, FuseOp, type Attr, type CachedWhy, type FuseHandler, type FuseNoticeCall, type FuseRequestCall, type FuseSession, type Req } from './fuse-binding.js';
 import { OpTimer, type OpObserver } from './op-timer.js';
 
 const E = constants.errno;
@@ -97,6 +97,19 @@ function attrInto(n: ViewNode, out: Float64Array, at: number): void {
 const synthetic = (ino: number, mode: number, size: number): ViewNode => ({
   ino, dataId: ino, layerId: 0, mode, uid: 0, gid: 0, size, mtime: null, mtimeNsec: 0, nlink: mode & S_IFDIR ? 2 : 1, rdevMajor: 0, rdevMinor: 0, link: null,
 });
+
+/** status.json's `passthrough`. */
+export interface PassthroughStatus {
+  readonly enabled: boolean;
+  /** Why passthrough is off for the whole mount. */
+  readonly off?: string;
+  /** Opens since the mount began: passthrough, and through the page cache. */
+  readonly opens: number;
+  readonly cachedOpens: number;
+  /** This server's opens through the page cache, by why (with passthrough on). */
+  readonly cachedWhy?: CachedWhy;
+  readonly backingErrno?: number;
+}
 
 export interface OperationsOptions {
   /** The status file's content, made when it is opened or looked up. */
@@ -518,14 +531,15 @@ export class FsOperations {
     });
   }
 
-  /** Opens answered passthrough and cached (status.json). */
-  passthroughStatus(): Record<string, unknown> {
+  /** Opens answered passthrough and cached, and why not passthrough (status.json). */
+  passthroughStatus(): PassthroughStatus {
     const p = this.session?.passthroughStats();
     return {
       enabled: p?.enabled ?? false,
       ...(p !== undefined && p.reason !== '' ? { off: p.reason } : {}),
       opens: p?.opens ?? 0,
       cachedOpens: p?.cachedOpens ?? 0,
+      ...(p?.enabled === true ? { cachedWhy: p.cachedWhy } : {}),
       ...(p !== undefined && p.backingErrno !== 0 ? { backingErrno: p.backingErrno } : {}),
     };
   }

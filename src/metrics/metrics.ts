@@ -30,7 +30,7 @@ export interface MetricsSources {
   layers(): readonly LayerSample[];
   hosts(): ReadonlyMap<string, HostSample>;
   /** Opens the kernel read by itself (passthrough) and opens read through stargzfs, since the mount began. */
-  opens?: () => { readonly passthrough: number; readonly cached: number };
+  opens?: () => { readonly passthrough: number; readonly cached: number; readonly cachedWhy?: Readonly<Record<string, number>> | undefined };
 }
 
 export type FetchPriority = 'on_demand' | 'prefetch' | 'background';
@@ -121,6 +121,13 @@ export class MountMetrics {
         if (o === undefined) return;
         this.inc({ mode: 'passthrough' }, o.passthrough);
         this.inc({ mode: 'stargzfs' }, o.cached);
+      },
+    });
+    new Counter({
+      name: 'stargzfs_fuse_cached_opens_total', help: 'Opens not answered passthrough, by why: notWhole (not one plain file in the cache yet), openThroughPageCache, backingRefused, openTableFull, statusFile; counted by the serving process', labelNames: ['why'], registers,
+      collect() {
+        this.reset();
+        for (const [why, n] of Object.entries(sources.opens?.().cachedWhy ?? {})) this.inc({ why }, n);
       },
     });
     new Counter({

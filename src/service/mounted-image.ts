@@ -151,7 +151,7 @@ export class MountedImage {
     const metrics = spec.metrics !== undefined
       ? await mountMetrics(parts.image, () => {
         const p = ops.passthroughStatus();
-        return { passthrough: Number(p['opens'] ?? 0), cached: Number(p['cachedOpens'] ?? 0) };
+        return { passthrough: p.opens, cached: p.cachedOpens, cachedWhy: p.cachedWhy };
       })
       : undefined;
     const endpoint = metrics !== undefined ? await (await import('../metrics/server.js')).serveMetrics(spec.metrics as string, metrics, log) : undefined;

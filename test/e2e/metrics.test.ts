@@ -68,6 +68,7 @@ describe('stargzfs mount --metrics (real registry, real FUSE)', () => {
       // Every open is counted by how it is read (the first opens of a cold file come through stargzfs).
       assert.ok((after1.get('stargzfs_fuse_opens_total{mode="stargzfs"}') ?? 0) >= 1, 'opens through stargzfs are counted');
       assert.ok(after1.has('stargzfs_fuse_opens_total{mode="passthrough"}'), 'and passthrough opens');
+      assert.ok((after1.get('stargzfs_fuse_cached_opens_total{why="notWhole"}') ?? 0) >= 1, 'and why an open was not passthrough');
       assert.ok((after1.get('stargzfs_registry_responses_total{host="*",status="206"}') ?? 0) > 0, 'range reads are counted per host and status');
       await assert.rejects(readFile(join(m.mountpoint, 'nope')));
       const after2 = await scrape({ port });

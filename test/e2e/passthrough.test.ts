@@ -19,6 +19,7 @@ interface Passthrough {
   off?: string;
   opens: number;
   cachedOpens: number;
+  cachedWhy?: { notWhole: number; openThroughPageCache: number; backingRefused: number; openTableFull: number; statusFile: number };
 }
 
 const SRC = `oci:${join(fixturesDir(), 'esgz', 'oci')}`;
@@ -61,6 +62,23 @@ describe('FUSE passthrough', () => {
         await readRight(m, path);
         const during = await status(m);
         assert.equal(during.opens, before.opens, 'no passthrough while a cached open of the inode is open');
+        // Each open not passthrough is counted by why: the first cold (not whole yet), the
+        // second as not whole or (its chunk written by then) for the first file still open
+        // through the page cache; status.json apart.
+        const why = (p: Passthrough, k: keyof NonNullable<Passthrough['cachedWhy']>): number => p.cachedWhy?.[k] ?? 0;
+        assert.ok(why(before, 'notWhole') >= 1, `the cold open counted as not whole: ${JSON.stringify(before.cachedWhy)}`);
+        assert.equal(why(during, 'notWhole') + why(during, 'openThroughPageCache') - why(before, 'notWhole') - why(before, 'openThroughPageCache'), 1, 'the second open counted once, by why');
+        assert.equal(why(during, 'statusFile') - why(before, 'statusFile'), 1, 'status.json opens counted apart');
+        assert.equal(why(during, 'backingRefused'), 0);
+        // Once the chunk is on disk the file is whole: only the open first file keeps it from passthrough.
+        let last = during;
+        for (let i = 0; i < 40 && why(last, 'openThroughPageCache') === why(before, 'openThroughPageCache'); i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          await readRight(m, path);
+          last = await status(m);
+        }
+        assert.ok(why(last, 'openThroughPageCache') > why(before, 'openThroughPageCache'), `an open refused for the file open through the page cache: ${JSON.stringify(last.cachedWhy)}`);
+        assert.equal(last.opens, before.opens, 'and none passthrough meanwhile');
         const again = Buffer.alloc(4097);
         assert.equal((await first.read(again, 0, 4097, 0)).bytesRead, 4097);
         assert.equal(sha(again), expected.get(path), 'the first file still reads right');
@@ -117,6 +135,7 @@ describe('FUSE passthrough', () => {
       assert.equal(s.enabled, false);
       assert.match(s.off ?? '', /no-passthrough/);
       assert.equal(s.opens, 0);
+      assert.equal(s.cachedWhy, undefined, 'no reasons per open: passthrough is off for the whole mount');
     } finally {
       await m?.stop();
     }
