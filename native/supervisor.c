@@ -727,8 +727,8 @@ static void on_term(void) {
 }
 
 static void on_ready(struct server* s) {
-  if (s == cur) tell_systemd();
   if (s == cur) {
+    tell_systemd();
     if (!s->ready) {
       say("server pid %ld is ready", (long)s->pid);
       spare_retry_at = now_ms() + STANDBY_DELAY_MS;

@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'SGZ_REFERENCE'
   | 'SGZ_NOT_FOUND'
   | 'SGZ_NOT_A_DIRECTORY'
+  | 'SGZ_MOUNTPOINT_BUSY'
   | 'SGZ_SYMLINK_LOOP'
   | 'SGZ_IS_A_DIRECTORY'
   | 'SGZ_CONFIG'
@@ -220,6 +221,13 @@ export class NotFoundError extends StargzfsError {
 export class NotADirectoryError extends StargzfsError {
   constructor(ctx: ErrorContext) {
     super('SGZ_NOT_A_DIRECTORY', 'not a directory', ctx);
+  }
+}
+
+/** A live stargzfs mount is there already: another on top would hide it, its server serving on unseen. */
+export class MountpointBusyError extends StargzfsError {
+  constructor(mountpoint: string) {
+    super('SGZ_MOUNTPOINT_BUSY', `${mountpoint}: a stargzfs mount is served there already; \`stargzfs unmount\` it first, or \`stargzfs mount --upgrade\` it to replace its server`);
   }
 }
 

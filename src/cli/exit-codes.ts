@@ -38,6 +38,7 @@ export function exitCodeFor(code: ErrorCode | undefined): number {
     case 'SGZ_READ_TIMEOUT':
       return EXIT.registry;
     case 'SGZ_CONFIG':
+    case 'SGZ_MOUNTPOINT_BUSY':
       return EXIT.usage;
     default:
       return EXIT.error;

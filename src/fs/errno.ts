@@ -12,6 +12,7 @@ export function errnoOf(err: unknown): number {
       case 'SGZ_SYMLINK_LOOP': return E.ELOOP;
       case 'SGZ_IS_A_DIRECTORY': return E.EISDIR;
       case 'SGZ_STALE': return E.ESTALE;
+      case 'SGZ_MOUNTPOINT_BUSY': return E.EBUSY;
       default: return E.EIO; // integrity, format, registry: the bytes cannot be served right
     }
   }

@@ -15,8 +15,8 @@ import { FsOperations } from '../fs/operations.js';
 import { WholeFiles } from '../layer/whole-file.js';
 import { mountFs } from '../fs/mount.js';
 import { inspectReport } from '../layer/report.js';
-import { NotADirectoryError } from '../errors.js';
-import { detach, isDeadMount, isDirectory, setReadAhead } from './mountpoint.js';
+import { MountpointBusyError, NotADirectoryError } from '../errors.js';
+import { detach, isDeadMount, isDirectory, mountInfo, setReadAhead } from './mountpoint.js';
 
 const { EIO } = constants.errno;
 
@@ -187,6 +187,9 @@ export class MountedImage {
       if (isDeadMount(spec.mountpoint)) {
         log.warn('the mountpoint holds a dead mount (transport endpoint is not connected); detaching it');
         detach(spec.mountpoint);
+      } else if (mountInfo(spec.mountpoint)?.fstype === 'fuse.stargzfs') {
+        // Stacked on it, a second mount hid the first, whose server served on unseen.
+        throw new MountpointBusyError(spec.mountpoint);
       }
       session = mountFs(spec.mountpoint, ops, { allowOther: spec.allowOther, maxRead: 1 << 20, passthrough: spec.passthrough ?? true }, log);
     } catch (err) {

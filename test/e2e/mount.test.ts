@@ -115,6 +115,24 @@ describe('stargzfs mount (real FUSE, real overlayfs)', () => {
     }
   });
 
+  it('a mountpoint a live stargzfs mount serves is refused (exit 2, SGZ_MOUNTPOINT_BUSY), and the mount there serves on', async () => {
+    const mnt = fresh('mnt');
+    const src = `oci:${join(fixturesDir(), 'esgz', 'oci')}`;
+    let first: TestMount | undefined;
+    try {
+      first = await mountDaemon(['--root', fresh('root'), src], mnt);
+      const again = await runCli(['mount', '--root', fresh('root'), '--daemon', src, mnt]);
+      assert.equal(again.code, 2, again.stderr);
+      assert.match(again.stderr, /served there already.*SGZ_MOUNTPOINT_BUSY/s);
+      const there = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.split(' ')[4] === mnt);
+      assert.equal(there.length, 1, 'one mount there, not two stacked');
+      assert.equal((JSON.parse(readFileSync(join(mnt, '.stargzfs', 'status.json'), 'utf8')) as { pid: number }).pid, first.pid, 'the first server serves it still');
+      assert.ok(compareTree(mnt, join(fixturesDir(), 'esgz', 'EXPECTED.tsv')).ok);
+    } finally {
+      await first?.stop();
+    }
+  });
+
   // Both launchers: the shell one people run, and the bundle's own under node.
   for (const launcher of ['shell', 'node'] as const) {
     const viaNode = launcher === 'node';
