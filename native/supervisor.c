@@ -1059,7 +1059,7 @@ static void read_signals(int sigfd) {
     ssize_t n = read(sigfd, &si, sizeof si);
     if (n < 0 && errno == EINTR) continue;
     if (n != (ssize_t)sizeof si) return;
-    if (si.ssi_signo == SIGUSR2 && !stop_asked) start_upgrade("SIGUSR2");
+    if (si.ssi_signo == SIGUSR2) start_upgrade("SIGUSR2");
     else if (si.ssi_signo == SIGTERM) on_term();
     else if (si.ssi_signo == SIGCHLD) reap();
   }

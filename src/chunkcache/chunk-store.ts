@@ -498,13 +498,11 @@ export class ChunkStore {
   assembleFile(pieces: readonly FilePiece[]): Promise<string | undefined> {
     const growing = this.growingFor(pieces);
     if (growing !== undefined) return growing;
-    // Made already, or an earlier process's file being checked: growFile answers without
-    // a look at each chunk (an index query each, for every chunk of the file).
-    const digest = wholeFileDigest(pieces);
-    const hex = digest?.toString('hex');
-    if (digest !== undefined && hex !== undefined && (this.foundFile(hex, digest, wholeFileSize(pieces), pieces) !== undefined || this.checkingFiles.has(hex))) {
-      return this.growFile(pieces);
-    }
+    // Made already, or an earlier process's file being checked: no look at each chunk (an
+    // index query each, for every chunk of the file).
+    const found = this.wholeFile(pieces);
+    if (found !== undefined) return Promise.resolve(found);
+    if (this.checkingFiles.has(wholeFileDigest(pieces)?.toString('hex') ?? '')) return this.growFile(pieces);
     for (const p of pieces) if (p.digest !== null && p.size > 0 && !this.has(p.digest)) return Promise.resolve(undefined);
     return this.growFile(pieces);
   }
@@ -620,9 +618,6 @@ export class ChunkStore {
     grow.over = true;
     // Still found as growing until it is in place: the same file asked meanwhile (its last
     // close, say) joins this one instead of starting it over.
-    const gone = (): void => {
-      if (this.growing.get(grow.hex) === grow) this.growing.delete(grow.hex);
-    };
     const dest = this.filePath(grow.hex);
     const size = grow.file.size;
     try {
@@ -630,12 +625,7 @@ export class ChunkStore {
       await mkdir(dirname(dest), { recursive: true });
       await renameAsync(grow.file.tmp, dest);
     } catch (err) {
-      gone();
-      this.assemblingBytes -= grow.counted;
-      grow.counted = 0;
-      grow.settle(undefined);
-      await grow.file.discard();
-      this.log.debug({ err, file: grow.hex, size }, 'whole file not put in place');
+      await this.dropGrowing(grow, err);
       return;
     }
     // Served by this process at once (its page cache holds what it wrote); indexed, and so
@@ -647,7 +637,7 @@ export class ChunkStore {
     grow.counted = 0;
     this.checkedFiles.add(grow.hex);
     this.unsynced.set(grow.hex, size);
-    gone();
+    if (this.growing.get(grow.hex) === grow) this.growing.delete(grow.hex);
     void this.makeDurable(grow.hex, grow.digest, size, dest);
     this.log.debug({ file: grow.hex, size }, 'whole file assembled');
     grow.settle(dest);
@@ -657,6 +647,11 @@ export class ChunkStore {
   private async giveUp(grow: Growing, why: unknown): Promise<void> {
     if (grow.over) return;
     grow.over = true;
+    await this.dropGrowing(grow, why);
+  }
+
+  /** A growing file that is over (given up, or its placing failed): forgotten, its bytes uncounted, its temporary file removed. */
+  private async dropGrowing(grow: Growing, why: unknown): Promise<void> {
     if (this.growing.get(grow.hex) === grow) this.growing.delete(grow.hex);
     this.assemblingBytes -= grow.counted;
     grow.counted = 0;
